@@ -1,0 +1,31 @@
+# Two entry points: `make demo` (the main job on the offline testbed) and `make test` (lint + tests).
+# Both create .venv on first use. TORCH_SPEC picks the torch build: the default is the CPU wheel
+# this project is developed on; on a GPU machine use e.g. `make demo TORCH_SPEC=torch`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+DEMO_ARGS ?=
+
+.PHONY: demo test lint install clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/negenc demo $(DEMO_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/python -m ruff check negation_encoder integrations eval_t2i eval_seg tests benchmarks
+
+test: lint
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) demo_out *.egg-info

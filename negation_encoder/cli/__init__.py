@@ -1,0 +1,49 @@
+"""`negenc`: a thin command line over the public API.
+
+Each subcommand module exports `<name>_command_parser(subparsers)`, which registers its parser and
+sets `func`. `main(argv)` is callable in-process, so tests run commands without a shell.
+Exit codes: 0 ok, 1 a failed run, 2 bad input (one line on stderr naming the culprit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import InputError, RunFailed
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line (no usage dump) and exits 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import data
+
+    parser = _Parser(prog="negenc", description=__doc__.splitlines()[0], allow_abbrev=False)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    data.data_command_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        # `negenc` alone, or a command group without its subcommand: show the relevant help.
+        (getattr(args, "_group_parser", None) or parser).print_help()
+        return 0 if argv is None or not argv else 2
+    try:
+        return int(args.func(args) or 0)
+    except InputError as e:
+        print(f"negenc: error: {e}", file=sys.stderr)
+        return 2
+    except RunFailed as e:
+        print(f"negenc: run failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("negenc: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,28 @@
+"""`negenc data ...`: inspect NegationRecord files."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..data import RecordError, summarize_records
+from ..errors import InputError
+
+
+def data_command_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("data", help="inspect and validate NegationRecord JSONL files")
+    parser.set_defaults(_group_parser=parser)
+    sub = parser.add_subparsers(title="data commands", metavar="COMMAND", parser_class=type(parser))
+    v = sub.add_parser("validate", help="check every record; print counts per source and negation type")
+    v.add_argument("file", help="a NegationRecord .jsonl file")
+    v.set_defaults(func=validate_command)
+    return parser
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    try:
+        summary = summarize_records(args.file)
+    except RecordError as e:
+        raise InputError(str(e)) from None
+    print(f"{args.file}: {summary.total} valid records")
+    print(summary.to_table())
+    return 0

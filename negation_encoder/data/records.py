@@ -1,0 +1,214 @@
+"""NegationRecord and its JSONL I/O: the one format every pipeline writes and the trainer reads.
+
+Reading validates every line and names `FILE:LINE` on the first bad one. Writing is append-only and
+crash-safe: each record is one `write()` of a full line, and on resume a torn last line (a job killed
+mid-write leaves a line with no newline) is cut off, never parsed, so nothing half-written is trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+NEGATION_TYPES = ("absence", "presence", "attribute", "action", "relation")
+
+# name -> (python type, required)
+_FIELDS: dict[str, tuple[type, bool]] = {
+    "id": (str, True),
+    "image": (str, True),
+    "caption": (str, True),
+    "negated_caption": (str, True),
+    "negation_type": (str, True),
+    "negated_concept": (str, True),
+    "source": (str, True),
+    "hard_negatives": (list, False),
+    "provenance": (dict, False),
+}
+
+
+class RecordError(ValueError):
+    """A bad record. `str()` is one line: `FILE:LINE: what was wrong and what was expected`."""
+
+    def __init__(self, path: str | os.PathLike, line: int, message: str):
+        self.path, self.line, self.message = str(path), line, message
+        super().__init__(f"{self.path}:{line}: {message}")
+
+
+@dataclass
+class NegationRecord:
+    """One image with its original caption, a negated caption that is true for it, and foils."""
+
+    id: str
+    image: str
+    caption: str
+    negated_caption: str
+    negation_type: str
+    negated_concept: str
+    source: str
+    hard_negatives: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept on round trip
+
+    def __post_init__(self) -> None:
+        problem = _check_fields(self.to_dict())
+        if problem:
+            raise ValueError(problem)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        extra = out.pop("extra")
+        out.update({k: v for k, v in extra.items() if k not in out})
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> NegationRecord:
+        problem = _check_fields(obj)
+        if problem:
+            raise ValueError(problem)
+        known = {k: obj[k] for k in _FIELDS if k in obj}
+        extra = {k: v for k, v in obj.items() if k not in _FIELDS}
+        return cls(**known, extra=extra)
+
+
+def _check_fields(obj: Any) -> str | None:
+    """Return a one-line description of what is wrong with `obj`, or None if it is a valid record."""
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    missing = [k for k, (_, required) in _FIELDS.items() if required and k not in obj]
+    if missing:
+        return f"missing required field(s) {', '.join(repr(m) for m in missing)}"
+    for name, (kind, _) in _FIELDS.items():
+        if name in obj and not isinstance(obj[name], kind):
+            return f"field {name!r} must be {kind.__name__}, got {type(obj[name]).__name__} ({obj[name]!r:.60})"
+    for name in ("id", "negated_caption", "source"):
+        if not obj[name].strip():
+            return f"field {name!r} must be a non-empty string"
+    if obj["negation_type"] not in NEGATION_TYPES:
+        return f"field 'negation_type' must be one of {'|'.join(NEGATION_TYPES)}, got {obj['negation_type']!r}"
+    bad = [i for i, h in enumerate(obj.get("hard_negatives", [])) if not isinstance(h, str)]
+    if bad:
+        return f"field 'hard_negatives' must be a list of strings; item(s) {bad} are not"
+    return None
+
+
+def iter_records(path: str | os.PathLike) -> Iterator[NegationRecord]:
+    """Yield validated records; raise `RecordError` naming the file and line of the first bad one.
+
+    Blank lines are skipped. Ids must be unique within the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecordError(path, 0, "file not found (expected a NegationRecord .jsonl file)")
+    seen: dict[str, int] = {}
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                torn = "" if line.endswith("\n") else " (last line has no newline: a torn write?)"
+                raise RecordError(path, lineno, f"invalid JSON: {e.msg} at column {e.colno}{torn}") from None
+            problem = _check_fields(obj)
+            if problem:
+                raise RecordError(path, lineno, problem)
+            if obj["id"] in seen:
+                raise RecordError(path, lineno, f"duplicate id {obj['id']!r} (first seen on line {seen[obj['id']]})")
+            seen[obj["id"]] = lineno
+            yield NegationRecord.from_dict(obj)
+
+
+def read_records(path: str | os.PathLike) -> list[NegationRecord]:
+    return list(iter_records(path))
+
+
+def write_records(path: str | os.PathLike, records: Iterable[NegationRecord]) -> int:
+    """Write a fresh file atomically (temp file + rename). Returns the number of records."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(rec.to_json() + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+class RecordWriter:
+    """Append-only, resumable JSONL writer.
+
+    Opening an existing file drops a torn last line (bytes after the final newline), reads the ids
+    already written, and `write()` then skips any record whose id is among them, so a killed job that
+    is simply re-run produces no duplicates and no gaps. Each record is flushed as it is written.
+    """
+
+    def __init__(self, path: str | os.PathLike, fsync: bool = False):
+        self.path = Path(path)
+        self.fsync = fsync
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.dropped_torn_bytes = _truncate_torn_tail(self.path)
+        self.ids: set[str] = set()
+        if self.path.exists():
+            self.ids = {rec.id for rec in iter_records(self.path)}
+        self.resumed_count = len(self.ids)
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def __contains__(self, record_id: str) -> bool:
+        return record_id in self.ids
+
+    def write(self, record: NegationRecord) -> bool:
+        """Append `record`; return False (and write nothing) if its id is already in the file."""
+        if record.id in self.ids:
+            return False
+        self._fh.write(record.to_json() + "\n")
+        self._fh.flush()
+        if self.fsync:
+            os.fsync(self._fh.fileno())
+        self.ids.add(record.id)
+        return True
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _truncate_torn_tail(path: Path) -> int:
+    """Cut everything after the last newline; return how many bytes were dropped."""
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with path.open("rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return 0
+        # Scan backwards in blocks for the last newline.
+        pos, block = size, 4096
+        keep = 0
+        while pos > 0:
+            start = max(0, pos - block)
+            fh.seek(start)
+            chunk = fh.read(pos - start)
+            idx = chunk.rfind(b"\n")
+            if idx >= 0:
+                keep = start + idx + 1
+                break
+            pos = start
+        fh.truncate(keep)
+        return size - keep

@@ -1,0 +1,58 @@
+import json
+import subprocess
+import sys
+
+from negation_encoder.cli import main
+
+
+def _good(tmp_path):
+    p = tmp_path / "good.jsonl"
+    rows = []
+    for i, (src, typ) in enumerate([("p1", "absence"), ("p1", "absence"), ("p2", "attribute"), ("presence", "presence")]):
+        rows.append(json.dumps({"id": f"x{i}", "image": "a.png", "caption": "c", "negated_caption": "no c",
+                                "negation_type": typ, "negated_concept": "c", "source": src}))
+    p.write_text("\n".join(rows) + "\n")
+    return p
+
+
+def test_help_lists_subcommands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for cmd in ("data",):
+        assert cmd in out
+
+
+def test_validate_good_file_prints_counts(tmp_path, capsys):
+    assert main(["data", "validate", str(_good(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "4 valid records" in out
+    assert "| p1 | 2 | 0 | 0 | 2 |" in out  # columns: absence, attribute, presence
+
+
+def test_validate_bad_file_one_line_exit_2(tmp_path):
+    p = _good(tmp_path)
+    p.write_text(p.read_text() + '{"id": "x9", "image": "a.png"}\n')
+    res = subprocess.run([sys.executable, "-m", "negation_encoder", "data", "validate", str(p)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0
+    assert f"{p}:5:" in res.stderr and "missing required field" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_bad_arguments_exit_2_with_one_line(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as e:
+        main(["data", "validate"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "required" in err
+    with pytest.raises(SystemExit) as e:
+        main(["no-such-command"])
+    assert e.value.code == 2
+
+
+def test_missing_file_exit_2(tmp_path, capsys):
+    assert main(["data", "validate", str(tmp_path / "nope.jsonl")]) == 2
+    assert "file not found" in capsys.readouterr().err
