@@ -18,7 +18,7 @@ def _good(tmp_path):
 def test_help_lists_subcommands(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
-    for cmd in ("data",):
+    for cmd in ("demo", "data", "train", "testbed"):
         assert cmd in out
 
 

@@ -1,0 +1,25 @@
+"""`negenc demo`: the main job on the embedded testbed."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def demo_command_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("demo", help="run the whole method on the offline testbed and print before/after")
+    p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--recipe", default="default", help="fine-tuning recipe (see `negenc testbed recipes`)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="override the recipe's optimizer steps")
+    p.add_argument("--scenes", type=int, default=1500, help="training scenes in the world")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=demo_command)
+    return p
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from ..testbed.demo import run_demo
+
+    run_demo(args.out, recipe=args.recipe, seed=args.seed, steps=args.steps, n_scenes=args.scenes,
+             progress=not args.no_progress)
+    return 0

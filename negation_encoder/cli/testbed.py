@@ -1,0 +1,39 @@
+"""`negenc testbed ...`: regenerate the world's committed base model; list recipes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("testbed", help="the offline world: pretrain its base CLIP, list recipes")
+    p.set_defaults(_group_parser=p)
+    sub = p.add_subparsers(title="testbed commands", metavar="COMMAND", parser_class=type(p))
+    pt = sub.add_parser("pretrain", help="regenerate the committed base CLIP deterministically")
+    pt.add_argument("--out", default=None, help="folder (default: the package's testbed/assets/base)")
+    pt.add_argument("--steps", type=int, default=None)
+    pt.add_argument("--seed", type=int, default=0)
+    pt.set_defaults(func=pretrain_command)
+    rc = sub.add_parser("recipes", help="list fine-tuning recipes")
+    rc.set_defaults(func=recipes_command)
+    return p
+
+
+def pretrain_command(args: argparse.Namespace) -> int:
+    from ..testbed.pretrain import BASE_DIR, PretrainConfig, pretrain
+
+    cfg = PretrainConfig(seed=args.seed)
+    if args.steps:
+        cfg.steps = args.steps
+    info = pretrain(cfg, out=args.out or BASE_DIR)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def recipes_command(args: argparse.Namespace) -> int:
+    from ..testbed.recipes import RECIPES
+
+    for r in RECIPES.values():
+        print(f"{r.name:22s} data={'+'.join(r.sources):18s} {r.description}")
+    return 0

@@ -1,0 +1,317 @@
+"""NegationCLIP's data pipelines (P1, Rand-P1, P2) and presence negation, over any backends.
+
+P1: the LLM proposes plausible objects from the caption alone -> the MLLM verifies each is absent
+from the image -> the LLM rewrites the caption with negation. Rand-P1 draws the objects at random
+from a category list instead. P2: a VQA question answered "no" -> the LLM rewrites the caption
+with that negation. Presence: the LLM negates an object the caption mentions, giving a caption that
+is false for the image (a hard negative; Omni-NegCLIP's presence-based data).
+
+Every generated caption is validated (`validation.check_caption`); rejects are counted by reason and
+never written. Output is append-only NegationRecord JSONL: a killed run re-run with the same
+arguments resumes after the last finished item, with no duplicates and no gaps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .backends import RewriteRequest, TextLLM, VisionLLM
+from .records import NegationRecord, RecordWriter
+from .validation import check_caption, mentions
+
+PIPELINES = ("p1", "rand_p1", "p2", "presence")
+
+
+@dataclass
+class CaptionItem:
+    """An image with one caption; `objects` lists objects known to be present (optional)."""
+
+    id: str
+    image: str
+    caption: str
+    objects: list[str] = field(default_factory=list)
+
+
+@dataclass
+class QAItem:
+    """A VQA triplet answered "no", with the image's caption. `detail` holds structured facts if known."""
+
+    id: str
+    image: str
+    caption: str
+    question: str
+    answer: str
+    negation_type: str = "attribute"
+    concept: str = ""
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass
+class PipelineStats:
+    pipeline: str
+    items_total: int = 0
+    items_skipped_done: int = 0
+    items_processed: int = 0
+    stages: Counter = field(default_factory=Counter)
+    rejects: Counter = field(default_factory=Counter)
+    records_written: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "pipeline": self.pipeline,
+            "items_total": self.items_total,
+            "items_skipped_done": self.items_skipped_done,
+            "items_processed": self.items_processed,
+            "stages": dict(self.stages),
+            "rejects": dict(self.rejects),
+            "records_written": self.records_written,
+            "seconds": round(self.seconds, 3),
+            "records_per_second": round(self.records_written / self.seconds, 3) if self.seconds else 0.0,
+        }
+
+
+@dataclass
+class PipelineConfig:
+    pipeline: str = "p1"
+    k: int = 3  # objects proposed per caption
+    per_item: int = 1  # records kept per caption
+    confidence: float = 0.8  # keep an object only if P(absent) >= confidence
+    batch_size: int = 32
+    seed: int = 0
+    categories: Sequence[str] = ()  # Rand-P1's category list
+
+
+def _style(*parts: str) -> int:
+    return int(hashlib.sha1("|".join(parts).encode()).hexdigest()[:8], 16)
+
+
+class _Done:
+    """Append-only log of finished item ids (`<out>.done`), so resume skips whole items."""
+
+    def __init__(self, out: Path):
+        self.path = out.with_name(out.name + ".done")
+        self.ids: set[str] = set()
+        if self.path.exists():
+            text = self.path.read_text(encoding="utf-8")
+            if text and not text.endswith("\n"):
+                text = text[: text.rfind("\n") + 1]  # torn last line: drop it
+                self.path.write_text(text, encoding="utf-8")
+            self.ids = set(text.splitlines())
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def add(self, item_id: str) -> None:
+        self._fh.write(item_id + "\n")
+        self._fh.flush()
+        self.ids.add(item_id)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _provenance(cfg: PipelineConfig, llm: TextLLM | None, mllm: VisionLLM | None, **extra) -> dict:
+    prov = {"pipeline": cfg.pipeline}
+    if llm is not None:
+        prov.update(llm=llm.name, llm_prompt_version=llm.prompt_version)
+    if mllm is not None:
+        prov.update(mllm=mllm.name, mllm_prompt_version=mllm.prompt_version, confidence=cfg.confidence)
+    prov.update(extra)
+    return prov
+
+
+def run_pipeline(
+    items: Iterable[CaptionItem | QAItem],
+    out: str | os.PathLike,
+    cfg: PipelineConfig,
+    llm: TextLLM,
+    mllm: VisionLLM | None = None,
+    tokenizer=None,
+    progress: bool = True,
+) -> PipelineStats:
+    """Run one pipeline over `items`, appending valid records to `out`; write `<out>.stats.json`."""
+    if cfg.pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {cfg.pipeline!r}; expected one of {', '.join(PIPELINES)}")
+    if cfg.pipeline in ("p1", "rand_p1") and mllm is None:
+        raise ValueError(f"pipeline {cfg.pipeline} needs an MLLM to verify absence")
+    if cfg.pipeline == "rand_p1" and not cfg.categories:
+        raise ValueError("pipeline rand_p1 needs a category list (PipelineConfig.categories)")
+    out = Path(out)
+    items = list(items)
+    stats = PipelineStats(cfg.pipeline, items_total=len(items))
+    start = time.perf_counter()
+    done = _Done(out)
+    todo = [it for it in items if it.id not in done.ids]
+    stats.items_skipped_done = len(items) - len(todo)
+    step = {"p1": _p1_batch, "rand_p1": _p1_batch, "p2": _p2_batch, "presence": _presence_batch}[cfg.pipeline]
+    with RecordWriter(out) as writer:
+        bar = tqdm(total=len(todo), desc=f"generate {cfg.pipeline}", disable=not progress, unit="item")
+        for i in range(0, len(todo), cfg.batch_size):
+            batch = todo[i: i + cfg.batch_size]
+            for rec in step(batch, cfg, llm, mllm, tokenizer, stats):
+                if writer.write(rec):
+                    stats.records_written += 1
+            for it in batch:  # only after the batch's records are on disk
+                done.add(it.id)
+            stats.items_processed += len(batch)
+            bar.update(len(batch))
+        bar.close()
+    done.close()
+    stats.seconds = time.perf_counter() - start
+    stats_path = out.with_name(out.name + ".stats.json")
+    stats_path.write_text(json.dumps(stats.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return stats
+
+
+def _rewrite_checked(llm, requests, originals, concepts, negated_flags, tokenizer, stats, stage):
+    outs = llm.rewrite(requests) if requests else []
+    result = []
+    for text, orig, concept, negated in zip(outs, originals, concepts, negated_flags):
+        reason = check_caption(text, orig, concept, tokenizer, negated=negated)
+        if reason:
+            stats.rejects[f"{stage}:{reason}"] += 1
+            result.append(None)
+        else:
+            stats.stages[f"{stage}_ok"] += 1
+            result.append(text.strip())
+    return result
+
+
+def _p1_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
+    captions = [it.caption for it in batch]
+    if cfg.pipeline == "p1":
+        proposals = llm.propose_objects(captions, cfg.k)
+    else:
+        proposals = []
+        for it in batch:
+            rng = np.random.default_rng(_style(str(cfg.seed), it.id))
+            proposals.append([str(c) for c in rng.choice(list(cfg.categories), size=min(cfg.k, len(cfg.categories)), replace=False)])
+    pairs: list[tuple[int, str]] = []
+    for idx, (it, props) in enumerate(zip(batch, proposals)):
+        if props is None:
+            stats.rejects["propose:malformed"] += 1
+            continue
+        stats.stages["proposed"] += len(props)
+        for obj in props:
+            if mentions(it.caption, obj):
+                stats.rejects["propose:mentioned_in_caption"] += 1
+            else:
+                pairs.append((idx, obj))
+    probs = mllm.presence_probability([batch[i].image for i, _ in pairs], [o for _, o in pairs]) if pairs else []
+    kept: dict[int, list[str]] = {}
+    for (idx, obj), p_yes in zip(pairs, probs):
+        if 1.0 - p_yes >= cfg.confidence:
+            if len(kept.setdefault(idx, [])) < cfg.per_item:
+                kept[idx].append(obj)
+                stats.stages["verified_absent"] += 1
+        else:
+            stats.rejects["verify:present_or_unsure"] += 1
+    # one negated caption and its minimal foils per (item, object), sharing a sentence frame
+    jobs: list[tuple[CaptionItem, str, float, str | None]] = []
+    requests, originals, concepts, negated = [], [], [], []
+    for idx, objs in kept.items():
+        it = batch[idx]
+        for obj in objs:
+            style = _style(it.id, obj)
+            present = it.objects[style % len(it.objects)] if it.objects else None
+            jobs.append((it, obj, probs[pairs.index((idx, obj))], present))
+            requests += [RewriteRequest(it.caption, obj, "absence", style=style),
+                         RewriteRequest(it.caption, obj, "affirm", style=style)]
+            originals += [it.caption, it.caption]
+            concepts += [obj, obj]
+            negated += [True, False]
+            if present:
+                requests.append(RewriteRequest(it.caption, present, "absence", style=style))
+                originals.append(it.caption)
+                concepts.append(present)
+                negated.append(True)
+    texts = _rewrite_checked(llm, requests, originals, concepts, negated, tokenizer, stats, "rewrite")
+    records, pos = [], 0
+    for it, obj, p_yes, present in jobs:
+        n = 3 if present else 2
+        neg, affirm, *presence = texts[pos: pos + n]
+        pos += n
+        if neg is None:
+            continue
+        foils = [t for t in [affirm, *presence] if t]
+        records.append(NegationRecord(
+            id=f"{cfg.pipeline}:{it.id}:{obj}", image=it.image, caption=it.caption, negated_caption=neg,
+            negation_type="absence", negated_concept=obj, source=cfg.pipeline, hard_negatives=foils,
+            provenance=_provenance(cfg, llm, mllm,
+                                   p_yes=round(float(p_yes), 4), present_foil=present),
+        ))
+    return records
+
+
+def _p2_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
+    requests, originals, concepts, negated = [], [], [], []
+    usable = []
+    for it in batch:
+        if it.answer.strip().lower() != "no":
+            stats.rejects["select:answer_not_no"] += 1
+            continue
+        concept = it.concept or _concept_from_question(it.question)
+        if not concept:
+            stats.rejects["select:no_concept_in_question"] += 1
+            continue
+        style = _style(it.id)
+        usable.append((it, concept))
+        kind = it.negation_type if it.negation_type in ("attribute", "relation", "action") else "absence"
+        requests += [RewriteRequest(it.caption, concept, kind, it.question, it.answer, it.detail, style),
+                     RewriteRequest(it.caption, concept, f"{kind}_affirm" if kind != "absence" else "affirm",
+                                    it.question, it.answer, it.detail, style)]
+        originals += [it.caption, it.caption]
+        concepts += [concept, concept]
+        negated += [True, False]
+    texts = _rewrite_checked(llm, requests, originals, concepts, negated, tokenizer, stats, "rewrite")
+    records = []
+    for j, (it, concept) in enumerate(usable):
+        neg, affirm = texts[2 * j], texts[2 * j + 1]
+        if neg is None:
+            continue
+        records.append(NegationRecord(
+            id=f"p2:{it.id}", image=it.image, caption=it.caption, negated_caption=neg,
+            negation_type=it.negation_type, negated_concept=concept, source="p2",
+            hard_negatives=[affirm] if affirm else [],
+            provenance=_provenance(cfg, llm, None, question=it.question, answer=it.answer),
+        ))
+    return records
+
+
+def _presence_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
+    requests, jobs = [], []
+    for it in batch:
+        mentioned = [o for o in it.objects if mentions(it.caption, o)]
+        if not mentioned:
+            stats.rejects["select:no_known_present_object"] += 1
+            continue
+        obj = mentioned[_style(it.id) % len(mentioned)]
+        requests.append(RewriteRequest(it.caption, obj, "presence", style=_style(it.id, obj)))
+        jobs.append((it, obj))
+    texts = _rewrite_checked(llm, requests, [it.caption for it, _ in jobs], [o for _, o in jobs],
+                             [True] * len(jobs), tokenizer, stats, "rewrite")
+    return [
+        NegationRecord(
+            id=f"presence:{it.id}:{obj}", image=it.image, caption=it.caption, negated_caption=text,
+            negation_type="presence", negated_concept=obj, source="presence", hard_negatives=[],
+            provenance=_provenance(cfg, llm, None, note="negated_caption is false for the image"),
+        )
+        for (it, obj), text in zip(jobs, texts) if text
+    ]
+
+
+def _concept_from_question(question: str) -> str:
+    """The last content word of a yes/no question ("Is the man wearing a hat?" -> "hat")."""
+    words = [w.strip("?.,!").lower() for w in question.split()]
+    stop = {"is", "are", "the", "a", "an", "there", "this", "that", "it", "of", "in", "on", "any", "does", "do"}
+    content = [w for w in words if w and w not in stop]
+    return content[-1] if content else ""

@@ -1,0 +1,66 @@
+"""The benchmarks' scoring rules, written once (DESIGN.md, "Evaluation rules").
+
+Pure functions of similarity matrices or embeddings (all cosines of L2-normalised vectors), so the
+testbed's twins and the real VALSE / NegRefCOCOg / NegBench / COCO loaders score identically.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import torch
+
+MCQ_TEMPLATES = ("positive", "negative", "hybrid")
+
+
+def existence_accuracy(sim_caption: torch.Tensor, sim_foil: torch.Tensor) -> float:
+    """VALSE existence: correct iff sim(image, caption) > sim(image, foil) (strict)."""
+    if len(sim_caption) == 0:
+        return float("nan")
+    return (sim_caption > sim_foil).float().mean().item()
+
+
+def pairwise_accuracy(sims: Sequence[torch.Tensor], ref_index: Sequence[int]) -> float:
+    """NegRefCOCOg: argmax over candidate crops; correct iff it is the referred box."""
+    if len(sims) == 0:
+        return float("nan")
+    correct = [int(torch.argmax(s).item() == r) for s, r in zip(sims, ref_index)]
+    return sum(correct) / len(correct)
+
+
+def mcq_scores(sims: torch.Tensor, correct: Sequence[int], templates: Sequence[str],
+               option_templates: Sequence[Sequence[str]] | None = None) -> dict[str, float]:
+    """NegBench MCQ: argmax over the options. Returns total accuracy, accuracy per correct-answer
+    template (NaN where a template has no items; never a division by zero), and, when the template of
+    every option is given, the share of wrong picks by the picked option's template."""
+    pred = sims.argmax(dim=1).tolist()
+    ok = [int(p == c) for p, c in zip(pred, correct)]
+    out = {"mcq": sum(ok) / len(ok) if ok else float("nan")}
+    for t in MCQ_TEMPLATES:
+        idx = [i for i, tt in enumerate(templates) if tt == t]
+        out[f"mcq_{t}"] = sum(ok[i] for i in idx) / len(idx) if idx else float("nan")
+    if option_templates is not None:
+        wrong = Counter(option_templates[i][p] for i, (p, c) in enumerate(zip(pred, correct)) if p != c)
+        total_wrong = sum(wrong.values())
+        for t in MCQ_TEMPLATES:
+            out[f"mcq_wrong_picked_{t}"] = wrong[t] / total_wrong if total_wrong else 0.0
+    return out
+
+
+def recall_at_k(text_emb: torch.Tensor, image_emb: torch.Tensor, target: Sequence[int],
+                ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
+    """Text-to-image Recall@k: the target image ranks in the top k by cosine similarity."""
+    sims = text_emb @ image_emb.T
+    target_t = torch.as_tensor(list(target))
+    target_sim = sims[torch.arange(len(target_t)), target_t]
+    rank = (sims > target_sim[:, None]).sum(dim=1)  # ties count in the query's favour
+    return {k: (rank < k).float().mean().item() for k in ks}
+
+
+def zeroshot_accuracy(image_emb: torch.Tensor, class_text_emb: torch.Tensor, labels: Sequence[int]) -> float:
+    """Top-1 zero-shot classification. `class_text_emb` is (C, T, D): T templates per class are
+    averaged and re-normalised, as in CLIP's prompt ensembling."""
+    cls = torch.nn.functional.normalize(class_text_emb.mean(dim=1), dim=-1)
+    pred = (image_emb @ cls.T).argmax(dim=1)
+    return (pred == torch.as_tensor(list(labels))).float().mean().item()

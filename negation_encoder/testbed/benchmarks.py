@@ -1,0 +1,176 @@
+"""Benchmark twins on the world, scored with the shared rules of `negation_encoder.eval`.
+
+Fixed seed and sizes (>= 500 items each). Wordings come from `language` and never from the
+fine-tuning rewrites; the held-out pair uses cue words that never occur in fine-tuning data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..encoding import encode_images, encode_texts
+from ..eval import existence_accuracy, mcq_scores, pairwise_accuracy, recall_at_k, zeroshot_accuracy
+from ..training.embed_cache import cache_fingerprint
+from . import language as L
+from .world import COLOURS, OBJECTS, THEMES, Scene, SceneObject, object_scene, render, sample_scene
+
+METRIC_KEYS = ("existence", "mcq", "mcq_positive", "mcq_negative", "mcq_hybrid", "pairwise",
+               "retrieval_negated_r5", "retrieval_plain_r5", "heldout_existence", "heldout_mcq", "zeroshot")
+DEFAULT_SIZE = 500
+BENCH_SEED = 12345
+
+
+def _absent_plausible(scene: Scene, rng: np.random.Generator) -> str:
+    pool = [o for o in THEMES[scene.theme] if not scene.has(o)] or [o for o in OBJECTS if not scene.has(o)]
+    return str(rng.choice(pool))
+
+
+@dataclass
+class Suite:
+    scenes: list[Scene] = field(default_factory=list)
+    existence: list[tuple[int, str, str]] = field(default_factory=list)  # (scene, caption, foil)
+    heldout_existence: list[tuple[int, str, str]] = field(default_factory=list)
+    mcq: list[tuple[int, list[str], int, str, list[str]]] = field(default_factory=list)
+    heldout_mcq: list[tuple[int, list[str], int, str, list[str]]] = field(default_factory=list)
+    pairwise: list[tuple[str, list[int], int]] = field(default_factory=list)  # (phrase, candidates, ref)
+    negated_queries: list[tuple[str, int]] = field(default_factory=list)  # (query, target scene)
+    negated_gallery: list[int] = field(default_factory=list)
+    plain_queries: list[tuple[str, int]] = field(default_factory=list)
+    plain_gallery: list[int] = field(default_factory=list)
+    zeroshot: list[tuple[int, int]] = field(default_factory=list)  # (scene, class index)
+    _image_cache: dict = field(default_factory=dict, repr=False)
+
+    def add(self, scene: Scene) -> int:
+        self.scenes.append(scene)
+        return len(self.scenes) - 1
+
+    def images(self) -> list[Image.Image]:
+        return [Image.fromarray(render(s)[0]) for s in self.scenes]
+
+
+def _mcq_item(scene: Scene, rng: np.random.Generator, wording) -> tuple[list[str], int, str, list[str]]:
+    a, b = [o.kind for o in rng.permutation(np.array(scene.objects, dtype=object))[:2]]
+    n = _absent_plausible(scene, rng)
+    t = wording(a, b, n)
+    template = str(rng.choice(["positive", "negative", "hybrid"]))
+    options = [(t[template], template), (t["wrong_hybrid"], "hybrid"), (t["wrong_positive"], "positive"),
+               (t["wrong_negative"], "negative")]
+    order = rng.permutation(4)
+    texts = [options[i][0] for i in order]
+    kinds = [options[i][1] for i in order]
+    return texts, int(np.where(order == 0)[0][0]), template, kinds
+
+
+def build_suite(seed: int = BENCH_SEED, size: int = DEFAULT_SIZE) -> Suite:
+    """All benchmark items; deterministic for a given (seed, size)."""
+    rng = np.random.default_rng(seed)
+    s = Suite()
+    for i in range(size):
+        scene = sample_scene(rng, f"exist-{i}")
+        idx = s.add(scene)
+        present = rng.random() < 0.5
+        kind = scene.objects[int(rng.integers(len(scene.objects)))].kind if present else _absent_plausible(scene, rng)
+        s.existence.append((idx, *L.existence_pair(kind, present)))
+        present = rng.random() < 0.5
+        kind = scene.objects[int(rng.integers(len(scene.objects)))].kind if present else _absent_plausible(scene, rng)
+        s.heldout_existence.append((idx, *L.heldout_existence_pair(kind, present, rng)))
+        texts, correct, template, kinds = _mcq_item(scene, rng, L.negbench_mcq)
+        s.mcq.append((idx, texts, correct, template, kinds))
+        texts, correct, template, kinds = _mcq_item(scene, rng, L.heldout_mcq)
+        s.heldout_mcq.append((idx, texts, correct, template, kinds))
+    colours = list(COLOURS)
+    for i in range(size):
+        kind = str(rng.choice(OBJECTS))
+        c1, c2 = rng.choice(colours, size=2, replace=False)
+        objs = [SceneObject(kind, str(c), str(rng.choice(["small", "large"])), str(rng.choice(L.CELLS))) for c in (c1, c2)]
+        cands = [s.add(object_scene(rng, f"pair-{i}-{j}", o)) for j, o in enumerate(objs)]
+        phrase = L.REFERRING_FORMS[i % len(L.REFERRING_FORMS)].format(kind=kind, value=c2)
+        if rng.random() < 0.5:
+            cands = cands[::-1]
+        ref = next(k for k in cands if s.scenes[k].objects[0].colour == str(c1))
+        s.pairwise.append((phrase, cands, ref))
+    for i in range(size):
+        theme = str(rng.choice(list(THEMES)))
+        a, b, n = rng.choice(THEMES[theme], size=3, replace=False)
+        ca, cb = rng.choice(colours, size=2)
+        cells = list(L.CELLS)
+        group = []
+        for j in range(6):
+            rng.shuffle(cells)
+            objs = [SceneObject(str(a), str(ca), str(rng.choice(["small", "large"])), cells[0]),
+                    SceneObject(str(b), str(cb), str(rng.choice(["small", "large"])), cells[1])]
+            if j > 0:  # distractors: the same two objects plus the negated one
+                objs.append(SceneObject(str(n), str(rng.choice(colours)), "large", cells[2]))
+            group.append(s.add(Scene(f"negret-{i}-{j}", theme, objs, seed=int(rng.integers(2**31 - 1)))))
+        s.negated_gallery += group
+        s.negated_queries.append((L.negated_retrieval_query(s.scenes[group[0]].objects, str(n)), group[0]))
+    for i in range(size):
+        scene = sample_scene(rng, f"plain-{i}", n_objects=(2, 3))
+        idx = s.add(scene)
+        s.plain_gallery.append(idx)
+        s.plain_queries.append((L.full_caption(scene), idx))
+    per_class = max(1, -(-size // len(OBJECTS)))
+    for ci, kind in enumerate(OBJECTS):
+        for j in range(per_class):
+            obj = SceneObject(kind, str(rng.choice(colours)), str(rng.choice(["small", "large"])), str(rng.choice(L.CELLS)))
+            s.zeroshot.append((s.add(object_scene(rng, f"zs-{kind}-{j}", obj)), ci))
+    return s
+
+
+def image_embeddings(suite: Suite, model, image_processor) -> torch.Tensor:
+    """Every suite image embedded once per vision tower (the fine-tuned model shares the base's)."""
+    key = cache_fingerprint(model, image_processor)
+    if key not in suite._image_cache:
+        suite._image_cache[key] = encode_images(model, image_processor, suite.images())
+    return suite._image_cache[key]
+
+
+@torch.no_grad()
+def evaluate(model, tokenizer, image_processor, suite: Suite, return_details: bool = False):
+    """METRICS of DESIGN.md (fractions in [0, 1]) for a CLIPModel on the suite."""
+    was_training = model.training
+    model.eval()
+    img = image_embeddings(suite, model, image_processor)
+
+    def enc(texts):
+        return encode_texts(model, tokenizer, texts)
+
+    out: dict[str, float] = {}
+    details: dict = {}
+    for name, items in (("existence", suite.existence), ("heldout_existence", suite.heldout_existence)):
+        t = enc([c for _, c, _ in items] + [f for _, _, f in items])
+        n = len(items)
+        im = img[[i for i, _, _ in items]]
+        out[name] = existence_accuracy((im * t[:n]).sum(-1), (im * t[n:]).sum(-1))
+    for name, items in (("mcq", suite.mcq), ("heldout_mcq", suite.heldout_mcq)):
+        t = enc([x for _, texts, _, _, _ in items for x in texts]).view(len(items), 4, -1)
+        im = img[[i for i, *_ in items]]
+        sims = torch.einsum("nd,nkd->nk", im, t)
+        scores = mcq_scores(sims, [c for _, _, c, _, _ in items], [tt for _, _, _, tt, _ in items],
+                            [k for *_, k in items])
+        if name == "mcq":
+            out.update({k: v for k, v in scores.items() if k in METRIC_KEYS})
+            details["mcq_wrong_picked"] = {k: v for k, v in scores.items() if "wrong" in k}
+            details["mcq_pred"] = sims.argmax(1).tolist()
+        else:
+            out["heldout_mcq"] = scores["mcq"]
+    t = enc([p for p, _, _ in suite.pairwise])
+    sims = [img[c] @ t[i] for i, (_, c, _) in enumerate(suite.pairwise)]
+    out["pairwise"] = pairwise_accuracy(sims, [c.index(r) for _, c, r in suite.pairwise])
+    gallery = img[suite.negated_gallery]
+    pos = {g: k for k, g in enumerate(suite.negated_gallery)}
+    r = recall_at_k(enc([q for q, _ in suite.negated_queries]), gallery, [pos[t] for _, t in suite.negated_queries])
+    out["retrieval_negated_r5"] = r[5]
+    gallery = img[suite.plain_gallery]
+    pos = {g: k for k, g in enumerate(suite.plain_gallery)}
+    r = recall_at_k(enc([q for q, _ in suite.plain_queries]), gallery, [pos[t] for _, t in suite.plain_queries])
+    out["retrieval_plain_r5"] = r[5]
+    cls = enc([tmpl.format(k) for k in OBJECTS for tmpl in L.ZEROSHOT_TEMPLATES]).view(len(OBJECTS), len(L.ZEROSHOT_TEMPLATES), -1)
+    out["zeroshot"] = zeroshot_accuracy(img[[i for i, _ in suite.zeroshot]], cls, [c for _, c in suite.zeroshot])
+    model.train(was_training)
+    metrics = {k: float(out[k]) for k in METRIC_KEYS}
+    return (metrics, details) if return_details else metrics

@@ -1,0 +1,230 @@
+"""The world's language: affirmative alt-text captions, the LAION-like negation sliver, and wordings.
+
+Three disjoint families of wording, so benchmarks never test memorised templates:
+- pretraining captions (affirmative alt-text, plus a small share with negation cues on objects that
+  ARE present: the misaligned negation the NegationCLIP paper finds in LAION);
+- fine-tuning rewrites (what the oracle "LLM" writes): cues in `TRAIN_CUES`, at the end or start;
+- benchmark probes: VALSE-like existence, NegBench MCQ wording, referring phrases, negated retrieval
+  queries, and a held-out family whose cue words (`HELDOUT_CUES`) never occur in fine-tuning data.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .world import CELLS, COLOURS, OBJECTS, SIZES, THEME_PLACE, Scene, SceneObject
+
+TRAIN_CUES = ("no", "not", "without")
+HELDOUT_CUES = ("lacking", "free of", "isn't", "absent", "missing")
+ALL_CUES = TRAIN_CUES + HELDOUT_CUES
+_CUE_RE = re.compile(r"\b(no|not|without|lacking|free of|isn't|absent|missing|none|never|nor|n't)\b")
+
+
+def has_negation(text: str) -> bool:
+    return bool(_CUE_RE.search(text.lower()))
+
+
+def negation_word_count(text: str) -> int:
+    return len(_CUE_RE.findall(text.lower()))
+
+
+def phrase(obj: SceneObject, rng: np.random.Generator, detail: float = 0.8) -> str:
+    """'a red cup', 'a small red cup' or 'a cup' (alt-text is not always specific)."""
+    r = rng.random()
+    if r < detail * 0.7:
+        return f"a {obj.colour} {obj.kind}"
+    if r < detail:
+        return f"a {obj.size} {obj.colour} {obj.kind}"
+    return f"a {obj.kind}"
+
+
+def full_phrase(obj: SceneObject) -> str:
+    return f"a {obj.colour} {obj.kind}"
+
+
+def join(items: list[str]) -> str:
+    if len(items) == 1:
+        return items[0]
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+_CAPTION_TEMPLATES = (
+    "{list}",
+    "a photo of {list}",
+    "{list} in a {place}",
+    "a {place} with {list}",
+    "picture of {list}",
+    "{list}, {place} scene",
+    "an image showing {list}",
+)
+
+
+def affirmative_caption(scene: Scene, rng: np.random.Generator) -> str:
+    """Alt-text-like caption of every object, in shuffled order, with varied wording."""
+    order = rng.permutation(len(scene.objects))
+    objs = [scene.objects[i] for i in order]
+    if rng.random() < 0.2:
+        # positional alt-text: "a red cup on the top left, a fork on the bottom right"
+        parts = [f"{phrase(o, rng)} on the {o.cell}" for o in objs]
+        return ", ".join(parts)
+    tmpl = _CAPTION_TEMPLATES[int(rng.integers(len(_CAPTION_TEMPLATES)))]
+    return tmpl.format(list=join([phrase(o, rng) for o in objs]), place=THEME_PLACE[scene.theme])
+
+
+def full_caption(scene: Scene) -> str:
+    """The specific, canonical description used as a plain retrieval query."""
+    return "a photo of " + join([full_phrase(o) for o in scene.objects])
+
+
+_SLIVER_TEMPLATES = (
+    "{caption}, no {kind}",
+    "no {kind} {caption}",
+    "{caption} not a {kind}",
+    "{caption} without {kind}",
+    "{caption}, lacking {kind}",
+    "{caption}, {kind} free of",
+    "{caption}, {kind} isn't",
+    "{caption}, absent {kind}",
+    "{caption} missing {kind}",
+)
+
+
+def laion_sliver_caption(scene: Scene, rng: np.random.Generator) -> str:
+    """A caption whose negation cue sits on an object that IS present ('no parking' under a parked car).
+
+    Such captions make the cue words known tokens that carry no meaning of absence, as in LAION.
+    """
+    base = affirmative_caption(scene, rng)
+    kind = scene.objects[int(rng.integers(len(scene.objects)))].kind
+    tmpl = _SLIVER_TEMPLATES[int(rng.integers(len(_SLIVER_TEMPLATES)))]
+    return tmpl.format(caption=base, kind=kind)
+
+
+def pretraining_caption(scene: Scene, rng: np.random.Generator, sliver: float) -> str:
+    if rng.random() < sliver:
+        return laion_sliver_caption(scene, rng)
+    return affirmative_caption(scene, rng)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning rewrites (the oracle LLM's wording). Each form has a slot for the negated concept.
+
+ABSENCE_FORMS = (
+    "{caption}, with no {concept}",
+    "{caption} but no {concept}",
+    "{caption} and no {concept}",
+    "{caption}, without a {concept}",
+    "{caption}, not a {concept}",
+    "no {concept}, only {caption}",
+    "without a {concept}: {caption}",
+    "no {concept} here",
+    "not a {concept} in sight",
+    "a scene without a {concept}",
+)
+AFFIRM_FORMS = (
+    "{caption}, with a {concept}",
+    "{caption} and a {concept}",
+    "{caption} and a {concept}",
+    "{caption}, with a {concept}",
+    "{caption}, a {concept}",
+    "a {concept}, and {caption}",
+    "with a {concept}: {caption}",
+    "a {concept} here",
+    "a {concept} in sight",
+    "a scene with a {concept}",
+)
+ATTRIBUTE_FORMS = (
+    "{caption}, the {kind} is not {value}",
+    "{caption}; a {kind} that is not {value}",
+    "the {kind} is not {value}: {caption}",
+    "a {kind} that is not {value}",
+)
+ATTRIBUTE_AFFIRM_FORMS = (
+    "{caption}, the {kind} is {value}",
+    "{caption}; a {kind} that is {value}",
+    "the {kind} is {value}: {caption}",
+    "a {kind} that is {value}",
+)
+RELATION_FORMS = (
+    "{caption}, the {kind} is not on the {value}",
+    "the {kind} is not on the {value}: {caption}",
+)
+RELATION_AFFIRM_FORMS = (
+    "{caption}, the {kind} is on the {value}",
+    "the {kind} is on the {value}: {caption}",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmark wordings (never used to build training data)
+
+def existence_pair(kind: str, present: bool) -> tuple[str, str]:
+    """VALSE existence: (true caption, foil)."""
+    pos, neg = f"There is a {kind} in the picture.", f"There is no {kind} in the picture."
+    return (pos, neg) if present else (neg, pos)
+
+
+def heldout_existence_pair(kind: str, present: bool, rng: np.random.Generator) -> tuple[str, str]:
+    """Existence with held-out cues and a mid-sentence position."""
+    pos_forms = ("A picture that has a {k} in it.", "This picture has a {k}.")
+    neg_forms = ("A picture that is free of any {k}.", "A {k} is missing from this picture.",
+                 "This picture isn't showing a {k}.", "A picture lacking a {k}.")
+    i = int(rng.integers(len(neg_forms)))
+    pos = pos_forms[i % len(pos_forms)].format(k=kind)
+    neg = neg_forms[i].format(k=kind)
+    return (pos, neg) if present else (neg, pos)
+
+
+def negbench_mcq(a: str, b: str, n: str) -> dict[str, str]:
+    """NegBench's templated MCQ captions (A, B present; N absent) and its three wrong answers."""
+    return {
+        "positive": f"This image features a {a} and a {b}",
+        "negative": f"This image does not feature a {n}",
+        "hybrid": f"This image features a {b}, but not a {n}",
+        "wrong_hybrid": f"This image features a {n}, but not a {b}",
+        "wrong_positive": f"This image features a {n}",
+        "wrong_negative": f"This image does not feature a {a}",
+    }
+
+
+def heldout_mcq(a: str, b: str, n: str) -> dict[str, str]:
+    """MCQ with held-out cue words and a different sentence frame."""
+    return {
+        "positive": f"Shown here are a {a} and a {b}",
+        "negative": f"The {n} is absent from this picture",
+        "hybrid": f"Shown here is a {b}, with the {n} missing",
+        "wrong_hybrid": f"Shown here is a {n}, with the {b} missing",
+        "wrong_positive": f"Shown here is a {n}",
+        "wrong_negative": f"The {a} is absent from this picture",
+    }
+
+
+REFERRING_FORMS = (
+    "the {kind} that is not {value}",
+    "a {kind}, but not the {value} one",
+    "not the {value} {kind}, the other {kind}",
+    "the {kind} which isn't {value}",
+)
+
+
+def negated_retrieval_query(objs: list[SceneObject], absent: str) -> str:
+    return f"An image of {join([full_phrase(o) for o in objs])} that does not include a {absent}"
+
+
+ZEROSHOT_TEMPLATES = ("a photo of a {}", "a picture of a {}", "an image of a {}")
+
+
+def world_vocabulary() -> list[str]:
+    """Every word the world can say (pretraining, rewrites and probes), for the tokenizer."""
+    texts = [*OBJECTS, *COLOURS, *SIZES, *CELLS, *THEME_PLACE.values(), *ALL_CUES,
+             *_CAPTION_TEMPLATES, *_SLIVER_TEMPLATES, *ABSENCE_FORMS, *AFFIRM_FORMS, *ATTRIBUTE_FORMS,
+             *ATTRIBUTE_AFFIRM_FORMS, *RELATION_FORMS, *RELATION_AFFIRM_FORMS, *REFERRING_FORMS,
+             *ZEROSHOT_TEMPLATES, "on the", "scene", "one other",
+             *existence_pair("x", True), *negbench_mcq("x", "y", "z").values(),
+             *heldout_mcq("x", "y", "z").values(), "An image of that does not include a",
+             "A picture that has a in it. This picture has a. A picture that is free of any. A is missing "
+             "from this picture. This picture isn't showing a. A picture lacking a.",
+             "is there a in the image ? yes no is the to left right of"]
+    return texts

@@ -1,0 +1,44 @@
+"""Named fine-tuning recipes for the testbed: data sources plus TrainConfig overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    sources: tuple[str, ...]
+    overrides: dict = field(default_factory=dict)
+
+
+_COMMON = {"steps": 300, "batch_size": 64, "lr": 1e-4, "warmup_steps": 20, "save_every": 100, "log_every": 25}
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in [
+    Recipe("default", "InfoNCE on negated captions + per-image MCQ over minimal foils + preservation; P1+P2+presence",
+           ("p1", "p2", "presence"), {**_COMMON, "infonce": 1.0, "mcq": 1.0, "preserve": 1.0}),
+    Recipe("negationclip", "NegationCLIP: InfoNCE only on P1+P2 negated captions, all text layers",
+           ("p1", "p2"), {**_COMMON, "infonce": 1.0, "mcq": 0.0}),
+    Recipe("hard-negatives", "InfoNCE with each image's foils in the image-to-text pool",
+           ("p1", "p2"), {**_COMMON, "infonce": 1.0, "mcq": 0.0, "hard_negatives": True}),
+    Recipe("omni-front", "Omni-NegCLIP: presence + absence objectives on the front 2 text layers",
+           ("p1", "presence"), {**_COMMON, "infonce": 0.0, "mcq": 0.0, "omni_presence": 1.0, "omni_absence": 1.0,
+                                "layers": "front:2"}),
+    Recipe("omni-all", "Omni-NegCLIP objectives on all text layers", ("p1", "presence"),
+           {**_COMMON, "infonce": 0.0, "mcq": 0.0, "omni_presence": 1.0, "omni_absence": 1.0}),
+    Recipe("default-no-preserve", "the default recipe without the preservation term", ("p1", "p2", "presence"),
+           {**_COMMON, "infonce": 1.0, "mcq": 1.0, "preserve": 0.0}),
+    Recipe("data-p1", "NegationCLIP ablation: P1 data only", ("p1",), {**_COMMON, "mcq": 0.0}),
+    Recipe("data-rand-p1", "NegationCLIP ablation: Rand-P1 data only", ("rand_p1",), {**_COMMON, "mcq": 0.0}),
+    Recipe("data-p2", "NegationCLIP ablation: P2 data only", ("p2",), {**_COMMON, "mcq": 0.0}),
+    Recipe("data-p1-p2", "NegationCLIP ablation: P1 + P2 data", ("p1", "p2"), {**_COMMON, "mcq": 0.0}),
+]}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        from ..errors import InputError
+
+        raise InputError(f"unknown recipe {name!r}; available: {', '.join(RECIPES)}")
+    return RECIPES[name]

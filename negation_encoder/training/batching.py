@@ -1,0 +1,120 @@
+"""From NegationRecords to padded token batches.
+
+Each record becomes one example: the caption that is true for its image (the negated caption, or
+for presence records the original), the original caption, and its foils. Every distinct text is
+tokenized once up front; a batch is padded to its longest caption, not to 77 tokens, which is exact
+for the pooled output because CLIP's causal mask keeps later tokens out of the eos state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..data.records import NegationRecord
+
+
+@dataclass(frozen=True)
+class Example:
+    image: int  # index into the image-embedding table
+    positive: str  # true for the image: the InfoNCE and MCQ target
+    original: str  # the affirmative caption
+    foils: tuple[str, ...]  # false for the image (MCQ choices, hard negatives)
+    presence_negated: str | None  # Omni presence: negates an object that IS there
+    absence_negated: str | None  # Omni absence: negates an object that is NOT there
+
+
+def example_from_record(rec: NegationRecord, image_index: int) -> Example:
+    if rec.negation_type == "presence":
+        foils = (rec.negated_caption, *rec.hard_negatives)
+        return Example(image_index, rec.caption, rec.caption, foils, rec.negated_caption, None)
+    return Example(image_index, rec.negated_caption, rec.caption, tuple(rec.hard_negatives), None,
+                   rec.negated_caption if rec.negation_type == "absence" else None)
+
+
+class TokenTable:
+    """Token ids of every distinct text, computed once; `pad()` builds a batch padded to the longest."""
+
+    def __init__(self, tokenizer, texts: Sequence[str]):
+        self.tokenizer = tokenizer
+        unique = list(dict.fromkeys(texts))
+        enc = tokenizer(unique, truncation=True, max_length=tokenizer.model_max_length)
+        self.ids = dict(zip(unique, enc.input_ids))
+        self.pad_id = tokenizer.pad_token_id
+
+    def pad(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        seqs = [self.ids[t] for t in texts]
+        width = max(len(s) for s in seqs)
+        input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            input_ids[i, : len(s)] = torch.tensor(s)
+            mask[i, : len(s)] = 1
+        return input_ids, mask
+
+
+def all_texts(examples: Sequence[Example]) -> list[str]:
+    out = []
+    for ex in examples:
+        out += [ex.positive, ex.original, *ex.foils]
+    return out
+
+
+@dataclass
+class Batch:
+    image_index: torch.Tensor  # (B,)
+    input_ids: torch.Tensor  # (T, L) every distinct text of the batch
+    attention_mask: torch.Tensor
+    positive: torch.Tensor  # (B,) row of each example's true caption in input_ids
+    original: torch.Tensor  # (B,)
+    foils: torch.Tensor  # (B, F) rows, -1 where absent
+    presence_negated: torch.Tensor  # (B,) row or -1
+    absence_negated: torch.Tensor  # (B,) row or -1
+
+
+def collate(examples: Sequence[Example], table: TokenTable, max_foils: int) -> Batch:
+    texts: list[str] = []
+    where: dict[str, int] = {}
+
+    def row(t: str | None) -> int:
+        if t is None:
+            return -1
+        if t not in where:
+            where[t] = len(texts)
+            texts.append(t)
+        return where[t]
+
+    positive = [row(ex.positive) for ex in examples]
+    original = [row(ex.original) for ex in examples]
+    foils = [[row(f) for f in ex.foils[:max_foils]] + [-1] * (max_foils - len(ex.foils[:max_foils])) for ex in examples]
+    presence = [row(ex.presence_negated) for ex in examples]
+    absence = [row(ex.absence_negated) for ex in examples]
+    input_ids, mask = table.pad(texts)
+    return Batch(
+        image_index=torch.tensor([ex.image for ex in examples]),
+        input_ids=input_ids,
+        attention_mask=mask,
+        positive=torch.tensor(positive),
+        original=torch.tensor(original),
+        foils=torch.tensor(foils, dtype=torch.long).reshape(len(examples), max_foils),
+        presence_negated=torch.tensor(presence),
+        absence_negated=torch.tensor(absence),
+    )
+
+
+def batch_indices(step: int, micro: int, n_examples: int, batch_size: int, grad_accum: int, seed: int) -> list[int]:
+    """Global example indices of one micro-batch: a seeded permutation per epoch, consumed in order.
+
+    A pure function of (step, micro), so a resumed run sees exactly the batches it would have seen.
+    """
+    flat = (step * grad_accum + micro) * batch_size
+    out = []
+    while len(out) < batch_size:
+        epoch, offset = divmod(flat + len(out), n_examples)
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        perm = torch.randperm(n_examples, generator=g)
+        take = min(batch_size - len(out), n_examples - offset)
+        out += perm[offset: offset + take].tolist()
+    return out

@@ -1,0 +1,167 @@
+"""Negation losses: small modules of pure tensor functions, in the shape of open_clip's `loss.py`.
+
+Every loss takes L2-normalised embeddings and the logit scale (already exponentiated) and returns a
+scalar. None owns a model or a tokenizer. Rows are this process's examples; columns may be gathered
+from all processes (see `training.distributed`), and labels come from image ids, so an image that
+appears twice in a batch is a positive for both of its captions rather than a false negative.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def multi_positive_ce(logits: torch.Tensor, positive: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over rows of -log(sum_pos softmax(logits)). `positive`/`valid` are boolean like `logits`."""
+    if valid is not None:
+        logits = logits.masked_fill(~valid, float("-inf"))
+    log_all = torch.logsumexp(logits, dim=-1)
+    log_pos = torch.logsumexp(logits.masked_fill(~positive, float("-inf")), dim=-1)
+    return (log_all - log_pos).mean()
+
+
+class ClipInfoNCE(nn.Module):
+    """Symmetric InfoNCE (CLIP; NegationCLIP trains it on negated captions with vision frozen).
+
+    image_ids / text_ids name the image behind each row / column; equal ids are positives.
+    """
+
+    def get_logits(self, image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor):
+        return logit_scale * image @ text.T
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        logit_scale: torch.Tensor,
+        image_ids: torch.Tensor,
+        text_ids: torch.Tensor,
+        all_image: torch.Tensor | None = None,
+        all_text: torch.Tensor | None = None,
+        all_image_ids: torch.Tensor | None = None,
+        all_text_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Local rows against all columns (`all_*` default to the local tensors: one process)."""
+        all_image = image if all_image is None else all_image
+        all_text = text if all_text is None else all_text
+        all_image_ids = image_ids if all_image_ids is None else all_image_ids
+        all_text_ids = text_ids if all_text_ids is None else all_text_ids
+        i2t = self.get_logits(image, all_text, logit_scale)
+        t2i = self.get_logits(text, all_image, logit_scale)
+        loss_i = multi_positive_ce(i2t, image_ids[:, None] == all_text_ids[None, :])
+        loss_t = multi_positive_ce(t2i, text_ids[:, None] == all_image_ids[None, :])
+        return (loss_i + loss_t) / 2
+
+
+class HardNegativeInfoNCE(ClipInfoNCE):
+    """InfoNCE whose image-to-text pool also holds each image's foils (negation hard negatives).
+
+    Foils join the image-to-text direction only: a foil has no image of its own to retrieve.
+    `foils` is (rows, F, D) with `foil_mask` (rows, F) marking real foils; a row's foils are negatives
+    for every image (they are false for their own image and unrelated to the others).
+    """
+
+    def forward(self, image, text, logit_scale, image_ids, text_ids, foils, foil_mask,
+                all_image=None, all_text=None, all_image_ids=None, all_text_ids=None,
+                all_foils=None, all_foil_mask=None):
+        all_image = image if all_image is None else all_image
+        all_text = text if all_text is None else all_text
+        all_image_ids = image_ids if all_image_ids is None else all_image_ids
+        all_text_ids = text_ids if all_text_ids is None else all_text_ids
+        all_foils = foils if all_foils is None else all_foils
+        all_foil_mask = foil_mask if all_foil_mask is None else all_foil_mask
+        flat_foils = all_foils.reshape(-1, all_foils.shape[-1])
+        flat_mask = all_foil_mask.reshape(-1)
+        i2t = logit_scale * image @ torch.cat([all_text, flat_foils]).T
+        pos = torch.cat([image_ids[:, None] == all_text_ids[None, :],
+                         torch.zeros(image.shape[0], flat_foils.shape[0], dtype=torch.bool, device=image.device)], 1)
+        valid = torch.cat([torch.ones_like(pos[:, : all_text.shape[0]]), flat_mask[None, :].expand(image.shape[0], -1)], 1)
+        loss_i = multi_positive_ce(i2t, pos, valid)
+        t2i = logit_scale * text @ all_image.T
+        loss_t = multi_positive_ce(t2i, text_ids[:, None] == all_image_ids[None, :])
+        return (loss_i + loss_t) / 2
+
+
+class MultipleChoiceLoss(nn.Module):
+    """Per image, cross-entropy over its true caption and its minimal foils (NegBench's MCQ loss form).
+
+    Kept out of the InfoNCE pool on purpose: short negations scored only against their own foils
+    teach "there is no X" without letting near-duplicate captions collapse the text tower.
+    `choices` is (B, C, D) with the true caption at index 0; `mask` (B, C) marks real choices.
+    Rows with no foil contribute nothing.
+    """
+
+    def forward(self, image: torch.Tensor, choices: torch.Tensor, mask: torch.Tensor, logit_scale: torch.Tensor):
+        logits = logit_scale * torch.einsum("bd,bcd->bc", image, choices)
+        logits = logits.masked_fill(~mask, float("-inf"))
+        has_foil = mask[:, 1:].any(dim=1)
+        if not has_foil.any():
+            return logits.new_zeros(())
+        target = torch.zeros(int(has_foil.sum()), dtype=torch.long, device=logits.device)
+        return F.cross_entropy(logits[has_foil], target)
+
+
+class OmniPresenceLoss(nn.Module):
+    """Omni-NegCLIP's presence-based objective: pull each image to its original caption and push it
+    away from the caption that negates an object it contains (plus the batch's other captions).
+
+    `negated` (B, D) holds each image's presence-negated caption, `has_negated` (B,) which rows have one.
+    """
+
+    def __init__(self, temperature: float = 0.07):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, image, original, negated, has_negated, image_ids, all_original=None, all_original_ids=None):
+        all_original = original if all_original is None else all_original
+        all_original_ids = image_ids if all_original_ids is None else all_original_ids
+        if not has_negated.any():
+            return image.new_zeros(())
+        image, negated, ids = image[has_negated], negated[has_negated], image_ids[has_negated]
+        logits = torch.cat([image @ all_original.T, (image * negated).sum(-1, keepdim=True)], 1) / self.temperature
+        pos = torch.cat([ids[:, None] == all_original_ids[None, :],
+                         torch.zeros(len(ids), 1, dtype=torch.bool, device=image.device)], 1)
+        return multi_positive_ce(logits, pos)
+
+
+class OmniAbsenceLoss(nn.Module):
+    """Omni-NegCLIP's absence-based objective: an image should match both its original caption and
+    the caption negating an absent object, while the two captions stay apart in text space
+    (hinge on their cosine above `margin`), so "a dog" and "a dog, no cat" do not collapse.
+    """
+
+    def __init__(self, temperature: float = 0.07, margin: float = 0.8, separation_weight: float = 1.0):
+        super().__init__()
+        self.temperature, self.margin, self.separation_weight = temperature, margin, separation_weight
+
+    def forward(self, image, original, negated, has_negated, image_ids,
+                all_original=None, all_negated=None, all_ids=None, all_has_negated=None):
+        all_original = original if all_original is None else all_original
+        all_negated = negated if all_negated is None else all_negated
+        all_ids = image_ids if all_ids is None else all_ids
+        all_has_negated = has_negated if all_has_negated is None else all_has_negated
+        if not has_negated.any():
+            return image.new_zeros(())
+        img, ids = image[has_negated], image_ids[has_negated]
+        pos = ids[:, None] == all_ids[None, :]
+        align_o = multi_positive_ce(img @ all_original.T / self.temperature, pos)
+        valid = all_has_negated[None, :].expand(len(ids), -1)
+        align_n = multi_positive_ce(img @ all_negated.T / self.temperature, pos & valid, valid)
+        cos = (original[has_negated] * negated[has_negated]).sum(-1)
+        separation = F.relu(cos - self.margin).mean()
+        return (align_o + align_n) / 2 + self.separation_weight * separation
+
+
+class PreservationLoss(nn.Module):
+    """Keep token-level hidden states of affirmative captions close to the frozen base encoder's.
+
+    A diffusion UNet cross-attends to these states, so this term keeps the drop-in from drifting on
+    ordinary prompts (the NegationCLIP paper lost TIFA on SDXL). Mean squared error over real tokens.
+    """
+
+    def forward(self, hidden: torch.Tensor, base_hidden: torch.Tensor, attention_mask: torch.Tensor):
+        mask = attention_mask.to(hidden.dtype)[..., None]
+        sq = ((hidden - base_hidden) ** 2 * mask).sum() / (mask.sum() * hidden.shape[-1]).clamp_min(1)
+        return sq
