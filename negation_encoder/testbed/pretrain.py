@@ -65,8 +65,10 @@ def corpus_negation_ratio(captions: list[str]) -> dict[str, float]:
             "negation_words": neg_words, "word_ratio": neg_words / max(1, words)}
 
 
-def pretrain(cfg: PretrainConfig = PretrainConfig(), out: str | Path = BASE_DIR, progress: bool = True) -> dict:
+def pretrain(cfg: PretrainConfig | None = None, out: str | Path = BASE_DIR, progress: bool = True) -> dict:
     from transformers import CLIPModel
+
+    cfg = cfg or PretrainConfig()
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

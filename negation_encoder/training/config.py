@@ -75,8 +75,8 @@ class TrainConfig:
             p.append(f"lr must be > 0, got {self.lr}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             p.append(f"mixed_precision must be no|fp16|bf16, got {self.mixed_precision!r}")
-        if self.warmup_steps < 0 or self.warmup_steps > self.steps:
-            p.append(f"warmup_steps must be in [0, steps={self.steps}], got {self.warmup_steps}")
+        if self.warmup_steps < 0:
+            p.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if not (self.layers == "all" or self.layers.startswith(("front:", "back:"))
                 or all(x.strip().isdigit() for x in self.layers.split(","))):
             p.append(f"layers must be all, front:K, back:K or a comma list of indices, got {self.layers!r}")

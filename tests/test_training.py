@@ -1,0 +1,182 @@
+"""The training engine end to end on tiny data: loss goes down, resume is exact, cache, export."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from negation_encoder import tiny
+from negation_encoder.data import NegationRecord, write_records
+from negation_encoder.errors import InputError, RunFailed
+from negation_encoder.training import ImageEmbeddingCache, TrainConfig, configure_trainable, train
+from negation_encoder.training.batching import TokenTable
+
+OBJECTS = ["dog", "cat", "car", "bus", "tree", "cup"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    tok = tiny.build_clip_tokenizer()
+    model = tiny.build_clip_model(seed=0, tokenizer=tok)
+    base = root / "base"
+    model.save_pretrained(base)
+    tok.save_pretrained(base)
+    tiny.build_clip_image_processor(32).save_pretrained(base)
+    images = root / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(images / f"{i}.png")
+        present, absent = OBJECTS[i % 6], OBJECTS[(i + 2) % 6]
+        records.append(NegationRecord(
+            id=f"r{i}", image=f"{i}.png", caption=f"a photo of a {present}",
+            negated_caption=f"a photo of a {present} with no {absent}", negation_type="absence",
+            negated_concept=absent, source="test",
+            hard_negatives=[f"a photo of a {present} with a {absent}", f"a photo of no {present}"]))
+        if i % 3 == 0:
+            records.append(NegationRecord(
+                id=f"p{i}", image=f"{i}.png", caption=f"a photo of a {present}",
+                negated_caption=f"a photo without a {present}", negation_type="presence",
+                negated_concept=present, source="test"))
+    data = root / "data.jsonl"
+    write_records(data, records)
+    return {"base": str(base), "data": str(data), "images": str(images), "root": root}
+
+
+def _cfg(world, out, **kw):
+    base = dict(base=world["base"], data=[world["data"]], images=world["images"], out=str(out), steps=6,
+                batch_size=8, lr=1e-3, warmup_steps=2, save_every=3, log_every=1, mcq=1.0, infonce=1.0,
+                omni_presence=0.5, omni_absence=0.5, preserve=0.5, cache_dir=str(world["root"] / "cache"))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _text_state(folder):
+    from transformers import CLIPModel
+
+    m = CLIPModel.from_pretrained(folder)
+    return {k: v for k, v in m.state_dict().items() if k.startswith(("text_model.", "text_projection"))}
+
+
+def test_short_run_lowers_loss_and_writes_layout(world, tmp_path):
+    res = train(_cfg(world, tmp_path / "run", steps=30, save_every=30), progress=False)
+    losses = [e["loss"] for e in res.log]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    model = tmp_path / "run" / "model"
+    for p in ("config.json", "model.safetensors", "text_encoder/model.safetensors",
+              "text_encoder_with_projection/model.safetensors", "tokenizer/tokenizer.json",
+              "training_config.json", "README.md"):
+        assert (model / p).exists(), p
+    # the three text towers hold the same weights
+    from transformers import CLIPModel, CLIPTextModel, CLIPTextModelWithProjection
+
+    clip = CLIPModel.from_pretrained(model)
+    te = CLIPTextModel.from_pretrained(model / "text_encoder")
+    tep = CLIPTextModelWithProjection.from_pretrained(model / "text_encoder_with_projection")
+    for k, v in clip.text_model.state_dict().items():
+        assert torch.equal(v, te.state_dict()[k]), k
+        assert torch.equal(v, tep.text_model.state_dict()[k]), k
+    assert torch.equal(clip.text_projection.weight, tep.text_projection.weight)
+    # 4.x key names in text_encoder/
+    from safetensors.torch import load_file
+
+    keys = load_file(str(model / "text_encoder" / "model.safetensors")).keys()
+    assert all(k.startswith("text_model.") for k in keys)
+    # the vision tower did not move
+    base = CLIPModel.from_pretrained(world["base"])
+    for k, v in base.state_dict().items():
+        if k.startswith(("vision_model.", "visual_projection")):
+            assert torch.equal(v, clip.state_dict()[k]), k
+
+
+def test_killed_and_resumed_run_matches_uninterrupted(world, tmp_path):
+    straight = train(_cfg(world, tmp_path / "a"), progress=False)
+    # "kill" after step 3: run 3 steps with the same schedule length, then resume to 6
+    cfg = _cfg(world, tmp_path / "b")
+    import shutil
+
+    train(cfg, progress=False)
+    ckpts = sorted((tmp_path / "b" / "checkpoints").iterdir())
+    assert [c.name for c in ckpts] == ["step_3", "step_6"]
+    shutil.rmtree(ckpts[-1])
+    shutil.rmtree(tmp_path / "b" / "model")
+    resumed = train(cfg, resume=True, progress=False)
+    assert resumed.resumed_from == 3
+    assert [e["step"] for e in resumed.log] == [4, 5, 6]
+    a, b = _text_state(straight.out / "model"), _text_state(resumed.out / "model")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=f"{k} differs after resume")
+    log = [json.loads(x) for x in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [1, 2, 3, 4, 5, 6, 4, 5, 6]
+
+
+def test_front_layers_only_and_frozen_params_get_no_grad(world, tmp_path):
+    from transformers import CLIPModel
+
+    m = CLIPModel.from_pretrained(world["base"])
+    names = configure_trainable(m.text_model, m.text_projection, "front:1", train_embeddings=False,
+                                train_final_layer_norm=False, train_projection=False)
+    assert names and all(n.startswith("text_model.encoder.layers.0.") for n in names)
+    res = train(_cfg(world, tmp_path / "front", layers="front:1", train_embeddings=False,
+                     train_final_layer_norm=False, train_projection=False, steps=3), progress=False)
+    before, after = _text_state(world["base"]), _text_state(res.out / "model")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("text_model.encoder.layers.0.") for k in changed)
+
+
+def test_stale_cache_is_rebuilt(world, tmp_path):
+    from transformers import CLIPModel
+
+    proc = tiny.build_clip_image_processor(32)
+    loader = lambda k: Image.open(f"{world['images']}/{k}")  # noqa: E731
+    cache = ImageEmbeddingCache(tmp_path / "c")
+    m0 = CLIPModel.from_pretrained(world["base"])
+    assert cache.build(m0, proc, ["0.png", "1.png"], loader, progress=False) == {"computed": 2, "cached": 0, "rebuilt_stale": 0}
+    assert cache.build(m0, proc, ["0.png", "2.png"], loader, progress=False)["computed"] == 1
+    e0 = cache.load(["0.png"])
+    m1 = tiny.build_clip_model(seed=5)  # another vision tower: the cache is stale
+    stats = cache.build(m1, proc, ["0.png"], loader, progress=False)
+    assert stats == {"computed": 1, "cached": 0, "rebuilt_stale": 1}
+    assert not torch.allclose(cache.load(["0.png"]), e0)
+    other_proc = tiny.build_clip_image_processor(32)
+    other_proc.image_mean = [0.1, 0.2, 0.3]
+    assert cache.status(__import__("negation_encoder.training.embed_cache", fromlist=["x"]).cache_fingerprint(m1, other_proc)) == "stale"
+
+
+def test_dynamic_padding_is_exact_for_pooled_output(world):
+    from transformers import CLIPModel, CLIPTokenizer
+
+    m = CLIPModel.from_pretrained(world["base"]).eval()
+    tok = CLIPTokenizer.from_pretrained(world["base"])
+    texts = ["a dog", "a photo of a red car with no bus on the street"]
+    table = TokenTable(tok, texts)
+    ids, mask = table.pad(texts)
+    assert ids.shape[1] == len(tok(texts[1]).input_ids) < 77
+    full = tok(texts, padding="max_length", max_length=77, return_tensors="pt")
+    with torch.no_grad():
+        short = m.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
+        long = m.get_text_features(input_ids=full.input_ids, attention_mask=full.attention_mask).pooler_output
+    torch.testing.assert_close(short, long, rtol=1e-5, atol=1e-5)
+
+
+def test_nan_loss_stops_with_clear_error(world, tmp_path):
+    with pytest.raises(RunFailed, match="non-finite loss"):
+        train(_cfg(world, tmp_path / "nan", lr=1e30, steps=6, warmup_steps=0, max_grad_norm=0.0), progress=False)
+
+
+def test_bad_config_keys_and_files(tmp_path):
+    bad = tmp_path / "c.json"
+    bad.write_text(json.dumps({"stpes": 3}))
+    with pytest.raises(InputError, match="unknown config key.*stpes"):
+        TrainConfig.from_file(bad)
+    with pytest.raises(InputError, match="lr must be > 0"):
+        TrainConfig(lr=0)
+    cfg = TrainConfig().override(["steps=7", "hard_negatives=true", "layers=front:2"])
+    assert cfg.steps == 7 and cfg.hard_negatives is True and cfg.layers == "front:2"
+    yaml_cfg = tmp_path / "c.yaml"
+    yaml_cfg.write_text("steps: 5\nmcq: 0.5\n")
+    assert TrainConfig.from_file(yaml_cfg).steps == 5
