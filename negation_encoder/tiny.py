@@ -334,7 +334,7 @@ def build_clipseg(seed: int = 0, tokenizer: CLIPTokenizer | None = None, project
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
-        intermediate_size=37,
+        intermediate_size=69,  # as tiny_clip_config's text tower: CLIPSeg is built on a CLIP
         max_position_embeddings=MAX_POSITIONS,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -1,0 +1,132 @@
+"""Put a negation-aware text encoder into a diffusers pipeline, with checks before anything runs.
+
+SD 1.x / 2.x read `text_encoder` (CLIPTextModel); SDXL also `text_encoder_2`
+(CLIPTextModelWithProjection). Only the text encoder changes, so nothing else is retrained:
+
+    pipe = negation_pipeline("CompVis/stable-diffusion-v1-4", "ORG/negation-clip-l14")
+
+`clip_skip`: diffusers 0.42's SD pipelines call `text_encoder.text_model.final_layer_norm`, which
+transformers 5's flat `CLIPTextModel` does not have; `encode_prompt_clip_skip` computes the same
+`prompt_embeds` from the hidden states, and `generate` passes them in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+ROLES = {"text_encoder": "text_encoder", "text_encoder_2": "text_encoder_with_projection"}
+
+
+def load_negation_text_encoder(path_or_repo: str, role: str = "text_encoder", **from_pretrained_kwargs):
+    """Load the encoder a pipeline role needs from a checkpoint folder (DESIGN.md layout) or Hub repo."""
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    cls = CLIPTextModel if role == "text_encoder" else CLIPTextModelWithProjection
+    return cls.from_pretrained(path_or_repo, subfolder=ROLES[role], **from_pretrained_kwargs)
+
+
+def check_compatibility(unet_config: Any, text_encoder=None, text_encoder_2=None, tokenizer=None,
+                        current_text_encoder=None, current_text_encoder_2=None) -> None:
+    """Raise ValueError naming both sizes when an encoder cannot drive this UNet / tokenizer."""
+    te1 = text_encoder if text_encoder is not None else current_text_encoder
+    te2 = text_encoder_2 if text_encoder_2 is not None else current_text_encoder_2
+    cross = _get(unet_config, "cross_attention_dim")
+    if te2 is not None:
+        w1 = te1.config.hidden_size if te1 is not None else 0
+        w2 = te2.config.hidden_size
+        if w1 + w2 != cross:
+            raise ValueError(f"text encoder widths {w1} + {w2} = {w1 + w2} do not match the UNet's "
+                             f"cross_attention_dim {cross} (SDXL concatenates both encoders' hidden states)")
+        add_in = _get(unet_config, "projection_class_embeddings_input_dim")
+        time_dim = _get(unet_config, "addition_time_embed_dim")
+        proj = getattr(te2.config, "projection_dim", None)
+        if add_in is not None and time_dim and proj is not None and (add_in - proj) % time_dim:
+            raise ValueError(f"text_encoder_2 projection_dim {proj} does not fit the UNet's add-embedding input "
+                             f"{add_in} (= projection_dim + k * addition_time_embed_dim {time_dim})")
+    elif te1 is not None and te1.config.hidden_size != cross:
+        raise ValueError(f"text encoder hidden size {te1.config.hidden_size} does not match the UNet's "
+                         f"cross_attention_dim {cross}")
+    for name, te in (("text_encoder", text_encoder), ("text_encoder_2", text_encoder_2)):
+        if te is None or tokenizer is None:
+            continue
+        if len(tokenizer) > te.config.vocab_size:
+            raise ValueError(f"{name} has a vocabulary of {te.config.vocab_size} tokens but the pipeline's "
+                             f"tokenizer has {len(tokenizer)}: the encoder was trained with another tokenizer")
+        if tokenizer.model_max_length > te.config.max_position_embeddings:
+            raise ValueError(f"{name} has {te.config.max_position_embeddings} positions but the tokenizer pads to "
+                             f"{tokenizer.model_max_length}")
+
+
+def _get(config: Any, key: str):
+    return config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+
+
+def swap_text_encoders(pipe, text_encoder=None, text_encoder_2=None):
+    """Replace the pipeline's CLIP text encoder(s) in place (dtype and device follow the pipeline's)."""
+    check_compatibility(pipe.unet.config, text_encoder, text_encoder_2, getattr(pipe, "tokenizer", None),
+                        getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None))
+    if text_encoder_2 is not None and not hasattr(pipe, "text_encoder_2"):
+        raise ValueError(f"{type(pipe).__name__} has no text_encoder_2 to replace")
+    device, dtype = pipe.unet.device, pipe.unet.dtype
+    updates = {}
+    if text_encoder is not None:
+        updates["text_encoder"] = text_encoder.to(device=device, dtype=dtype)
+    if text_encoder_2 is not None:
+        updates["text_encoder_2"] = text_encoder_2.to(device=device, dtype=dtype)
+    pipe.register_modules(**updates)
+    return pipe
+
+
+def negation_pipeline(base: str, encoder: str, encoder_2: str | None = None, pipeline_class=None,
+                      **from_pretrained_kwargs):
+    """One call: a diffusers pipeline from `base` with the negation-aware encoder(s) swapped in.
+
+    For SDXL, `encoder_2` defaults to `encoder` (both CLIP encoders replaced, as in the paper) only if
+    it fits; pass a separate bigG-sized encoder otherwise. Checks run before the pipeline loads.
+    """
+    from diffusers import DiffusionPipeline, UNet2DConditionModel
+
+    pipeline_class = pipeline_class or DiffusionPipeline
+    loader_kwargs = {k: v for k, v in from_pretrained_kwargs.items() if k in ("torch_dtype", "revision", "token",
+                                                                           "cache_dir", "local_files_only")}
+    unet_config = UNet2DConditionModel.load_config(base, subfolder="unet", **{k: v for k, v in loader_kwargs.items()
+                                                                             if k != "torch_dtype"})
+    te = load_negation_text_encoder(encoder, "text_encoder", **loader_kwargs)
+    components = {"text_encoder": te}
+    sdxl = unet_config.get("addition_embed_type") == "text_time"
+    if sdxl:
+        components["text_encoder_2"] = load_negation_text_encoder(encoder_2 or encoder, "text_encoder_2", **loader_kwargs)
+    check_compatibility(unet_config, **components)
+    return pipeline_class.from_pretrained(base, **components, **from_pretrained_kwargs)
+
+
+@torch.no_grad()
+def encode_prompt_clip_skip(pipe, prompt: str | list[str], clip_skip: int) -> torch.Tensor:
+    """SD 1.x/2.x `prompt_embeds` with `clip_skip`: the hidden state `clip_skip` layers before the last,
+    passed through the final layer norm, exactly as diffusers defines it."""
+    te = pipe.text_encoder
+    ids = pipe.tokenizer(prompt, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt").input_ids.to(te.device)
+    hidden = te(ids, output_hidden_states=True).hidden_states[-(clip_skip + 1)]
+    norm = te.final_layer_norm if hasattr(te, "final_layer_norm") else te.text_model.final_layer_norm
+    return norm(hidden).to(pipe.unet.dtype)
+
+
+def generate(pipe, prompt: str | list[str], clip_skip: int | None = None, negative_prompt: str | list[str] | None = None,
+             **kwargs):
+    """Call the pipeline; with `clip_skip` on a single-encoder pipeline, compute the embeddings ourselves."""
+    if clip_skip is None or hasattr(pipe, "text_encoder_2"):
+        return pipe(prompt, negative_prompt=negative_prompt, clip_skip=clip_skip, **kwargs)
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    embeds = encode_prompt_clip_skip(pipe, prompts, clip_skip)
+    neg = negative_prompt if negative_prompt is not None else ""
+    negs = [neg] * len(prompts) if isinstance(neg, str) else list(neg)
+    neg_ids = pipe.tokenizer(negs, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids.to(pipe.text_encoder.device)
+    with torch.no_grad():
+        neg_embeds = pipe.text_encoder(neg_ids)[0].to(pipe.unet.dtype)
+    return pipe(prompt_embeds=embeds, negative_prompt_embeds=neg_embeds, **kwargs)
