@@ -8,43 +8,15 @@ import torch
 from PIL import Image
 
 from negation_encoder import tiny
-from negation_encoder.data import NegationRecord, write_records
 from negation_encoder.errors import InputError, RunFailed
 from negation_encoder.training import ImageEmbeddingCache, TrainConfig, configure_trainable, train
 from negation_encoder.training.batching import TokenTable
 
-OBJECTS = ["dog", "cat", "car", "bus", "tree", "cup"]
-
+from ._tiny_world import make_tiny_world
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("world")
-    tok = tiny.build_clip_tokenizer()
-    model = tiny.build_clip_model(seed=0, tokenizer=tok)
-    base = root / "base"
-    model.save_pretrained(base)
-    tok.save_pretrained(base)
-    tiny.build_clip_image_processor(32).save_pretrained(base)
-    images = root / "images"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    records = []
-    for i in range(24):
-        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(images / f"{i}.png")
-        present, absent = OBJECTS[i % 6], OBJECTS[(i + 2) % 6]
-        records.append(NegationRecord(
-            id=f"r{i}", image=f"{i}.png", caption=f"a photo of a {present}",
-            negated_caption=f"a photo of a {present} with no {absent}", negation_type="absence",
-            negated_concept=absent, source="test",
-            hard_negatives=[f"a photo of a {present} with a {absent}", f"a photo of no {present}"]))
-        if i % 3 == 0:
-            records.append(NegationRecord(
-                id=f"p{i}", image=f"{i}.png", caption=f"a photo of a {present}",
-                negated_caption=f"a photo without a {present}", negation_type="presence",
-                negated_concept=present, source="test"))
-    data = root / "data.jsonl"
-    write_records(data, records)
-    return {"base": str(base), "data": str(data), "images": str(images), "root": root}
+    return make_tiny_world(tmp_path_factory.mktemp("world"))
 
 
 def _cfg(world, out, **kw):

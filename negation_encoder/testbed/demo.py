@@ -133,7 +133,7 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     (result.out / "model" / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
     from ..hub import write_model_card
 
-    write_model_card(result.out / "model", datasets=None)
+    write_model_card(result.out / "model")
     draw_report_png(out / "report.png", base_metrics, tuned_metrics, suite, base_details["mcq_pred"],
                     tuned_details["mcq_pred"])
     report = [f"# negenc demo — recipe `{rec.name}`", "", rec.description, "", results_table(base_metrics, tuned_metrics), "",

@@ -49,8 +49,8 @@ class OracleLLM:
     @staticmethod
     def _rewrite(r: RewriteRequest) -> str:
         if r.kind in ("absence", "presence", "affirm"):
-            forms = L.AFFIRM_FORMS if r.kind == "affirm" else L.ABSENCE_FORMS
-            return forms[r.style % len(forms)].format(caption=r.caption, concept=r.concept)
+            neg, aff = L.negation_forms(r.style)
+            return (aff if r.kind == "affirm" else neg).format(caption=r.caption, concept=r.concept)
         family = {
             "attribute": L.ATTRIBUTE_FORMS, "attribute_affirm": L.ATTRIBUTE_AFFIRM_FORMS,
             "relation": L.RELATION_FORMS, "relation_affirm": L.RELATION_AFFIRM_FORMS,

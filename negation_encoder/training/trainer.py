@@ -287,6 +287,7 @@ def train(
     local = cfg.batch_size // world
     bar = tqdm(total=cfg.steps, initial=start_step, desc="fine-tune", disable=not progress or not accelerator.is_main_process)
     running: dict[str, float] = {}
+    running_steps = 0
     for step in range(start_step, cfg.steps):
         for micro in range(cfg.grad_accum):
             idx = batch_indices(step, micro, len(examples), cfg.batch_size, cfg.grad_accum, cfg.seed)
@@ -312,12 +313,13 @@ def train(
             with torch.no_grad():
                 _unwrap(tower).logit_scale.clamp_(0, LOGIT_SCALE_MAX)
         done = step + 1
+        running_steps += 1
         bar.update(1)
         if done % cfg.log_every == 0 or done == cfg.steps:
-            entry = {"step": done, **{k: round(v / 1, 6) for k, v in running.items()},
+            entry = {"step": done, **{k: round(v / running_steps, 6) for k, v in running.items()},
                      "lr": scheduler.get_last_lr()[0], "logit_scale": float(_unwrap(tower).logit_scale.exp()),
                      "seconds": round(time.perf_counter() - t0, 2)}
-            running = {}
+            running, running_steps = {}, 0
             if cfg.eval_every and done % cfg.eval_every == 0 and eval_fn is not None and accelerator.is_main_process:
                 entry["eval"] = eval_fn(model)
             log.append(entry)

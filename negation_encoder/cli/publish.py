@@ -1,0 +1,30 @@
+"""`negenc publish DIR --repo-id ORG/NAME [--dry-run]`: model card + one-commit upload."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def publish_command_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("publish", help="write the model card and upload an encoder folder to the Hub")
+    p.add_argument("folder", help="encoder checkpoint folder (what negenc train writes as <out>/model)")
+    p.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub")
+    p.add_argument("--dry-run", action="store_true", help="write README.md and list the files; upload nothing")
+    p.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt/.pth/.ckpt files")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--base-model", default=None, help="Hub id of the base model for the card metadata")
+    p.add_argument("--dataset", action="append", default=None, help="dataset id(s) for the card metadata")
+    p.set_defaults(func=publish_command)
+    return p
+
+
+def publish_command(args: argparse.Namespace) -> int:
+    from ..hub import publish
+
+    res = publish(args.folder, args.repo_id, dry_run=args.dry_run, allow_pickle=args.allow_pickle,
+                  private=args.private or None, base_model=args.base_model, datasets=args.dataset)
+    verb = "would upload" if res.dry_run else "uploaded"
+    print(f"{verb} {len(res.files)} files to {res.repo_id}" + (f" ({res.url})" if res.url else ""))
+    for f in res.files:
+        print(f"  {f}")
+    return 0

@@ -1,0 +1,136 @@
+"""Model card metadata and round trip, publishing with HfApi mocked, and the usage snippets run."""
+
+import json
+import re
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+
+from negation_encoder import tiny
+from negation_encoder.cli import main
+from negation_encoder.errors import InputError
+from negation_encoder.hub import build_model_card, publish, usage_snippets
+from negation_encoder.training.export import export_checkpoint
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    tok = tiny.build_clip_tokenizer()
+    clip = tiny.build_clip_model(seed=2, tokenizer=tok, projection_dim=32)  # fits the tiny SDXL add-embedding
+    out = tmp_path_factory.mktemp("pub") / "encoder"
+    results = {"base": {"mcq": 0.3, "existence": 0.7}, "finetuned": {"mcq": 0.9, "existence": 0.95}}
+    export_checkpoint(clip, tok, tiny.build_clip_image_processor(32), out,
+                      training_config={"base": "openai/clip-vit-base-patch32", "steps": 10, "mcq": 1.0},
+                      eval_results=results)
+    return out
+
+
+def test_card_metadata_and_round_trip(folder, tmp_path):
+    from huggingface_hub import ModelCard
+
+    card = build_model_card(folder, repo_id="org/neg-clip", datasets=["negation-encoder/testbed"])
+    path = tmp_path / "README.md"
+    card.save(path)
+    again = ModelCard.load(path)
+    data = again.data.to_dict()
+    assert data["base_model"] == "openai/clip-vit-base-patch32"
+    assert data["license"] == "mit" and data["library_name"] == "transformers"
+    assert data["datasets"] == ["negation-encoder/testbed"]
+    assert "negation" in data["tags"]
+    results = {r.metric_type: r.metric_value for r in again.data.eval_results}
+    assert results == {"mcq": 0.9, "existence": 0.95}
+    assert "| mcq | 0.300 | 0.900 |" in again.text
+    assert 'CLIPTextModel.from_pretrained("org/neg-clip", subfolder="text_encoder")' in again.text
+
+
+def test_publish_uploads_one_commit_with_mocked_api(folder):
+    api = mock.MagicMock()
+    api.create_repo.return_value = "https://huggingface.co/org/neg-clip"
+    seen = {}
+
+    def upload_folder(**kw):
+        staged = Path(kw["folder_path"])
+        seen["files"] = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())
+        seen["card"] = (staged / "README.md").read_text()
+        seen.update(kw)
+
+    api.upload_folder.side_effect = upload_folder
+    res = publish(folder, "org/neg-clip", api=api)
+    api.create_repo.assert_called_once_with("org/neg-clip", exist_ok=True, private=None)
+    assert seen["repo_id"] == "org/neg-clip"
+    for f in ("model.safetensors", "text_encoder/model.safetensors", "text_encoder_with_projection/model.safetensors",
+              "tokenizer/tokenizer.json", "README.md", "eval_results.json"):
+        assert f in seen["files"]
+    assert '"org/neg-clip"' in seen["card"]
+    assert res.files == seen["files"] and not res.dry_run
+
+
+def test_publish_refuses_pickle_and_bad_repo_id(folder, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    (bad / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    with pytest.raises(InputError, match="refusing to upload pickle weights.*pytorch_model.bin"):
+        publish(bad, "org/x", dry_run=True)
+    assert publish(bad, "org/x", dry_run=True, allow_pickle=True).dry_run
+    with pytest.raises(InputError, match="ORG/NAME"):
+        publish(folder, "no-slash", dry_run=True)
+
+
+def test_publish_cli_dry_run(folder, capsys):
+    assert main(["publish", str(folder), "--repo-id", "org/neg-clip", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would upload" in out and "README.md" in out and "text_encoder/model.safetensors" in out
+    assert "org/neg-clip" in (folder / "README.md").read_text()
+
+
+def test_text_encoder_keys_are_transformers_4x_names(folder):
+    from safetensors.torch import load_file
+
+    te = load_file(str(folder / "text_encoder" / "model.safetensors"))
+    tep = load_file(str(folder / "text_encoder_with_projection" / "model.safetensors"))
+    full = load_file(str(folder / "model.safetensors"))
+    # transformers 4.x: CLIPTextModel and CLIPTextModelWithProjection keys start with text_model.
+    assert "text_model.embeddings.token_embedding.weight" in te
+    assert "text_model.final_layer_norm.weight" in te
+    assert "text_model.embeddings.token_embedding.weight" in tep and "text_projection.weight" in tep
+    assert "text_model.encoder.layers.0.self_attn.q_proj.weight" in full and "visual_projection.weight" in full
+
+
+def _blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_shows_the_card_snippets_exactly():
+    readme = README.read_text()
+    for name, snippet in usage_snippets("ORG/negation-clip").items():
+        assert snippet in readme, f"README's {name} snippet differs from the card's"
+
+
+def test_card_snippets_run_against_tiny_local_models(folder, tmp_path):
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    sd = StableDiffusionPipeline(**tiny.build_sd_components(seed=0), requires_safety_checker=False)
+    sd.save_pretrained(tmp_path / "sd")
+    xl = StableDiffusionXLPipeline(**tiny.build_sdxl_components(seed=0))
+    xl.save_pretrained(tmp_path / "sdxl")
+    tiny.build_clipseg(seed=0, projection_dim=32).save_pretrained(tmp_path / "clipseg")
+    snippets = usage_snippets(str(folder), sd_base=str(tmp_path / "sd"), sdxl_base=str(tmp_path / "sdxl"),
+                              clipseg_base=str(tmp_path / "clipseg"))
+    for name, snippet in snippets.items():
+        code = _blocks(snippet)[0]
+        if name in ("sd", "sdxl"):  # keep CI fast: 2 steps instead of the default 50
+            code = code.replace("generator=", "num_inference_steps=2, generator=")
+        scope: dict = {}
+        exec(compile(code, f"<{name} snippet>", "exec"), scope)  # noqa: S102 - our own card text
+        if name == "clipseg":
+            assert torch.equal(scope["seg"].clip.text_projection.weight,
+                               scope["CLIPModel"].from_pretrained(str(folder)).text_projection.weight)
+        else:
+            assert scope["image"].size == (32, 32)
+    json.dumps(snippets)

@@ -1,0 +1,94 @@
+"""The world: determinism, oracle backends, pipelines on it, benchmark twins, and a short fine-tune."""
+
+import numpy as np
+import pytest
+
+from negation_encoder.data import read_records
+from negation_encoder.data.backends import RewriteRequest, TextLLM, VisionLLM
+from negation_encoder.testbed import language as L
+from negation_encoder.testbed.benchmarks import build_suite
+from negation_encoder.testbed.datagen import caption_items, generate_negation_data, make_train_world, qa_items
+from negation_encoder.testbed.oracle import OracleLLM, OracleMLLM
+from negation_encoder.testbed.pretrain import BASE_DIR, corpus_negation_ratio, world_tokenizer
+from negation_encoder.testbed.world import render, sample_scene
+
+
+def test_world_is_deterministic():
+    a = [sample_scene(np.random.default_rng(3), f"s{i}") for i in range(1)]
+    b = [sample_scene(np.random.default_rng(3), f"s{i}") for i in range(1)]
+    assert a[0].to_dict() == b[0].to_dict()
+    img1, masks1 = render(a[0])
+    img2, _ = render(b[0])
+    assert img1.shape == (32, 32, 3) and np.array_equal(img1, img2)
+    assert set(masks1) == set(a[0].kinds) and all(m.any() for m in masks1.values())
+    s1, s2 = build_suite(size=20), build_suite(size=20)
+    assert [s.to_dict() for s in s1.scenes] == [s.to_dict() for s in s2.scenes]
+    assert s1.mcq == s2.mcq
+
+
+def test_oracles_implement_the_backend_protocols():
+    rng = np.random.default_rng(0)
+    scenes = [sample_scene(rng, f"s{i}") for i in range(300)]
+    corpus = [L.affirmative_caption(s, rng) for s in scenes]
+    llm = OracleLLM(corpus)
+    mllm = OracleMLLM({s.id: s for s in scenes})
+    assert isinstance(llm, TextLLM) and isinstance(mllm, VisionLLM)
+    # plausible objects come from co-occurrence, never the mentioned ones: a kitchen caption -> kitchen objects
+    props = llm.propose_objects(["a red cup and a blue fork"], 2)[0]
+    assert set(props) <= {"plate", "bowl"}
+    s = scenes[0]
+    probs = mllm.presence_probability([s.id, s.id], [s.kinds[0], next(o for o in L.OBJECTS if not s.has(o))])
+    assert probs == [1.0, 0.0]
+    neg, aff = llm.rewrite([RewriteRequest("a cup", "fork", "absence", style=0),
+                            RewriteRequest("a cup", "fork", "affirm", style=0)])
+    assert neg == "a cup, with no fork" and aff == "a cup, with a fork"
+
+
+def test_pipelines_run_on_the_world_and_resume(tmp_path):
+    world = make_train_world(tmp_path / "images", n_scenes=60)
+    tok = world_tokenizer()
+    res = generate_negation_data(world, tmp_path / "data", ("p1", "rand_p1", "p2", "presence"), tokenizer=tok,
+                                 progress=False)
+    for src, (path, stats) in res.items():
+        recs = read_records(path)
+        assert len(recs) == stats.records_written > 0, src
+        for r in recs:
+            scene = next(s for s in world.scenes if world.image_key(s) == r.image)
+            if r.negation_type == "absence":
+                assert not scene.has(r.negated_concept), f"{src}: negated a present object"
+                assert any(c in r.negated_caption for c in L.TRAIN_CUES)
+                assert not any(c in r.negated_caption for c in L.HELDOUT_CUES)
+            if r.negation_type == "presence":
+                assert scene.has(r.negated_concept)
+            assert r.provenance["llm"] == "testbed-oracle-llm"
+    again = generate_negation_data(world, tmp_path / "data", ("p1",), tokenizer=tok, progress=False)
+    assert again["p1"][1].records_written == 0 and again["p1"][1].items_skipped_done == 60
+    assert len(caption_items(world)) == len(qa_items(world)) == 60
+
+
+def test_corpus_negation_ratio_like_table_1():
+    r = corpus_negation_ratio(["a dog", "no parking sign and a car", "a cat without a hat", "a red cup"])
+    assert r["negation_captions"] == 2 and r["caption_ratio"] == 0.5
+    assert r["negation_words"] == 2 and r["words"] == 14
+
+
+def test_benchmark_wording_never_overlaps_training_rewrites():
+    suite = build_suite(size=50)
+    probe_texts = [t for _, c, f in suite.existence for t in (c, f)] + [t for _, ts, *_ in suite.mcq for t in ts]
+    frames = [f.split("{")[0] for f in L.ABSENCE_FORMS + L.AFFIRM_FORMS if not f.startswith("{")]
+    for text in probe_texts:
+        assert not any(text.lower().startswith(fr) for fr in frames if fr), text
+    for _, c, f in suite.heldout_existence:
+        assert not any(f" {cue} " in f" {c} {f} " for cue in ("no", "not", "without"))
+
+
+@pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")
+def test_base_is_negation_blind_and_short_finetune_raises_mcq(tmp_path):
+    from negation_encoder.testbed.demo import run_demo
+
+    res = run_demo(tmp_path / "demo", steps=40, n_scenes=300, bench_size=100, progress=False)
+    base, tuned = res["base"], res["finetuned"]
+    assert base["retrieval_plain_r5"] > 0.7
+    assert base["mcq_negative"] < 0.3
+    assert tuned["mcq"] > base["mcq"] + 0.15
+    assert (tmp_path / "demo" / "results.json").exists() and (tmp_path / "demo" / "report.png").exists()
