@@ -230,24 +230,28 @@ def _p1_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
             concepts += [obj, obj]
             negated += [True, False]
             if present:
-                requests.append(RewriteRequest(it.caption, present, "absence", style=style))
-                originals.append(it.caption)
-                concepts.append(present)
-                negated.append(True)
+                # the same frame negating a present object (a foil) and affirming it (true): minimal pairs
+                requests += [RewriteRequest(it.caption, present, "absence", style=style),
+                             RewriteRequest(it.caption, present, "affirm", style=style)]
+                originals += [it.caption, it.caption]
+                concepts += [present, present]
+                negated += [True, False]
     texts = _rewrite_checked(llm, requests, originals, concepts, negated, tokenizer, stats, "rewrite")
     records, pos = [], 0
     for it, obj, p_yes, present in jobs:
-        n = 3 if present else 2
+        n = 4 if present else 2
         neg, affirm, *presence = texts[pos: pos + n]
         pos += n
         if neg is None:
             continue
-        foils = [t for t in [affirm, *presence] if t]
+        foils = [t for t in [affirm, *presence[:1]] if t]
+        extra = {"extra_positives": [presence[1]]} if present and presence[1] else {}
         records.append(NegationRecord(
             id=f"{cfg.pipeline}:{it.id}:{obj}", image=it.image, caption=it.caption, negated_caption=neg,
             negation_type="absence", negated_concept=obj, source=cfg.pipeline, hard_negatives=foils,
             provenance=_provenance(cfg, llm, mllm,
                                    p_yes=round(float(p_yes), 4), present_foil=present),
+            extra=extra,
         ))
     return records
 

@@ -21,6 +21,7 @@ from .world import COLOURS, OBJECTS, THEMES, Scene, SceneObject, object_scene, r
 METRIC_KEYS = ("existence", "mcq", "mcq_positive", "mcq_negative", "mcq_hybrid", "pairwise",
                "retrieval_negated_r5", "retrieval_plain_r5", "heldout_existence", "heldout_mcq", "zeroshot")
 DEFAULT_SIZE = 500
+NEGATED_DISTRACTORS = 10  # per negated query: images with the same objects plus the negated one
 BENCH_SEED = 12345
 
 
@@ -96,18 +97,21 @@ def build_suite(seed: int = BENCH_SEED, size: int = DEFAULT_SIZE) -> Suite:
     for i in range(size):
         theme = str(rng.choice(list(THEMES)))
         a, b, n = rng.choice(THEMES[theme], size=3, replace=False)
+        c = rng.choice([o for o in OBJECTS if o not in (a, b, n)])
         ca, cb = rng.choice(colours, size=2)
         cells = list(L.CELLS)
         group = []
-        for j in range(6):
+        for j in range(1 + NEGATED_DISTRACTORS):
             rng.shuffle(cells)
             objs = [SceneObject(str(a), str(ca), str(rng.choice(["small", "large"])), cells[0]),
                     SceneObject(str(b), str(cb), str(rng.choice(["small", "large"])), cells[1])]
-            if j > 0:  # distractors: the same two objects plus the negated one
-                objs.append(SceneObject(str(n), str(rng.choice(colours)), "large", cells[2]))
+            # the target has a third, unmentioned object; each distractor has the negated one instead,
+            # so a negation-blind model (which reads "not ... a plate" as "a plate") prefers distractors
+            third = str(c) if j == 0 else str(n)
+            objs.append(SceneObject(third, str(rng.choice(colours)), str(rng.choice(["small", "large"])), cells[2]))
             group.append(s.add(Scene(f"negret-{i}-{j}", theme, objs, seed=int(rng.integers(2**31 - 1)))))
         s.negated_gallery += group
-        s.negated_queries.append((L.negated_retrieval_query(s.scenes[group[0]].objects, str(n)), group[0]))
+        s.negated_queries.append((L.negated_retrieval_query(s.scenes[group[0]].objects[:2], str(n)), group[0]))
     for i in range(size):
         scene = sample_scene(rng, f"plain-{i}", n_objects=(2, 3))
         idx = s.add(scene)

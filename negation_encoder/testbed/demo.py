@@ -140,9 +140,25 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
               f"MCQ wrong picks by template (base): {json.dumps(base_details['mcq_wrong_picked'])}",
               f"MCQ wrong picks by template (fine-tuned): {json.dumps(tuned_details['mcq_wrong_picked'])}", "",
               f"Checkpoint: `{result.out / 'model'}`; took {seconds:.0f} s.", "", "![before/after](report.png)"]
+    smoke = _drop_in_check(result.out / "model")
+    if smoke:
+        report += ["", "## Drop-in check", "", f"Swapped into a tiny SD 1.x pipeline and a tiny CLIPSeg: `{json.dumps(smoke)}`"]
+        results["drop_in"] = smoke
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "report.md").write_text("\n".join(report) + "\n")
     print()
     print(_text_table(base_metrics, tuned_metrics))
+    if smoke:
+        print(f"\ndrop-in: SD 1.x image {smoke['sd_image_shape']}, CLIPSeg logits {smoke['clipseg_logits_shape']}")
     print(f"\nresults: {out / 'results.json'}  report: {out / 'report.md'}  checkpoint: {result.out / 'model'}  "
           f"({seconds:.0f} s)")
     return results
+
+
+def _drop_in_check(folder: Path) -> dict | None:
+    """Swap the encoder into a tiny SD 1.x pipeline and CLIPSeg (when the integrations are installed)."""
+    try:
+        from integrations.smoke import smoke_test
+    except ImportError:  # the integrations package is optional for the core library
+        return None
+    return smoke_test(folder)

@@ -127,10 +127,12 @@ CUE_PHRASES = (
     ("that has no {concept}", "that has a {concept}"),
     ("does not contain any {concept}", "contains a {concept}"),
     ("not with a {concept}", "with a {concept}"),
+    ("there is no {concept}", "there is a {concept}"),
 )
 # bare leads and the cue phrases that read naturally after them
 BARE_LEADS = (
     ("", tuple(range(len(CUE_PHRASES)))),
+    ("", (14, 14, 0)),
     ("a scene with ", (0, 7)),
     ("a photo with ", (0, 7)),
     ("an image showing ", (0, 1, 7)),

@@ -24,14 +24,21 @@ class Example:
     foils: tuple[str, ...]  # false for the image (MCQ choices, hard negatives)
     presence_negated: str | None  # Omni presence: negates an object that IS there
     absence_negated: str | None  # Omni absence: negates an object that is NOT there
+    extra_positives: tuple[str, ...] = ()  # more true captions scored against the same foils (MCQ only)
+    bare: bool = False  # the true caption dropped the original content ("a photo with no fork")
 
 
 def example_from_record(rec: NegationRecord, image_index: int) -> Example:
+    """`extra_positives` (an optional record key) lists further captions true for the image, e.g. the
+    affirmative twin of a presence foil ("a photo with a cup" beside "a photo with no cup"): without
+    such positives the MCQ term only ever pushes affirmative phrasings away from images."""
+    extra = tuple(str(t) for t in rec.extra.get("extra_positives", ()) if isinstance(t, str))
     if rec.negation_type == "presence":
         foils = (rec.negated_caption, *rec.hard_negatives)
-        return Example(image_index, rec.caption, rec.caption, foils, rec.negated_caption, None)
+        return Example(image_index, rec.caption, rec.caption, foils, rec.negated_caption, None, extra)
+    bare = rec.caption.strip().lower().rstrip(".") not in rec.negated_caption.lower()
     return Example(image_index, rec.negated_caption, rec.caption, tuple(rec.hard_negatives), None,
-                   rec.negated_caption if rec.negation_type == "absence" else None)
+                   rec.negated_caption if rec.negation_type == "absence" else None, extra, bare)
 
 
 class TokenTable:
@@ -58,7 +65,7 @@ class TokenTable:
 def all_texts(examples: Sequence[Example]) -> list[str]:
     out = []
     for ex in examples:
-        out += [ex.positive, ex.original, *ex.foils]
+        out += [ex.positive, ex.original, *ex.foils, *ex.extra_positives]
     return out
 
 
@@ -72,9 +79,12 @@ class Batch:
     foils: torch.Tensor  # (B, F) rows, -1 where absent
     presence_negated: torch.Tensor  # (B,) row or -1
     absence_negated: torch.Tensor  # (B,) row or -1
+    mcq_example: torch.Tensor  # (R,) the example (row of the batch) each MCQ question belongs to
+    mcq_choices: torch.Tensor  # (R, 1 + F) text rows: the true caption first, then foils; -1 padding
+    in_pool: torch.Tensor  # (B,) bool: the true caption joins the InfoNCE pool
 
 
-def collate(examples: Sequence[Example], table: TokenTable, max_foils: int) -> Batch:
+def collate(examples: Sequence[Example], table: TokenTable, max_foils: int, bare_in_pool: bool = False) -> Batch:
     texts: list[str] = []
     where: dict[str, int] = {}
 
@@ -91,6 +101,11 @@ def collate(examples: Sequence[Example], table: TokenTable, max_foils: int) -> B
     foils = [[row(f) for f in ex.foils[:max_foils]] + [-1] * (max_foils - len(ex.foils[:max_foils])) for ex in examples]
     presence = [row(ex.presence_negated) for ex in examples]
     absence = [row(ex.absence_negated) for ex in examples]
+    mcq_example, mcq_choices = [], []
+    for b, ex in enumerate(examples):
+        for true in (ex.positive, *ex.extra_positives):
+            mcq_example.append(b)
+            mcq_choices.append([row(true), *foils[b]])
     input_ids, mask = table.pad(texts)
     return Batch(
         image_index=torch.tensor([ex.image for ex in examples]),
@@ -101,6 +116,9 @@ def collate(examples: Sequence[Example], table: TokenTable, max_foils: int) -> B
         foils=torch.tensor(foils, dtype=torch.long).reshape(len(examples), max_foils),
         presence_negated=torch.tensor(presence),
         absence_negated=torch.tensor(absence),
+        mcq_example=torch.tensor(mcq_example),
+        mcq_choices=torch.tensor(mcq_choices, dtype=torch.long).reshape(len(mcq_example), 1 + max_foils),
+        in_pool=torch.tensor([bare_in_pool or not ex.bare for ex in examples], dtype=torch.bool),
     )
 
 

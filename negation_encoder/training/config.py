@@ -44,6 +44,7 @@ class TrainConfig:
     # objectives: weights, 0 turns a term off
     infonce: float = 1.0  # symmetric InfoNCE on the true caption of each record
     hard_negatives: bool = False  # foils join the InfoNCE image-to-text pool
+    infonce_on_bare: bool = False  # bare negations ("no fork here") also join the InfoNCE pool
     mcq: float = 1.0  # per-image softmax over the true caption and its foils
     omni_presence: float = 0.0
     omni_absence: float = 0.0

@@ -25,7 +25,9 @@ def multi_positive_ce(logits: torch.Tensor, positive: torch.Tensor, valid: torch
 class ClipInfoNCE(nn.Module):
     """Symmetric InfoNCE (CLIP; NegationCLIP trains it on negated captions with vision frozen).
 
-    image_ids / text_ids name the image behind each row / column; equal ids are positives.
+    image_ids / text_ids name the image behind each row / column; equal ids are positives. Text ids
+    of -1 mark captions kept out of the pool (no row, no column): a bare "no fork here" cannot pick
+    its image out of a batch and only drags the text tower towards a collapse.
     """
 
     def get_logits(self, image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor):
@@ -50,9 +52,18 @@ class ClipInfoNCE(nn.Module):
         all_text_ids = text_ids if all_text_ids is None else all_text_ids
         i2t = self.get_logits(image, all_text, logit_scale)
         t2i = self.get_logits(text, all_image, logit_scale)
-        loss_i = multi_positive_ce(i2t, image_ids[:, None] == all_text_ids[None, :])
-        loss_t = multi_positive_ce(t2i, text_ids[:, None] == all_image_ids[None, :])
-        return (loss_i + loss_t) / 2
+        col_ok = all_text_ids >= 0
+        pos_i = image_ids[:, None] == all_text_ids[None, :]
+        rows_i = pos_i.any(dim=1)  # an image whose captions are all out of the pool has no target
+        loss_i = multi_positive_ce(i2t[rows_i], pos_i[rows_i], col_ok[None, :].expand(int(rows_i.sum()), -1))
+        rows_t = text_ids >= 0
+        loss_t = multi_positive_ce(t2i[rows_t], text_ids[rows_t, None] == all_image_ids[None, :])
+        return (_nan_to_zero(loss_i) + _nan_to_zero(loss_t)) / 2
+
+
+def _nan_to_zero(x: torch.Tensor) -> torch.Tensor:
+    """The mean over zero rows is NaN; such a term contributes nothing."""
+    return torch.nan_to_num(x, nan=0.0)
 
 
 class HardNegativeInfoNCE(ClipInfoNCE):
@@ -75,13 +86,15 @@ class HardNegativeInfoNCE(ClipInfoNCE):
         flat_foils = all_foils.reshape(-1, all_foils.shape[-1])
         flat_mask = all_foil_mask.reshape(-1)
         i2t = logit_scale * image @ torch.cat([all_text, flat_foils]).T
-        pos = torch.cat([image_ids[:, None] == all_text_ids[None, :],
-                         torch.zeros(image.shape[0], flat_foils.shape[0], dtype=torch.bool, device=image.device)], 1)
-        valid = torch.cat([torch.ones_like(pos[:, : all_text.shape[0]]), flat_mask[None, :].expand(image.shape[0], -1)], 1)
-        loss_i = multi_positive_ce(i2t, pos, valid)
-        t2i = logit_scale * text @ all_image.T
-        loss_t = multi_positive_ce(t2i, text_ids[:, None] == all_image_ids[None, :])
-        return (loss_i + loss_t) / 2
+        no_pos = torch.zeros(image.shape[0], flat_foils.shape[0], dtype=torch.bool, device=image.device)
+        pos = torch.cat([image_ids[:, None] == all_text_ids[None, :], no_pos], 1)
+        valid = torch.cat([all_text_ids >= 0, flat_mask])[None, :].expand(image.shape[0], -1)
+        rows_i = pos.any(dim=1)
+        loss_i = multi_positive_ce(i2t[rows_i], pos[rows_i], valid[rows_i])
+        rows_t = text_ids >= 0
+        t2i = logit_scale * text[rows_t] @ all_image.T
+        loss_t = multi_positive_ce(t2i, text_ids[rows_t, None] == all_image_ids[None, :])
+        return (_nan_to_zero(loss_i) + _nan_to_zero(loss_t)) / 2
 
 
 class MultipleChoiceLoss(nn.Module):

@@ -158,16 +158,18 @@ class NegationObjective(nn.Module):
         foils = emb[foil_rows] * (batch.foils >= 0)[..., None]
         foil_mask = batch.foils >= 0
         if cfg.infonce:
-            all_img, all_ids, all_pos = gather(image_emb), gather(ids), gather(pos)
+            text_ids = torch.where(batch.in_pool, ids, torch.full_like(ids, -1))
+            all_img, all_ids, all_pos, all_text_ids = gather(image_emb), gather(ids), gather(pos), gather(text_ids)
             if cfg.hard_negatives:
-                parts["infonce"] = self.infonce(image_emb, pos, logit_scale, ids, ids, foils, foil_mask,
-                                                all_img, all_pos, all_ids, all_ids, gather(foils), gather(foil_mask))
+                parts["infonce"] = self.infonce(image_emb, pos, logit_scale, ids, text_ids, foils, foil_mask,
+                                                all_img, all_pos, all_ids, all_text_ids, gather(foils), gather(foil_mask))
             else:
-                parts["infonce"] = self.infonce(image_emb, pos, logit_scale, ids, ids, all_img, all_pos, all_ids, all_ids)
+                parts["infonce"] = self.infonce(image_emb, pos, logit_scale, ids, text_ids, all_img, all_pos, all_ids,
+                                                all_text_ids)
         if cfg.mcq:
-            choices = torch.cat([pos[:, None], foils], 1)
-            mask = torch.cat([torch.ones_like(foil_mask[:, :1]), foil_mask], 1)
-            parts["mcq"] = self.mcq(image_emb, choices, mask, logit_scale)
+            mask = batch.mcq_choices >= 0
+            choices = emb[batch.mcq_choices.clamp_min(0)] * mask[..., None]
+            parts["mcq"] = self.mcq(image_emb[batch.mcq_example], choices, mask, logit_scale)
         if cfg.omni_presence or cfg.omni_absence:
             orig = emb[batch.original]
             all_orig, all_ids = gather(orig), gather(ids)
@@ -292,7 +294,7 @@ def train(
         for micro in range(cfg.grad_accum):
             idx = batch_indices(step, micro, len(examples), cfg.batch_size, cfg.grad_accum, cfg.seed)
             mine = idx[rank * local: (rank + 1) * local]
-            batch = collate([examples[i] for i in mine], table, cfg.max_foils)
+            batch = collate([examples[i] for i in mine], table, cfg.max_foils, cfg.infonce_on_bare)
             batch = Batch(*[t.to(accelerator.device) for t in vars(batch).values()])
             with accelerator.accumulate(tower):
                 with accelerator.autocast():
