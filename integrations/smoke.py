@@ -16,7 +16,13 @@ from PIL import Image
 def smoke_test(folder: str | Path, steps: int = 2) -> dict:
     """Run 2 denoising steps of SD 1.x with the folder's text encoder and one CLIPSeg forward."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPImageProcessor, CLIPModel, CLIPSegConfig, CLIPSegForImageSegmentation, CLIPTokenizer
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPSegConfig,
+        CLIPSegForImageSegmentation,
+        CLIPTokenizer,
+    )
 
     from .clipseg import swap_clipseg_text_encoder
     from .diffusion import load_negation_text_encoder, swap_text_encoders
@@ -32,7 +38,7 @@ def smoke_test(folder: str | Path, steps: int = 2) -> dict:
     vae = AutoencoderKL(block_out_channels=[4, 8], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,
                         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
     pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=load_negation_text_encoder(str(folder)),
-                                   tokenizer=tokenizer, scheduler=DDIMScheduler(steps_offset=1), safety_checker=None,
+                                   tokenizer=tokenizer, scheduler=DDIMScheduler(steps_offset=1, clip_sample=False), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     swap_text_encoders(pipe, text_encoder=te)

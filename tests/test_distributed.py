@@ -36,4 +36,8 @@ def test_two_processes_match_one_process(tmp_path):
     moved = [k for k in a if k.startswith("text_model.") and not torch.equal(a[k], base[k])]
     assert moved, "training changed nothing"
     for k in a:
+        if k.endswith("self_attn.k_proj.bias"):
+            # A key bias shifts every attention logit of a row equally, so its true gradient is 0 and
+            # what it gets is float noise, which Adam's normalisation turns into lr-sized steps.
+            continue
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{k}: 2 processes differ from 1")

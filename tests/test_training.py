@@ -14,6 +14,7 @@ from negation_encoder.training.batching import TokenTable
 
 from ._tiny_world import make_tiny_world
 
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return make_tiny_world(tmp_path_factory.mktemp("world"))

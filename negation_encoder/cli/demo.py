@@ -11,7 +11,7 @@ def demo_command_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--recipe", default="default", help="fine-tuning recipe (see `negenc testbed recipes`)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="override the recipe's optimizer steps")
-    p.add_argument("--scenes", type=int, default=1500, help="training scenes in the world")
+    p.add_argument("--scenes", type=int, default=6000, help="training scenes in the world")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=demo_command)
     return p

@@ -16,7 +16,7 @@ from ..encoding import encode_images, encode_texts
 from ..eval import existence_accuracy, mcq_scores, pairwise_accuracy, recall_at_k, zeroshot_accuracy
 from ..training.embed_cache import cache_fingerprint
 from . import language as L
-from .world import COLOURS, OBJECTS, THEMES, Scene, SceneObject, object_scene, render, sample_scene
+from .world import CELLS, COLOURS, OBJECTS, THEMES, Scene, SceneObject, object_scene, render, sample_scene
 
 METRIC_KEYS = ("existence", "mcq", "mcq_positive", "mcq_negative", "mcq_hybrid", "pairwise",
                "retrieval_negated_r5", "retrieval_plain_r5", "heldout_existence", "heldout_mcq", "zeroshot")
@@ -87,7 +87,7 @@ def build_suite(seed: int = BENCH_SEED, size: int = DEFAULT_SIZE) -> Suite:
     for i in range(size):
         kind = str(rng.choice(OBJECTS))
         c1, c2 = rng.choice(colours, size=2, replace=False)
-        objs = [SceneObject(kind, str(c), str(rng.choice(["small", "large"])), str(rng.choice(L.CELLS))) for c in (c1, c2)]
+        objs = [SceneObject(kind, str(c), str(rng.choice(["small", "large"])), str(rng.choice(CELLS))) for c in (c1, c2)]
         cands = [s.add(object_scene(rng, f"pair-{i}-{j}", o)) for j, o in enumerate(objs)]
         phrase = L.REFERRING_FORMS[i % len(L.REFERRING_FORMS)].format(kind=kind, value=c2)
         if rng.random() < 0.5:
@@ -99,7 +99,7 @@ def build_suite(seed: int = BENCH_SEED, size: int = DEFAULT_SIZE) -> Suite:
         a, b, n = rng.choice(THEMES[theme], size=3, replace=False)
         c = rng.choice([o for o in OBJECTS if o not in (a, b, n)])
         ca, cb = rng.choice(colours, size=2)
-        cells = list(L.CELLS)
+        cells = list(CELLS)
         group = []
         for j in range(1 + NEGATED_DISTRACTORS):
             rng.shuffle(cells)
@@ -120,7 +120,7 @@ def build_suite(seed: int = BENCH_SEED, size: int = DEFAULT_SIZE) -> Suite:
     per_class = max(1, -(-size // len(OBJECTS)))
     for ci, kind in enumerate(OBJECTS):
         for j in range(per_class):
-            obj = SceneObject(kind, str(rng.choice(colours)), str(rng.choice(["small", "large"])), str(rng.choice(L.CELLS)))
+            obj = SceneObject(kind, str(rng.choice(colours)), str(rng.choice(["small", "large"])), str(rng.choice(CELLS)))
             s.zeroshot.append((s.add(object_scene(rng, f"zs-{kind}-{j}", obj)), ci))
     return s
 

@@ -90,7 +90,7 @@ def draw_report_png(path: Path, base: dict, finetuned: dict, suite: B.Suite, bas
 
 
 def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 0, base: str | Path = BASE_DIR,
-             n_scenes: int = 1500, steps: int | None = None, bench_size: int = B.DEFAULT_SIZE,
+             n_scenes: int = 6000, steps: int | None = None, bench_size: int = B.DEFAULT_SIZE,
              progress: bool = True) -> dict:
     start = time.perf_counter()
     out = Path(out)

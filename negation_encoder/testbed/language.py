@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from .world import CELLS, COLOURS, OBJECTS, SIZES, THEME_PLACE, Scene, SceneObject
+from .world import THEME_PLACE, Scene, SceneObject
 
 TRAIN_CUES = ("no", "not", "without")
 HELDOUT_CUES = ("lacking", "free of", "isn't", "absent", "missing")

@@ -13,11 +13,11 @@ class Recipe:
     overrides: dict = field(default_factory=dict)
 
 
-_COMMON = {"steps": 300, "batch_size": 64, "lr": 1e-4, "warmup_steps": 20, "save_every": 100, "log_every": 25}
+_COMMON = {"steps": 600, "batch_size": 64, "lr": 1e-3, "warmup_steps": 30, "save_every": 200, "log_every": 50}
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
-    Recipe("default", "InfoNCE on negated captions + per-image MCQ over minimal foils + preservation; P1+P2+presence",
-           ("p1", "p2", "presence"), {**_COMMON, "infonce": 1.0, "mcq": 1.0, "preserve": 1.0}),
+    Recipe("default", "per-image MCQ over minimal foils + InfoNCE (0.3) on non-bare negated captions + preservation; "
+           "P1+P2+presence", ("p1", "p2", "presence"), {**_COMMON, "infonce": 0.3, "mcq": 1.0, "preserve": 1.0}),
     Recipe("negationclip", "NegationCLIP: InfoNCE only on P1+P2 negated captions, all text layers",
            ("p1", "p2"), {**_COMMON, "infonce": 1.0, "mcq": 0.0}),
     Recipe("hard-negatives", "InfoNCE with each image's foils in the image-to-text pool",

@@ -32,7 +32,7 @@ from ..data.records import NegationRecord, RecordError, read_records
 from ..errors import InputError, RunFailed
 from .batching import Batch, TokenTable, all_texts, batch_indices, collate, example_from_record
 from .config import TrainConfig
-from .distributed import gather
+from .distributed import gather, world_size
 from .embed_cache import ImageEmbeddingCache
 from .freezing import configure_trainable
 from .losses import (
@@ -190,8 +190,25 @@ class NegationObjective(nn.Module):
             parts["preserve"] = self.preserve(hidden[rows], base_hidden, batch.attention_mask[rows])
         weights = {"infonce": cfg.infonce, "mcq": cfg.mcq, "omni_presence": cfg.omni_presence,
                    "omni_absence": cfg.omni_absence, "preserve": cfg.preserve}
-        total = sum(weights[k] * v for k, v in parts.items())
+        counts = {
+            "infonce": batch.in_pool.sum(),
+            "mcq": (batch.mcq_choices[:, 1:] >= 0).any(dim=1).sum(),
+            "omni_presence": (batch.presence_negated >= 0).sum(),
+            "omni_absence": (batch.absence_negated >= 0).sum(),
+            "preserve": batch.attention_mask[batch.original].sum(),
+        }
+        total = sum(weights[k] * _global_mean_scale(v, counts[k]) for k, v in parts.items())
         return total, parts
+
+
+def _global_mean_scale(local_mean: torch.Tensor, local_count: torch.Tensor) -> torch.Tensor:
+    """Rescale a mean over this process's rows so that, after DDP averages gradients, the result is the
+    mean over all processes' rows, also when processes hold different numbers of rows for a term."""
+    world = world_size()
+    if world == 1:
+        return local_mean
+    total = gather(local_count.reshape(1).to(local_mean.device, torch.float32)).sum().clamp_min(1)
+    return local_mean * local_count.to(torch.float32) * world / total
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -215,8 +232,11 @@ def train(
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
+    # step_scheduler_with_optimizer=False: accelerate would otherwise advance the schedule once per
+    # process per step; `batch_size` is already the global batch, so the schedule counts optimizer steps.
     accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision,
                                              gradient_accumulation_steps=cfg.grad_accum,
+                                             step_scheduler_with_optimizer=False,
                                              cpu=not torch.cuda.is_available())
     if cfg.batch_size % accelerator.num_processes:
         raise InputError(f"batch_size={cfg.batch_size} must be divisible by the {accelerator.num_processes} processes")
@@ -307,7 +327,8 @@ def train(
                 if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             for k, v in {"loss": loss, **parts}.items():
                 running[k] = running.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
