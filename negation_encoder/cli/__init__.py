@@ -21,12 +21,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import data, demo, publish, testbed, train
+    from . import data, demo, generate, publish, testbed, train
 
     parser = _Parser(prog="negenc", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     demo.demo_command_parser(sub)
     data.data_command_parser(sub)
+    generate.generate_command_parser(sub)
     train.train_command_parser(sub)
     testbed.testbed_command_parser(sub)
     publish.publish_command_parser(sub)

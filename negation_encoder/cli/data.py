@@ -15,6 +15,10 @@ def data_command_parser(subparsers) -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check every record; print counts per source and negation type")
     v.add_argument("file", help="a NegationRecord .jsonl file")
     v.set_defaults(func=validate_command)
+    m = sub.add_parser("merge", help="join shard outputs into one file, dropping duplicate ids")
+    m.add_argument("out", help="merged .jsonl (appended to if it exists)")
+    m.add_argument("inputs", nargs="+", help="shard .jsonl files")
+    m.set_defaults(func=merge_command)
     return parser
 
 
@@ -25,4 +29,13 @@ def validate_command(args: argparse.Namespace) -> int:
         raise InputError(str(e)) from None
     print(f"{args.file}: {summary.total} valid records")
     print(summary.to_table())
+    return 0
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    from ..data.shards import merge_shards
+
+    r = merge_shards(args.inputs, args.out)
+    print(f"{args.out}: merged {r.inputs} files, {r.records_in} records read, {r.written} written, "
+          f"{r.duplicates} duplicate ids dropped")
     return 0
