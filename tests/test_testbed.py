@@ -1,5 +1,7 @@
 """The world: determinism, oracle backends, pipelines on it, benchmark twins, and a short fine-tune."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -118,3 +120,17 @@ def test_base_is_negation_blind_and_short_finetune_raises_mcq(tmp_path):
     assert tuned["existence"] > base["existence"] + 0.05
     assert tuned["zeroshot"] > base["zeroshot"] - 0.05
     assert (tmp_path / "demo" / "results.json").exists() and (tmp_path / "demo" / "report.png").exists()
+
+
+@pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")
+def test_compare_runs_recipes_over_seeds_and_tabulates(tmp_path, capsys):
+    from negation_encoder.cli import main
+
+    assert main(["testbed", "compare", "--out", str(tmp_path), "--recipes", "negationclip,omni-front",
+                 "--seeds", "0,1", "--steps", "3", "--scenes", "60", "--bench-size", "20"]) == 0
+    res = json.loads((tmp_path / "compare.json").read_text())
+    assert set(res["recipes"]) == {"negationclip", "omni-front"}
+    assert all(len(r["runs"]) == 2 for r in res["recipes"].values())
+    table = (tmp_path / "compare.md").read_text()
+    assert "| negationclip |" in table and "±" in table
+    assert main(["testbed", "compare", "--recipes", "nope"]) == 2

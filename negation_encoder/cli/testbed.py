@@ -17,6 +17,14 @@ def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
     pt.set_defaults(func=pretrain_command)
     rc = sub.add_parser("recipes", help="list fine-tuning recipes")
     rc.set_defaults(func=recipes_command)
+    cp = sub.add_parser("compare", help="train every recipe on the same data, several seeds; one table")
+    cp.add_argument("--out", default="compare_out")
+    cp.add_argument("--recipes", default=None, help="comma list (default: all)")
+    cp.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
+    cp.add_argument("--steps", type=int, default=None, help="override every recipe's steps")
+    cp.add_argument("--scenes", type=int, default=6000)
+    cp.add_argument("--bench-size", type=int, default=500)
+    cp.set_defaults(func=compare_command)
     return p
 
 
@@ -36,4 +44,17 @@ def recipes_command(args: argparse.Namespace) -> int:
 
     for r in RECIPES.values():
         print(f"{r.name:22s} data={'+'.join(r.sources):18s} {r.description}")
+    return 0
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..testbed.compare import compare
+
+    try:
+        seeds = tuple(int(x) for x in args.seeds.split(",") if x)
+    except ValueError:
+        raise InputError(f"--seeds expects a comma list of integers, got {args.seeds!r}") from None
+    recipes = [r for r in args.recipes.split(",") if r] if args.recipes else None
+    compare(args.out, recipes, seeds, n_scenes=args.scenes, steps=args.steps, bench_size=args.bench_size)
     return 0
