@@ -72,6 +72,24 @@ def _time(fn, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def _peak_memory_mb(reset: bool = False) -> float:
+    """CUDA: peak allocated tensor memory (reset per configuration). CPU: the process's resident-set
+    high-water mark (VmHWM), which never decreases, so read the per-configuration growth next to it."""
+    if torch.cuda.is_available():
+        if reset:
+            torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def gemm_flops(n: int = 2048, repeats: int = 5) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
@@ -117,15 +135,12 @@ def run_arch(arch: str, batch: int, steps: int, root: Path) -> dict:
         "engine": lambda: _step(model, opt, loss_fn, cached, dyn.input_ids, dyn.attention_mask),
     }
     out: dict = {}
-    import tracemalloc
-
     for name, fn in configs.items():
-        tracemalloc.start()
+        before = _peak_memory_mb(reset=True)
         sec = _time(fn, steps)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
         out[f"{arch}_{name}_samples_per_s"] = batch / sec
-        out[f"{arch}_{name}_peak_python_mb"] = peak / 2**20
+        out[f"{arch}_{name}_peak_memory_mb"] = _peak_memory_mb()
+        out[f"{arch}_{name}_peak_memory_growth_mb"] = out[f"{arch}_{name}_peak_memory_mb"] - before
     text_params = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("text_model.", "text_projection")))
     tokens = int(dyn.attention_mask.sum())
     flops = 6 * text_params * tokens  # forward + backward of the text tower on the real tokens
