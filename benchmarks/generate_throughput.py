@@ -23,25 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from negation_encoder.data.llm import OpenAIChat, OpenAIMLLM, PromptedLLM, TransformersChat  # noqa: E402
 from negation_encoder.data.pipelines import CaptionItem, PipelineConfig, run_pipeline  # noqa: E402
+from negation_encoder.tiny import build_chat_lm  # noqa: E402
 
 
 def _tiny_llm():
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    words = ["<pad>", "<s>", "</s>", "<unk>"] + [f"w{i}" for i in range(200)]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                 unk_token="<unk>")
-    hf.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(words), hidden_size=256, intermediate_size=512,
-                                         num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
-                                         max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=2))
-    model.generation_config.eos_token_id = None  # always generate max_new_tokens: a fair, fixed amount of work
-    return model, hf
+    model, tok = build_chat_lm(seed=0, words=[f"w{i}" for i in range(200)], hidden_size=256, num_layers=4, num_heads=4)
+    model.generation_config.eos_token_id = None  # always generate max_new_tokens: a fixed amount of work
+    return model, tok
 
 
 def _server(delay: float):

@@ -398,3 +398,23 @@ def build_blip_vqa(seed: int = 0, image_size: int = 32):
         tokenizer=tokenizer,
     )
     return model, processor
+
+
+def build_chat_lm(seed: int = 0, words: Iterable[str] | None = None, hidden_size: int = 16, num_layers: int = 1,
+                  num_heads: int = 2):
+    """A tiny random `LlamaForCausalLM` and a word-level tokenizer with a chat template (the data
+    pipelines' local LLM backend in tests and benchmarks). Its output is gibberish by design."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab = ["<pad>", "<s>", "</s>", "<unk>"] + sorted(_words_from(words if words is not None else DEFAULT_WORDS))
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                        unk_token="<unk>")
+    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:"
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
+                         max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    return LlamaForCausalLM(config).eval(), tokenizer

@@ -17,6 +17,7 @@ from negation_encoder.data.coco import classify_question, load_coco_captions, lo
 from negation_encoder.data.llm import OpenAIChat, PromptedLLM, TransformersChat, parse_object_list
 from negation_encoder.data.pipelines import PipelineConfig, run_pipeline
 from negation_encoder.errors import InputError
+from negation_encoder.tiny import build_chat_lm
 
 CAPTIONS = ["A dog sitting on a red couch.", "A man riding a bike down the street.", "A plate of food on a table.",
             "Two cats sleeping on a bed.", "A bus parked next to a building.", "A woman holding an umbrella."]
@@ -215,28 +216,9 @@ def test_resume_after_kill_and_shards_merge(coco, server, tmp_path):
 # tiny random transformers models: gibberish is rejected and counted, never written
 
 
-def _tiny_chat_lm():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    words = ["<pad>", "<s>", "</s>", "<unk>", "[", "]", '"', ",", "a", "dog", "no", "with", "fork", "caption", ":",
-             "user", "assistant", "list", "objects", "rewrite", "the", "photo", "there", "is", "in"]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                 unk_token="<unk>")
-    hf.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:"
-    import torch
-
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                                         pad_token_id=0, bos_token_id=1, eos_token_id=2))
-    return model, hf
-
-
 def test_tiny_random_llm_output_is_rejected_and_counted(coco, tmp_path):
-    model, tok = _tiny_chat_lm()
+    # a vocabulary without negation cues: whatever the random model says can never pass validation
+    model, tok = build_chat_lm(seed=0, words=["a", "dog", "with", "fork", "photo", "the", "in", "[", "]", '"', ","])
     llm = PromptedLLM(TransformersChat(model, tok, batch_size=4))
     assert tok.padding_side == "left"
 
