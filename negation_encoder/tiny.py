@@ -418,3 +418,34 @@ def build_chat_lm(seed: int = 0, words: Iterable[str] | None = None, hidden_size
                          num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
                          max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     return LlamaForCausalLM(config).eval(), tokenizer
+
+
+def build_vision_chat_lm(seed: int = 0, image_size: int = 32):
+    """A tiny random `LlavaForConditionalGeneration` (an `AutoModelForImageTextToText`) and its
+    `LlavaProcessor` with a chat template: the pipelines' local MLLM backend in tests."""
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    _, tokenizer = build_chat_lm(seed, words=["is there a in this image answer yes or no ? ."] + list(DEFAULT_WORDS))
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    template = ("{% for m in messages %}{{ m['role'] }}: {% if m['content'] is string %}{{ m['content'] }}{% else %}"
+                "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }}{% endif %}"
+                "{% endfor %}{% endif %}\n{% endfor %}assistant:")
+    tokenizer.chat_template = template
+    vision = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=image_size, patch_size=16)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=2, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+                         vision_feature_layer=-1, vision_feature_select_strategy="full")
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    processor = LlavaProcessor(image_processor=build_clip_image_processor(image_size), tokenizer=tokenizer,
+                               patch_size=16, vision_feature_select_strategy="full", chat_template=template,
+                               num_additional_image_tokens=1)
+    return model, processor

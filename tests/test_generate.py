@@ -14,7 +14,13 @@ from PIL import Image
 from negation_encoder.cli import main
 from negation_encoder.data import read_records
 from negation_encoder.data.coco import classify_question, load_coco_captions, load_vqa_no_items
-from negation_encoder.data.llm import OpenAIChat, PromptedLLM, TransformersChat, parse_object_list
+from negation_encoder.data.llm import (
+    OpenAIChat,
+    PromptedLLM,
+    TransformersChat,
+    load_prompt,
+    parse_object_list,
+)
 from negation_encoder.data.pipelines import PipelineConfig, run_pipeline
 from negation_encoder.errors import InputError
 from negation_encoder.tiny import build_chat_lm
@@ -243,3 +249,35 @@ def test_parse_object_list_is_strict():
     assert parse_object_list('Sure! ["Fork", "dog"] are plausible', 3) == ["fork", "dog"]
     assert parse_object_list("fork, dog", 3) is None
     assert parse_object_list("[]", 3) is None and parse_object_list(None, 3) is None
+
+
+def test_tiny_random_mllm_reads_yes_no_probabilities_and_pipeline_rejects_gibberish(coco, tmp_path):
+    import torch
+
+    from negation_encoder.data.llm import TransformersMLLM
+    from negation_encoder.tiny import build_vision_chat_lm
+
+    model, processor = build_vision_chat_lm(seed=0)
+    model.save_pretrained(tmp_path / "mllm")
+    processor.save_pretrained(tmp_path / "mllm")
+    mllm = TransformersMLLM(str(tmp_path / "mllm"), image_root=coco["images"], batch_size=2)  # from_pretrained path
+    images = [f"COCO_train2014_{i:012d}.jpg" for i in range(3)]
+    probs = mllm.presence_probability(images, ["dog", "couch", "fork"])
+    assert len(probs) == 3 and all(0.0 < p < 1.0 for p in probs)
+    # the same number by hand: softmax over the vocabulary, P(yes) / (P(yes) + P(no)) at the next token
+    tok = processor.tokenizer
+    conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text",
+                                                               "text": load_prompt("verify_presence").format(concept="dog")}]}]
+    from PIL import Image
+
+    enc = processor(images=[Image.open(coco["images"] / images[0]).convert("RGB")],
+                    text=[processor.apply_chat_template(conv, add_generation_prompt=True)], return_tensors="pt")
+    with torch.no_grad():
+        p = model(**enc).logits[0, -1].softmax(-1)
+    yes, no = p[tok.convert_tokens_to_ids("yes")], p[tok.convert_tokens_to_ids("no")]
+    assert probs[0] == pytest.approx((yes / (yes + no)).item(), rel=1e-4)
+    llm_model, llm_tok = build_chat_lm(seed=1, words=["a", "dog", "with", "fork", "photo", "[", "]", '"', ","])
+    stats = run_pipeline(load_coco_captions(coco["captions"], coco["images"]), tmp_path / "p1.jsonl",
+                         PipelineConfig(pipeline="p1", confidence=0.0), PromptedLLM(TransformersChat(llm_model, llm_tok)),
+                         mllm, progress=False)
+    assert stats.records_written == 0 and sum(stats.rejects.values()) >= 6

@@ -144,15 +144,14 @@ class TransformersChat:
 
 
 def _yes_no_ids(tokenizer) -> tuple[list[int], list[int]]:
-    ids = {"yes": set(), "no": set()}
-    for word in ("yes", "Yes", " yes", " Yes", "YES"):
-        toks = tokenizer.encode(word, add_special_tokens=False)
-        if len(toks) == 1:
-            ids["yes"].add(toks[0])
-    for word in ("no", "No", " no", " No", "NO"):
-        toks = tokenizer.encode(word, add_special_tokens=False)
-        if len(toks) == 1:
-            ids["no"].add(toks[0])
+    """Single-token spellings of "yes" / "no" ("yes", "Yes", " yes", ...), never the unknown token."""
+    ids: dict[str, set[int]] = {"yes": set(), "no": set()}
+    for word in ids:
+        for variant in (word, word.capitalize(), " " + word, " " + word.capitalize(), word.upper()):
+            toks = tokenizer.encode(variant, add_special_tokens=False)
+            if len(toks) == 1 and toks[0] != tokenizer.unk_token_id \
+                    and tokenizer.decode(toks).strip().lower() == word:
+                ids[word].add(toks[0])
     if not ids["yes"] or not ids["no"]:
         raise ValueError("the MLLM's tokenizer has no single-token 'yes'/'no'; cannot read yes/no probabilities")
     return sorted(ids["yes"]), sorted(ids["no"])
