@@ -294,7 +294,9 @@ def _p2_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
 def _presence_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
     requests, jobs = [], []
     for it in batch:
-        mentioned = [o for o in it.objects if mentions(it.caption, o)]
+        # known present objects, else the category names the caption itself mentions (COCO captions)
+        known = it.objects or list(cfg.categories)
+        mentioned = [o for o in known if mentions(it.caption, o)]
         if not mentioned:
             stats.rejects["select:no_known_present_object"] += 1
             continue
