@@ -35,7 +35,7 @@ def _tiny_llm():
 def _server(delay: float):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
-            pass
+            """Silence per-request logging."""
 
         def do_POST(self):  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

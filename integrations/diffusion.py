@@ -31,11 +31,16 @@ def load_negation_text_encoder(path_or_repo: str, role: str = "text_encoder", **
 
 def check_compatibility(unet_config: Any, text_encoder=None, text_encoder_2=None, tokenizer=None,
                         current_text_encoder=None, current_text_encoder_2=None) -> None:
-    """Raise ValueError naming both sizes when an encoder cannot drive this UNet / tokenizer."""
+    """Raise ValueError naming both sizes when an encoder cannot drive this UNet / transformer / tokenizer.
+
+    `unet_config` is the denoiser's config: a UNet's (SD 1.x/2.x/SDXL) or SD3's transformer.
+    """
     te1 = text_encoder if text_encoder is not None else current_text_encoder
     te2 = text_encoder_2 if text_encoder_2 is not None else current_text_encoder_2
     cross = _get(unet_config, "cross_attention_dim")
-    if te2 is not None:
+    if cross is None and _get(unet_config, "joint_attention_dim") is not None:
+        _check_sd3(unet_config, te1, te2)
+    elif te2 is not None:
         w1 = te1.config.hidden_size if te1 is not None else 0
         w2 = te2.config.hidden_size
         if w1 + w2 != cross:
@@ -61,17 +66,36 @@ def check_compatibility(unet_config: Any, text_encoder=None, text_encoder_2=None
                              f"{tokenizer.model_max_length}")
 
 
+def _check_sd3(config: Any, te1, te2) -> None:
+    """SD3: the two CLIP encoders' projections concatenate into the pooled input, their hidden states
+    (zero-padded to the T5 width) into the joint attention input."""
+    pooled, joint = _get(config, "pooled_projection_dim"), _get(config, "joint_attention_dim")
+    if te1 is None or te2 is None:
+        return
+    p1, p2 = te1.config.projection_dim, te2.config.projection_dim
+    if p1 + p2 != pooled:
+        raise ValueError(f"text encoder projections {p1} + {p2} = {p1 + p2} do not match the SD3 transformer's "
+                         f"pooled_projection_dim {pooled}")
+    w = te1.config.hidden_size + te2.config.hidden_size
+    if w > joint:
+        raise ValueError(f"text encoder widths {te1.config.hidden_size} + {te2.config.hidden_size} = {w} exceed the SD3 "
+                         f"transformer's joint_attention_dim {joint}")
+
+
 def _get(config: Any, key: str):
     return config.get(key) if isinstance(config, dict) else getattr(config, key, None)
 
 
 def swap_text_encoders(pipe, text_encoder=None, text_encoder_2=None):
     """Replace the pipeline's CLIP text encoder(s) in place (dtype and device follow the pipeline's)."""
-    check_compatibility(pipe.unet.config, text_encoder, text_encoder_2, getattr(pipe, "tokenizer", None),
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if denoiser is None:
+        raise ValueError(f"{type(pipe).__name__} has neither a unet nor a transformer to check the encoders against")
+    check_compatibility(denoiser.config, text_encoder, text_encoder_2, getattr(pipe, "tokenizer", None),
                         getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None))
     if text_encoder_2 is not None and not hasattr(pipe, "text_encoder_2"):
         raise ValueError(f"{type(pipe).__name__} has no text_encoder_2 to replace")
-    device, dtype = pipe.unet.device, pipe.unet.dtype
+    device, dtype = denoiser.device, denoiser.dtype
     updates = {}
     if text_encoder is not None:
         updates["text_encoder"] = text_encoder.to(device=device, dtype=dtype)

@@ -96,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
     fail_first = 0
 
     def log_message(self, *args):  # keep test output clean
-        pass
+        """Silence per-request logging."""
 
     def do_POST(self):  # noqa: N802 - http.server API
         type(self).calls += 1

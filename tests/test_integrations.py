@@ -162,3 +162,35 @@ def test_clipseg_swap_identity_change_and_reload(tmp_path):
         swap_clipseg_text_encoder(seg, tiny.build_clip_model(seed=0, text_hidden_size=48))
     with pytest.raises(TypeError, match="should be CLIPModel or CLIPTextModelWithProjection"):
         swap_clipseg_text_encoder(seg, tiny.build_clip_text_model())
+
+
+def test_sd3_clip_encoders_swap_without_t5(tmp_path):
+    """SD3 builds from tiny components offline with text_encoder_3=None (the pipeline zero-fills T5)."""
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+
+    tok = tiny.build_clip_tokenizer()
+    torch.manual_seed(0)
+    transformer = SD3Transformer2DModel(sample_size=32, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
+                                        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=64,
+                                        pooled_projection_dim=64, out_channels=4)
+    vae = AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
+                        latent_channels=4, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
+                        shift_factor=0.0609, scaling_factor=1.5035)
+    te1 = tiny.build_clip_text_model_with_projection(seed=0, tokenizer=tok, projection_dim=32)
+    te2 = tiny.build_clip_text_model_with_projection(seed=1, tokenizer=tok, projection_dim=32)
+    pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
+                                    text_encoder=te1, tokenizer=tok, text_encoder_2=te2, tokenizer_2=tok,
+                                    text_encoder_3=None, tokenizer_3=None)
+    pipe.set_progress_bar_config(disable=True)
+    before = _run(pipe)
+    swap_text_encoders(pipe, copy.deepcopy(te1), copy.deepcopy(te2))
+    assert np.array_equal(_run(pipe), before)
+    swap_text_encoders(pipe, text_encoder=tiny.build_clip_text_model_with_projection(seed=7, tokenizer=tok, projection_dim=32))
+    assert not np.allclose(_run(pipe), before)
+    with pytest.raises(ValueError, match=r"projections 24 \+ 32 = 56 do not match the SD3 transformer's pooled_projection_dim 64"):
+        swap_text_encoders(pipe, text_encoder=tiny.build_clip_text_model_with_projection(seed=0, tokenizer=tok))
