@@ -1,7 +1,8 @@
 """Put a negation-aware text encoder into a diffusers pipeline, with checks before anything runs.
 
 SD 1.x / 2.x read `text_encoder` (CLIPTextModel); SDXL also `text_encoder_2`
-(CLIPTextModelWithProjection). Only the text encoder changes, so nothing else is retrained:
+(CLIPTextModelWithProjection); SD3 two CLIPTextModelWithProjection (its T5 stays); Flux one
+CLIPTextModel (its T5 stays). Only the text encoder changes, so nothing else is retrained:
 
     pipe = negation_pipeline("CompVis/stable-diffusion-v1-4", "ORG/negation-clip-l14")
 
@@ -39,7 +40,11 @@ def check_compatibility(unet_config: Any, text_encoder=None, text_encoder_2=None
     te2 = text_encoder_2 if text_encoder_2 is not None else current_text_encoder_2
     cross = _get(unet_config, "cross_attention_dim")
     if cross is None and _get(unet_config, "joint_attention_dim") is not None:
-        _check_sd3(unet_config, te1, te2)
+        slot2 = current_text_encoder_2 if current_text_encoder_2 is not None else te2
+        if slot2 is not None and getattr(slot2.config, "model_type", "") != "clip_text_model":
+            _check_flux(unet_config, te1, text_encoder_2)  # Flux: CLIP + T5; only the CLIP one is ours
+        else:
+            _check_sd3(unet_config, te1, te2)
     elif te2 is not None:
         w1 = te1.config.hidden_size if te1 is not None else 0
         w2 = te2.config.hidden_size
@@ -80,6 +85,17 @@ def _check_sd3(config: Any, te1, te2) -> None:
     if w > joint:
         raise ValueError(f"text encoder widths {te1.config.hidden_size} + {te2.config.hidden_size} = {w} exceed the SD3 "
                          f"transformer's joint_attention_dim {joint}")
+
+
+def _check_flux(config: Any, te1, new_te2) -> None:
+    """Flux reads the CLIP encoder's pooled output (its hidden size) as the pooled projection; the
+    second encoder is T5 and is not a CLIP role."""
+    if new_te2 is not None:
+        raise ValueError("Flux's text_encoder_2 is a T5 encoder; only its CLIP text_encoder can be replaced")
+    pooled = _get(config, "pooled_projection_dim")
+    if te1 is not None and te1.config.hidden_size != pooled:
+        raise ValueError(f"text encoder hidden size {te1.config.hidden_size} does not match the Flux transformer's "
+                         f"pooled_projection_dim {pooled}")
 
 
 def _get(config: Any, key: str):
