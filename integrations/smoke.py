@@ -15,7 +15,7 @@ from PIL import Image
 
 def smoke_test(folder: str | Path, steps: int = 2) -> dict:
     """Run 2 denoising steps of SD 1.x with the folder's text encoder and one CLIPSeg forward."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionPipeline
     from transformers import (
         CLIPImageProcessor,
         CLIPModel,
@@ -24,21 +24,17 @@ def smoke_test(folder: str | Path, steps: int = 2) -> dict:
         CLIPTokenizer,
     )
 
+    from negation_encoder.tiny import build_scheduler, build_unet, build_vae
+
     from .clipseg import swap_clipseg_text_encoder
     from .diffusion import load_negation_text_encoder, swap_text_encoders
 
     folder = Path(folder)
     tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
     te = load_negation_text_encoder(str(folder), "text_encoder")
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=4,
-                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-                                cross_attention_dim=te.config.hidden_size, norm_num_groups=2, attention_head_dim=2)
-    vae = AutoencoderKL(block_out_channels=[4, 8], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,
-                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
-    pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=load_negation_text_encoder(str(folder)),
-                                   tokenizer=tokenizer, scheduler=DDIMScheduler(steps_offset=1, clip_sample=False), safety_checker=None,
+    unet = build_unet(0, cross_attention_dim=te.config.hidden_size, attention_head_dim=2)
+    pipe = StableDiffusionPipeline(unet=unet, vae=build_vae(0), text_encoder=load_negation_text_encoder(str(folder)),
+                                   tokenizer=tokenizer, scheduler=build_scheduler(), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     swap_text_encoders(pipe, text_encoder=te)

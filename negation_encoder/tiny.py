@@ -218,7 +218,7 @@ def build_clip_image_processor(image_size: int = 32):
 # diffusers: SD 1.x and SDXL components
 
 
-def _tiny_vae(seed: int):
+def build_vae(seed: int = 0):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
@@ -234,7 +234,7 @@ def _tiny_vae(seed: int):
     )
 
 
-def _tiny_scheduler():
+def build_scheduler():
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(
@@ -247,13 +247,12 @@ def _tiny_scheduler():
     )
 
 
-def build_sd_components(seed: int = 0, text_hidden_size: int = 32) -> dict:
-    """Components for `StableDiffusionPipeline` (SD 1.x layout) with a tiny UNet, VAE and CLIP text encoder."""
+def build_unet(seed: int, cross_attention_dim: int, **overrides):
+    """A two-block `UNet2DConditionModel` (4 latent channels, 16x16 latents) conditioned at `cross_attention_dim`."""
     from diffusers import UNet2DConditionModel
 
-    tokenizer = build_clip_tokenizer()
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         block_out_channels=(4, 8),
         layers_per_block=1,
         sample_size=16,
@@ -261,14 +260,20 @@ def build_sd_components(seed: int = 0, text_hidden_size: int = 32) -> dict:
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=text_hidden_size,
+        cross_attention_dim=cross_attention_dim,
         norm_num_groups=2,
-        attention_head_dim=2,
+        **overrides,
     )
+
+
+def build_sd_components(seed: int = 0, text_hidden_size: int = 32) -> dict:
+    """Components for `StableDiffusionPipeline` (SD 1.x layout) with a tiny UNet, VAE and CLIP text encoder."""
+    tokenizer = build_clip_tokenizer()
+    unet = build_unet(seed, cross_attention_dim=text_hidden_size, attention_head_dim=2)
     return {
         "unet": unet,
-        "scheduler": _tiny_scheduler(),
-        "vae": _tiny_vae(seed),
+        "scheduler": build_scheduler(),
+        "vae": build_vae(seed),
         "text_encoder": build_clip_text_model(seed, tokenizer, hidden_size=text_hidden_size),
         "tokenizer": tokenizer,
         "safety_checker": None,
@@ -283,32 +288,22 @@ def build_sdxl_components(seed: int = 0, hidden_size: int = 32, hidden_size_2: i
     The UNet's `cross_attention_dim` is the sum of the two encoders' widths and its add-embedding
     input is `6 * addition_time_embed_dim + projection_dim` of `text_encoder_2`, as in SDXL.
     """
-    from diffusers import UNet2DConditionModel
-
     tokenizer = build_clip_tokenizer()
     time_dim = 8
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(4, 8),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    unet = build_unet(
+        seed,
+        cross_attention_dim=hidden_size + hidden_size_2,
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",
         addition_time_embed_dim=time_dim,
         transformer_layers_per_block=(1, 1),
         projection_class_embeddings_input_dim=6 * time_dim + projection_dim,
-        cross_attention_dim=hidden_size + hidden_size_2,
-        norm_num_groups=2,
     )
     return {
         "unet": unet,
-        "scheduler": _tiny_scheduler(),
-        "vae": _tiny_vae(seed),
+        "scheduler": build_scheduler(),
+        "vae": build_vae(seed),
         "text_encoder": build_clip_text_model(seed, tokenizer, hidden_size=hidden_size),
         "text_encoder_2": build_clip_text_model_with_projection(
             seed + 1, tokenizer, hidden_size=hidden_size_2, projection_dim=projection_dim

@@ -207,23 +207,23 @@ def _p1_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
             else:
                 pairs.append((idx, obj))
     probs = mllm.presence_probability([batch[i].image for i, _ in pairs], [o for _, o in pairs]) if pairs else []
-    kept: dict[int, list[str]] = {}
+    kept: dict[int, list[tuple[str, float]]] = {}
     for (idx, obj), p_yes in zip(pairs, probs):
         if 1.0 - p_yes >= cfg.confidence:
             if len(kept.setdefault(idx, [])) < cfg.per_item:
-                kept[idx].append(obj)
+                kept[idx].append((obj, p_yes))
                 stats.stages["verified_absent"] += 1
         else:
             stats.rejects["verify:present_or_unsure"] += 1
     # one negated caption and its minimal foils per (item, object), sharing a sentence frame
     jobs: list[tuple[CaptionItem, str, float, str | None]] = []
     requests, originals, concepts, negated = [], [], [], []
-    for idx, objs in kept.items():
+    for idx, found in kept.items():
         it = batch[idx]
-        for obj in objs:
+        for obj, p_yes in found:
             style = _style(it.id, obj)
             present = it.objects[style % len(it.objects)] if it.objects else None
-            jobs.append((it, obj, probs[pairs.index((idx, obj))], present))
+            jobs.append((it, obj, p_yes, present))
             requests += [RewriteRequest(it.caption, obj, "absence", style=style),
                          RewriteRequest(it.caption, obj, "affirm", style=style)]
             originals += [it.caption, it.caption]
