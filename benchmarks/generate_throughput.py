@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from negation_encoder.data.llm import OpenAIChat, OpenAIMLLM, PromptedLLM, TransformersChat  # noqa: E402
 from negation_encoder.data.pipelines import CaptionItem, PipelineConfig, run_pipeline  # noqa: E402
-from negation_encoder.tiny import build_chat_lm  # noqa: E402
+from negation_encoder.testing.tiny import build_chat_lm  # noqa: E402
 
 
 def _tiny_llm():

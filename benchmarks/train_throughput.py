@@ -25,7 +25,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from negation_encoder.tiny import build_clip_tokenizer  # noqa: E402
+from negation_encoder.offline import build_clip_tokenizer  # noqa: E402
 from negation_encoder.training.losses import ClipInfoNCE  # noqa: E402
 
 ARCHS = {

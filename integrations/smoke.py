@@ -24,7 +24,7 @@ def smoke_test(folder: str | Path, steps: int = 2) -> dict:
         CLIPTokenizer,
     )
 
-    from negation_encoder.tiny import build_scheduler, build_unet, build_vae
+    from negation_encoder.testing.tiny import build_scheduler, build_unet, build_vae
 
     from .clipseg import swap_clipseg_text_encoder
     from .diffusion import load_negation_text_encoder, swap_text_encoders

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from negation_encoder import tiny
 from negation_encoder.data import NegationRecord, write_records
+from negation_encoder.testing import tiny
 
 OBJECTS = ["dog", "cat", "car", "bus", "tree", "cup"]
 

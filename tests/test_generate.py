@@ -23,7 +23,7 @@ from negation_encoder.data.llm import (
 )
 from negation_encoder.data.pipelines import PipelineConfig, run_pipeline
 from negation_encoder.errors import InputError
-from negation_encoder.tiny import build_chat_lm
+from negation_encoder.testing.tiny import build_chat_lm
 
 CAPTIONS = ["A dog sitting on a red couch.", "A man riding a bike down the street.", "A plate of food on a table.",
             "Two cats sleeping on a bed.", "A bus parked next to a building.", "A woman holding an umbrella."]
@@ -246,7 +246,7 @@ def test_tiny_random_mllm_reads_yes_no_probabilities_and_pipeline_rejects_gibber
     import torch
 
     from negation_encoder.data.llm import TransformersMLLM
-    from negation_encoder.tiny import build_vision_chat_lm
+    from negation_encoder.testing.tiny import build_vision_chat_lm
 
     model, processor = build_vision_chat_lm(seed=0)
     model.save_pretrained(tmp_path / "mllm")

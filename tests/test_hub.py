@@ -8,10 +8,10 @@ from unittest import mock
 import pytest
 import torch
 
-from negation_encoder import tiny
 from negation_encoder.cli import main
 from negation_encoder.errors import InputError
 from negation_encoder.hub import build_model_card, publish, usage_snippets
+from negation_encoder.testing import tiny
 from negation_encoder.training.export import export_checkpoint
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -15,7 +15,7 @@ from integrations import (
     swap_clipseg_text_encoder,
     swap_text_encoders,
 )
-from negation_encoder import tiny
+from negation_encoder.testing import tiny
 from negation_encoder.training.export import export_checkpoint
 
 
@@ -66,7 +66,7 @@ def test_swapped_encoder_matches_its_own_prompt_embeds(sd, encoder_folder):
 
 
 def test_wrong_size_encoder_names_both_sizes(sd):
-    wide = tiny.build_clip_text_model(seed=0, hidden_size=48)
+    wide = tiny.build_clip_text_model(seed=0, text_hidden_size=48)
     with pytest.raises(ValueError, match="hidden size 48 does not match the UNet's cross_attention_dim 32"):
         swap_text_encoders(sd, text_encoder=wide)
     big_vocab = tiny.build_clip_text_model(seed=0, tokenizer=tiny.build_clip_tokenizer(["zebra", "giraffe", "okapi"] + list(tiny.DEFAULT_WORDS)))
@@ -102,11 +102,11 @@ def test_sdxl_swap_both_encoders_and_checks(tmp_path):
     before = _run(pipe)
     swap_text_encoders(pipe, copy.deepcopy(pipe.text_encoder), copy.deepcopy(pipe.text_encoder_2))
     assert np.array_equal(_run(pipe), before)
-    new2 = tiny.build_clip_text_model_with_projection(seed=3, hidden_size=32, projection_dim=32)
+    new2 = tiny.build_clip_text_model_with_projection(seed=3, text_hidden_size=32, projection_dim=32)
     swap_text_encoders(pipe, text_encoder_2=new2)
     assert not np.allclose(_run(pipe), before)
     with pytest.raises(ValueError, match=r"widths 32 \+ 48 = 80 do not match the UNet's cross_attention_dim 64"):
-        swap_text_encoders(pipe, text_encoder_2=tiny.build_clip_text_model_with_projection(seed=0, hidden_size=48, projection_dim=32))
+        swap_text_encoders(pipe, text_encoder_2=tiny.build_clip_text_model_with_projection(seed=0, text_hidden_size=48, projection_dim=32))
 
 
 def test_negation_pipeline_one_call_from_folders(tmp_path, encoder_folder):
@@ -139,8 +139,7 @@ def test_clipseg_swap_identity_change_and_reload(tmp_path):
     inputs = _seg_inputs()
     with torch.no_grad():
         before = seg(**inputs).logits
-    original = tiny.build_clip_text_model_with_projection(seed=1, projection_dim=seg.config.projection_dim,
-                                                          intermediate_size=69)
+    original = tiny.build_clip_text_model_with_projection(seed=1, projection_dim=seg.config.projection_dim)
     assert isinstance(original, CLIPTextModelWithProjection)
     original.text_model.load_state_dict(seg.clip.text_model.state_dict())
     original.text_projection.load_state_dict(seg.clip.text_projection.state_dict())
@@ -229,6 +228,6 @@ def test_flux_clip_encoder_swap():
     swap_text_encoders(pipe, text_encoder=tiny.build_clip_text_model(seed=5, tokenizer=tok))
     assert np.abs(_run(pipe, max_sequence_length=16) - before).max() > 10 * noise
     with pytest.raises(ValueError, match="hidden size 48 does not match the Flux transformer's pooled_projection_dim 32"):
-        swap_text_encoders(pipe, text_encoder=tiny.build_clip_text_model(seed=0, tokenizer=tok, hidden_size=48))
+        swap_text_encoders(pipe, text_encoder=tiny.build_clip_text_model(seed=0, tokenizer=tok, text_hidden_size=48))
     with pytest.raises(ValueError, match="T5 encoder"):
         swap_text_encoders(pipe, text_encoder_2=tiny.build_clip_text_model_with_projection(seed=0, tokenizer=tok))

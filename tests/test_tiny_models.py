@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from negation_encoder import tiny
+from negation_encoder.testing import tiny
 
 
 def _same_params(a, b):

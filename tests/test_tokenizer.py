@@ -1,7 +1,7 @@
 import torch
 from transformers import CLIPTokenizer
 
-from negation_encoder.tiny import BOS_TOKEN, EOS_TOKEN, build_clip_text_model, build_clip_tokenizer
+from negation_encoder.testing.tiny import BOS_TOKEN, EOS_TOKEN, build_clip_text_model, build_clip_tokenizer
 
 
 def test_special_tokens_are_the_highest_ids():

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from negation_encoder import tiny
 from negation_encoder.errors import InputError, RunFailed
+from negation_encoder.testing import tiny
 from negation_encoder.training import ImageEmbeddingCache, TrainConfig, configure_trainable, train
 from negation_encoder.training.batching import TokenTable
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..tiny import build_clip_tokenizer, tiny_clip_config
+from ..offline import build_clip_tokenizer, clip_config
 from . import language as L
 from .world import IMAGE_SIZE, render, sample_scene
 
@@ -74,7 +74,7 @@ def pretrain(cfg: PretrainConfig | None = None, out: str | Path = BASE_DIR, prog
     rng = np.random.default_rng(cfg.seed)
     tokenizer = world_tokenizer()
     processor = world_image_processor()
-    config = tiny_clip_config(tokenizer, text_hidden_size=cfg.text_hidden, text_layers=cfg.text_layers,
+    config = clip_config(tokenizer, text_hidden_size=cfg.text_hidden, text_layers=cfg.text_layers,
                               vision_hidden_size=cfg.vision_hidden, vision_layers=cfg.vision_layers,
                               projection_dim=cfg.projection_dim, image_size=IMAGE_SIZE, patch_size=16,
                               num_attention_heads=cfg.heads)

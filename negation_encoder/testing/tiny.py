@@ -1,190 +1,38 @@
-"""Offline tokenizer and tiny-but-real models.
+"""Tiny-but-real models for tests and benchmarks, built offline and seeded.
 
-Nothing can be downloaded from the Hub here, in CI or on a user's air-gapped box, yet every code path
-must run through the real classes (`CLIPTokenizer`, `CLIPModel`, diffusers pipelines, CLIPSeg, BLIP).
-This module builds them from configs written in code. Each builder seeds torch itself, so the same
-call always returns the same weights.
-
-The CLIP eos pooling trap: `CLIPTextModel` pools the hidden state at the first `eos_token_id`
-(or at `argmax(input_ids)` when the legacy `eos_token_id=2` is set). Our tokenizer therefore puts
-`<|startoftext|>` and `<|endoftext|>` at the two highest ids, as OpenAI's vocabulary does, and every
-config built here sets `eos_token_id` to the real eos id.
+Every code path must run through the real classes (`CLIPModel`, diffusers pipelines, CLIPSeg, BLIP,
+Llava) without downloading anything. Each builder seeds torch itself, so the same call always returns
+the same weights, and the CLIP family takes one set of keyword names (`seed`, `tokenizer`,
+`text_hidden_size`, `text_layers`, `projection_dim`, ...) as `negation_encoder.offline.clip_config`.
+The testbed never imports this module; it needs only the offline tokenizer.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from functools import lru_cache
 
 import torch
 from transformers import CLIPTokenizer
-from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-BOS_TOKEN = "<|startoftext|>"
-EOS_TOKEN = "<|endoftext|>"
-MAX_POSITIONS = 77
-
-# A general English word list for tests and integrations; the testbed passes its own vocabulary.
-DEFAULT_WORDS: tuple[str, ...] = tuple(
-    """
-    a an the of and or but with without no not none nor never neither isn't doesn't don't aren't
-    is are was were there this that these those it its in on at by to from under over near next
-    left right top bottom behind front above below beside between photo picture image scene
-    features feature shows show showing contains contain containing has have having lacking free
-    man woman dog cat car bus street road tree house table chair fork cup plate bird horse sky
-    red green blue yellow black white small large big little one two three many some any
-    riding running sitting standing wearing holding hat glasses light lights parking empty
-    """.split()
+from ..offline import (  # noqa: F401 - re-exported: tests build tokenizers and models from one place
+    BOS_TOKEN,
+    DEFAULT_WORDS,
+    EOS_TOKEN,
+    MAX_POSITIONS,
+    _words_from,
+    build_clip_tokenizer,
+    clip_config,
+    clip_text_config,
 )
 
 
-def _words_from(texts: Iterable[str]) -> set[str]:
-    """Lower-cased word pieces as CLIP's pre-tokenizer splits them (letters, digits, punctuation)."""
-    pattern = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[a-z]+|[0-9]|[^\sa-z0-9]+")
-    out: set[str] = set()
-    for text in texts:
-        out.update(pattern.findall(text.lower()))
-    return out
-
-
-@lru_cache(maxsize=8)
-def _vocab_and_merges(words: tuple[str, ...]) -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
-    """Learn BPE merges on `words` until each word is a single symbol (plain BPE training).
-
-    Merges are applied by rank at tokenization time, so they must come from a real training run:
-    hand-chaining each word left to right conflicts across words ("he" outranking "th" in "there").
-    """
-    byte_map = bytes_to_unicode()
-    vocab: dict[str, int] = {}
-    for ch in byte_map.values():
-        vocab[ch] = len(vocab)
-    for ch in byte_map.values():
-        vocab[ch + "</w>"] = len(vocab)
-    corpus: list[list[str]] = []
-    for word in words:
-        symbols = [byte_map[b] for b in word.encode("utf-8")]
-        symbols[-1] += "</w>"
-        corpus.append(symbols)
-    merges: list[tuple[str, str]] = []
-    while True:
-        counts: dict[tuple[str, str], int] = {}
-        for symbols in corpus:
-            for pair in zip(symbols, symbols[1:]):
-                counts[pair] = counts.get(pair, 0) + 1
-        if not counts:
-            break
-        best = min(counts, key=lambda p: (-counts[p], p))  # deterministic tie-break
-        merges.append(best)
-        merged = best[0] + best[1]
-        vocab.setdefault(merged, len(vocab))
-        for i, symbols in enumerate(corpus):
-            if len(symbols) < 2:
-                continue
-            out, j = [], 0
-            while j < len(symbols):
-                if j + 1 < len(symbols) and (symbols[j], symbols[j + 1]) == best:
-                    out.append(merged)
-                    j += 2
-                else:
-                    out.append(symbols[j])
-                    j += 1
-            corpus[i] = out
-    vocab[BOS_TOKEN] = len(vocab)
-    vocab[EOS_TOKEN] = len(vocab)  # the highest id, as in OpenAI's vocabulary
-    return vocab, tuple(merges)
-
-
-def build_clip_tokenizer(
-    words: Iterable[str] | None = None, model_max_length: int = MAX_POSITIONS
-) -> CLIPTokenizer:
-    """A real byte-level BPE `CLIPTokenizer` whose merges spell out every word of `words` whole.
-
-    Any other text still tokenizes (down to byte symbols), so nothing is ever `unk`.
-    `<|endoftext|>` is the highest id and doubles as the pad token, as in openai/clip-vit-large-patch14.
-    """
-    pieces = _words_from(words if words is not None else DEFAULT_WORDS)
-    vocab, merges = _vocab_and_merges(tuple(sorted(pieces)))
-    return CLIPTokenizer(
-        vocab=dict(vocab),
-        merges=list(merges),
-        unk_token=EOS_TOKEN,
-        bos_token=BOS_TOKEN,
-        eos_token=EOS_TOKEN,
-        pad_token=EOS_TOKEN,
-        model_max_length=model_max_length,
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# CLIP
-
-
-def tiny_clip_text_config(
-    tokenizer: CLIPTokenizer,
-    hidden_size: int = 32,
-    num_hidden_layers: int = 2,
-    num_attention_heads: int = 4,
-    intermediate_size: int = 37,
-    projection_dim: int = 24,
-    max_position_embeddings: int = MAX_POSITIONS,
-):
-    from transformers import CLIPTextConfig
-
-    return CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        num_hidden_layers=num_hidden_layers,
-        num_attention_heads=num_attention_heads,
-        intermediate_size=intermediate_size,
-        projection_dim=projection_dim,
-        max_position_embeddings=max_position_embeddings,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-
-
-def tiny_clip_config(
-    tokenizer: CLIPTokenizer,
-    text_hidden_size: int = 32,
-    text_layers: int = 2,
-    vision_hidden_size: int = 40,
-    vision_layers: int = 2,
-    projection_dim: int = 24,
-    image_size: int = 32,
-    patch_size: int = 8,
-    num_attention_heads: int = 4,
-):
-    from transformers import CLIPConfig, CLIPVisionConfig
-
-    text = tiny_clip_text_config(
-        tokenizer,
-        hidden_size=text_hidden_size,
-        num_hidden_layers=text_layers,
-        num_attention_heads=num_attention_heads,
-        intermediate_size=text_hidden_size * 2 + 5,
-        projection_dim=projection_dim,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=vision_hidden_size,
-        num_hidden_layers=vision_layers,
-        num_attention_heads=num_attention_heads,
-        intermediate_size=vision_hidden_size * 2 + 3,
-        image_size=image_size,
-        patch_size=patch_size,
-        projection_dim=projection_dim,
-    )
-    return CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=projection_dim)
-
-
 def build_clip_model(seed: int = 0, tokenizer: CLIPTokenizer | None = None, **config_kwargs):
-    """A tiny `CLIPModel` (text 32 wide, vision 40 wide, projection 24 by default)."""
+    """A tiny `CLIPModel` (text 32 wide, vision 40 wide, projection 24 by default; keywords of `clip_config`)."""
     from transformers import CLIPModel
 
     tokenizer = tokenizer or build_clip_tokenizer()
     torch.manual_seed(seed)
-    return CLIPModel(tiny_clip_config(tokenizer, **config_kwargs)).eval()
+    return CLIPModel(clip_config(tokenizer, **config_kwargs)).eval()
 
 
 def build_clip_text_model(seed: int = 0, tokenizer: CLIPTokenizer | None = None, **config_kwargs):
@@ -192,7 +40,7 @@ def build_clip_text_model(seed: int = 0, tokenizer: CLIPTokenizer | None = None,
 
     tokenizer = tokenizer or build_clip_tokenizer()
     torch.manual_seed(seed)
-    return CLIPTextModel(tiny_clip_text_config(tokenizer, **config_kwargs)).eval()
+    return CLIPTextModel(clip_text_config(tokenizer, **config_kwargs)).eval()
 
 
 def build_clip_text_model_with_projection(
@@ -202,7 +50,7 @@ def build_clip_text_model_with_projection(
 
     tokenizer = tokenizer or build_clip_tokenizer()
     torch.manual_seed(seed)
-    return CLIPTextModelWithProjection(tiny_clip_text_config(tokenizer, **config_kwargs)).eval()
+    return CLIPTextModelWithProjection(clip_text_config(tokenizer, **config_kwargs)).eval()
 
 
 def build_clip_image_processor(image_size: int = 32):
@@ -274,7 +122,7 @@ def build_sd_components(seed: int = 0, text_hidden_size: int = 32) -> dict:
         "unet": unet,
         "scheduler": build_scheduler(),
         "vae": build_vae(seed),
-        "text_encoder": build_clip_text_model(seed, tokenizer, hidden_size=text_hidden_size),
+        "text_encoder": build_clip_text_model(seed, tokenizer, text_hidden_size=text_hidden_size),
         "tokenizer": tokenizer,
         "safety_checker": None,
         "feature_extractor": None,
@@ -282,7 +130,8 @@ def build_sd_components(seed: int = 0, text_hidden_size: int = 32) -> dict:
     }
 
 
-def build_sdxl_components(seed: int = 0, hidden_size: int = 32, hidden_size_2: int = 32, projection_dim: int = 32) -> dict:
+def build_sdxl_components(seed: int = 0, text_hidden_size: int = 32, text_hidden_size_2: int = 32,
+                          projection_dim: int = 32) -> dict:
     """Components for `StableDiffusionXLPipeline`: two CLIP text encoders and a text_time UNet.
 
     The UNet's `cross_attention_dim` is the sum of the two encoders' widths and its add-embedding
@@ -292,7 +141,7 @@ def build_sdxl_components(seed: int = 0, hidden_size: int = 32, hidden_size_2: i
     time_dim = 8
     unet = build_unet(
         seed,
-        cross_attention_dim=hidden_size + hidden_size_2,
+        cross_attention_dim=text_hidden_size + text_hidden_size_2,
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",
@@ -304,9 +153,9 @@ def build_sdxl_components(seed: int = 0, hidden_size: int = 32, hidden_size_2: i
         "unet": unet,
         "scheduler": build_scheduler(),
         "vae": build_vae(seed),
-        "text_encoder": build_clip_text_model(seed, tokenizer, hidden_size=hidden_size),
+        "text_encoder": build_clip_text_model(seed, tokenizer, text_hidden_size=text_hidden_size),
         "text_encoder_2": build_clip_text_model_with_projection(
-            seed + 1, tokenizer, hidden_size=hidden_size_2, projection_dim=projection_dim
+            seed + 1, tokenizer, text_hidden_size=text_hidden_size_2, projection_dim=projection_dim
         ),
         "tokenizer": tokenizer,
         "tokenizer_2": tokenizer,
@@ -319,22 +168,17 @@ def build_sdxl_components(seed: int = 0, hidden_size: int = 32, hidden_size_2: i
 # CLIPSeg and the BLIP VQA judge
 
 
-def build_clipseg(seed: int = 0, tokenizer: CLIPTokenizer | None = None, projection_dim: int = 24):
-    """A tiny `CLIPSegForImageSegmentation` (text 32 wide, vision 40 wide, 3 vision layers)."""
+def build_clipseg(seed: int = 0, tokenizer: CLIPTokenizer | None = None, projection_dim: int = 24,
+                  text_hidden_size: int = 32):
+    """A tiny `CLIPSegForImageSegmentation` (text 32 wide, vision 40 wide, 3 vision layers): its text tower
+    has the shapes of `build_clip_model`'s with the same keywords, as CLIPSeg is built on a CLIP."""
     from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
     tokenizer = tokenizer or build_clip_tokenizer()
-    text = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=69,  # as tiny_clip_config's text tower: CLIPSeg is built on a CLIP
-        max_position_embeddings=MAX_POSITIONS,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+            "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id")
+    full = clip_text_config(tokenizer, text_hidden_size=text_hidden_size, projection_dim=projection_dim).to_dict()
+    text = {k: full[k] for k in keys}
     vision = dict(
         hidden_size=40, num_hidden_layers=3, num_attention_heads=4, intermediate_size=83, image_size=32, patch_size=8
     )

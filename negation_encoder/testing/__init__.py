@@ -1,0 +1,1 @@
+"""Test and benchmark support: tiny real models built offline (`negation_encoder.testing.tiny`)."""
