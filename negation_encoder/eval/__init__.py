@@ -8,9 +8,25 @@ from .scoring import (
     recall_at_k,
     zeroshot_accuracy,
 )
+from .split import (
+    SplitEmbeddings,
+    WeightFit,
+    concept_prompt,
+    encode_split,
+    fit_split_weight,
+    split_paired,
+    split_similarity,
+)
 
 __all__ = [
     "MCQ_TEMPLATES",
+    "SplitEmbeddings",
+    "WeightFit",
+    "concept_prompt",
+    "encode_split",
+    "fit_split_weight",
+    "split_paired",
+    "split_similarity",
     "existence_accuracy",
     "mcq_scores",
     "pairwise_accuracy",

@@ -1,0 +1,137 @@
+"""The negation splitter: cue words and their scope, lists, attributes, postfix cues, the LLM route."""
+
+import json
+
+import pytest
+
+from negation_encoder.splitting import (
+    EMPTY_AFFIRMATIVE,
+    LLMSplitter,
+    RuleSplitter,
+    negative_prompt_pair,
+    parse_split_answer,
+    split_negation,
+)
+
+
+@pytest.mark.parametrize("text,affirmative,negated", [
+    ("a street with no cars", "a street", ["cars"]),
+    ("A bowl of fruit without bananas", "A bowl of fruit", ["bananas"]),
+    ("a red cup, with no fork here", "a red cup", ["fork"]),
+    ("no fork, a red cup", "a red cup", ["fork"]),
+    ("There is no dog in the picture.", EMPTY_AFFIRMATIVE, ["dog"]),
+    ("a kitchen that does not have a fork", "a kitchen", ["fork"]),
+    ("a dog on a sofa, but not a cat", "a dog on a sofa", ["cat"]),
+    ("A photo of a man without a hat, glasses, or tie.", "A photo of a man.", ["hat", "glasses", "tie"]),
+    ("a desk with no lamp or book", "a desk", ["lamp", "book"]),
+    ("neither a cup nor a fork", EMPTY_AFFIRMATIVE, ["cup", "fork"]),
+    ("a street with no cars and no buses", "a street", ["cars", "buses"]),
+    ("no parking sign and a car", "a car", ["parking sign"]),
+    ("a man not wearing a hat", "a man", ["wearing a hat"]),
+    ("a road not crowded with cars", "a road", ["crowded with cars"]),
+    ("a not white cat", "a cat", ["white cat"]),
+    ("the ball that is not green", "the ball", ["green ball"]),
+    ("a bus, but not the yellow one", "a bus", ["yellow bus"]),
+    ("A chair is missing from this room.", EMPTY_AFFIRMATIVE, ["chair"]),
+    ("a table, with the vase missing", "a table", ["vase"]),
+    ("a garden free of any weeds", "a garden", ["weeds"]),
+    ("a beach lacking umbrellas", "a beach", ["umbrellas"]),
+])
+def test_rule_splitter_cases(text, affirmative, negated):
+    s = split_negation(text)
+    assert (s.affirmative, list(s.negated)) == (affirmative, negated), s
+
+
+def test_plain_caption_is_untouched():
+    s = split_negation("a red cup and a fork on the top left")
+    assert not s.has_negation and s.affirmative == "a red cup and a fork on the top left" and s.negated == ()
+    assert negative_prompt_pair("a photo of a dog") == ("a photo of a dog", None)
+
+
+def test_negative_prompt_pair_and_types():
+    assert negative_prompt_pair("a desk with no lamp or book") == ("a desk", "lamp, book")
+    s = split_negation("the ball that is not green")
+    assert s.negation_types == ("attribute",) and s.cues == ("not",)
+    assert split_negation("a dog not running").negation_types == ("action",)
+
+
+class _Chat:
+    name = "fake-chat"
+
+    def __init__(self, answers):
+        self.answers, self.calls = answers, 0
+
+    def chat(self, conversations, max_new_tokens=64):
+        self.calls += 1
+        assert all('Caption: "' in c[0]["content"] for c in conversations)
+        return [self.answers[i % len(self.answers)] for i in range(len(conversations))]
+
+
+def test_llm_splitter_parses_json_caches_and_falls_back():
+    good = 'Sure: {"affirmative": "a street", "negated": ["cars"]}'
+    chat = _Chat([good, "no idea"])
+    sp = LLMSplitter(chat)
+    a, b = sp.split_batch(["a street with no cars", "a desk with no lamp"])
+    assert (a.affirmative, a.negated) == ("a street", ("cars",))
+    assert b == RuleSplitter().split("a desk with no lamp") and sp.fallbacks == 1
+    sp.split_batch(["a street with no cars"])
+    assert chat.calls == 1  # cached
+    assert sp.name == "llm:fake-chat:v1"
+
+
+def test_parse_split_answer_is_strict():
+    assert parse_split_answer("x", json.dumps({"affirmative": "a", "negated": "cars"})) is None
+    assert parse_split_answer("x", None) is None
+    s = parse_split_answer("a dog", '{"affirmative": "a dog", "negated": []}')
+    assert s is not None and not s.has_negation and s.affirmative == "a dog"
+
+
+# ---------------------------------------------------------------------------------------------
+# split scoring (negation_encoder.eval.split) on hand-made embeddings
+
+def _encoder(table):
+    import torch
+
+    def encode(texts):
+        return torch.tensor([table[t] for t in texts], dtype=torch.float32)
+
+    return encode
+
+
+def test_split_scores_by_hand_and_plain_captions_score_as_clip():
+    import torch
+
+    from negation_encoder.eval import concept_prompt, encode_split, split_paired, split_similarity
+
+    table = {"a street with no cars": [0.6, 0.8], "a street": [1.0, 0.0], "a photo of a cars": [0.0, 1.0],
+             "a street at night": [0.8, 0.6]}
+    emb = encode_split(["a street with no cars", "a street at night"], _encoder(table))
+    images = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    got = split_similarity(images, emb, weight=0.5)
+    # image 0: aff 1.0 - 0.5 * 0.0 = 1.0; image 1: aff 0.0 - 0.5 * 1.0 = -0.5; plain caption: plain cosines
+    torch.testing.assert_close(got, torch.tensor([[1.0, 0.8], [-0.5, 0.6]]))
+    torch.testing.assert_close(split_paired(images, emb, 0.5), torch.tensor([1.0, 0.6]))
+    assert concept_prompt("the red cup") == "a photo of the red cup" and concept_prompt("fork") == "a photo of a fork"
+
+
+def test_split_takes_the_max_over_negated_concepts_and_weight_fit_uses_given_data():
+    import torch
+
+    from negation_encoder.eval import encode_split, fit_split_weight, split_paired
+
+    table = {"a desk with no lamp or book": [0.0, 0.0, 1.0], "a desk": [1.0, 0.0, 0.0],
+             "a photo of a lamp": [0.0, 1.0, 0.0], "a photo of a book": [0.0, 0.6, 0.8],
+             "a desk with a lamp": [0.7, 0.7, 0.0]}
+    emb = encode_split(["a desk with no lamp or book"], _encoder(table))
+    img = torch.tensor([[0.6, 0.0, 0.8]])
+    # max over concepts: lamp 0.0, book 0.64 -> 0.6 - 1.0 * 0.64
+    assert split_paired(img, emb, 1.0).item() == pytest.approx(0.6 - 0.64)
+    # fitting picks the w that makes both items right: image A (a desk, something book-like, no lamp) is
+    # the negated caption's; image B (a desk and a lamp) the affirmative one's
+    neg = encode_split(["a desk with no lamp or book"] * 2, _encoder(table))
+    aff = encode_split(["a desk with a lamp"] * 2, _encoder(table))
+    images = torch.tensor([[0.8, 0.0, 0.6], [0.95, 0.312, 0.0]])
+    # A right iff 0.8 - 0.48 w > 0.56 (w < 0.5); B right iff 0.95 - 0.312 w < 0.8834 (w > 0.21)
+    fit = fit_split_weight(images, [neg, aff], correct=[0, 1], grid=(0.0, 0.1, 0.3, 0.6, 1.0))
+    assert fit.weight == 0.3 and fit.accuracy == 1.0
+    assert fit.curve == {0.0: 0.5, 0.1: 0.5, 0.3: 1.0, 0.6: 0.5, 1.0: 0.5} and fit.items == 2
