@@ -13,6 +13,7 @@ config built here sets `eos_token_id` to the real eos id.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -69,7 +70,7 @@ def _vocab_and_merges(words: tuple[str, ...]) -> tuple[dict[str, int], tuple[tup
     while True:
         counts: dict[tuple[str, str], int] = {}
         for symbols in corpus:
-            for pair in zip(symbols, symbols[1:]):
+            for pair in itertools.pairwise(symbols):
                 counts[pair] = counts.get(pair, 0) + 1
         if not counts:
             break

@@ -22,7 +22,7 @@ from negation_encoder.data.llm import (
     parse_object_list,
 )
 from negation_encoder.data.pipelines import PipelineConfig, run_pipeline
-from negation_encoder.errors import InputError
+from negation_encoder.errors import InputError, RunFailed
 from negation_encoder.testing.tiny import build_chat_lm
 
 CAPTIONS = ["A dog sitting on a red couch.", "A man riding a bike down the street.", "A plate of food on a table.",
@@ -182,10 +182,15 @@ def test_every_pipeline_over_http(coco, server, tmp_path, pipeline, monkeypatch)
 
 
 def test_retries_with_backoff_then_succeeds(server):
-    _Handler.fail_first = 2
+    _Handler.fail_first, _Handler.calls = 2, 0
     chat = OpenAIChat(server, "tiny-llm", max_retries=3, concurrency=1)
     out = chat.chat([[{"role": "user", "content": 'You are given... Caption: "a dog"'}]])
-    assert out == ['["fork", "dog", "lamp"]'] and chat.retries == 2
+    assert out == ['["fork", "dog", "lamp"]'] and _Handler.calls == 3  # two 503s retried, then the answer
+    _Handler.fail_first, _Handler.calls = 5, 0
+    with pytest.raises(RunFailed, match="HTTP 503 from the server after up to 1 retries"):
+        OpenAIChat(server, "tiny-llm", max_retries=1, concurrency=1).chat([[{"role": "user", "content": "x"}]])
+    assert _Handler.calls == 2
+    _Handler.fail_first = 0
 
 
 def test_resume_after_kill_and_shards_merge(coco, server, tmp_path):
@@ -228,7 +233,7 @@ def test_tiny_random_llm_output_is_rejected_and_counted(coco, tmp_path):
     items = load_coco_captions(coco["captions"], coco["images"])
     out = tmp_path / "tiny.jsonl"
     stats = run_pipeline(items, out, PipelineConfig(pipeline="p1"), llm, AlwaysAbsent(), progress=False)
-    assert stats.records_written == 0 and not out.read_text().strip()
+    assert stats.records_written == 0 and not out.exists()  # nothing valid: no file at all
     assert sum(stats.rejects.values()) >= len(items)  # every item rejected, each one counted
     assert stats.rejects.get("propose:malformed", 0) + stats.rejects.get("rewrite:no_concept", 0) > 0
     qa = load_vqa_no_items(coco["questions"], coco["annotations"], coco["captions"], coco["images"])
@@ -272,3 +277,22 @@ def test_tiny_random_mllm_reads_yes_no_probabilities_and_pipeline_rejects_gibber
                          PipelineConfig(pipeline="p1", confidence=0.0), PromptedLLM(TransformersChat(llm_model, llm_tok)),
                          mllm, progress=False)
     assert stats.records_written == 0 and sum(stats.rejects.values()) >= 6
+
+
+def test_unreachable_server_is_one_line_exit_1_and_leaves_no_files(coco, tmp_path, capsys):
+    out = tmp_path / "gen" / "p2.jsonl"
+    code = main(["generate", "p2", "--coco-captions", str(coco["captions"]), "--images", str(coco["images"]),
+                 "--vqa-questions", str(coco["questions"]), "--vqa-annotations", str(coco["annotations"]),
+                 "--llm", "openai:m@http://127.0.0.1:9", "--max-retries", "1", "--timeout", "5",
+                 "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.count("\n") == 0, err
+    assert "http://127.0.0.1:9/v1: server unreachable after 1 retries" in err
+    left = sorted(p.name for p in out.parent.iterdir()) if out.parent.exists() else []
+    assert left == [], f"a failed run left files behind: {left}"
+
+
+def test_out_in_a_missing_folder_is_created(coco, server, tmp_path):
+    out = tmp_path / "new" / "deeper" / "presence.jsonl"
+    assert _gen(coco, "presence", out, server) == 0
+    assert read_records(out) and out.with_name(out.name + ".done").exists()

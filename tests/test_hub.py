@@ -1,6 +1,5 @@
 """Model card metadata and round trip, publishing with HfApi mocked, and the usage snippets run."""
 
-import json
 import re
 from pathlib import Path
 from unittest import mock
@@ -82,11 +81,44 @@ def test_publish_refuses_pickle_and_bad_repo_id(folder, tmp_path):
         publish(folder, "no-slash", dry_run=True)
 
 
-def test_publish_cli_dry_run(folder, capsys):
+def test_publish_cli_dry_run_changes_nothing(folder, capsys):
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert main(["publish", str(folder), "--repo-id", "org/neg-clip", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "would upload" in out and "README.md" in out and "text_encoder/model.safetensors" in out
-    assert "org/neg-clip" in (folder / "README.md").read_text()
+    assert 'CLIPTextModel.from_pretrained("org/neg-clip", subfolder="text_encoder")' in out  # the card it would send
+    after = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert after == before, "a dry run changed the folder"
+
+
+def test_hand_written_readme_is_never_replaced(folder, tmp_path, capsys):
+    import shutil
+
+    own = tmp_path / "own"
+    shutil.copytree(folder, own)
+    (own / "README.md").write_text("# My encoder\n\nHand-written notes.\n")
+    assert main(["publish", str(own), "--repo-id", "org/x", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "hand-written, kept as is" in out and "Hand-written notes." in out
+    assert (own / "README.md").read_text() == "# My encoder\n\nHand-written notes.\n"
+    from negation_encoder.hub import write_model_card
+
+    write_model_card(own)  # what a re-export does: the hand-written card stays
+    assert (own / "README.md").read_text() == "# My encoder\n\nHand-written notes.\n"
+
+
+def test_card_names_what_the_model_was_trained_from(tmp_path):
+    tok = tiny.build_clip_tokenizer()
+    out = tmp_path / "enc"
+    export_checkpoint(tiny.build_clip_model(seed=0, tokenizer=tok), tok, tiny.build_clip_image_processor(32), out,
+                      training_config={"base": "base", "base_model": "negation-encoder testbed world CLIP "
+                                       "(`negenc testbed pretrain`)", "recipe": "default", "mcq": 1.0})
+    text = (out / "README.md").read_text()
+    assert "Base model: negation-encoder testbed world CLIP" in text and "Recipe: `default`" in text
+    assert "Base model: `base`" not in text
+    from huggingface_hub import ModelCard
+
+    assert ModelCard.load(out / "README.md").data.to_dict().get("base_model") is None  # not a Hub id
 
 
 def test_text_encoder_keys_are_transformers_4x_names(folder):
@@ -133,4 +165,3 @@ def test_card_snippets_run_against_tiny_local_models(folder, tmp_path):
                                scope["CLIPModel"].from_pretrained(str(folder)).text_projection.weight)
         else:
             assert scope["image"].size == (32, 32)
-    json.dumps(snippets)

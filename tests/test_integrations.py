@@ -69,10 +69,9 @@ def test_wrong_size_encoder_names_both_sizes(sd):
     wide = tiny.build_clip_text_model(seed=0, text_hidden_size=48)
     with pytest.raises(ValueError, match="hidden size 48 does not match the UNet's cross_attention_dim 32"):
         swap_text_encoders(sd, text_encoder=wide)
-    big_vocab = tiny.build_clip_text_model(seed=0, tokenizer=tiny.build_clip_tokenizer(["zebra", "giraffe", "okapi"] + list(tiny.DEFAULT_WORDS)))
-    with pytest.raises(ValueError, match="vocabulary"):
-        swap_text_encoders(sd, text_encoder=tiny.build_clip_text_model(seed=0, tokenizer=tiny.build_clip_tokenizer(["a"])))
-    del big_vocab
+    small_vocab = tiny.build_clip_text_model(seed=0, tokenizer=tiny.build_clip_tokenizer(["a"]))
+    with pytest.raises(ValueError, match=r"vocabulary of \d+ tokens but the pipeline's tokenizer has \d+"):
+        swap_text_encoders(sd, text_encoder=small_vocab)
 
 
 def test_clip_skip_matches_hand_reference(sd):

@@ -28,14 +28,14 @@ def test_infonce_matches_hand_computation():
     # i2t rows: [2s, 0], [2s, 2]; t2i rows: [2s, 2s], [0, 2]
     expect = (_ce([2 * s, 0], 0) + _ce([2 * s, 2], 1) + _ce([2 * s, 2 * s], 0) + _ce([0, 2], 1)) / 4
     ids = torch.tensor([0, 1])
-    assert ClipInfoNCE()(img, txt, scale, ids, ids).item() == pytest.approx(expect, rel=1e-6)
+    assert ClipInfoNCE()(img, txt, scale, image_ids=ids, text_ids=ids).item() == pytest.approx(expect, rel=1e-6)
 
 
 def test_infonce_duplicate_image_ids_are_both_positives():
     img = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     txt = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     ids = torch.tensor([7, 7])
-    loss = ClipInfoNCE()(img, txt, torch.tensor(1.0), ids, ids)
+    loss = ClipInfoNCE()(img, txt, torch.tensor(1.0), image_ids=ids, text_ids=ids)
     # i2t: both texts positive -> log(sum all / sum pos) = 0; t2i: both images positive -> 0
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
 
@@ -47,13 +47,14 @@ def test_hard_negatives_only_enter_image_to_text():
     mask = torch.tensor([[True], [True]])
     ids = torch.tensor([0, 1])
     scale = torch.tensor(1.0)
-    got = HardNegativeInfoNCE()(img, txt, scale, ids, ids, foils, mask).item()
+    got = HardNegativeInfoNCE()(img, txt, scale, image_ids=ids, text_ids=ids, foils=foils, foil_mask=mask).item()
     # i2t row 0 logits over [t0, t1, f0, f1] = [1, 0, 0, 1]; t2i row 0 = [1, 0]
     expect = (2 * _ce([1, 0, 0, 1], 0) + 2 * _ce([1, 0], 0)) / 4
     assert got == pytest.approx(expect, rel=1e-6)
     # masked-out foils change nothing versus plain InfoNCE
-    plain = ClipInfoNCE()(img, txt, scale, ids, ids).item()
-    assert HardNegativeInfoNCE()(img, txt, scale, ids, ids, foils, ~mask).item() == pytest.approx(plain, rel=1e-6)
+    plain = ClipInfoNCE()(img, txt, scale, image_ids=ids, text_ids=ids).item()
+    assert HardNegativeInfoNCE()(img, txt, scale, image_ids=ids, text_ids=ids, foils=foils,
+                                 foil_mask=~mask).item() == pytest.approx(plain, rel=1e-6)
 
 
 def test_mcq_loss_hand_computed_and_rows_without_foils_ignored():
@@ -69,9 +70,10 @@ def test_omni_presence_pushes_from_negated_caption():
     img = torch.tensor([[1.0, 0.0]])
     orig = torch.tensor([[1.0, 0.0]])
     neg = torch.tensor([[0.6, 0.8]])
-    got = OmniPresenceLoss(temperature=0.5)(img, orig, neg, torch.tensor([True]), torch.tensor([0])).item()
+    got = OmniPresenceLoss(temperature=0.5)(img, orig, neg, has_negated=torch.tensor([True]),
+                                           image_ids=torch.tensor([0])).item()
     assert got == pytest.approx(_ce([2.0, 1.2], 0), rel=1e-6)
-    assert OmniPresenceLoss()(img, orig, neg, torch.tensor([False]), torch.tensor([0])).item() == 0.0
+    assert OmniPresenceLoss()(img, orig, neg, has_negated=torch.tensor([False]), image_ids=torch.tensor([0])).item() == 0.0
 
 
 def test_omni_absence_aligns_both_and_separates_texts():
@@ -79,10 +81,10 @@ def test_omni_absence_aligns_both_and_separates_texts():
     orig = torch.tensor([[1.0, 0.0]])
     neg = torch.tensor([[1.0, 0.0]])  # identical texts: cosine 1 > margin 0.8 -> penalty 0.2
     loss = OmniAbsenceLoss(temperature=1.0, margin=0.8, separation_weight=1.0)
-    got = loss(img, orig, neg, torch.tensor([True]), torch.tensor([0])).item()
+    got = loss(img, orig, neg, has_negated=torch.tensor([True]), image_ids=torch.tensor([0])).item()
     assert got == pytest.approx(0.0 + 0.2, abs=1e-6)  # single candidate: alignment terms are 0
     apart = torch.tensor([[0.6, 0.8]])  # cosine 0.6 < margin: no separation penalty
-    got = loss(img, orig, apart, torch.tensor([True]), torch.tensor([0])).item()
+    got = loss(img, orig, apart, has_negated=torch.tensor([True]), image_ids=torch.tensor([0])).item()
     assert got == pytest.approx(0.0, abs=1e-6)
 
 
@@ -93,11 +95,25 @@ def test_preservation_ignores_padding():
     assert PreservationLoss()(h, base, mask).item() == pytest.approx(2.0 / 4)
 
 
-def test_gradients_reach_text_only():
-    img = F.normalize(torch.randn(4, 8), dim=-1)  # cached, constant
-    txt = torch.randn(4, 8, requires_grad=True)
+def test_infonce_gradients_match_finite_differences_and_out_of_pool_texts_get_none():
+    g = torch.Generator().manual_seed(0)
+    img = F.normalize(torch.randn(4, 6, generator=g, dtype=torch.float64), dim=-1)
+    txt = torch.randn(4, 6, generator=g, dtype=torch.float64, requires_grad=True)
     ids = torch.arange(4)
-    loss = ClipInfoNCE()(img, F.normalize(txt, dim=-1), torch.tensor(10.0), ids, ids)
-    loss.backward()
-    assert txt.grad is not None and txt.grad.abs().sum() > 0
-    assert not img.requires_grad
+    text_ids = torch.tensor([0, 1, -1, 3])  # text 2 is a bare negation kept out of the pool
+    foils = torch.randn(4, 2, 6, generator=g, dtype=torch.float64)
+    mask = torch.tensor([[True, False], [True, True], [False, False], [True, False]])
+
+    def plain(t):
+        return ClipInfoNCE()(img, F.normalize(t, dim=-1), torch.tensor(5.0, dtype=torch.float64),
+                             image_ids=ids, text_ids=text_ids)
+
+    def hard(t):
+        return HardNegativeInfoNCE()(img, F.normalize(t, dim=-1), torch.tensor(5.0, dtype=torch.float64),
+                                     image_ids=ids, text_ids=text_ids, foils=foils, foil_mask=mask)
+
+    for fn in (plain, hard):
+        assert torch.autograd.gradcheck(fn, (txt,)), fn.__name__  # autograd vs finite differences
+        (grad,) = torch.autograd.grad(fn(txt), txt)
+        assert torch.equal(grad[2], torch.zeros(6, dtype=torch.float64)), f"{fn.__name__}: out-of-pool text moved"
+        assert grad[[0, 1, 3]].abs().sum() > 0

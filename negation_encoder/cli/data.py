@@ -1,4 +1,4 @@
-"""`negenc data ...`: inspect NegationRecord files."""
+"""`negenc data ...`: validate and merge NegationRecord files."""
 
 from __future__ import annotations
 
@@ -9,25 +9,38 @@ from ..errors import InputError
 
 
 def data_command_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("data", help="inspect and validate NegationRecord JSONL files")
+    parser = subparsers.add_parser("data", help="validate and merge NegationRecord JSONL files")
     parser.set_defaults(_group_parser=parser)
     sub = parser.add_subparsers(title="data commands", metavar="COMMAND", parser_class=type(parser))
     v = sub.add_parser("validate", help="check every record; print counts per source and negation type")
     v.add_argument("file", help="a NegationRecord .jsonl file")
+    v.add_argument("--tokenizer", default=None,
+                   help="CLIP tokenizer (folder or Hub id) for exact 77-token checks; without it a lower bound "
+                        "(CLIP's pre-tokenizer pieces) catches texts that are certainly too long")
     v.set_defaults(func=validate_command)
     m = sub.add_parser("merge", help="join shard outputs into one file, dropping duplicate ids")
-    m.add_argument("out", help="merged .jsonl (appended to if it exists)")
+    m.add_argument("out", help="merged .jsonl: its records are kept and new ones added (written atomically)")
     m.add_argument("inputs", nargs="+", help="shard .jsonl files")
     m.set_defaults(func=merge_command)
     return parser
 
 
 def validate_command(args: argparse.Namespace) -> int:
+    tokenizer = None
+    if args.tokenizer:
+        from transformers import CLIPTokenizer
+
+        try:
+            tokenizer = CLIPTokenizer.from_pretrained(args.tokenizer)
+        except (OSError, ValueError) as e:
+            raise InputError(f"--tokenizer {args.tokenizer}: cannot load a CLIP tokenizer "
+                             f"({str(e).splitlines()[0]})") from None
     try:
-        summary = summarize_records(args.file)
+        summary = summarize_records(args.file, tokenizer=tokenizer)
     except RecordError as e:
         raise InputError(str(e)) from None
-    print(f"{args.file}: {summary.total} valid records")
+    how = f"tokens counted with {args.tokenizer}" if tokenizer else "token counts are lower bounds (see --tokenizer)"
+    print(f"{args.file}: {summary.total} valid records ({how})")
     print(summary.to_table())
     return 0
 

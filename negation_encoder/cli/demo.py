@@ -1,4 +1,4 @@
-"""`negenc demo`: the main job on the embedded testbed."""
+"""`negenc demo`: the main job on the embedded testbed, then the drop-in into diffusers and CLIPSeg."""
 
 from __future__ import annotations
 
@@ -9,17 +9,29 @@ def demo_command_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("demo", help="run the whole method on the offline testbed and print before/after")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--recipe", default="default", help="fine-tuning recipe (see `negenc testbed recipes`)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed for data generation and fine-tuning")
     p.add_argument("--steps", type=int, default=None, help="override the recipe's optimizer steps")
     p.add_argument("--scenes", type=int, default=6000, help="training scenes in the world")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace the demo results already in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=demo_command)
     return p
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from ..testbed.demo import run_demo
+    from ..testbed.demo import add_drop_in_check, run_demo
 
-    run_demo(args.out, recipe=args.recipe, seed=args.seed, steps=args.steps, n_scenes=args.scenes,
-             progress=not args.no_progress)
+    if args.no_progress:
+        from .progress import silence_progress
+
+        silence_progress()
+    results = run_demo(args.out, recipe=args.recipe, seed=args.seed, steps=args.steps, n_scenes=args.scenes,
+                       overwrite=args.overwrite, progress=not args.no_progress)
+    try:
+        from integrations.smoke import smoke_test
+    except ImportError:  # the core library works without the integrations package
+        return 0
+    check = smoke_test(results["checkpoint"])
+    add_drop_in_check(args.out, check)
+    print(f"drop-in: SD 1.x image {check['sd_image_shape']}, CLIPSeg logits {check['clipseg_logits_shape']}")
     return 0

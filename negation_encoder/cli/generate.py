@@ -27,7 +27,9 @@ COCO_CATEGORIES = tuple(c.strip() for c in (
 def generate_command_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("generate", help="negation data pipelines on COCO / VQAv2 with LLM/MLLM backends",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("pipeline", choices=["p1", "rand-p1", "p2", "presence"])
+    p.add_argument("pipeline", choices=["p1", "rand-p1", "p2", "presence"],
+                   help="p1: LLM-proposed absent objects verified by the MLLM; rand-p1: random COCO categories "
+                        "verified by the MLLM; p2: VQAv2 'no' answers; presence: negate an object the caption mentions")
     p.add_argument("--coco-captions", required=True, help="captions_train2017.json (or 2014)")
     p.add_argument("--images", required=True, help="COCO image folder (file_name is relative to it)")
     p.add_argument("--vqa-questions", help="v2_OpenEnded_mscoco_*_questions.json (p2)")
@@ -40,14 +42,18 @@ def generate_command_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=3, help="objects proposed per caption (p1)")
     p.add_argument("--per-item", type=int, default=1, help="records kept per caption (p1, rand-p1)")
     p.add_argument("--confidence", type=float, default=0.8, help="keep an object if P(absent) >= this")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="items per pipeline batch (and per local model call)")
     p.add_argument("--concurrency", type=int, default=8, help="parallel requests per HTTP backend")
     p.add_argument("--categories", help="text file, one category per line (rand-p1; default: COCO's 80)")
     p.add_argument("--device-map", default=None, help="transformers device_map, e.g. auto")
     p.add_argument("--dtype", default=None, help="transformers dtype, e.g. bfloat16")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the server's API key (never printed)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
+    p.add_argument("--max-retries", type=int, default=4,
+                   help="retries (exponential backoff) per HTTP request before the run fails")
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling and Rand-P1's draws")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=generate_command)
     return p
 
@@ -61,7 +67,7 @@ def make_llm(spec: str, args) -> object:
     if kind == "openai" and "@" in rest:
         model, url = rest.split("@", 1)
         return PromptedLLM(OpenAIChat(url, model, api_key_env=args.api_key_env, concurrency=args.concurrency,
-                                      seed=args.seed))
+                                      seed=args.seed, timeout=args.timeout, max_retries=args.max_retries))
     raise InputError(f"--llm must be transformers:MODEL or openai:MODEL@URL, got {spec!r}")
 
 
@@ -76,8 +82,8 @@ def make_mllm(spec: str | None, args) -> object | None:
                                 dtype=args.dtype)
     if kind == "openai" and "@" in rest:
         model, url = rest.split("@", 1)
-        return OpenAIMLLM(OpenAIChat(url, model, api_key_env=args.api_key_env, concurrency=args.concurrency),
-                          image_root=args.images)
+        return OpenAIMLLM(OpenAIChat(url, model, api_key_env=args.api_key_env, concurrency=args.concurrency,
+                                     timeout=args.timeout, max_retries=args.max_retries), image_root=args.images)
     raise InputError(f"--mllm must be transformers:MODEL or openai:MODEL@URL, got {spec!r}")
 
 
@@ -94,6 +100,13 @@ def generate_command(args: argparse.Namespace) -> int:
     if pipeline == "p2" and not (args.vqa_questions and args.vqa_annotations):
         raise InputError("p2 needs --vqa-questions and --vqa-annotations")
     index, count = parse_shard(args.shard)
+    out = Path(args.out)
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a folder, expected a .jsonl file path")
+    if args.no_progress:
+        from .progress import silence_progress
+
+        silence_progress()
     if pipeline == "p2":
         items = load_vqa_no_items(args.vqa_questions, args.vqa_annotations, args.coco_captions, args.images, limit=args.limit)
     else:

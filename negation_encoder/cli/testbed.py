@@ -12,18 +12,19 @@ def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
     sub = p.add_subparsers(title="testbed commands", metavar="COMMAND", parser_class=type(p))
     pt = sub.add_parser("pretrain", help="regenerate the committed base CLIP deterministically")
     pt.add_argument("--out", default=None, help="folder (default: the package's testbed/assets/base)")
-    pt.add_argument("--steps", type=int, default=None)
-    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--steps", type=int, default=None, help="override the pretraining steps")
+    pt.add_argument("--seed", type=int, default=0, help="seed of the pretraining run")
     pt.set_defaults(func=pretrain_command)
     rc = sub.add_parser("recipes", help="list fine-tuning recipes")
     rc.set_defaults(func=recipes_command)
     cp = sub.add_parser("compare", help="train every recipe on the same data, several seeds; one table")
-    cp.add_argument("--out", default="compare_out")
+    cp.add_argument("--out", default="compare_out", help="output folder (default: compare_out)")
     cp.add_argument("--recipes", default=None, help="comma list (default: all)")
     cp.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
     cp.add_argument("--steps", type=int, default=None, help="override every recipe's steps")
-    cp.add_argument("--scenes", type=int, default=6000)
-    cp.add_argument("--bench-size", type=int, default=500)
+    cp.add_argument("--scenes", type=int, default=6000, help="training scenes in the world")
+    cp.add_argument("--bench-size", type=int, default=500, help="items per benchmark twin")
+    cp.add_argument("--overwrite", action="store_true", help="replace a comparison already in --out")
     cp.set_defaults(func=compare_command)
     return p
 
@@ -56,5 +57,6 @@ def compare_command(args: argparse.Namespace) -> int:
     except ValueError:
         raise InputError(f"--seeds expects a comma list of integers, got {args.seeds!r}") from None
     recipes = [r for r in args.recipes.split(",") if r] if args.recipes else None
-    compare(args.out, recipes, seeds, n_scenes=args.scenes, steps=args.steps, bench_size=args.bench_size)
+    compare(args.out, recipes, seeds, n_scenes=args.scenes, steps=args.steps, bench_size=args.bench_size,
+            overwrite=args.overwrite)
     return 0

@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import argparse
 
+from .progress import silence_progress
+
 
 def train_command_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("train", help="fine-tune a text encoder (accelerate launch -m negation_encoder.cli train ...)")
-    p.add_argument("--config", help="TrainConfig as JSON or YAML")
-    p.add_argument("--base", help="CLIPModel folder or Hub id")
-    p.add_argument("--data", nargs="+", help="NegationRecord .jsonl file(s)")
-    p.add_argument("--images", help="image root the records' paths are relative to")
-    p.add_argument("--out", help="output folder (checkpoints/, train_log.jsonl, model/)")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    from ..training.config import config_help
+
+    p = subparsers.add_parser(
+        "train", help="fine-tune a text encoder (accelerate launch -m negation_encoder.cli train ...)",
+        description="Fine-tune the text encoder of a CLIPModel on NegationRecord data, vision frozen. The run's "
+                    "settings come from --config (a JSON or YAML mapping of the config keys below), then the "
+                    "--base/--data/--images/--out flags, then --set KEY=VALUE overrides.",
+        epilog="config keys (type, default, meaning):\n" + config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="TrainConfig as a JSON or YAML mapping of the keys listed below")
+    p.add_argument("--base", help="CLIPModel folder or Hub id (config key `base`)")
+    p.add_argument("--data", nargs="+", help="NegationRecord .jsonl file(s) (config key `data`)")
+    p.add_argument("--images", help="image root the records' paths are relative to (config key `images`)")
+    p.add_argument("--out", help="output folder: checkpoints/, train_log.jsonl, model/ (config key `out`)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue the newest checkpoint in --out (refused if the config or data changed)")
+    mode.add_argument("--overwrite", action="store_true", help="replace a run already in --out (its checkpoints, "
+                      "log and model/ are deleted; the image cache is kept)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=train_command)
     return p
 
@@ -22,10 +36,12 @@ def train_command_parser(subparsers) -> argparse.ArgumentParser:
 def train_command(args: argparse.Namespace) -> int:
     from ..training import TrainConfig, train
 
+    if args.no_progress:
+        silence_progress()
     cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
     overrides = {k: v for k, v in (("base", args.base), ("data", args.data), ("images", args.images),
                                    ("out", args.out)) if v}
-    cfg = cfg.override(overrides).override(args.set)
-    result = train(cfg, resume=args.resume, progress=not args.no_progress)
-    print(f"trained {result.steps} steps in {result.seconds:.0f} s -> {result.out / 'model'}")
+    cfg = cfg.override(overrides, source="flags").override(args.set)
+    result = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"trained {result.steps} steps in {result.seconds:.0f} s -> {result.model_dir}")
     return 0

@@ -12,11 +12,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import os
 import re
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Protocol
 
 import torch
 
+from ..errors import RunFailed
 from .backends import RewriteRequest
 
 PROMPT_VERSION = "v1"
@@ -204,54 +203,46 @@ class TransformersMLLM:
 
 
 class OpenAIChat:
-    """Chat completions over HTTP with bounded concurrency, timeouts and retries with backoff.
+    """Chat completions on an OpenAI-compatible server (vLLM, TGI, llama.cpp) through the `openai`
+    client, which brings timeouts, bounded retries with exponential backoff on connection errors,
+    408/409/429/5xx, and connection pooling; we add bounded concurrency across conversations.
 
-    The API key is read from the environment variable named by `api_key_env` and never logged.
+    The API key is read from the environment variable named by `api_key_env` and never logged (local
+    servers ignore it; "EMPTY" is sent when it is unset). A server that stays unreachable, or answers
+    with an error, fails the run with one line (`RunFailed`).
     """
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
                  max_retries: int = 4, concurrency: int = 8, temperature: float = 0.0, seed: int = 0):
-        self.url = base_url.rstrip("/") + ("/chat/completions" if base_url.rstrip("/").endswith("/v1")
-                                           else "/v1/chat/completions")
+        from openai import OpenAI
+
+        base = base_url.rstrip("/")
+        self.base_url = base if base.endswith("/v1") else base + "/v1"
         self.model, self.timeout, self.max_retries = model, timeout, max_retries
         self.concurrency, self.temperature, self.seed = concurrency, temperature, seed
-        self._api_key_env = api_key_env
         self.name = f"openai:{model}"
-        self.retries = 0
-
-    def _post(self, payload: dict) -> dict:
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self._api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        data = json.dumps(payload).encode()
-        delay = 0.5
-        for attempt in range(self.max_retries + 1):
-            try:
-                req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read().decode())
-            except urllib.error.HTTPError as e:
-                retriable = e.code == 429 or e.code >= 500
-                if not retriable or attempt == self.max_retries:
-                    raise RuntimeError(f"{self.url}: HTTP {e.code} {e.reason}") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                if attempt == self.max_retries:
-                    raise RuntimeError(f"{self.url}: {type(e).__name__}: {getattr(e, 'reason', e)}") from None
-            self.retries += 1
-            time.sleep(delay)
-            delay = min(delay * 2, 8.0)
-        raise RuntimeError(f"{self.url}: no answer")  # pragma: no cover - loop always returns or raises
+        self._client = OpenAI(base_url=self.base_url, api_key=os.environ.get(api_key_env) or "EMPTY",
+                              timeout=timeout, max_retries=max_retries)
 
     def complete(self, messages: list[dict], max_new_tokens: int = 64, **extra) -> dict:
-        payload = {"model": self.model, "messages": messages, "max_tokens": max_new_tokens,
-                   "temperature": self.temperature, "seed": self.seed, **extra}
-        return self._post(payload)
+        """One chat completion as a plain dict (`choices[0].message.content`, `choices[0].logprobs`)."""
+        import openai
+
+        try:
+            resp = self._client.chat.completions.create(model=self.model, messages=messages, max_tokens=max_new_tokens,
+                                                        temperature=self.temperature, seed=self.seed, **extra)
+        except openai.APIStatusError as e:
+            raise RunFailed(f"{self.base_url}: HTTP {e.status_code} from the server after up to {self.max_retries} "
+                            f"retries ({str(e.message).splitlines()[0][:200]})") from None
+        except openai.APIConnectionError as e:
+            raise RunFailed(f"{self.base_url}: server unreachable after {self.max_retries} retries "
+                            f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        return resp.model_dump()
 
     def chat(self, conversations: list[list[dict]], max_new_tokens: int = 64) -> list[str]:
         def one(messages):
+            body = self.complete(messages, max_new_tokens)
             try:
-                body = self.complete(messages, max_new_tokens)
                 return body["choices"][0]["message"].get("content") or ""
             except (KeyError, IndexError, TypeError):
                 return ""  # malformed answer: counted as a reject downstream
@@ -290,8 +281,6 @@ class OpenAIMLLM:
                 choice = body["choices"][0]
                 top = (choice.get("logprobs") or {}).get("content") or []
                 if top:
-                    import math
-
                     p = {"yes": 0.0, "no": 0.0}
                     for cand in top[0].get("top_logprobs", []):
                         word = cand["token"].strip().lower()
@@ -305,4 +294,4 @@ class OpenAIMLLM:
                 return 0.5  # unusable answer: neither verified absent nor present
 
         with ThreadPoolExecutor(max_workers=max(1, self.chat_backend.concurrency)) as pool:
-            return list(pool.map(one, zip(images, concepts)))
+            return list(pool.map(one, zip(images, concepts, strict=True)))

@@ -108,15 +108,19 @@ class _Done:
                 text = text[: text.rfind("\n") + 1]  # torn last line: drop it
                 self.path.write_text(text, encoding="utf-8")
             self.ids = set(text.splitlines())
-        self._fh = self.path.open("a", encoding="utf-8")
+        self._fh = None  # opened on the first finished item: a run that fails first leaves no file
 
     def add(self, item_id: str) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("a", encoding="utf-8")
         self._fh.write(item_id + "\n")
         self._fh.flush()
         self.ids.add(item_id)
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
 
 
 def _provenance(cfg: PipelineConfig, llm: TextLLM | None, mllm: VisionLLM | None, **extra) -> dict:

@@ -87,9 +87,9 @@ def _check_fields(obj: Any) -> str | None:
     for name, (kind, _) in _FIELDS.items():
         if name in obj and not isinstance(obj[name], kind):
             return f"field {name!r} must be {kind.__name__}, got {type(obj[name]).__name__} ({obj[name]!r:.60})"
-    for name in ("id", "negated_caption", "source"):
+    for name in ("id", "caption", "negated_caption", "negated_concept", "source"):
         if not obj[name].strip():
-            return f"field {name!r} must be a non-empty string"
+            return f"field {name!r} must be a non-empty string, got {obj[name]!r}"
     if obj["negation_type"] not in NEGATION_TYPES:
         return f"field 'negation_type' must be one of {'|'.join(NEGATION_TYPES)}, got {obj['negation_type']!r}"
     bad = [i for i, h in enumerate(obj.get("hard_negatives", [])) if not isinstance(h, str)]
@@ -103,12 +103,26 @@ def iter_records(path: str | os.PathLike) -> Iterator[NegationRecord]:
 
     Blank lines are skipped. Ids must be unique within the file.
     """
+    for _, rec in iter_numbered_records(path):
+        yield rec
+
+
+def iter_numbered_records(path: str | os.PathLike) -> Iterator[tuple[int, NegationRecord]]:
+    """(line number, record) pairs, validated as `iter_records` does; bytes that are not UTF-8 text (a
+    binary file, a stray Latin-1 byte) are reported with their line and column, never decoded wrongly."""
     path = Path(path)
     if not path.is_file():
         raise RecordError(path, 0, "file not found (expected a NegationRecord .jsonl file)")
     seen: dict[str, int] = {}
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise RecordError(path, lineno, f"not UTF-8 text: byte 0x{raw[e.start]:02x} at column {e.start + 1} "
+                                  "(expected JSON lines; is this a binary file?)") from None
+            if "\x00" in line:
+                raise RecordError(path, lineno, "NUL byte in the line (expected JSON lines; is this a binary file?)")
             if not line.strip():
                 continue
             try:
@@ -122,7 +136,7 @@ def iter_records(path: str | os.PathLike) -> Iterator[NegationRecord]:
             if obj["id"] in seen:
                 raise RecordError(path, lineno, f"duplicate id {obj['id']!r} (first seen on line {seen[obj['id']]})")
             seen[obj["id"]] = lineno
-            yield NegationRecord.from_dict(obj)
+            yield lineno, NegationRecord.from_dict(obj)
 
 
 def read_records(path: str | os.PathLike) -> list[NegationRecord]:
@@ -160,7 +174,7 @@ class RecordWriter:
         if self.path.exists():
             self.ids = {rec.id for rec in iter_records(self.path)}
         self.resumed_count = len(self.ids)
-        self._fh = self.path.open("a", encoding="utf-8")
+        self._fh = None  # opened on the first write: a run that writes nothing leaves no empty file
 
     def __contains__(self, record_id: str) -> bool:
         return record_id in self.ids
@@ -169,6 +183,8 @@ class RecordWriter:
         """Append `record`; return False (and write nothing) if its id is already in the file."""
         if record.id in self.ids:
             return False
+        if self._fh is None:
+            self._fh = self.path.open("a", encoding="utf-8")
         self._fh.write(record.to_json() + "\n")
         self._fh.flush()
         if self.fsync:
@@ -177,7 +193,7 @@ class RecordWriter:
         return True
 
     def close(self) -> None:
-        if not self._fh.closed:
+        if self._fh is not None and not self._fh.closed:
             self._fh.close()
 
     def __enter__(self) -> RecordWriter:

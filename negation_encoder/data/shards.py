@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import InputError
-from .records import RecordError, RecordWriter, iter_records
+from .records import NegationRecord, RecordError, iter_records, write_records
 
 T = TypeVar("T")
 
@@ -43,19 +43,28 @@ class MergeReport:
 
 
 def merge_shards(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> MergeReport:
-    """Append every valid record of `inputs` to `out` once (duplicate ids dropped); resumable."""
-    total = dup = written = 0
-    with RecordWriter(out) as writer:
+    """Merge every valid record of `inputs` into `out` once (duplicate ids dropped), keeping the records
+    `out` already has. Every input is read and validated before anything is written, and `out` is
+    replaced atomically, so a bad or missing input leaves it exactly as it was."""
+    out = Path(out)
+    for path in inputs:
+        if Path(path).resolve() == out.resolve():
+            raise InputError(f"{path}: an input shard cannot also be the merge output")
+    merged: dict[str, NegationRecord] = {}
+    try:
+        if out.exists():
+            for rec in iter_records(out):
+                merged[rec.id] = rec
+        kept = len(merged)
+        total = dup = 0
         for path in inputs:
-            if Path(path).resolve() == Path(out).resolve():
-                raise InputError(f"{path}: an input shard cannot also be the merge output")
-            try:
-                for rec in iter_records(path):
-                    total += 1
-                    if writer.write(rec):
-                        written += 1
-                    else:
-                        dup += 1
-            except RecordError as e:
-                raise InputError(str(e)) from None
-    return MergeReport(len(inputs), total, written, dup)
+            for rec in iter_records(path):
+                total += 1
+                if rec.id in merged:
+                    dup += 1
+                else:
+                    merged[rec.id] = rec
+    except RecordError as e:
+        raise InputError(str(e)) from None
+    write_records(out, merged.values())
+    return MergeReport(len(inputs), total, len(merged) - kept, dup)

@@ -6,7 +6,8 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .records import iter_records
+from .records import RecordError, iter_numbered_records
+from .validation import record_length_problem
 
 
 @dataclass
@@ -28,12 +29,19 @@ class RecordSummary:
         return "\n".join(lines)
 
 
-def summarize_records(path: str | os.PathLike) -> RecordSummary:
-    """Validate every record of `path` (raises `RecordError` on the first bad one) and count them."""
+def summarize_records(path: str | os.PathLike, tokenizer=None, max_tokens: int = 77) -> RecordSummary:
+    """Validate every record of `path` and count them. Raises `RecordError` on the first bad record, a
+    text longer than `max_tokens` (exact with `tokenizer`, a lower bound without), or a file with no
+    records at all."""
     s = RecordSummary()
-    for rec in iter_records(path):
+    for line, rec in iter_numbered_records(path):
+        problem = record_length_problem(rec, tokenizer, max_tokens)
+        if problem:
+            raise RecordError(path, line, problem)
         s.total += 1
         s.by_source[rec.source] += 1
         s.by_type[rec.negation_type] += 1
         s.by_source_and_type[(rec.source, rec.negation_type)] += 1
+    if s.total == 0:
+        raise RecordError(path, 0, "no records (the file is empty or holds only blank lines)")
     return s

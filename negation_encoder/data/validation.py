@@ -53,3 +53,34 @@ def check_caption(
     if tokenizer is not None and len(tokenizer(text).input_ids) > max_tokens:
         return "too_long"
     return None
+
+
+# ---- record-level length rule: shared by `negenc data validate` and the trainer
+
+_PIECES = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|[^\s\w]+", re.UNICODE)
+
+
+def record_texts(rec) -> list[tuple[str, str]]:
+    """(field, text) for every text a record contributes to training."""
+    out = [("caption", rec.caption), ("negated_caption", rec.negated_caption)]
+    out += [("hard_negatives", t) for t in rec.hard_negatives]
+    out += [("extra_positives", t) for t in rec.extra.get("extra_positives", ()) if isinstance(t, str)]
+    return out
+
+
+def token_count(text: str, tokenizer=None) -> int:
+    """Tokens with bos/eos: exact with a tokenizer; without one, the pieces CLIP's pre-tokenizer splits
+    the text into, a lower bound (BPE never merges across pieces), so an overflow found is real."""
+    if tokenizer is not None:
+        return len(tokenizer(text).input_ids)
+    return len(_PIECES.findall(text.lower())) + 2
+
+
+def record_length_problem(rec, tokenizer=None, limit: int = 77) -> str | None:
+    """One phrase naming the first text of `rec` longer than `limit` tokens, or None. Truncating such a
+    text would cut off the words that carry the negation, so it is an error, not a warning."""
+    for key, text in record_texts(rec):
+        n = token_count(text, tokenizer)
+        if n > limit:
+            return f"{key} has {n} tokens, more than the encoder's {limit} ({text[:50]!r}...)"
+    return None

@@ -14,7 +14,7 @@ from PIL import Image
 
 from ..encoding import encode_images, encode_texts
 from ..eval import existence_accuracy, mcq_scores, pairwise_accuracy, recall_at_k, zeroshot_accuracy
-from ..training.embed_cache import cache_fingerprint
+from ..image_cache import cache_fingerprint
 from . import language as L
 from .world import CELLS, COLOURS, OBJECTS, THEMES, Scene, SceneObject, object_scene, render, sample_scene
 

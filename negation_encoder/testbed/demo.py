@@ -2,7 +2,8 @@
 
 committed base CLIP -> negation data through the real pipelines (oracle backends) -> fine-tune the
 text encoder with the training engine -> evaluate base and fine-tuned on the benchmark twins ->
-checkpoint folder (with model card), results.json, report.md and report.png.
+checkpoint folder (with model card), results.json, report.md and report.png. The drop-in into
+diffusers / CLIPSeg is run by the CLI layer (`negenc demo`), since this package never runs a pipeline.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from ..errors import InputError
-from ..training.config import TrainConfig
-from ..training.trainer import train
+from ..training.run_dir import atomic_write_text
 from . import benchmarks as B
 from .datagen import generate_negation_data, make_train_world
 from .pretrain import BASE_DIR
 from .recipes import get_recipe
+from .run import run_recipe
 from .world import render
 
 LABELS = {
@@ -91,12 +92,19 @@ def draw_report_png(path: Path, base: dict, finetuned: dict, suite: B.Suite, bas
 
 def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 0, base: str | Path = BASE_DIR,
              n_scenes: int = 6000, steps: int | None = None, bench_size: int = B.DEFAULT_SIZE,
-             progress: bool = True) -> dict:
+             overwrite: bool = False, progress: bool = True) -> dict:
+    """The main job; returns results.json's content. A folder that already holds a demo's results is
+    refused unless `overwrite` (the world's images and generated data are reused: they are deterministic)."""
     start = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     rec = get_recipe(recipe)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file, expected a folder")
+    previous = [p.name for p in (out / "results.json", out / "run") if p.exists()]
+    if previous and not overwrite:
+        raise InputError(f"--out {out}: already holds a demo ({', '.join(previous)}); pass --overwrite to replace it")
     model, tokenizer, processor = load_base(base)
+    out.mkdir(parents=True, exist_ok=True)
     print(f"[1/5] world: {n_scenes} training scenes -> {out / 'world'}")
     world = make_train_world(out / "world" / "images", n_scenes=n_scenes)
     print(f"[2/5] negation data ({', '.join(rec.sources)}) with oracle LLM/MLLM backends")
@@ -109,56 +117,35 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     suite = B.build_suite(size=bench_size)
     base_metrics, base_details = B.evaluate(model, tokenizer, processor, suite, return_details=True)
     print(f"[4/5] fine-tune text encoder, recipe {rec.name!r}: {rec.description}")
-    overrides = dict(rec.overrides, seed=seed)
-    if steps is not None:
-        overrides["steps"] = steps
-        overrides["warmup_steps"] = min(overrides.get("warmup_steps", 0), steps)
-        overrides["save_every"] = max(1, min(overrides.get("save_every", 100), steps))
-    cfg = TrainConfig(base=str(base), data=[str(p) for p, _ in data.values()], images=str(world.image_root),
-                      out=str(out / "run")).override(overrides)
-
-    def eval_fn(m):
-        return B.evaluate(m, tokenizer, processor, suite)
-
-    result = train(cfg, eval_fn=eval_fn, progress=progress)
-    from transformers import CLIPModel
-
-    tuned_model = CLIPModel.from_pretrained(result.out / "model").eval()  # what users will load
-    print("[5/5] benchmarks: fine-tuned model")
-    tuned_metrics, tuned_details = B.evaluate(tuned_model, tokenizer, processor, suite, return_details=True)
+    run = run_recipe(rec, data={src: path for src, (path, _) in data.items()}, images=world.image_root,
+                     out=out / "run", suite=suite, tokenizer=tokenizer, processor=processor,
+                     base_metrics=base_metrics, seed=seed, steps=steps, base=base, overwrite=overwrite,
+                     progress=progress)
+    print("[5/5] benchmarks: fine-tuned model (evaluated once, as exported)")
     seconds = time.perf_counter() - start
-    results = {"base": base_metrics, "finetuned": tuned_metrics, "recipe": rec.name, "seconds": round(seconds, 1),
-               "checkpoint": str(result.out / "model")}
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (result.out / "model" / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
-    from ..hub import write_model_card
-
-    write_model_card(result.out / "model")
-    draw_report_png(out / "report.png", base_metrics, tuned_metrics, suite, base_details["mcq_pred"],
-                    tuned_details["mcq_pred"])
-    report = [f"# negenc demo — recipe `{rec.name}`", "", rec.description, "", results_table(base_metrics, tuned_metrics), "",
-              f"MCQ wrong picks by template (base): {json.dumps(base_details['mcq_wrong_picked'])}",
-              f"MCQ wrong picks by template (fine-tuned): {json.dumps(tuned_details['mcq_wrong_picked'])}", "",
-              f"Checkpoint: `{result.out / 'model'}`; took {seconds:.0f} s.", "", "![before/after](report.png)"]
-    smoke = _drop_in_check(result.out / "model")
-    if smoke:
-        report += ["", "## Drop-in check", "", f"Swapped into a tiny SD 1.x pipeline and a tiny CLIPSeg: `{json.dumps(smoke)}`"]
-        results["drop_in"] = smoke
-        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "report.md").write_text("\n".join(report) + "\n")
+    results = {"base": base_metrics, "finetuned": run.metrics, "recipe": rec.name, "seconds": round(seconds, 1),
+               "checkpoint": str(run.model_dir)}
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    draw_report_png(out / "report.png", base_metrics, run.metrics, suite, base_details["mcq_pred"],
+                    run.details["mcq_pred"])
+    report = [f"# negenc demo — recipe `{rec.name}`", "", rec.description, "", results_table(base_metrics, run.metrics),
+              "", f"MCQ wrong picks by template (base): {json.dumps(base_details['mcq_wrong_picked'])}",
+              f"MCQ wrong picks by template (fine-tuned): {json.dumps(run.details['mcq_wrong_picked'])}", "",
+              f"Checkpoint: `{run.model_dir}`; took {seconds:.0f} s.", "", "![before/after](report.png)"]
+    atomic_write_text(out / "report.md", "\n".join(report) + "\n")
     print()
-    print(_text_table(base_metrics, tuned_metrics))
-    if smoke:
-        print(f"\ndrop-in: SD 1.x image {smoke['sd_image_shape']}, CLIPSeg logits {smoke['clipseg_logits_shape']}")
-    print(f"\nresults: {out / 'results.json'}  report: {out / 'report.md'}  checkpoint: {result.out / 'model'}  "
+    print(_text_table(base_metrics, run.metrics))
+    print(f"\nresults: {out / 'results.json'}  report: {out / 'report.md'}  checkpoint: {run.model_dir}  "
           f"({seconds:.0f} s)")
     return results
 
 
-def _drop_in_check(folder: Path) -> dict | None:
-    """Swap the encoder into a tiny SD 1.x pipeline and CLIPSeg (when the integrations are installed)."""
-    try:
-        from integrations.smoke import smoke_test
-    except ImportError:  # the integrations package is optional for the core library
-        return None
-    return smoke_test(folder)
+def add_drop_in_check(out: str | Path, check: dict) -> None:
+    """Record the drop-in check (run by the CLI layer through `integrations`) in results.json and report.md."""
+    out = Path(out)
+    results = json.loads((out / "results.json").read_text())
+    results["drop_in"] = check
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    report = (out / "report.md").read_text()
+    report += f"\n## Drop-in check\n\nSwapped into a tiny SD 1.x pipeline and a tiny CLIPSeg: `{json.dumps(check)}`\n"
+    atomic_write_text(out / "report.md", report)

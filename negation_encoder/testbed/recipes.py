@@ -1,8 +1,16 @@
-"""Named fine-tuning recipes for the testbed: data sources plus TrainConfig overrides."""
+"""Named fine-tuning recipes for the testbed: data sources plus TrainConfig overrides.
+
+`Recipe.to_config` is the one place a recipe becomes a `TrainConfig` (the demo and `testbed compare`
+both go through it), and it records the recipe's name in the config, hence in the model card.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..training.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -11,6 +19,21 @@ class Recipe:
     description: str
     sources: tuple[str, ...]
     overrides: dict = field(default_factory=dict)
+
+    def to_config(self, *, base: str | Path, data: Mapping[str, str | Path], images: str | Path, out: str | Path,
+                  seed: int = 0, steps: int | None = None, cache_dir: str | Path = "") -> TrainConfig:
+        """The TrainConfig of this recipe on generated data (`data` maps each source to its .jsonl).
+        `steps` shortens (or lengthens) the run, clipping warmup and checkpoint cadence to it."""
+        missing = [s for s in self.sources if s not in data]
+        if missing:
+            raise ValueError(f"recipe {self.name!r} needs data from {', '.join(missing)}")
+        overrides = dict(self.overrides, seed=seed, recipe=self.name)
+        if steps is not None:
+            overrides.update(steps=steps, warmup_steps=min(overrides.get("warmup_steps", 0), steps),
+                             save_every=max(1, min(overrides.get("save_every", 100), steps)))
+        cfg = TrainConfig(base=str(base), data=[str(data[s]) for s in self.sources], images=str(images),
+                          out=str(out), cache_dir=str(cache_dir))
+        return cfg.override(overrides, source=f"recipe {self.name!r}")
 
 
 _COMMON = {"steps": 600, "batch_size": 64, "lr": 1e-3, "warmup_steps": 30, "save_every": 200, "log_every": 50}

@@ -1,10 +1,10 @@
-"""Fine-tuning engine: losses, layer selection, cached image embeddings, the accelerate trainer."""
+"""Fine-tuning engine: config, losses and the objective, layer selection, the accelerate trainer, export."""
 
-from .config import TrainConfig
-from .embed_cache import ImageEmbeddingCache, cache_fingerprint
-from .export import export_checkpoint
+from .config import TrainConfig, config_help, resume_conflicts
+from .export import export_checkpoint, write_eval_results
 from .freezing import configure_trainable, text_layer_indices
 from .losses import (
+    TERMS,
     ClipInfoNCE,
     HardNegativeInfoNCE,
     MultipleChoiceLoss,
@@ -12,10 +12,13 @@ from .losses import (
     OmniPresenceLoss,
     PreservationLoss,
 )
+from .objective import NegationObjective
+from .run_dir import RunDir
 from .trainer import TrainResult, latest_checkpoint, train
 
 __all__ = [
-    "ClipInfoNCE", "HardNegativeInfoNCE", "ImageEmbeddingCache", "MultipleChoiceLoss", "OmniAbsenceLoss",
-    "OmniPresenceLoss", "PreservationLoss", "TrainConfig", "TrainResult", "cache_fingerprint",
-    "configure_trainable", "export_checkpoint", "latest_checkpoint", "text_layer_indices", "train",
+    "TERMS", "ClipInfoNCE", "HardNegativeInfoNCE", "MultipleChoiceLoss", "NegationObjective", "OmniAbsenceLoss",
+    "OmniPresenceLoss", "PreservationLoss", "RunDir", "TrainConfig", "TrainResult", "config_help",
+    "configure_trainable", "export_checkpoint", "latest_checkpoint", "resume_conflicts", "text_layer_indices",
+    "train", "write_eval_results",
 ]

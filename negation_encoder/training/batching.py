@@ -48,7 +48,7 @@ class TokenTable:
         self.tokenizer = tokenizer
         unique = list(dict.fromkeys(texts))
         enc = tokenizer(unique, truncation=True, max_length=tokenizer.model_max_length)
-        self.ids = dict(zip(unique, enc.input_ids))
+        self.ids = dict(zip(unique, enc.input_ids, strict=True))
         self.pad_id = tokenizer.pad_token_id
 
     def pad(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,88 +1,125 @@
-"""TrainConfig: every knob of a fine-tuning run, serialisable, loadable from JSON/YAML, overridable."""
+"""TrainConfig: every knob of a fine-tuning run, typed, validated before any compute, serialisable.
+
+Values are checked against the dataclass annotations wherever they come from: a JSON/YAML file must
+hold real types (`"hard_negatives": "no"` is an error, not a switched-on flag), while `--set KEY=VALUE`
+strings are parsed by the field's type. Every problem names the key, what was expected and what
+arrived. Each field's `metadata["help"]` is what `negenc train --help` lists.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .losses import TERMS
+
+
+def _f(default, help: str, **kw):  # noqa: A002 - mirrors argparse's keyword
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+LAYERS_RE = re.compile(r"^(all|front:\d+|back:\d+|\d+(,\d+)*)$")
 
 
 @dataclass
 class TrainConfig:
-    """Fine-tune a CLIP text encoder for negation. Defaults are the testbed's default recipe."""
+    """Fine-tune a CLIP text encoder for negation (vision frozen).
+
+    The defaults are a cautious fine-tune of a real CLIP checkpoint (NegationCLIP-like learning rate,
+    all text layers, MCQ + InfoNCE); the testbed's recipes (`negenc testbed recipes`) override them
+    for the world's tiny model.
+    """
 
     # inputs and outputs
-    base: str = ""  # CLIPModel folder or Hub id
-    data: list[str] = field(default_factory=list)  # NegationRecord .jsonl files
-    images: str = ""  # image root the records' `image` paths are relative to
-    out: str = "runs/negenc"
-    cache_dir: str = ""  # image-embedding cache; default <out>/image_cache
-    seed: int = 0
+    base: str = _f("", "CLIPModel folder or Hub id to fine-tune", group="io")
+    data: list[str] = _f([], "NegationRecord .jsonl file(s)", group="io")
+    images: str = _f("", "image root that the records' `image` paths are relative to", group="io")
+    out: str = _f("runs/negenc", "output folder: checkpoints/, train_log.jsonl, model/", group="io")
+    cache_dir: str = _f("", "image-embedding cache folder (default <out>/image_cache)", group="io")
+    recipe: str = _f("", "name of the recipe this config came from (recorded in the card)", group="io")
+    seed: int = _f(0, "seed for data order and initialisation")
 
     # optimisation
-    steps: int = 300  # optimizer steps
-    batch_size: int = 64  # global batch (split across processes)
-    grad_accum: int = 1
-    lr: float = 5e-5
-    weight_decay: float = 0.1
-    warmup_steps: int = 20
-    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "no"  # no | fp16 | bf16
+    steps: int = _f(300, "optimizer steps")
+    batch_size: int = _f(64, "global batch (split across processes)")
+    grad_accum: int = _f(1, "micro-batches per optimizer step")
+    lr: float = _f(5e-5, "peak learning rate (AdamW)")
+    weight_decay: float = _f(0.1, "AdamW weight decay on matrices (not on biases/norms)")
+    warmup_steps: int = _f(20, "linear warmup steps before the cosine decay")
+    min_lr_ratio: float = _f(0.0, "the cosine decays to lr * min_lr_ratio")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm (0: off)")
+    mixed_precision: str = _f("no", "no | fp16 | bf16 (accelerate autocast)")
 
     # what trains (vision is always frozen)
-    layers: str = "all"  # all | front:K | back:K | comma list of layer indices
-    train_embeddings: bool = True
-    train_final_layer_norm: bool = True
-    train_projection: bool = True
-    learn_logit_scale: bool = False
+    layers: str = _f("all", "text layers that train: all | front:K | back:K | comma list of indices")
+    train_embeddings: bool = _f(True, "token and position embeddings train")
+    train_final_layer_norm: bool = _f(True, "the final layer norm trains")
+    train_projection: bool = _f(True, "the text projection trains")
+    learn_logit_scale: bool = _f(False, "the logit scale trains (clamped to ln 100)")
 
-    # objectives: weights, 0 turns a term off
-    infonce: float = 1.0  # symmetric InfoNCE on the true caption of each record
-    hard_negatives: bool = False  # foils join the InfoNCE image-to-text pool
-    infonce_on_bare: bool = False  # bare negations ("no fork here") also join the InfoNCE pool
-    mcq: float = 1.0  # per-image softmax over the true caption and its foils
-    omni_presence: float = 0.0
-    omni_absence: float = 0.0
-    omni_temperature: float = 0.07
-    omni_margin: float = 0.8
-    preserve: float = 0.0  # token-level hidden-state preservation on affirmative captions
-    max_foils: int = 3
+    # objectives: weights, 0 turns a term off (the names are `losses.TERMS`)
+    infonce: float = _f(1.0, "symmetric InfoNCE on the caption that is true for each image", group="objective")
+    hard_negatives: bool = _f(False, "each image's foils join the InfoNCE image-to-text pool", group="objective")
+    infonce_on_bare: bool = _f(False, "bare negations ('a photo with no fork') also join the InfoNCE pool",
+                               group="objective")
+    mcq: float = _f(1.0, "per-image softmax over its true caption(s) and minimal foils", group="objective")
+    omni_presence: float = _f(0.0, "Omni-NegCLIP presence objective (push from captions negating present objects)",
+                              group="objective")
+    omni_absence: float = _f(0.0, "Omni-NegCLIP absence objective (align with absence negations, keep texts apart)",
+                             group="objective")
+    omni_temperature: float = _f(0.07, "temperature of the Omni objectives", group="objective")
+    omni_margin: float = _f(0.8, "cosine above which the Omni absence term separates original and negated texts",
+                            group="objective")
+    preserve: float = _f(0.0, "token-level hidden-state preservation on affirmative captions (what a UNet reads)",
+                         group="objective")
+    max_foils: int = _f(3, "foils per record used by the MCQ / hard-negative terms", group="objective")
 
-    # bookkeeping
-    log_every: int = 10
-    eval_every: int = 0  # 0: evaluate only at the end (if an eval hook is given)
-    save_every: int = 100
-    keep_checkpoints: int = 2
-    image_batch_size: int = 256
+    # bookkeeping (may change on --resume)
+    log_every: int = _f(10, "steps between train_log.jsonl entries", group="bookkeeping")
+    save_every: int = _f(100, "steps between checkpoints", group="bookkeeping")
+    keep_checkpoints: int = _f(2, "newest checkpoints kept", group="bookkeeping")
+    image_batch_size: int = _f(256, "images per batch when building the embedding cache", group="bookkeeping")
 
     def __post_init__(self) -> None:
-        if isinstance(self.data, str):
-            self.data = [self.data]
         problems = self.problems()
         if problems:
             raise InputError("; ".join(problems))
 
     def problems(self) -> list[str]:
+        """Every value problem, one phrase each, naming the key (types are checked by `from_dict`)."""
         p = []
-        for name in ("steps", "batch_size", "grad_accum", "save_every", "max_foils", "image_batch_size"):
+        for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "max_foils",
+                     "image_batch_size", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 p.append(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.lr <= 0:
-            p.append(f"lr must be > 0, got {self.lr}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            p.append(f"mixed_precision must be no|fp16|bf16, got {self.mixed_precision!r}")
+        for name in ("lr", "weight_decay", "min_lr_ratio", "max_grad_norm", "omni_temperature", "omni_margin",
+                     *TERMS):
+            v = getattr(self, name)
+            if not math.isfinite(v):
+                p.append(f"{name} must be a finite number, got {v}")
+            elif v < 0:
+                p.append(f"{name} must be >= 0, got {v}")
+        if math.isfinite(self.lr) and self.lr == 0:
+            p.append("lr must be > 0, got 0")
+        if self.omni_temperature == 0:
+            p.append("omni_temperature must be > 0, got 0")
         if self.warmup_steps < 0:
             p.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not (self.layers == "all" or self.layers.startswith(("front:", "back:"))
-                or all(x.strip().isdigit() for x in self.layers.split(","))):
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            p.append(f"mixed_precision must be no|fp16|bf16, got {self.mixed_precision!r}")
+        if not LAYERS_RE.match(self.layers):
             p.append(f"layers must be all, front:K, back:K or a comma list of indices, got {self.layers!r}")
-        if not any([self.infonce, self.mcq, self.omni_presence, self.omni_absence]):
-            p.append("at least one of infonce, mcq, omni_presence, omni_absence must be > 0")
+        if not any(getattr(self, t) for t in TERMS if t != "preserve"):
+            p.append(f"at least one of {', '.join(t for t in TERMS if t != 'preserve')} must be > 0")
         return p
 
     # ---- serialisation
@@ -92,70 +129,137 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json(), encoding="utf-8")
-
     @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "config") -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(obj) - names)
+        """Build from a mapping of real JSON/YAML types; each key's type is checked against the field's."""
+        hints = _field_types()
+        unknown = sorted(set(obj) - set(hints))
         if unknown:
-            raise InputError(f"{source}: unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(names))}")
-        return cls(**obj)
+            raise InputError(f"{source}: unknown config key(s) {', '.join(unknown)}; "
+                             f"`negenc train --help` lists the known keys")
+        values = {k: _check_type(source, k, v, hints[k]) for k, v in obj.items()}
+        return cls(**values)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: config file not found")
-        text = path.read_text(encoding="utf-8")
         try:
+            text = path.read_text(encoding="utf-8")
             if path.suffix in (".yaml", ".yml"):
                 import yaml  # accelerate depends on PyYAML
 
                 obj = yaml.safe_load(text) or {}
             else:
                 obj = json.loads(text)
-        except Exception as e:  # noqa: BLE001 - any parse error becomes one line naming the file
+        except Exception as e:  # noqa: BLE001 - any read/parse error becomes one line naming the file
             raise InputError(f"{path}: cannot parse config ({type(e).__name__}: {str(e).splitlines()[0]})") from None
         if not isinstance(obj, dict):
             raise InputError(f"{path}: expected a mapping of config keys, got {type(obj).__name__}")
         return cls.from_dict(obj, source=str(path))
 
-    def override(self, pairs: list[str] | dict[str, Any]) -> TrainConfig:
-        """A copy with `KEY=VALUE` strings (CLI) or a dict applied; values are parsed by field type."""
+    def override(self, pairs: list[str] | dict[str, Any], source: str = "--set") -> TrainConfig:
+        """A copy with `KEY=VALUE` strings (parsed by field type) or a dict of typed values applied."""
+        hints = _field_types()
+        obj = self.to_dict()
         if isinstance(pairs, dict):
-            updates = dict(pairs)
+            for k, v in pairs.items():
+                if k not in hints:
+                    raise InputError(f"{source}: unknown config key {k!r}; `negenc train --help` lists the known keys")
+                obj[k] = _check_type(source, k, v, hints[k])
         else:
-            updates = {}
             for pair in pairs:
                 if "=" not in pair:
-                    raise InputError(f"--set expects KEY=VALUE, got {pair!r}")
-                k, v = pair.split("=", 1)
-                updates[k.strip()] = v
-        types = {f.name: f.type for f in dataclasses.fields(self)}
-        obj = self.to_dict()
-        for k, v in updates.items():
-            if k not in types:
-                raise InputError(f"unknown config key {k!r}")
-            obj[k] = _parse(k, v, str(types[k])) if isinstance(v, str) else v
-        return TrainConfig.from_dict(obj)
+                    raise InputError(f"{source} expects KEY=VALUE, got {pair!r}")
+                k, v = (s.strip() for s in pair.split("=", 1))
+                if k not in hints:
+                    raise InputError(f"{source}: unknown config key {k!r}; `negenc train --help` lists the known keys")
+                obj[k] = _parse_string(source, k, v, hints[k])
+        return TrainConfig(**obj)
 
 
-def _parse(key: str, value: str, type_name: str) -> Any:
+# Keys a resumed run may change: where things are written or read from, and how often it logs or saves.
+# The data files are compared by content (`trainer.data_fingerprint`), not by path.
+BOOKKEEPING_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig)
+                         if f.metadata.get("group") in ("bookkeeping", "io") and f.name != "base")
+
+
+def resume_conflicts(saved: dict[str, Any], current: TrainConfig) -> list[str]:
+    """Keys whose values differ between a checkpoint's config and this one, ignoring bookkeeping:
+    anything else changes what is trained."""
+    now = current.to_dict()
+    return [f"{k} ({saved.get(k)!r} -> {now[k]!r})" for k in now
+            if k not in BOOKKEEPING_KEYS and saved.get(k) != now[k]]
+
+
+def config_help() -> str:
+    """The config keys with their types, defaults and meaning (for `negenc train --help`)."""
+    hints = _field_types()
+    lines = []
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lines.append(f"  {f.name:24s} {_type_name(hints[f.name]):9s} {default!r:>12}  {f.metadata['help']}")
+    return "\n".join(lines)
+
+
+# ---- typed parsing from the annotations
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _type_name(tp) -> str:
+    return "list[str]" if typing.get_origin(tp) is list else tp.__name__
+
+
+def _check_type(source: str, key: str, value: Any, tp) -> Any:
+    """A value from JSON/YAML or Python: must already have the field's type (ints may stand for floats,
+    one string for a one-element list)."""
+    ok = False
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif typing.get_origin(tp) is list:
+        if isinstance(value, str):
+            value = [value]
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if not ok:
+        raise InputError(f"{source}: key {key!r} expects {_type_name(tp)}, got {type(value).__name__} "
+                         f"{json.dumps(value) if _jsonable(value) else repr(value)}")
+    return value
+
+
+def _jsonable(v: Any) -> bool:
     try:
-        if type_name == "bool":
-            if value.lower() in ("1", "true", "yes", "on"):
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _parse_string(source: str, key: str, value: str, tp) -> Any:
+    """A `--set` string parsed by the field's type."""
+    try:
+        if tp is bool:
+            low = value.lower()
+            if low in ("1", "true", "yes", "on"):
                 return True
-            if value.lower() in ("0", "false", "no", "off"):
+            if low in ("0", "false", "no", "off"):
                 return False
             raise ValueError(value)
-        if type_name == "int":
+        if tp is int:
             return int(value)
-        if type_name == "float":
+        if tp is float:
             return float(value)
-        if type_name.startswith("list"):
+        if typing.get_origin(tp) is list:
             return [v for v in value.split(",") if v]
         return value
     except ValueError:
-        raise InputError(f"config key {key!r} expects {type_name}, got {value!r}") from None
+        raise InputError(f"{source}: key {key!r} expects {_type_name(tp)}, got {value!r}") from None

@@ -29,7 +29,8 @@ def text_encoder_state_dict(clip_model) -> dict[str, torch.Tensor]:
 def export_checkpoint(clip_model, tokenizer, image_processor, out: str | os.PathLike, training_config: dict | None = None,
                       eval_results: dict | None = None, trainable: list[str] | None = None,
                       card_fields: dict | None = None) -> Path:
-    """Save the folder into `<out>.tmp` and rename it into place (replacing an older export)."""
+    """Save the folder into `<out>.tmp` and rename it into place (replacing an older export: the
+    trainer only exports into a run folder it was allowed to write)."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     out = Path(out)
@@ -70,3 +71,14 @@ def export_checkpoint(clip_model, tokenizer, image_processor, out: str | os.Path
         shutil.rmtree(out)
     os.replace(tmp, out)
     return out
+
+
+def write_eval_results(folder: str | os.PathLike, results: dict, **card_fields) -> Path:
+    """Record evaluation results in an exported folder (atomically) and regenerate its model card."""
+    from ..hub import write_model_card
+
+    folder = Path(folder)
+    tmp = folder / "eval_results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / "eval_results.json")
+    return write_model_card(folder, **card_fields)

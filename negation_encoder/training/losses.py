@@ -12,6 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# The objective's terms, in one place: TrainConfig has a weight field of each name, the objective
+# (`training.objective`) computes them, and the model card lists them.
+TERMS = ("infonce", "mcq", "omni_presence", "omni_absence", "preserve")
+
 
 def multi_positive_ce(logits: torch.Tensor, positive: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over rows of -log(sum_pos softmax(logits)). `positive`/`valid` are boolean like `logits`."""
@@ -31,6 +35,7 @@ class ClipInfoNCE(nn.Module):
     """
 
     def get_logits(self, image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor):
+        """(image-to-text, text-to-image) logits of local rows against (gathered) columns."""
         return logit_scale * image @ text.T
 
     def forward(
@@ -38,6 +43,7 @@ class ClipInfoNCE(nn.Module):
         image: torch.Tensor,
         text: torch.Tensor,
         logit_scale: torch.Tensor,
+        *,
         image_ids: torch.Tensor,
         text_ids: torch.Tensor,
         all_image: torch.Tensor | None = None,
@@ -50,10 +56,18 @@ class ClipInfoNCE(nn.Module):
         all_text = text if all_text is None else all_text
         all_image_ids = image_ids if all_image_ids is None else all_image_ids
         all_text_ids = text_ids if all_text_ids is None else all_text_ids
-        i2t = self.get_logits(image, all_text, logit_scale)
-        t2i = self.get_logits(text, all_image, logit_scale)
-        col_ok = all_text_ids >= 0
+        return self._symmetric(self.get_logits(image, all_text, logit_scale),
+                               self.get_logits(text, all_image, logit_scale),
+                               image_ids, text_ids, all_image_ids, all_text_ids, all_text_ids >= 0)
+
+    @staticmethod
+    def _symmetric(i2t, t2i, image_ids, text_ids, all_image_ids, all_text_ids, col_ok) -> torch.Tensor:
+        """Mean of the two directions; `col_ok` marks image-to-text columns in the pool, and columns past
+        `all_text_ids` (extra negatives such as foils) are never positives."""
         pos_i = image_ids[:, None] == all_text_ids[None, :]
+        extra = i2t.shape[1] - pos_i.shape[1]
+        if extra:
+            pos_i = torch.cat([pos_i, pos_i.new_zeros(pos_i.shape[0], extra)], dim=1)
         rows_i = pos_i.any(dim=1)  # an image whose captions are all out of the pool has no target
         loss_i = multi_positive_ce(i2t[rows_i], pos_i[rows_i], col_ok[None, :].expand(int(rows_i.sum()), -1))
         rows_t = text_ids >= 0
@@ -74,7 +88,7 @@ class HardNegativeInfoNCE(ClipInfoNCE):
     for every image (they are false for their own image and unrelated to the others).
     """
 
-    def forward(self, image, text, logit_scale, image_ids, text_ids, foils, foil_mask,
+    def forward(self, image, text, logit_scale, *, image_ids, text_ids, foils, foil_mask,
                 all_image=None, all_text=None, all_image_ids=None, all_text_ids=None,
                 all_foils=None, all_foil_mask=None):
         all_image = image if all_image is None else all_image
@@ -84,17 +98,10 @@ class HardNegativeInfoNCE(ClipInfoNCE):
         all_foils = foils if all_foils is None else all_foils
         all_foil_mask = foil_mask if all_foil_mask is None else all_foil_mask
         flat_foils = all_foils.reshape(-1, all_foils.shape[-1])
-        flat_mask = all_foil_mask.reshape(-1)
-        i2t = logit_scale * image @ torch.cat([all_text, flat_foils]).T
-        no_pos = torch.zeros(image.shape[0], flat_foils.shape[0], dtype=torch.bool, device=image.device)
-        pos = torch.cat([image_ids[:, None] == all_text_ids[None, :], no_pos], 1)
-        valid = torch.cat([all_text_ids >= 0, flat_mask])[None, :].expand(image.shape[0], -1)
-        rows_i = pos.any(dim=1)
-        loss_i = multi_positive_ce(i2t[rows_i], pos[rows_i], valid[rows_i])
-        rows_t = text_ids >= 0
-        t2i = logit_scale * text[rows_t] @ all_image.T
-        loss_t = multi_positive_ce(t2i, text_ids[rows_t, None] == all_image_ids[None, :])
-        return (_nan_to_zero(loss_i) + _nan_to_zero(loss_t)) / 2
+        i2t = self.get_logits(image, torch.cat([all_text, flat_foils]), logit_scale)
+        col_ok = torch.cat([all_text_ids >= 0, all_foil_mask.reshape(-1)])
+        return self._symmetric(i2t, self.get_logits(text, all_image, logit_scale), image_ids, text_ids,
+                               all_image_ids, all_text_ids, col_ok)
 
 
 class MultipleChoiceLoss(nn.Module):
@@ -127,7 +134,7 @@ class OmniPresenceLoss(nn.Module):
         super().__init__()
         self.temperature = temperature
 
-    def forward(self, image, original, negated, has_negated, image_ids, all_original=None, all_original_ids=None):
+    def forward(self, image, original, negated, *, has_negated, image_ids, all_original=None, all_original_ids=None):
         all_original = original if all_original is None else all_original
         all_original_ids = image_ids if all_original_ids is None else all_original_ids
         if not has_negated.any():
@@ -149,7 +156,7 @@ class OmniAbsenceLoss(nn.Module):
         super().__init__()
         self.temperature, self.margin, self.separation_weight = temperature, margin, separation_weight
 
-    def forward(self, image, original, negated, has_negated, image_ids,
+    def forward(self, image, original, negated, *, has_negated, image_ids,
                 all_original=None, all_negated=None, all_ids=None, all_has_negated=None):
         all_original = original if all_original is None else all_original
         all_negated = negated if all_negated is None else all_negated

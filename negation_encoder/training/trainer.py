@@ -7,17 +7,19 @@ CPU, 2 procs:  torchrun --nproc_per_node 2 -m negation_encoder.cli train --confi
 
 `batch_size` is the global batch: each process takes its slice, and the contrastive terms see every
 process's texts (gathered with gradients), so N processes train the same weights as one process.
-Checkpoints (`<out>/checkpoints/step_N`) are written to a temporary folder and renamed, and
-`resume=True` continues from the newest one with the same data order, optimizer, scheduler and RNG.
+Everything a user can get wrong (config values, the base model's type and layer count, the output
+folder, a resumed run's config and data, record captions, image files) is checked before the image
+cache is built. Checkpoints (`<out>/checkpoints/step_N`) are written atomically, and `resume=True`
+continues from the newest one with the same data order, optimizer, scheduler and RNG.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,21 +30,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.records import NegationRecord, RecordError, read_records
+from ..data.records import NegationRecord, RecordError, iter_numbered_records
+from ..data.validation import record_length_problem
 from ..errors import InputError, RunFailed
+from ..image_cache import ImageEmbeddingCache
 from .batching import Batch, TokenTable, all_texts, batch_indices, collate, example_from_record
-from .config import TrainConfig
-from .distributed import gather, world_size
-from .embed_cache import ImageEmbeddingCache
-from .freezing import configure_trainable
-from .losses import (
-    ClipInfoNCE,
-    HardNegativeInfoNCE,
-    MultipleChoiceLoss,
-    OmniAbsenceLoss,
-    OmniPresenceLoss,
-    PreservationLoss,
-)
+from .config import TrainConfig, resume_conflicts
+from .freezing import configure_trainable, text_layer_indices
+from .objective import NegationObjective
+from .run_dir import RunDir, atomic_write_text
 
 LOGIT_SCALE_MAX = math.log(100.0)
 
@@ -74,23 +70,96 @@ class TrainResult:
     seconds: float = 0.0
     resumed_from: int | None = None
 
+    @property
+    def model_dir(self) -> Path:
+        return self.out / "model"
 
-def load_training_records(paths: list[str]) -> list[NegationRecord]:
-    records: list[NegationRecord] = []
-    seen: set[str] = set()
+
+# ---------------------------------------------------------------------------------------------
+# checks before any compute
+
+
+def load_base_config(base: str):
+    """The base's CLIPConfig, read without loading weights; a non-CLIPModel checkpoint is one line."""
+    from transformers import AutoConfig
+
+    if not base:
+        raise InputError("no base model: pass --base (a CLIPModel folder or Hub id) or set `base` in the config")
+    path = Path(base)
+    if path.exists() and not (path / "config.json").is_file():
+        raise InputError(f"--base {base}: no config.json in this folder (expected a CLIPModel checkpoint)")
+    try:
+        config = AutoConfig.from_pretrained(base)
+    except (OSError, ValueError) as e:
+        raise InputError(f"--base {base}: cannot load its config ({str(e).splitlines()[0]})") from None
+    if getattr(config, "model_type", None) != "clip":
+        raise InputError(f"--base {base}: expected a CLIPModel checkpoint (model_type 'clip'), got model_type "
+                         f"{getattr(config, 'model_type', None)!r}")
+    return config
+
+
+def describe_base(base: str) -> str:
+    """What the model was trained from, for the card: a Hub id as given; for a local folder, the Hub id
+    it was saved from if it says so, the testbed's world CLIP, or the folder's absolute path."""
+    path = Path(base)
+    if not path.exists():
+        return base
+    if (path / "pretrain_info.json").exists():
+        return "negation-encoder testbed world CLIP (`negenc testbed pretrain`)"
+    try:
+        name = json.loads((path / "config.json").read_text()).get("_name_or_path", "")
+    except (OSError, json.JSONDecodeError):
+        name = ""
+    if isinstance(name, str) and name.count("/") == 1 and not Path(name).exists():
+        return name
+    return str(path.resolve())
+
+
+@dataclass
+class LoadedRecords:
+    records: list[NegationRecord]
+    where: list[str]  # "FILE:LINE" of each record, for error messages
+
+
+def load_training_records(paths: list[str]) -> LoadedRecords:
+    records, where = [], []
+    seen: dict[str, str] = {}
     for p in paths:
+        n = 0
         try:
-            recs = read_records(p)
+            for line, r in iter_numbered_records(p):
+                if r.id in seen:
+                    raise InputError(f"{p}:{line}: record id {r.id!r} also appears at {seen[r.id]}")
+                seen[r.id] = f"{p}:{line}"
+                records.append(r)
+                where.append(f"{p}:{line}")
+                n += 1
         except RecordError as e:
             raise InputError(str(e)) from None
-        for r in recs:
-            if r.id in seen:
-                raise InputError(f"{p}: record id {r.id!r} also appears in an earlier data file")
-            seen.add(r.id)
-        records += recs
+        if n == 0:
+            raise InputError(f"{p}: no records (an empty data file)")
     if not records:
-        raise InputError(f"no training records in {', '.join(paths) or '(no --data given)'}")
-    return records
+        raise InputError("no training records: pass --data FILE.jsonl or set `data` in the config")
+    return LoadedRecords(records, where)
+
+
+def check_caption_lengths(loaded: LoadedRecords, tokenizer) -> None:
+    """Every text a record contributes must fit the encoder's positions (77 for CLIP)."""
+    for rec, where in zip(loaded.records, loaded.where, strict=True):
+        problem = record_length_problem(rec, tokenizer, tokenizer.model_max_length)
+        if problem:
+            raise InputError(f"{where}: {problem}")
+
+
+def data_fingerprint(paths: list[str]) -> str:
+    """Hash of the training data's bytes: a resumed run must train on the same records."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()[:20]
 
 
 def default_image_loader(root: str) -> Callable[[str], object]:
@@ -108,162 +177,133 @@ def default_image_loader(root: str) -> Callable[[str], object]:
     return load
 
 
-def _checkpoints(out: Path) -> list[tuple[int, Path]]:
-    root = out / "checkpoints"
-    if not root.exists():
-        return []
-    found = []
-    for d in root.iterdir():
-        if d.is_dir() and d.name.startswith("step_") and d.name[5:].isdigit() and (d / "trainer_state.json").exists():
-            found.append((int(d.name[5:]), d))
-    return sorted(found)
+def check_images_exist(loaded: LoadedRecords, root: str) -> None:
+    seen: set[str] = set()
+    for rec, where in zip(loaded.records, loaded.where, strict=True):
+        if rec.image in seen:
+            continue
+        seen.add(rec.image)
+        if not (Path(root) / rec.image).is_file():
+            raise InputError(f"{where}: image {rec.image!r} not found under --images {root or '.'}")
 
 
-def latest_checkpoint(out: str | os.PathLike) -> tuple[int, Path] | None:
-    found = _checkpoints(Path(out))
-    return found[-1] if found else None
+# ---------------------------------------------------------------------------------------------
+# the loop
 
 
-def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
-    def fn(step: int) -> float:
-        if cfg.warmup_steps and step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
+def _scheduler(optimizer, cfg: TrainConfig):
+    """Linear warmup, then cosine to lr * min_lr_ratio: transformers' schedule, counting optimizer steps."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-    return fn
-
-
-class NegationObjective(nn.Module):
-    """The weighted sum of the configured losses for one batch (local rows, gathered columns)."""
-
-    def __init__(self, cfg: TrainConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.infonce = HardNegativeInfoNCE() if cfg.hard_negatives else ClipInfoNCE()
-        self.mcq = MultipleChoiceLoss()
-        self.presence = OmniPresenceLoss(cfg.omni_temperature)
-        self.absence = OmniAbsenceLoss(cfg.omni_temperature, cfg.omni_margin)
-        self.preserve = PreservationLoss()
-
-    def forward(self, tower: nn.Module, batch: Batch, image_emb: torch.Tensor, base_text: nn.Module | None):
-        cfg = self.cfg
-        emb, hidden = tower(batch.input_ids, batch.attention_mask)
-        logit_scale = _unwrap(tower).logit_scale.exp()
-        ids = batch.image_index
-        pos = emb[batch.positive]
-        parts: dict[str, torch.Tensor] = {}
-        foil_rows = batch.foils.clamp_min(0)
-        foils = emb[foil_rows] * (batch.foils >= 0)[..., None]
-        foil_mask = batch.foils >= 0
-        if cfg.infonce:
-            text_ids = torch.where(batch.in_pool, ids, torch.full_like(ids, -1))
-            all_img, all_ids, all_pos, all_text_ids = gather(image_emb), gather(ids), gather(pos), gather(text_ids)
-            if cfg.hard_negatives:
-                parts["infonce"] = self.infonce(image_emb, pos, logit_scale, ids, text_ids, foils, foil_mask,
-                                                all_img, all_pos, all_ids, all_text_ids, gather(foils), gather(foil_mask))
-            else:
-                parts["infonce"] = self.infonce(image_emb, pos, logit_scale, ids, text_ids, all_img, all_pos, all_ids,
-                                                all_text_ids)
-        if cfg.mcq:
-            mask = batch.mcq_choices >= 0
-            choices = emb[batch.mcq_choices.clamp_min(0)] * mask[..., None]
-            parts["mcq"] = self.mcq(image_emb[batch.mcq_example], choices, mask, logit_scale)
-        if cfg.omni_presence or cfg.omni_absence:
-            orig = emb[batch.original]
-            all_orig, all_ids = gather(orig), gather(ids)
-            if cfg.omni_presence:
-                has = batch.presence_negated >= 0
-                neg = emb[batch.presence_negated.clamp_min(0)]
-                parts["omni_presence"] = self.presence(image_emb, orig, neg, has, ids, all_orig, all_ids)
-            if cfg.omni_absence:
-                has = batch.absence_negated >= 0
-                neg = emb[batch.absence_negated.clamp_min(0)]
-                parts["omni_absence"] = self.absence(image_emb, orig, neg, has, ids, all_orig, gather(neg),
-                                                     all_ids, gather(has))
-        if cfg.preserve and base_text is not None:
-            rows = batch.original
-            with torch.no_grad():
-                base_hidden = base_text(input_ids=batch.input_ids[rows],
-                                        attention_mask=batch.attention_mask[rows]).last_hidden_state
-            parts["preserve"] = self.preserve(hidden[rows], base_hidden, batch.attention_mask[rows])
-        weights = {"infonce": cfg.infonce, "mcq": cfg.mcq, "omni_presence": cfg.omni_presence,
-                   "omni_absence": cfg.omni_absence, "preserve": cfg.preserve}
-        counts = {
-            "infonce": batch.in_pool.sum(),
-            "mcq": (batch.mcq_choices[:, 1:] >= 0).any(dim=1).sum(),
-            "omni_presence": (batch.presence_negated >= 0).sum(),
-            "omni_absence": (batch.absence_negated >= 0).sum(),
-            "preserve": batch.attention_mask[batch.original].sum(),
-        }
-        total = sum(weights[k] * _global_mean_scale(v, counts[k]) for k, v in parts.items())
-        return total, parts
-
-
-def _global_mean_scale(local_mean: torch.Tensor, local_count: torch.Tensor) -> torch.Tensor:
-    """Rescale a mean over this process's rows so that, after DDP averages gradients, the result is the
-    mean over all processes' rows, also when processes hold different numbers of rows for a term."""
-    world = world_size()
-    if world == 1:
-        return local_mean
-    total = gather(local_count.reshape(1).to(local_mean.device, torch.float32)).sum().clamp_min(1)
-    return local_mean * local_count.to(torch.float32) * world / total
-
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    return getattr(module, "module", module)
+    return get_cosine_with_min_lr_schedule_with_warmup(optimizer, num_warmup_steps=cfg.warmup_steps,
+                                                       num_training_steps=cfg.steps, min_lr_rate=cfg.min_lr_ratio)
 
 
 def train(
     cfg: TrainConfig,
     resume: bool = False,
-    eval_fn: Callable[[nn.Module], dict] | None = None,  # called with the CLIPModel being trained
+    overwrite: bool = False,
     image_loader: Callable[[str], object] | None = None,
     progress: bool = True,
     accelerator=None,
 ) -> TrainResult:
-    """Fine-tune `cfg.base` on `cfg.data`; write checkpoints, a JSON-lines log and `<out>/model`."""
+    """Fine-tune `cfg.base` on `cfg.data`; write checkpoints, a JSON-lines log and `<out>/model`.
+
+    `resume` continues the newest checkpoint in `cfg.out` (refusing a config or data that differ in
+    anything that changes training); `overwrite` replaces a run already in `cfg.out`. Without either,
+    a folder holding a run is refused.
+    """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from transformers import AutoImageProcessor, CLIPModel, CLIPTokenizer
+    from transformers import AutoImageProcessor, CLIPTokenizer
 
     from .export import export_checkpoint
 
     t0 = time.perf_counter()
-    out = Path(cfg.out)
+    run = RunDir(cfg.out)
     # step_scheduler_with_optimizer=False: accelerate would otherwise advance the schedule once per
     # process per step; `batch_size` is already the global batch, so the schedule counts optimizer steps.
     accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision,
                                              gradient_accumulation_steps=cfg.grad_accum,
                                              step_scheduler_with_optimizer=False,
                                              cpu=not torch.cuda.is_available())
+    # ---- everything checkable before compute
     if cfg.batch_size % accelerator.num_processes:
         raise InputError(f"batch_size={cfg.batch_size} must be divisible by the {accelerator.num_processes} processes")
-    set_seed(cfg.seed)
-    if not cfg.base:
-        raise InputError("no base model: pass --base (a CLIPModel folder or Hub id) or set `base` in the config")
+    base_config = load_base_config(cfg.base)
     try:
-        model = CLIPModel.from_pretrained(cfg.base)
-        tokenizer = CLIPTokenizer.from_pretrained(cfg.base, subfolder="tokenizer") if (Path(cfg.base) / "tokenizer").is_dir() \
-            else CLIPTokenizer.from_pretrained(cfg.base)
+        text_layer_indices(cfg.layers, base_config.text_config.num_hidden_layers)
+    except ValueError as e:
+        raise InputError(f"config key 'layers': {e}") from None
+    if accelerator.is_main_process:  # the other processes would see the main one's lock
+        run.check(resume, overwrite)
+    loaded = load_training_records(cfg.data)
+    fingerprint = data_fingerprint(cfg.data)
+    found = run.latest() if resume else None
+    if found is not None:
+        saved = RunDir.read_state(found[1])
+        conflicts = resume_conflicts(saved.get("config", {}), cfg)
+        if conflicts:
+            raise InputError(f"--resume: the config differs from the checkpoint {found[1]} in {', '.join(conflicts)}; "
+                             "resume with the same settings, or start a new run (--overwrite or another --out)")
+        if saved.get("data_fingerprint") != fingerprint:
+            raise InputError(f"--resume: the training data ({', '.join(cfg.data)}) changed since the checkpoint "
+                             f"{found[1]}; resume on the same records, or start a new run")
+    try:
+        tok_dir = Path(cfg.base) / "tokenizer"
+        tokenizer = CLIPTokenizer.from_pretrained(tok_dir if tok_dir.is_dir() else cfg.base)
         image_processor = AutoImageProcessor.from_pretrained(cfg.base)
-    except OSError as e:
-        raise InputError(f"cannot load base model {cfg.base!r}: {str(e).splitlines()[0]}") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"--base {cfg.base}: cannot load its tokenizer or image processor "
+                         f"({str(e).splitlines()[0]})") from None
+    check_caption_lengths(loaded, tokenizer)
+    records = loaded.records
+    keys = list(dict.fromkeys(r.image for r in records))
+    cache = ImageEmbeddingCache(cfg.cache_dir or run.out / "image_cache")
+    if image_loader is None:
+        check_images_exist(loaded, cfg.images)
+    if resume and found is None:
+        accelerator.print(f"--resume: no checkpoint under {run.out / 'checkpoints'}; starting from step 0")
+    lock = run.lock() if accelerator.is_main_process else _no_lock()
+    with lock:
+        if overwrite and accelerator.is_main_process:
+            run.remove_run()
+        accelerator.wait_for_everyone()
+        result = _train_locked(cfg, run, accelerator, records, keys, cache, tokenizer, image_processor,
+                               image_loader, found, fingerprint, progress, t0)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            export_checkpoint(result.pop("model"), tokenizer, image_processor, run.out / "model",
+                              training_config={**cfg.to_dict(), "base_model": describe_base(cfg.base)},
+                              trainable=result.pop("trainable"))
+        accelerator.wait_for_everyone()
+    return TrainResult(out=run.out, steps=cfg.steps, log=result["log"], seconds=time.perf_counter() - t0,
+                       resumed_from=found[0] if found else None)
+
+
+class _no_lock:  # noqa: N801 - a context manager standing in for RunDir.lock on non-main processes
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer, image_processor, image_loader,
+                  found, fingerprint, progress, t0) -> dict:
+    from accelerate.utils import set_seed
+    from transformers import CLIPModel
+
+    set_seed(cfg.seed)
+    model = CLIPModel.from_pretrained(cfg.base)
     model.requires_grad_(False)
     model.eval()
-
-    records = load_training_records(cfg.data)
-    keys = list(dict.fromkeys(r.image for r in records))
-    key_index = {k: i for i, k in enumerate(keys)}
-    cache = ImageEmbeddingCache(cfg.cache_dir or out / "image_cache")
     model.to(accelerator.device)
     with accelerator.main_process_first():
         if accelerator.is_main_process:
             cache.build(model, image_processor, keys, image_loader or default_image_loader(cfg.images),
                         batch_size=cfg.image_batch_size, progress=progress)
     image_table = cache.load(keys).to(accelerator.device)
-
+    key_index = {k: i for i, k in enumerate(keys)}
     examples = [example_from_record(r, key_index[r.image]) for r in records]
     table = TokenTable(tokenizer, all_texts(examples))
 
@@ -280,34 +320,28 @@ def train(
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    scheduler = _scheduler(optimizer, cfg)
     objective = NegationObjective(cfg)
     tower, optimizer, scheduler = accelerator.prepare(tower, optimizer, scheduler)
     if base_text is not None:
         base_text.to(accelerator.device)
 
-    start_step, resumed_from = 0, None
-    if resume:
-        found = latest_checkpoint(out)
-        if found is not None:
-            start_step, path = found
-            accelerator.load_state(str(path))
-            resumed_from = start_step
-            accelerator.print(f"resumed from {path} (step {start_step})")
-        else:
-            accelerator.print(f"--resume: no checkpoint under {out / 'checkpoints'}; starting from step 0")
-    elif latest_checkpoint(out) is not None and accelerator.is_main_process:
-        shutil.rmtree(out / "checkpoints")  # a fresh run never mixes with an older run's checkpoints
+    start_step = 0
+    if found is not None:
+        start_step, path = found
+        accelerator.load_state(str(path))
+        accelerator.print(f"resumed from {path} (step {start_step})")
+    if accelerator.is_main_process:
+        run.truncate_log(start_step)  # a resumed run never logs a step twice; a fresh one starts empty
+        atomic_write_text(run.out / "training_config.json", cfg.to_json())
     accelerator.wait_for_everyone()
 
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "training_config.json")
-    log_path = out / "train_log.jsonl"
+    state = {"config": cfg.to_dict(), "data_fingerprint": fingerprint}
     log: list[dict] = []
     rank, world = accelerator.process_index, accelerator.num_processes
     local = cfg.batch_size // world
-    bar = tqdm(total=cfg.steps, initial=start_step, desc="fine-tune", disable=not progress or not accelerator.is_main_process)
+    bar = tqdm(total=cfg.steps, initial=start_step, desc="fine-tune",
+               disable=not progress or not accelerator.is_main_process)
     running: dict[str, float] = {}
     running_steps = 0
     for step in range(start_step, cfg.steps):
@@ -318,10 +352,20 @@ def train(
             batch = Batch(*[t.to(accelerator.device) for t in vars(batch).values()])
             with accelerator.accumulate(tower):
                 with accelerator.autocast():
-                    loss, parts = objective(tower, batch, image_table[batch.image_index], base_text)
+                    emb, hidden = tower(batch.input_ids, batch.attention_mask)
+                    base_hidden = None
+                    if base_text is not None:
+                        rows = batch.original
+                        with torch.no_grad():
+                            base_hidden = base_text(input_ids=batch.input_ids[rows],
+                                                    attention_mask=batch.attention_mask[rows]).last_hidden_state
+                    loss, parts = objective(emb=emb, hidden=hidden, batch=batch,
+                                            image_emb=image_table[batch.image_index],
+                                            logit_scale=accelerator.unwrap_model(tower).logit_scale.exp(),
+                                            base_hidden=base_hidden)
                 if not torch.isfinite(loss):
-                    last = latest_checkpoint(out)
-                    raise RunFailed(f"non-finite loss ({loss.item()}) at step {step}; "
+                    last = run.latest()
+                    raise RunFailed(f"non-finite loss ({loss.item()}) at step {step + 1}; "
                                     f"last good checkpoint: {last[1] if last else 'none'}")
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm > 0:
@@ -334,53 +378,29 @@ def train(
                 running[k] = running.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
         if cfg.learn_logit_scale:
             with torch.no_grad():
-                _unwrap(tower).logit_scale.clamp_(0, LOGIT_SCALE_MAX)
+                accelerator.unwrap_model(tower).logit_scale.clamp_(0, LOGIT_SCALE_MAX)
         done = step + 1
         running_steps += 1
         bar.update(1)
         if done % cfg.log_every == 0 or done == cfg.steps:
             entry = {"step": done, **{k: round(v / running_steps, 6) for k, v in running.items()},
-                     "lr": scheduler.get_last_lr()[0], "logit_scale": float(_unwrap(tower).logit_scale.exp()),
+                     "lr": scheduler.get_last_lr()[0],
+                     "logit_scale": float(accelerator.unwrap_model(tower).logit_scale.exp()),
                      "seconds": round(time.perf_counter() - t0, 2)}
             running, running_steps = {}, 0
-            if cfg.eval_every and done % cfg.eval_every == 0 and eval_fn is not None and accelerator.is_main_process:
-                entry["eval"] = eval_fn(model)
             log.append(entry)
             if accelerator.is_main_process:
-                with log_path.open("a") as fh:
-                    fh.write(json.dumps(entry) + "\n")
+                run.append_log(entry)
                 bar.set_postfix(loss=f"{entry['loss']:.3f}")
         if done % cfg.save_every == 0 or done == cfg.steps:
-            _save_checkpoint(accelerator, out, done, cfg.keep_checkpoints)
+            run.save_checkpoint(accelerator, done, cfg.keep_checkpoints, state)
     bar.close()
-
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        unwrapped = _unwrap(accelerator.unwrap_model(tower))
-        model.logit_scale.data.copy_(unwrapped.logit_scale.data)
-        model.to("cpu")
-        eval_results = eval_fn(model) if eval_fn is not None else None
-        export_checkpoint(model, tokenizer, image_processor, out / "model", training_config=cfg.to_dict(),
-                          eval_results=eval_results, trainable=trainable)
-    accelerator.wait_for_everyone()
-    return TrainResult(out=out, steps=cfg.steps, log=log, seconds=time.perf_counter() - t0, resumed_from=resumed_from)
+    unwrapped = accelerator.unwrap_model(tower)
+    model.logit_scale.data.copy_(unwrapped.logit_scale.data)
+    model.to("cpu")
+    return {"log": log, "model": model, "trainable": trainable}
 
 
-def _save_checkpoint(accelerator, out: Path, step: int, keep: int) -> None:
-    """save_state into `step_N.tmp`, then rename: a crash never leaves a half-written step_N."""
-    root = out / "checkpoints"
-    final = root / f"step_{step}"
-    tmp = root / f"step_{step}.tmp"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        root.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step}))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for _, old in _checkpoints(out)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+def latest_checkpoint(out: str | os.PathLike) -> tuple[int, Path] | None:
+    return RunDir(out).latest()

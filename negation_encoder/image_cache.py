@@ -1,4 +1,5 @@
-"""Cached image embeddings: the vision tower is frozen, so each image is embedded once.
+"""Cached image embeddings, shared by the trainer and the benchmarks: a frozen vision tower
+embeds each image once.
 
 Embeddings are stored as safetensors shards with an index from image key to (shard, row), under a
 fingerprint of the vision weights, the visual projection and the image preprocessing. A cache whose
@@ -18,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..encoding import encode_images, inference_dtype
+from .encoding import encode_images, inference_dtype
 
 META = "cache_meta.json"
 

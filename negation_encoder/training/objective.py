@@ -1,0 +1,98 @@
+"""The weighted objective of a fine-tuning run: the configured loss terms (`losses.TERMS`) on one batch.
+
+Rows are this process's examples; columns of the contrastive terms are gathered from every process
+(`distributed.gather`, with gradients), and each term's local mean is rescaled so that, after DDP
+averages gradients, the result is the mean over all processes' rows. Like open_clip's losses it owns
+no model: it takes text embeddings, hidden states and cached image embeddings.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .batching import Batch
+from .config import TrainConfig
+from .distributed import gather, world_size
+from .losses import (
+    TERMS,
+    ClipInfoNCE,
+    HardNegativeInfoNCE,
+    MultipleChoiceLoss,
+    OmniAbsenceLoss,
+    OmniPresenceLoss,
+    PreservationLoss,
+)
+
+
+class NegationObjective(nn.Module):
+    """sum over `TERMS` of weight * term, for the weights of a `TrainConfig` (0 turns a term off)."""
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__()
+        self.weights = {t: float(getattr(cfg, t)) for t in TERMS}
+        self.hard_negatives = cfg.hard_negatives
+        self.infonce = HardNegativeInfoNCE() if cfg.hard_negatives else ClipInfoNCE()
+        self.mcq = MultipleChoiceLoss()
+        self.presence = OmniPresenceLoss(cfg.omni_temperature)
+        self.absence = OmniAbsenceLoss(cfg.omni_temperature, cfg.omni_margin)
+        self.preserve = PreservationLoss()
+
+    def forward(self, *, emb: torch.Tensor, hidden: torch.Tensor, batch: Batch, image_emb: torch.Tensor,
+                logit_scale: torch.Tensor, base_hidden: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`emb` (T, D) normalised embeddings of the batch's distinct texts, `hidden` their last hidden
+        states, `image_emb` (B, D) the batch's cached image embeddings, `base_hidden` the frozen base's
+        hidden states of the original captions (needed only by the preservation term)."""
+        w = self.weights
+        ids = batch.image_index
+        parts: dict[str, torch.Tensor] = {}
+        counts: dict[str, torch.Tensor] = {}
+        if w["infonce"]:
+            pos = emb[batch.positive]
+            text_ids = torch.where(batch.in_pool, ids, torch.full_like(ids, -1))
+            kwargs = dict(image_ids=ids, text_ids=text_ids, all_image=gather(image_emb), all_text=gather(pos),
+                          all_image_ids=gather(ids), all_text_ids=gather(text_ids))
+            if self.hard_negatives:
+                foil_mask = batch.foils >= 0
+                foils = emb[batch.foils.clamp_min(0)] * foil_mask[..., None]
+                kwargs.update(foils=foils, foil_mask=foil_mask, all_foils=gather(foils), all_foil_mask=gather(foil_mask))
+            parts["infonce"] = self.infonce(image_emb, pos, logit_scale, **kwargs)
+            counts["infonce"] = batch.in_pool.sum()
+        if w["mcq"]:
+            mask = batch.mcq_choices >= 0
+            choices = emb[batch.mcq_choices.clamp_min(0)] * mask[..., None]
+            parts["mcq"] = self.mcq(image_emb[batch.mcq_example], choices, mask, logit_scale)
+            counts["mcq"] = (batch.mcq_choices[:, 1:] >= 0).any(dim=1).sum()
+        if w["omni_presence"] or w["omni_absence"]:
+            orig = emb[batch.original]
+            all_orig, all_ids = gather(orig), gather(ids)
+            if w["omni_presence"]:
+                has = batch.presence_negated >= 0
+                neg = emb[batch.presence_negated.clamp_min(0)]
+                parts["omni_presence"] = self.presence(image_emb, orig, neg, has_negated=has, image_ids=ids,
+                                                       all_original=all_orig, all_original_ids=all_ids)
+                counts["omni_presence"] = has.sum()
+            if w["omni_absence"]:
+                has = batch.absence_negated >= 0
+                neg = emb[batch.absence_negated.clamp_min(0)]
+                parts["omni_absence"] = self.absence(image_emb, orig, neg, has_negated=has, image_ids=ids,
+                                                     all_original=all_orig, all_negated=gather(neg), all_ids=all_ids,
+                                                     all_has_negated=gather(has))
+                counts["omni_absence"] = has.sum()
+        if w["preserve"] and base_hidden is not None:
+            rows = batch.original
+            parts["preserve"] = self.preserve(hidden[rows], base_hidden, batch.attention_mask[rows])
+            counts["preserve"] = batch.attention_mask[rows].sum()
+        total = sum(w[k] * global_mean_scale(v, counts[k]) for k, v in parts.items())
+        return total, parts
+
+
+def global_mean_scale(local_mean: torch.Tensor, local_count: torch.Tensor) -> torch.Tensor:
+    """Rescale a mean over this process's rows so that, after DDP averages gradients, the result is the
+    mean over all processes' rows, also when processes hold different numbers of rows for a term."""
+    world = world_size()
+    if world == 1:
+        return local_mean
+    total = gather(local_count.reshape(1).to(local_mean.device, torch.float32)).sum().clamp_min(1)
+    return local_mean * local_count.to(torch.float32) * world / total

@@ -1,0 +1,274 @@
+"""`negenc train` / `data` / `publish` as a user meets them: every bad input is one line and exit 2, found
+before any compute, and nothing a user made is lost. Runs `main([...])` in-process."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from negation_encoder.cli import main
+from negation_encoder.testing import tiny
+
+from ._tiny_world import make_tiny_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cliworld")
+    w = make_tiny_world(root)
+    cfg = {"steps": 2, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1, "save_every": 1, "log_every": 1,
+           "cache_dir": str(root / "cache")}
+    (root / "cfg.json").write_text(json.dumps(cfg))
+    w["cfg"] = str(root / "cfg.json")
+    # a finished run that the refusal cases must leave untouched
+    w["run"] = root / "run"
+    assert main(_train_args(w, w["run"])) == 0
+    return w
+
+
+def _train_args(w, out, *extra, config=None):
+    return ["train", "--config", config or w["cfg"], "--base", w["base"], "--data", w["data"], "--images",
+            w["images"], "--out", str(out), "--no-progress", *extra]
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_line_exit_2(capsys, argv, *needles):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, (code, err)
+    assert err.count("\n") == 0, err
+    for n in needles:
+        assert n in err, (n, err)
+    return err
+
+
+def _config_file(tmp_path, w, **over):
+    cfg = json.loads(open(w["cfg"]).read())
+    cfg.update(over)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+# ---- config values: the wrong type is named, never silently accepted
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("hard_negatives", "no", "key 'hard_negatives' expects bool, got str \"no\""),
+    ("hard_negatives", "false", "key 'hard_negatives' expects bool, got str"),
+    ("steps", "six", "key 'steps' expects int, got str"),
+    ("steps", 6.5, "key 'steps' expects int, got float 6.5"),
+    ("mcq", "lots", "key 'mcq' expects float, got str"),
+    ("layers", 3, "key 'layers' expects str, got int 3"),
+    ("data", 5, "key 'data' expects list[str], got int 5"),
+    ("layers", "front:x", "layers must be all, front:K, back:K or a comma list"),
+    ("layers", "back:-1", "layers must be all, front:K, back:K or a comma list"),
+    ("layers", "front:99", "config key 'layers'"),
+    ("layers", "0,99", "indices [99] out of range for 2 layers"),
+])
+def test_bad_config_values_are_one_line_before_any_compute(world, tmp_path, capsys, key, value, needle):
+    out = tmp_path / "fresh"
+    _one_line_exit_2(capsys, _train_args(world, out, config=_config_file(tmp_path, world, **{key: value})), needle)
+    assert not out.exists() or not any(out.iterdir()), "something was written before the input was checked"
+
+
+def test_set_nan_lr_is_refused(world, tmp_path, capsys):
+    _one_line_exit_2(capsys, _train_args(world, tmp_path / "o", "--set", "lr=nan"), "lr must be a finite number, got nan")
+    _one_line_exit_2(capsys, _train_args(world, tmp_path / "o", "--set", "steps=2.5"), "key 'steps' expects int, got '2.5'")
+
+
+# ---- the output folder: nothing lost, one run at a time
+
+
+def test_rerun_into_a_run_is_refused_and_changes_nothing(world, capsys):
+    before = _snapshot(world["run"])
+    _one_line_exit_2(capsys, _train_args(world, world["run"]), "already holds a training run", "--resume", "--overwrite")
+    assert _snapshot(world["run"]) == before
+
+
+def test_out_that_is_a_file(world, tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("mine")
+    _one_line_exit_2(capsys, _train_args(world, f), "is a file, expected a folder")
+    assert f.read_text() == "mine"
+
+
+def test_a_folder_locked_by_a_live_run_is_refused(world, tmp_path, capsys):
+    import socket
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    holder = subprocess.Popen(["sleep", "30"])
+    try:
+        (out / ".negenc-train.lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
+                                                              "started": "now"}))
+        _one_line_exit_2(capsys, _train_args(world, out), f"another run is using this folder (pid {holder.pid}")
+        assert sorted(p.name for p in out.iterdir()) == [".negenc-train.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its stale lock is taken over and the run goes through
+    assert main(_train_args(world, out)) == 0
+    assert not (out / ".negenc-train.lock").exists()
+
+
+@pytest.mark.parametrize("change,needle", [
+    (["--set", "lr=0.5"], "the config differs from the checkpoint"),
+    (["--set", "layers=front:1"], "layers ('all' -> 'front:1')"),
+])
+def test_resume_refuses_a_changed_config(world, tmp_path, capsys, change, needle):
+    before = _snapshot(world["run"])
+    err = _one_line_exit_2(capsys, _train_args(world, world["run"], "--resume", *change), needle)
+    assert "lr (0.001 -> 0.5)" in err or "layers" in err
+    assert _snapshot(world["run"]) == before
+
+
+def test_resume_refuses_changed_data(world, tmp_path, capsys):
+    other = tmp_path / "other.jsonl"
+    lines = open(world["data"]).read().splitlines()
+    other.write_text("\n".join(lines[:-1]) + "\n")
+    args = _train_args(world, world["run"], "--resume")
+    args[args.index("--data") + 1] = str(other)
+    _one_line_exit_2(capsys, args, "training data", "changed since the checkpoint")
+
+
+def test_resume_and_overwrite_branches_in_process(world, tmp_path, capsys):
+    out = tmp_path / "branches"
+    assert main(_train_args(world, out)) == 0
+    steps_before = [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()]
+    # resuming a finished run: nothing left to train, the log keeps each step once
+    assert main(_train_args(world, out, "--resume")) == 0
+    steps_after = [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps_before == steps_after == [1, 2]
+    # --overwrite: an explicit replacement, with another config
+    assert main(_train_args(world, out, "--overwrite", "--set", "steps=3", "save_every=3")) == 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_3"]
+    assert [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert json.loads((out / "model" / "training_config.json").read_text())["steps"] == 3
+
+
+# ---- the base model
+
+
+@pytest.mark.parametrize("builder,model_type", [
+    (lambda: tiny.build_clip_text_model(seed=0), "clip_text_model"),
+    (lambda: tiny.build_clipseg(seed=0), "clipseg"),
+])
+def test_base_that_is_not_a_clipmodel(world, tmp_path, capsys, builder, model_type):
+    base = tmp_path / "notclip"
+    builder().save_pretrained(base)
+    args = _train_args(world, tmp_path / "o")
+    args[args.index("--base") + 1] = str(base)
+    _one_line_exit_2(capsys, args, f"expected a CLIPModel checkpoint (model_type 'clip'), got model_type '{model_type}'")
+
+
+# ---- records: bytes, emptiness, lengths
+
+
+def _records(tmp_path, rows, name="d.jsonl"):
+    p = tmp_path / name
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return p
+
+
+def _rec(i, **over):
+    r = {"id": f"x{i}", "image": "0.png", "caption": "a photo of a dog", "negated_caption": "a photo of a dog with no cat",
+         "negation_type": "absence", "negated_concept": "cat", "source": "test"}
+    r.update(over)
+    return r
+
+
+def test_binary_and_non_utf8_files(world, tmp_path, capsys):
+    png = tmp_path / "image.jsonl"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    _one_line_exit_2(capsys, ["data", "validate", str(png)], f"{png}:1: not UTF-8 text: byte 0x89 at column 1")
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes((json.dumps(_rec(0)) + "\n").encode()
+                      + json.dumps(_rec(1, caption="caf\u00e9"), ensure_ascii=False).encode("latin-1") + b"\n")
+    _one_line_exit_2(capsys, ["data", "validate", str(latin)], f"{latin}:2: not UTF-8 text: byte 0xe9")
+    args = _train_args(world, tmp_path / "o")
+    args[args.index("--data") + 1] = str(latin)
+    _one_line_exit_2(capsys, args, f"{latin}:2: not UTF-8 text")
+    merged = tmp_path / "merged.jsonl"
+    _one_line_exit_2(capsys, ["data", "merge", str(merged), str(latin)], f"{latin}:2:")
+    assert not merged.exists()
+
+
+def test_empty_file(tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    _one_line_exit_2(capsys, ["data", "validate", str(empty)], f"{empty}:0: no records")
+
+
+def test_long_and_empty_captions(world, tmp_path, capsys):
+    long = _records(tmp_path, [_rec(0), _rec(1, negated_caption="a dog " * 40 + "with no cat")], "long.jsonl")
+    _one_line_exit_2(capsys, ["data", "validate", str(long)], f"{long}:2: negated_caption has", "more than the encoder's 77")
+    args = _train_args(world, tmp_path / "o")
+    args[args.index("--data") + 1] = str(long)
+    _one_line_exit_2(capsys, args, f"{long}:2: negated_caption has", "tokens, more than the encoder's 77")
+    empty = _records(tmp_path, [_rec(0, caption="  ")], "empty_caption.jsonl")
+    _one_line_exit_2(capsys, ["data", "validate", str(empty)], f"{empty}:1: field 'caption' must be a non-empty string")
+
+
+def test_merge_with_a_bad_or_missing_input_leaves_the_output_untouched(tmp_path, capsys):
+    out = _records(tmp_path, [_rec(0)], "merged.jsonl")
+    before = out.read_bytes()
+    good = _records(tmp_path, [_rec(1), _rec(2)], "good.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(_rec(3)) + "\n{not json\n")
+    _one_line_exit_2(capsys, ["data", "merge", str(out), str(good), str(bad)], f"{bad}:2: invalid JSON")
+    assert out.read_bytes() == before
+    _one_line_exit_2(capsys, ["data", "merge", str(out), str(good), str(tmp_path / "nope.jsonl")], "file not found")
+    assert out.read_bytes() == before
+    assert main(["data", "merge", str(out), str(good), str(good)]) == 0
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["x0", "x1", "x2"]
+
+
+def test_train_help_lists_every_config_key(capsys):
+    import dataclasses
+
+    from negation_encoder.training import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--config" in out and "JSON or YAML" in out
+    for f in dataclasses.fields(TrainConfig):
+        assert f"  {f.name} " in out, f.name
+
+
+def test_every_cli_option_has_help():
+    import argparse
+
+    from negation_encoder.cli import build_parser
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction):
+                yield path, action
+
+    missing = [f"{path} {a.option_strings or a.dest}" for path, a in walk(build_parser(), "negenc") if not a.help]
+    assert not missing, missing
+
+
+def test_no_progress_silences_library_bars(world, tmp_path, monkeypatch):
+    import sys
+
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)  # conftest sets it for the whole suite
+    monkeypatch.setattr(sys.modules["huggingface_hub.utils.tqdm"], "HF_HUB_DISABLE_PROGRESS_BARS", None)
+    enable_progress_bars()
+    hf_logging.enable_progress_bar()
+    assert not are_progress_bars_disabled() and hf_logging.is_progress_bar_enabled()
+    assert main(_train_args(world, tmp_path / "quiet")) == 0
+    assert are_progress_bars_disabled() and not hf_logging.is_progress_bar_enabled()
+    assert os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == "1"
