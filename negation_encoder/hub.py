@@ -79,16 +79,19 @@ def build_model_card(folder: str | Path, repo_id: str | None = None, base_model:
                      **bases: str):
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+    from .eval.results import card_eval_results, has_benchmark_keys
+
     folder = Path(folder)
     cfg = _read_json(folder / "training_config.json") or {}
-    base_metrics, metrics = _metrics(_read_json(folder / "eval_results.json"))
+    results = _read_json(folder / "eval_results.json")
+    base_metrics, metrics = _metrics(results)
     if base_model is None:
         base = str(cfg.get("base", ""))
         base_model = base if base.count("/") == 1 and not Path(base).exists() else None  # a Hub id, not a path
     repo = repo_id or str(folder)
     name = model_name or (repo_id.split("/")[-1] if repo_id else folder.name)
     benchmark = "negenc testbed" if "heldout_mcq" in metrics else "negation benchmarks"
-    eval_results = [
+    eval_results = card_eval_results(results) if has_benchmark_keys(results) else [
         EvalResult(task_type="zero-shot-image-classification", dataset_type="negation-encoder/testbed"
                    if benchmark == "negenc testbed" else "custom", dataset_name=benchmark, metric_type=k,
                    metric_name=k, metric_value=round(float(v), 4))
