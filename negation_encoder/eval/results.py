@@ -74,7 +74,7 @@ def card_eval_results(results: dict) -> list:
         out.append(EvalResult(task_type=info.task_type, task_name=info.task_name, dataset_type=info.dataset_type,
                               dataset_name=info.dataset_name, dataset_split=info.dataset_split,
                               metric_type=info.metric_type, metric_name=info.metric_name,
-                              metric_value=round(float(value), 4), source_name="negenc eval"))
+                              metric_value=round(float(value), 4)))
     return out
 
 
