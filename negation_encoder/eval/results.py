@@ -24,18 +24,21 @@ class CardInfo:
     metric_name: str
     metric_type: str = "accuracy"
     dataset_split: str = "test"
+    dataset_config: str | None = None  # tells apart files of one source (the card groups by type + config)
 
 
-def _mcq(name: str, source: str) -> dict[str, CardInfo]:
+def _mcq(name: str, source: str, config: str) -> dict[str, CardInfo]:
     label = {"": "accuracy", "_positive": "accuracy (positive template)",
              "_negative": "accuracy (negative template)", "_hybrid": "accuracy (hybrid template)"}
     return {f"negbench_mcq_{source}{suffix}": CardInfo(name, "m1k2zoo/negbench", TASK_MATCHING,
-                                                       "Negated multiple-choice caption selection", metric)
+                                                       "Negated multiple-choice caption selection", metric,
+                                                       dataset_config=config)
             for suffix, metric in label.items()}
 
 
-def _recall(prefix: str, name: str, dataset_type: str, task_name: str) -> dict[str, CardInfo]:
-    return {f"{prefix}_r{k}": CardInfo(name, dataset_type, TASK_RETRIEVAL, task_name, f"Recall@{k}", f"recall@{k}")
+def _recall(prefix: str, name: str, dataset_type: str, task_name: str, config: str | None = None) -> dict[str, CardInfo]:
+    return {f"{prefix}_r{k}": CardInfo(name, dataset_type, TASK_RETRIEVAL, task_name, f"Recall@{k}", f"recall@{k}",
+                                       dataset_config=config)
             for k in (1, 5, 10)}
 
 
@@ -44,11 +47,12 @@ BENCHMARK_CARD_INFO: dict[str, CardInfo] = {
                                 "Existence caption vs foil", "pairwise accuracy (acc_r)"),
     "negrefcocog": CardInfo("NegRefCOCOg", "parkquasar/NegationCLIP", "zero-shot-object-detection",
                             "Negated referring expression box selection", "accuracy", dataset_split="test"),
-    **_mcq("NegBench MCQ COCO (val2017)", "coco"),
-    **_mcq("NegBench MCQ VOC2007", "voc"),
+    **_mcq("NegBench MCQ COCO (val2017)", "coco", "coco_val2017"),
+    **_mcq("NegBench MCQ VOC2007", "voc", "voc2007"),
     **_recall("negbench_negated", "NegBench negated retrieval COCO (val2017)", "m1k2zoo/negbench",
-              "Negated text-to-image retrieval"),
-    **_recall("negbench_plain", "NegBench retrieval COCO (val2017)", "m1k2zoo/negbench", "Text-to-image retrieval"),
+              "Negated text-to-image retrieval", "negated"),
+    **_recall("negbench_plain", "NegBench retrieval COCO (val2017)", "m1k2zoo/negbench", "Text-to-image retrieval",
+              "plain"),
     **_recall("coco", "COCO Karpathy test", "yerevann/coco-karpathy", "Text-to-image retrieval"),
     "zeroshot_top1": CardInfo("ImageNet-style zero-shot", "ILSVRC/imagenet-1k", "zero-shot-image-classification",
                               "Zero-shot classification", "top-1 accuracy", dataset_split="validation"),
@@ -73,6 +77,7 @@ def card_eval_results(results: dict) -> list:
             continue
         out.append(EvalResult(task_type=info.task_type, task_name=info.task_name, dataset_type=info.dataset_type,
                               dataset_name=info.dataset_name, dataset_split=info.dataset_split,
+                              dataset_config=info.dataset_config,
                               metric_type=info.metric_type, metric_name=info.metric_name,
                               metric_value=round(float(value), 4)))
     return out
