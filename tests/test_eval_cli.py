@@ -165,3 +165,15 @@ def test_a_folder_that_is_not_a_clip_model_is_refused(setup, tmp_path, capsys):
     (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
     assert _run(bert, root, tmp_path / "o", "--bench", "valse") == 2
     assert _error_line(capsys) == f"negenc: error: --model {bert}: expected a CLIPModel checkpoint, got model_type bert"
+
+
+def test_a_benchmark_left_empty_by_skipping_is_reported_as_skipped(root_copy, tmp_path, capsys):
+    root, model = root_copy
+    for f in (root / "voc2007/JPEGImages").iterdir():
+        f.unlink()
+    assert _run(model, root, tmp_path / "o", "--bench", "valse,negbench-mcq-voc", "--skip-missing") == 0
+    res = json.loads((tmp_path / "o/eval_results.json").read_text())
+    assert "negbench_mcq_voc" not in res and res["valse_existence_items"] == 4
+    assert "no items to score (3 missing images" in res["meta"]["skipped_benchmarks"]["negbench_mcq_voc"]
+    assert _run(model, root, tmp_path / "p", "--bench", "negbench-mcq-voc", "--skip-missing") == 2
+    assert "nothing to evaluate: every selected benchmark was skipped" in _error_line(capsys)

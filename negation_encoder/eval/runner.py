@@ -113,6 +113,10 @@ def load_all(cfg: EvalConfig, log=print) -> tuple[list[LoadedPart], dict[str, st
             path = getattr(files, part.file_attr)
             try:
                 data = part.loader(path, files.images, skip_missing=cfg.skip_missing)
+                if not _items(data):
+                    raise MissingInput(f"{path}: no items to score" + (
+                        f" ({data.missing_images} missing images, {data.malformed_rows} malformed rows skipped)"
+                        if data.skipped else ""))
             except MissingInput as e:
                 if not cfg.skip_missing:
                     raise
