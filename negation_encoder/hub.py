@@ -102,17 +102,19 @@ def build_model_card(folder: str | Path, repo_id: str | None = None, base_model:
     model-index) and a body rendered from the package's template."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+    from .eval.results import card_eval_results, has_benchmark_keys
     from .training.losses import TERMS
 
     folder = Path(folder)
     cfg = _read_json(folder / "training_config.json") or {}
-    base_metrics, metrics = _metrics(_read_json(folder / "eval_results.json"))
+    results = _read_json(folder / "eval_results.json")
+    base_metrics, metrics = _metrics(results)
     trained_from = str(cfg.get("base_model") or cfg.get("base") or "unknown")
     base_model = base_model or _hub_id(trained_from)
     repo = repo_id or str(folder)
     name = model_name or (repo_id.split("/")[-1] if repo_id else folder.name)
     benchmark = "negenc testbed" if "heldout_mcq" in metrics else "negation benchmarks"
-    eval_results = [
+    eval_results = card_eval_results(results) if has_benchmark_keys(results) else [
         EvalResult(task_type="zero-shot-image-classification", dataset_type="negation-encoder/testbed"
                    if benchmark == "negenc testbed" else "custom", dataset_name=benchmark, metric_type=k,
                    metric_name=k, metric_value=round(float(v), 4))
@@ -127,7 +129,7 @@ def build_model_card(folder: str | Path, repo_id: str | None = None, base_model:
     if metrics:
         rows = ["| metric | base | this encoder |", "|---|---:|---:|"]
         rows += [f"| {k} | {base_metrics[k]:.3f} | {v:.3f} |" if k in base_metrics else f"| {k} | - | {v:.3f} |"
-                 for k, v in metrics.items()]
+                 for k, v in metrics.items() if not k.endswith("_items")]
         table = "\n".join(rows)
     else:
         table = "_No evaluation results recorded._"

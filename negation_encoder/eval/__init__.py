@@ -6,7 +6,10 @@ from .scoring import (
     mcq_scores,
     pairwise_accuracy,
     recall_at_k,
+    recall_at_k_from_sims,
+    target_ranks,
     zeroshot_accuracy,
+    zeroshot_predictions,
 )
 from .split import (
     SplitEmbeddings,
@@ -31,5 +34,8 @@ __all__ = [
     "mcq_scores",
     "pairwise_accuracy",
     "recall_at_k",
+    "recall_at_k_from_sims",
+    "target_ranks",
     "zeroshot_accuracy",
+    "zeroshot_predictions",
 ]

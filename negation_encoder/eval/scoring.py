@@ -25,7 +25,7 @@ def pairwise_accuracy(sims: Sequence[torch.Tensor], ref_index: Sequence[int]) ->
     """NegRefCOCOg: argmax over candidate crops; correct iff it is the referred box."""
     if len(sims) == 0:
         return float("nan")
-    correct = [int(torch.argmax(s).item() == r) for s, r in zip(sims, ref_index)]
+    correct = [int(torch.argmax(s).item() == r) for s, r in zip(sims, ref_index, strict=True)]
     return sum(correct) / len(correct)
 
 
@@ -35,32 +35,48 @@ def mcq_scores(sims: torch.Tensor, correct: Sequence[int], templates: Sequence[s
     template (NaN where a template has no items; never a division by zero), and, when the template of
     every option is given, the share of wrong picks by the picked option's template."""
     pred = sims.argmax(dim=1).tolist()
-    ok = [int(p == c) for p, c in zip(pred, correct)]
+    ok = [int(p == c) for p, c in zip(pred, correct, strict=True)]
     out = {"mcq": sum(ok) / len(ok) if ok else float("nan")}
     for t in MCQ_TEMPLATES:
         idx = [i for i, tt in enumerate(templates) if tt == t]
         out[f"mcq_{t}"] = sum(ok[i] for i in idx) / len(idx) if idx else float("nan")
     if option_templates is not None:
-        wrong = Counter(option_templates[i][p] for i, (p, c) in enumerate(zip(pred, correct)) if p != c)
+        wrong = Counter(option_templates[i][p] for i, (p, c) in enumerate(zip(pred, correct, strict=True)) if p != c)
         total_wrong = sum(wrong.values())
         for t in MCQ_TEMPLATES:
             out[f"mcq_wrong_picked_{t}"] = wrong[t] / total_wrong if total_wrong else 0.0
     return out
 
 
+def target_ranks(sims: torch.Tensor, target: Sequence[int]) -> torch.Tensor:
+    """0-based rank of each query's target among the gallery: (Q, G) scores -> (Q,). Ties count in the
+    query's favour (only strictly higher-scoring images rank above the target)."""
+    target_t = torch.as_tensor(list(target), dtype=torch.long)
+    target_sim = sims[torch.arange(len(target_t)), target_t]
+    return (sims > target_sim[:, None]).sum(dim=1)
+
+
+def recall_at_k_from_sims(sims: torch.Tensor, target: Sequence[int],
+                          ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
+    """Text-to-image Recall@k from any (Q, G) query-by-image score matrix (cosines or split scores)."""
+    rank = target_ranks(sims, target)
+    return {k: (rank < k).float().mean().item() if len(rank) else float("nan") for k in ks}
+
+
 def recall_at_k(text_emb: torch.Tensor, image_emb: torch.Tensor, target: Sequence[int],
                 ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
     """Text-to-image Recall@k: the target image ranks in the top k by cosine similarity."""
-    sims = text_emb @ image_emb.T
-    target_t = torch.as_tensor(list(target))
-    target_sim = sims[torch.arange(len(target_t)), target_t]
-    rank = (sims > target_sim[:, None]).sum(dim=1)  # ties count in the query's favour
-    return {k: (rank < k).float().mean().item() for k in ks}
+    return recall_at_k_from_sims(text_emb @ image_emb.T, target, ks)
+
+
+def zeroshot_predictions(image_emb: torch.Tensor, class_text_emb: torch.Tensor) -> torch.Tensor:
+    """(N,) predicted class per image. `class_text_emb` is (C, T, D): T templates per class are
+    averaged and re-normalised, as in CLIP's prompt ensembling."""
+    cls = torch.nn.functional.normalize(class_text_emb.mean(dim=1), dim=-1)
+    return (image_emb @ cls.T).argmax(dim=1)
 
 
 def zeroshot_accuracy(image_emb: torch.Tensor, class_text_emb: torch.Tensor, labels: Sequence[int]) -> float:
-    """Top-1 zero-shot classification. `class_text_emb` is (C, T, D): T templates per class are
-    averaged and re-normalised, as in CLIP's prompt ensembling."""
-    cls = torch.nn.functional.normalize(class_text_emb.mean(dim=1), dim=-1)
-    pred = (image_emb @ cls.T).argmax(dim=1)
+    """Top-1 zero-shot classification with template ensembling (`zeroshot_predictions`)."""
+    pred = zeroshot_predictions(image_emb, class_text_emb)
     return (pred == torch.as_tensor(list(labels))).float().mean().item()

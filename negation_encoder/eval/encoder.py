@@ -1,0 +1,149 @@
+"""The model side of `negenc eval`: load a CLIPModel, embed images once through the training cache,
+embed texts in batches, and score captions either by cosine or with the split scorer.
+
+Image embeddings go through `negation_encoder.image_cache.ImageEmbeddingCache` under
+`<cache dir>/<cache_fingerprint>`, so they are cached per (model vision tower + preprocessing, image)
+by the same rule as training (a folder written by training for the same model is reused as is),
+several models can share one cache dir, and a changed model can never read stale rows. Crops are
+images too: their key is `<path>#crop=x,y,w,h`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..encoding import default_device, encode_texts, inference_dtype
+from ..errors import InputError
+from ..image_cache import ImageEmbeddingCache, cache_fingerprint
+from .split import encode_split, split_paired, split_similarity
+
+CROP_MARK = "#crop="
+DTYPES = ("auto", "fp32", "fp16", "bf16")
+
+
+def crop_key(image: str, box: tuple[float, float, float, float]) -> str:
+    return f"{image}{CROP_MARK}{','.join(repr(float(v)) for v in box)}"
+
+
+def load_image_key(key: str) -> Image.Image:
+    """An RGB image for a cache key: a path, or a path plus an [x, y, w, h] crop (PIL box x, y, x+w, y+h)."""
+    path, _, crop = key.partition(CROP_MARK)
+    with Image.open(path) as im:
+        image = im.convert("RGB")
+    if crop:
+        x, y, w, h = (float(v) for v in crop.split(","))
+        image = image.crop((x, y, x + w, y + h))
+    return image
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    tokenizer: object
+    image_processor: object
+    source: str
+
+
+def _local_model_type(folder: Path) -> str:
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        raise InputError(f"--model {folder}: no config.json in the folder (expected a CLIPModel checkpoint folder, "
+                         "e.g. what negenc train writes as <out>/model)")
+    try:
+        return str(json.loads(cfg.read_text()).get("model_type"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"--model {cfg}: not valid JSON ({e})") from e
+
+
+def load_model(source: str) -> LoadedModel:
+    """CLIPModel, CLIPTokenizer (`tokenizer/` subfolder when there is one) and the image processor of a
+    local folder or Hub id; anything but a CLIPModel is refused with its model_type."""
+    from transformers import AutoConfig, AutoImageProcessor, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    local = Path(source).expanduser()
+    if local.is_dir():
+        model_type = _local_model_type(local)
+    else:
+        try:
+            model_type = AutoConfig.from_pretrained(source).model_type
+        except (OSError, ValueError) as e:
+            raise InputError(f"--model {source!r} is not a local folder and could not be loaded as a Hub model id "
+                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+    if model_type != "clip":
+        raise InputError(f"--model {source}: expected a CLIPModel checkpoint, got model_type {model_type}")
+    where = str(local) if local.is_dir() else source
+    model = CLIPModel.from_pretrained(where).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(where, subfolder="tokenizer") if (local / "tokenizer").is_dir() \
+        else CLIPTokenizer.from_pretrained(where)
+    try:
+        processor = AutoImageProcessor.from_pretrained(where)
+    except (OSError, ValueError, ImportError):
+        processor = CLIPImageProcessor.from_pretrained(where)
+    return LoadedModel(model, tokenizer, processor, where)
+
+
+@dataclass
+class ScoringConfig:
+    """How captions are scored: cosines, or the split scorer with a weight fitted on training data."""
+
+    split_scoring: bool = False
+    split_weight: float | None = None
+
+
+class Encoder:
+    """Batched, cached embeddings and caption scores for one model (every benchmark goes through this)."""
+
+    def __init__(self, loaded: LoadedModel, cache_dir: Path, scoring: ScoringConfig, batch_size: int = 64,
+                 device: str | None = None, dtype: str = "auto", progress: bool = True):
+        self.device = torch.device(device) if device else default_device()
+        self.model = loaded.model.to(self.device)
+        self.tokenizer = loaded.tokenizer
+        self.processor = loaded.image_processor
+        self.scoring = scoring
+        self.batch_size = batch_size
+        self.progress = progress
+        self.text_dtype = inference_dtype(self.device, dtype)
+        self.fingerprint = cache_fingerprint(self.model, self.processor)
+        self.cache = ImageEmbeddingCache(Path(cache_dir) / self.fingerprint)
+        self.cache_counts = {"computed": 0, "cached": 0}
+
+    @property
+    def image_dtype(self) -> torch.dtype:
+        """The training cache's precision rule (fp16 on CUDA, fp32 on CPU), so its rows are shareable."""
+        return inference_dtype(self.device)
+
+    def images(self, keys: list[str]) -> torch.Tensor:
+        """(N, D) normalised embeddings of image keys (paths or crop keys), computed once per model."""
+        counts = self.cache.build(self.model, self.processor, keys, load_image_key, batch_size=self.batch_size,
+                                  progress=self.progress)
+        self.cache_counts["computed"] += counts["computed"]
+        self.cache_counts["cached"] += counts["cached"]
+        return self.cache.load(keys)
+
+    def texts(self, texts: list[str]) -> torch.Tensor:
+        """(N, D) normalised text embeddings; fp16/bf16 autocast on CUDA (`--dtype`)."""
+        half = self.device.type == "cuda" and self.text_dtype != torch.float32
+        ctx = torch.autocast("cuda", dtype=self.text_dtype) if half else contextlib.nullcontext()
+        with ctx:
+            return encode_texts(self.model, self.tokenizer, texts, batch_size=self.batch_size)
+
+    def _split(self, texts: list[str]):
+        return encode_split(texts, lambda t: self.texts(list(t)))
+
+    def paired(self, image_emb: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """(N,) score of image i against caption i: a cosine, or the split score."""
+        if self.scoring.split_scoring:
+            return split_paired(image_emb, self._split(texts), float(self.scoring.split_weight))
+        return (image_emb * self.texts(texts)).sum(-1)
+
+    def matrix(self, texts: list[str], image_emb: torch.Tensor) -> torch.Tensor:
+        """(N texts, M images) scores: cosines, or split scores."""
+        if self.scoring.split_scoring:
+            return split_similarity(image_emb, self._split(texts), float(self.scoring.split_weight)).T
+        return self.texts(texts) @ image_emb.T
