@@ -1,4 +1,5 @@
-# Two entry points: `make demo` (the main job on the offline testbed) and `make test` (lint + tests).
+# Two entry points: `make demo` (the main job on the offline testbed; it rewrites demo_out/) and `make test`
+# (lint + tests). `make install` only creates .venv with the package and its test extra.
 # Both create .venv on first use. TORCH_SPEC picks the torch build: the default is the CPU wheel
 # this project is developed on; on a GPU machine use e.g. `make demo TORCH_SPEC=torch`.
 PYTHON ?= python3
@@ -19,7 +20,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
-	$(BIN)/negenc demo $(DEMO_ARGS)
+	$(BIN)/negenc demo --overwrite $(DEMO_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/python -m ruff check negation_encoder integrations eval_t2i eval_seg tests benchmarks

@@ -117,3 +117,16 @@ def test_infonce_gradients_match_finite_differences_and_out_of_pool_texts_get_no
         (grad,) = torch.autograd.grad(fn(txt), txt)
         assert torch.equal(grad[2], torch.zeros(6, dtype=torch.float64)), f"{fn.__name__}: out-of-pool text moved"
         assert grad[[0, 1, 3]].abs().sum() > 0
+
+
+def test_distractor_loss_hand_computed():
+    from negation_encoder.training.losses import DistractorLoss
+
+    text = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    own = torch.tensor([[0.8, 0.6], [0.0, 1.0]])
+    distractors = torch.tensor([[[0.6, 0.8], [1.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]])
+    mask = torch.tensor([[True, True], [False, False]])  # row 1 has no distractor: it contributes nothing
+    got = DistractorLoss()(text, own, distractors, mask, torch.tensor(2.0)).item()
+    # row 0: logits 2 * [0.8, 0.6, 1.0] (own first), cross-entropy towards own
+    assert got == pytest.approx(_ce([1.6, 1.2, 2.0], 0), rel=1e-6)
+    assert DistractorLoss()(text, own, distractors, mask & False, torch.tensor(2.0)).item() == 0.0

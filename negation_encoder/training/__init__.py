@@ -6,6 +6,7 @@ from .freezing import configure_trainable, text_layer_indices
 from .losses import (
     TERMS,
     ClipInfoNCE,
+    DistractorLoss,
     HardNegativeInfoNCE,
     MultipleChoiceLoss,
     OmniAbsenceLoss,
@@ -17,7 +18,7 @@ from .run_dir import RunDir
 from .trainer import TrainResult, latest_checkpoint, train
 
 __all__ = [
-    "TERMS", "ClipInfoNCE", "HardNegativeInfoNCE", "MultipleChoiceLoss", "NegationObjective", "OmniAbsenceLoss",
+    "TERMS", "ClipInfoNCE", "DistractorLoss", "HardNegativeInfoNCE", "MultipleChoiceLoss", "NegationObjective", "OmniAbsenceLoss",
     "OmniPresenceLoss", "PreservationLoss", "RunDir", "TrainConfig", "TrainResult", "config_help",
     "configure_trainable", "export_checkpoint", "latest_checkpoint", "resume_conflicts", "text_layer_indices",
     "train", "write_eval_results",

@@ -26,19 +26,29 @@ class Example:
     absence_negated: str | None  # Omni absence: negates an object that is NOT there
     extra_positives: tuple[str, ...] = ()  # more true captions scored against the same foils (MCQ only)
     bare: bool = False  # the true caption dropped the original content ("a photo with no fork")
+    distractors: tuple[int, ...] = ()  # image indices: the scene plus the negated concept (text-to-image)
 
 
-def example_from_record(rec: NegationRecord, image_index: int) -> Example:
+def distractor_keys(rec: NegationRecord) -> tuple[str, ...]:
+    """The record's `distractor_images` (DESIGN: images that contain the negated concept and share as
+    much of the caption as possible), never its own image."""
+    keys = rec.extra.get("distractor_images", ())
+    return tuple(str(k) for k in keys if isinstance(k, str) and k != rec.image)
+
+
+def example_from_record(rec: NegationRecord, image_index: int, key_index: dict[str, int] | None = None) -> Example:
     """`extra_positives` (an optional record key) lists further captions true for the image, e.g. the
     affirmative twin of a presence foil ("a photo with a cup" beside "a photo with no cup"): without
-    such positives the MCQ term only ever pushes affirmative phrasings away from images."""
+    such positives the MCQ term only ever pushes affirmative phrasings away from images.
+    `distractor_images` of absence records become text-to-image negatives of the negated caption."""
     extra = tuple(str(t) for t in rec.extra.get("extra_positives", ()) if isinstance(t, str))
     if rec.negation_type == "presence":
         foils = (rec.negated_caption, *rec.hard_negatives)
         return Example(image_index, rec.caption, rec.caption, foils, rec.negated_caption, None, extra)
     bare = rec.caption.strip().lower().rstrip(".") not in rec.negated_caption.lower()
+    distractors = tuple(key_index[k] for k in distractor_keys(rec)) if key_index is not None else ()
     return Example(image_index, rec.negated_caption, rec.caption, tuple(rec.hard_negatives), None,
-                   rec.negated_caption if rec.negation_type == "absence" else None, extra, bare)
+                   rec.negated_caption if rec.negation_type == "absence" else None, extra, bare, distractors)
 
 
 class TokenTable:
@@ -82,9 +92,11 @@ class Batch:
     mcq_example: torch.Tensor  # (R,) the example (row of the batch) each MCQ question belongs to
     mcq_choices: torch.Tensor  # (R, 1 + F) text rows: the true caption first, then foils; -1 padding
     in_pool: torch.Tensor  # (B,) bool: the true caption joins the InfoNCE pool
+    distractors: torch.Tensor  # (B, K) image indices of each example's counterfactual images, -1 padding
 
 
-def collate(examples: Sequence[Example], table: TokenTable, max_foils: int, bare_in_pool: bool = False) -> Batch:
+def collate(examples: Sequence[Example], table: TokenTable, max_foils: int, bare_in_pool: bool = False,
+            max_distractors: int = 4) -> Batch:
     texts: list[str] = []
     where: dict[str, int] = {}
 
@@ -119,6 +131,9 @@ def collate(examples: Sequence[Example], table: TokenTable, max_foils: int, bare
         mcq_example=torch.tensor(mcq_example),
         mcq_choices=torch.tensor(mcq_choices, dtype=torch.long).reshape(len(mcq_example), 1 + max_foils),
         in_pool=torch.tensor([bare_in_pool or not ex.bare for ex in examples], dtype=torch.bool),
+        distractors=torch.tensor([list(ex.distractors[:max_distractors])
+                                  + [-1] * (max_distractors - len(ex.distractors[:max_distractors]))
+                                  for ex in examples], dtype=torch.long).reshape(len(examples), max_distractors),
     )
 
 

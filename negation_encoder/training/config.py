@@ -79,6 +79,9 @@ class TrainConfig:
     omni_temperature: float = _f(0.07, "temperature of the Omni objectives", group="objective")
     omni_margin: float = _f(0.8, "cosine above which the Omni absence term separates original and negated texts",
                             group="objective")
+    distractor: float = _f(0.0, "text-to-image: a negated caption against counterfactual images that add the "
+                           "negated concept (records' distractor_images)", group="objective")
+    max_distractors: int = _f(4, "distractor images per record used by the distractor term", group="objective")
     preserve: float = _f(0.0, "token-level hidden-state preservation on affirmative captions (what a UNet reads)",
                          group="objective")
     max_foils: int = _f(3, "foils per record used by the MCQ / hard-negative terms", group="objective")
@@ -97,7 +100,7 @@ class TrainConfig:
     def problems(self) -> list[str]:
         """Every value problem, one phrase each, naming the key (types are checked by `from_dict`)."""
         p = []
-        for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "max_foils",
+        for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "max_foils", "max_distractors",
                      "image_batch_size", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 p.append(f"{name} must be > 0, got {getattr(self, name)}")

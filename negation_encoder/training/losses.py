@@ -14,7 +14,7 @@ from torch import nn
 
 # The objective's terms, in one place: TrainConfig has a weight field of each name, the objective
 # (`training.objective`) computes them, and the model card lists them.
-TERMS = ("infonce", "mcq", "omni_presence", "omni_absence", "preserve")
+TERMS = ("infonce", "mcq", "omni_presence", "omni_absence", "distractor", "preserve")
 
 
 def multi_positive_ce(logits: torch.Tensor, positive: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -121,6 +121,26 @@ class MultipleChoiceLoss(nn.Module):
             return logits.new_zeros(())
         target = torch.zeros(int(has_foil.sum()), dtype=torch.long, device=logits.device)
         return F.cross_entropy(logits[has_foil], target)
+
+
+class DistractorLoss(nn.Module):
+    """Text-to-image negatives for a negated caption: its own image against counterfactual images that
+    differ from it only by containing the negated concept (TripletCLIP-style hard negative images).
+
+    A negation-blind encoder reads "a kitchen with no fork" as "a kitchen with a fork" and prefers the
+    counterfactual; only reading the cue separates them. `distractors` is (B, K, D) with
+    `distractor_mask` (B, K); rows without a distractor contribute nothing.
+    """
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor, distractors: torch.Tensor, distractor_mask: torch.Tensor,
+                logit_scale: torch.Tensor) -> torch.Tensor:
+        has = distractor_mask.any(dim=1)
+        if not has.any():
+            return text.new_zeros(())
+        own = (text * image).sum(-1, keepdim=True)
+        other = torch.einsum("bd,bkd->bk", text, distractors).masked_fill(~distractor_mask, float("-inf"))
+        logits = logit_scale * torch.cat([own, other], dim=1)[has]
+        return F.cross_entropy(logits, torch.zeros(int(has.sum()), dtype=torch.long, device=logits.device))
 
 
 class OmniPresenceLoss(nn.Module):

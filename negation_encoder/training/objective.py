@@ -17,6 +17,7 @@ from .distributed import gather, world_size
 from .losses import (
     TERMS,
     ClipInfoNCE,
+    DistractorLoss,
     HardNegativeInfoNCE,
     MultipleChoiceLoss,
     OmniAbsenceLoss,
@@ -37,13 +38,15 @@ class NegationObjective(nn.Module):
         self.presence = OmniPresenceLoss(cfg.omni_temperature)
         self.absence = OmniAbsenceLoss(cfg.omni_temperature, cfg.omni_margin)
         self.preserve = PreservationLoss()
+        self.distractor = DistractorLoss()
 
     def forward(self, *, emb: torch.Tensor, hidden: torch.Tensor, batch: Batch, image_emb: torch.Tensor,
-                logit_scale: torch.Tensor, base_hidden: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                logit_scale: torch.Tensor, base_hidden: torch.Tensor | None = None,
+                distractor_emb: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """`emb` (T, D) normalised embeddings of the batch's distinct texts, `hidden` their last hidden
         states, `image_emb` (B, D) the batch's cached image embeddings, `base_hidden` the frozen base's
-        hidden states of the original captions (needed only by the preservation term)."""
+        hidden states of the original captions (needed only by the preservation term), `distractor_emb`
+        (B, K, D) the cached embeddings of `batch.distractors` (only for the distractor term)."""
         w = self.weights
         ids = batch.image_index
         parts: dict[str, torch.Tensor] = {}
@@ -80,6 +83,10 @@ class NegationObjective(nn.Module):
                                                      all_original=all_orig, all_negated=gather(neg), all_ids=all_ids,
                                                      all_has_negated=gather(has))
                 counts["omni_absence"] = has.sum()
+        if w["distractor"] and distractor_emb is not None:
+            mask = batch.distractors >= 0
+            parts["distractor"] = self.distractor(emb[batch.positive], image_emb, distractor_emb, mask, logit_scale)
+            counts["distractor"] = mask.any(dim=1).sum()
         if w["preserve"] and base_hidden is not None:
             rows = batch.original
             parts["preserve"] = self.preserve(hidden[rows], base_hidden, batch.attention_mask[rows])

@@ -34,7 +34,15 @@ from ..data.records import NegationRecord, RecordError, iter_numbered_records
 from ..data.validation import record_length_problem
 from ..errors import InputError, RunFailed
 from ..image_cache import ImageEmbeddingCache
-from .batching import Batch, TokenTable, all_texts, batch_indices, collate, example_from_record
+from .batching import (
+    Batch,
+    TokenTable,
+    all_texts,
+    batch_indices,
+    collate,
+    distractor_keys,
+    example_from_record,
+)
 from .config import TrainConfig, resume_conflicts
 from .freezing import configure_trainable, text_layer_indices
 from .objective import NegationObjective
@@ -177,14 +185,15 @@ def default_image_loader(root: str) -> Callable[[str], object]:
     return load
 
 
-def check_images_exist(loaded: LoadedRecords, root: str) -> None:
+def check_images_exist(loaded: LoadedRecords, root: str, distractors: bool = False) -> None:
     seen: set[str] = set()
     for rec, where in zip(loaded.records, loaded.where, strict=True):
-        if rec.image in seen:
-            continue
-        seen.add(rec.image)
-        if not (Path(root) / rec.image).is_file():
-            raise InputError(f"{where}: image {rec.image!r} not found under --images {root or '.'}")
+        for key in (rec.image, *(distractor_keys(rec) if distractors else ())):
+            if key in seen:
+                continue
+            seen.add(key)
+            if not (Path(root) / key).is_file():
+                raise InputError(f"{where}: image {key!r} not found under --images {root or '.'}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,10 +266,11 @@ def train(
                          f"({str(e).splitlines()[0]})") from None
     check_caption_lengths(loaded, tokenizer)
     records = loaded.records
-    keys = list(dict.fromkeys(r.image for r in records))
+    keys = list(dict.fromkeys([r.image for r in records]
+                              + ([k for r in records for k in distractor_keys(r)] if cfg.distractor else [])))
     cache = ImageEmbeddingCache(cfg.cache_dir or run.out / "image_cache")
     if image_loader is None:
-        check_images_exist(loaded, cfg.images)
+        check_images_exist(loaded, cfg.images, distractors=bool(cfg.distractor))
     if resume and found is None:
         accelerator.print(f"--resume: no checkpoint under {run.out / 'checkpoints'}; starting from step 0")
     lock = run.lock() if accelerator.is_main_process else _no_lock()
@@ -304,7 +314,7 @@ def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer
                         batch_size=cfg.image_batch_size, progress=progress)
     image_table = cache.load(keys).to(accelerator.device)
     key_index = {k: i for i, k in enumerate(keys)}
-    examples = [example_from_record(r, key_index[r.image]) for r in records]
+    examples = [example_from_record(r, key_index[r.image], key_index if cfg.distractor else None) for r in records]
     table = TokenTable(tokenizer, all_texts(examples))
 
     text_model = model.text_model
@@ -348,7 +358,7 @@ def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer
         for micro in range(cfg.grad_accum):
             idx = batch_indices(step, micro, len(examples), cfg.batch_size, cfg.grad_accum, cfg.seed)
             mine = idx[rank * local: (rank + 1) * local]
-            batch = collate([examples[i] for i in mine], table, cfg.max_foils, cfg.infonce_on_bare)
+            batch = collate([examples[i] for i in mine], table, cfg.max_foils, cfg.infonce_on_bare, cfg.max_distractors)
             batch = Batch(*[t.to(accelerator.device) for t in vars(batch).values()])
             with accelerator.accumulate(tower):
                 with accelerator.autocast():
@@ -359,10 +369,11 @@ def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer
                         with torch.no_grad():
                             base_hidden = base_text(input_ids=batch.input_ids[rows],
                                                     attention_mask=batch.attention_mask[rows]).last_hidden_state
+                    distractor_emb = image_table[batch.distractors.clamp_min(0)] if cfg.distractor else None
                     loss, parts = objective(emb=emb, hidden=hidden, batch=batch,
                                             image_emb=image_table[batch.image_index],
                                             logit_scale=accelerator.unwrap_model(tower).logit_scale.exp(),
-                                            base_hidden=base_hidden)
+                                            base_hidden=base_hidden, distractor_emb=distractor_emb)
                 if not torch.isfinite(loss):
                     last = run.latest()
                     raise RunFailed(f"non-finite loss ({loss.item()}) at step {step + 1}; "
