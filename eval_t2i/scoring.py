@@ -45,7 +45,8 @@ class Interval:
 
 
 def _units(values_by_unit: Mapping[str, Sequence[float]]) -> list[np.ndarray]:
-    units = [np.asarray(v, dtype=float) for v in values_by_unit.values() if len(v)]
+    # sorted by unit name: the interval must not depend on the order records were written (a resumed run)
+    units = [np.asarray(values_by_unit[k], dtype=float) for k in sorted(values_by_unit) if len(values_by_unit[k])]
     if not units:
         raise ValueError("bootstrap needs at least one prompt with at least one value")
     return units
@@ -93,3 +94,24 @@ def group_means(scores: Mapping[tuple[str, int], float], groups: Mapping[str, st
     for (prompt_id, _seed), s in scores.items():
         acc.setdefault(groups[prompt_id], []).append(float(s))
     return {g: {"mean": float(np.mean(v)), "n_images": len(v)} for g, v in sorted(acc.items())}
+
+
+def tifa_aggregate(results: Sequence[Mapping]) -> dict:
+    """TIFA's numbers from per-question results `{id, element_type, correct}` (one per question and image).
+
+    DESIGN.md, "TIFA": a question scores 1 if the judge's choice equals `answer`; the mean per caption
+    (`id`, over its questions and images), then the mean over captions is `tifa_average`; accuracy by
+    `element_type` is over all scored questions of that type.
+    """
+    if not results:
+        raise ValueError("no TIFA question was scored")
+    per_caption: dict[str, list[float]] = {}
+    per_type: dict[str, list[float]] = {}
+    for r in results:
+        per_caption.setdefault(str(r["id"]), []).append(float(r["correct"]))
+        per_type.setdefault(str(r["element_type"]), []).append(float(r["correct"]))
+    caption_means = {k: float(np.mean(v)) for k, v in sorted(per_caption.items())}
+    values = list(caption_means.values())
+    return {"tifa_average": float(np.mean(values)), "tifa_stdev": float(np.std(values)),
+            "accuracy_by_type": {k: float(np.mean(v)) for k, v in sorted(per_type.items())},
+            "per_caption": caption_means, "n_captions": len(values), "n_questions": len(results)}
