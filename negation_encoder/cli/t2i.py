@@ -115,6 +115,10 @@ def _setup(args, arms: tuple[str, ...]):
     _check_numbers(args)
     if any(a.startswith("swapped") for a in arms) and not args.encoder:
         raise InputError("--encoder is required for the swapped arms")
+    if args.no_progress:
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()  # the "Loading pipeline components" bar too
     device, dtype = resolve_device_dtype(args.device, args.dtype)
     judge = load_judge(args.judge, args.judge_kind, batch_size=args.judge_batch_size, device=str(device),
                        dtype=args.dtype)
