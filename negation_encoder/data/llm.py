@@ -142,7 +142,7 @@ class TransformersChat:
         return out
 
 
-def _yes_no_ids(tokenizer) -> tuple[list[int], list[int]]:
+def yes_no_token_ids(tokenizer) -> tuple[list[int], list[int]]:
     """Single-token spellings of "yes" / "no" ("yes", "Yes", " yes", ...), never the unknown token."""
     ids: dict[str, set[int]] = {"yes": set(), "no": set()}
     for word in ids:
@@ -154,6 +154,9 @@ def _yes_no_ids(tokenizer) -> tuple[list[int], list[int]]:
     if not ids["yes"] or not ids["no"]:
         raise ValueError("the MLLM's tokenizer has no single-token 'yes'/'no'; cannot read yes/no probabilities")
     return sorted(ids["yes"]), sorted(ids["no"])
+
+
+_yes_no_ids = yes_no_token_ids  # the old private name, kept for existing callers
 
 
 class TransformersMLLM:

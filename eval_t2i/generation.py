@@ -1,0 +1,136 @@
+"""Diffusers pipelines for the evaluation: loading, the four arms, and seeded batched generation.
+
+Arms (DESIGN.md "Neg Score"), all on the same prompts and seeds:
+`base`; `base+negprompt` (the negated concepts moved to `negative_prompt` and out of the prompt);
+`swapped` (the negation encoder put in with `integrations.diffusion.swap_text_encoders`);
+`swapped+negprompt`. One pipeline is loaded; the arms switch its text encoder(s) in place.
+
+Seeds: image i gets its own `torch.Generator("cpu").manual_seed(seed_i)`, passed to the pipeline as a
+list, so its initial latents depend on its seed alone: the same (prompt, seed, arm) gives the same
+image in a batch of 1 or of 8, and every arm starts from the same latents for the same seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from negation_encoder.encoding import default_device, inference_dtype
+from negation_encoder.errors import InputError
+from negation_encoder.splitting import negative_prompt_pair
+
+from .prompts import PromptItem
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    swapped: bool
+    negprompt: bool
+
+
+ARMS = {a.name: a for a in (Arm("base", False, False), Arm("base+negprompt", False, True),
+                            Arm("swapped", True, False), Arm("swapped+negprompt", True, True))}
+
+
+def parse_arms(text: str) -> tuple[str, ...]:
+    names = tuple(a.strip() for a in text.split(",") if a.strip())
+    bad = [a for a in names if a not in ARMS]
+    if bad or not names:
+        raise InputError(f"--arms: unknown arm(s) {', '.join(bad) or '(none)'}; expected a comma list of "
+                         f"{', '.join(ARMS)}")
+    return names
+
+
+def arm_prompt(item: PromptItem, arm: Arm, splitter=None) -> tuple[str, str | None]:
+    """(prompt, negative_prompt) an arm sends for this item. With a negative prompt, the split the file
+    gives (multi-negation set) wins; otherwise the project's splitter makes it."""
+    if not arm.negprompt:
+        return item.prompt, None
+    if item.affirmative is not None:
+        return item.affirmative, ", ".join(item.negated_concepts) or None
+    return negative_prompt_pair(item.prompt, splitter)
+
+
+def resolve_device_dtype(device: str | None, dtype: str) -> tuple[torch.device, torch.dtype]:
+    dev = torch.device(device) if device else default_device()
+    if dtype not in ("auto", "fp32", "fp16", "bf16"):
+        raise InputError(f"--dtype must be auto, fp32, fp16 or bf16, got {dtype!r}")
+    return dev, inference_dtype(dev, dtype)
+
+
+def load_pipeline(path: str, device: torch.device, dtype: torch.dtype):
+    """Any diffusers text-to-image pipeline from a model id or a local folder (safety checker off:
+    a blacked-out image would be scored as a judge failure, not as what the model drew)."""
+    from diffusers import DiffusionPipeline
+
+    try:
+        pipe = DiffusionPipeline.from_pretrained(path, torch_dtype=dtype, safety_checker=None)
+    except (OSError, ValueError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"--pipeline {path}: cannot load a diffusers pipeline ({first})") from None
+    if not hasattr(pipe, "text_encoder"):
+        raise InputError(f"--pipeline {path}: {type(pipe).__name__} has no text_encoder to evaluate")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+class ArmSwitcher:
+    """Holds the pipeline's own encoders and the negation encoder(s); `use(arm)` puts the right ones in.
+
+    The negation encoder is checked against the pipeline when it is loaded (swap, then swap back), so
+    an encoder that does not fit fails before any image is generated.
+    """
+
+    def __init__(self, pipe, encoder: str | None = None, encoder_2: str | None = None):
+        from integrations.diffusion import load_negation_text_encoder, swap_text_encoders
+
+        self.pipe = pipe
+        self.base = {"text_encoder": pipe.text_encoder}
+        if getattr(pipe, "text_encoder_2", None) is not None:
+            self.base["text_encoder_2"] = pipe.text_encoder_2
+        self.negation: dict | None = None
+        if encoder is None:
+            return
+        dtype = pipe.text_encoder.dtype
+        new = {}
+        try:
+            new["text_encoder"] = load_negation_text_encoder(encoder, "text_encoder", dtype=dtype)
+            if "text_encoder_2" in self.base:
+                new["text_encoder_2"] = load_negation_text_encoder(encoder_2 or encoder, "text_encoder_2", dtype=dtype)
+        except (OSError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputError(f"--encoder {encoder}: cannot load the negation text encoder ({first})") from None
+        try:
+            swap_text_encoders(pipe, **new)
+        except ValueError as e:
+            raise InputError(f"--encoder {encoder}: does not fit --pipeline ({e})") from None
+        self.negation = {k: getattr(pipe, k) for k in new}
+        pipe.register_modules(**self.base)
+
+    def use(self, arm: Arm) -> None:
+        if arm.swapped and self.negation is None:
+            raise InputError(f"arm {arm.name!r} needs --encoder")
+        self.pipe.register_modules(**(self.negation if arm.swapped else self.base))
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """What the pipeline is called with (part of a run's identity: a resumed run must match it)."""
+
+    steps: int = 50
+    guidance_scale: float = 7.5
+    height: int | None = None
+    width: int | None = None
+
+
+def generate(pipe, prompts: list[str], negative_prompts: list[str | None], seeds: list[int],
+             config: GenerationConfig) -> list[Image.Image]:
+    """One batched pipeline call; image i from its own CPU generator seeded with seeds[i]."""
+    generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+    negs = [n or "" for n in negative_prompts]  # "" is what diffusers uses for "no negative prompt"
+    out = pipe(prompt=prompts, negative_prompt=negs, generator=generators, num_inference_steps=config.steps,
+               guidance_scale=config.guidance_scale, height=config.height, width=config.width, output_type="pil")
+    return list(out.images)

@@ -1,0 +1,68 @@
+"""The Neg Score rule, the bootstrap and TIFA's aggregation on hand-made judge answers."""
+
+import pytest
+
+from eval_t2i.negscore import summarize
+from eval_t2i.scoring import bootstrap_mean, image_score, is_yes, paired_difference, tifa_aggregate
+
+
+def test_yes_is_strictly_more_than_no():
+    assert is_yes(0.51) and not is_yes(0.5) and not is_yes(0.2)
+
+
+@pytest.mark.parametrize("subject, negated, expected", [
+    (0.9, [0.1], 1), (0.9, [0.6], 0), (0.4, [0.1], 0), (0.5, [0.1], 0), (0.9, [0.1, 0.5], 1),
+    (0.9, [0.1, 0.51], 0), (0.7, [], 1),
+])
+def test_image_scores_one_only_with_subject_and_every_negated_concept_absent(subject, negated, expected):
+    assert image_score(subject, negated) == expected
+
+
+def test_bootstrap_over_prompts_matches_hand_computed_quantiles():
+    # two prompts, means 1 and 0: a resample of two prompts has mean 0 (1/4), 0.5 (1/2) or 1 (1/4),
+    # so the 2.5% and 97.5% percentiles are 0 and 1 and the point estimate is 0.5
+    ci = bootstrap_mean({"a": [1, 1], "b": [0, 0]}, n_boot=4000, seed=3)
+    assert (ci.mean, ci.low, ci.high, ci.n) == (0.5, 0.0, 1.0, 2)
+    # identical prompts: every resample has the same mean
+    flat = bootstrap_mean({"a": [1, 0], "b": [0, 1], "c": [1, 0]}, n_boot=500)
+    assert (flat.mean, flat.low, flat.high) == (0.5, 0.5, 0.5)
+
+
+def test_bootstrap_is_seeded_and_order_free():
+    a = bootstrap_mean({"p1": [1, 0, 1], "p2": [0, 0, 1], "p3": [1, 1, 1]}, seed=7)
+    b = bootstrap_mean({"p3": [1, 1, 1], "p1": [1, 0, 1], "p2": [0, 0, 1]}, seed=7)
+    assert a == b
+    assert a.mean == pytest.approx(6 / 9)
+
+
+def test_paired_difference_uses_common_pairs_only():
+    a = {("p1", 0): 0, ("p1", 1): 1, ("p2", 0): 0, ("p3", 0): 1}
+    b = {("p1", 0): 1, ("p1", 1): 1, ("p2", 0): 1}
+    d = paired_difference(a, b, n_boot=200)
+    assert d.mean == pytest.approx(2 / 3)  # (+1, 0, +1) over the three shared pairs
+    assert d.n == 2
+
+
+def test_summary_per_type_and_cue_from_probabilities():
+    def rec(arm, key, seed, probs, kind, cue):
+        return {"arm": arm, "key": key, "seed": seed, "probabilities": probs, "negation_type": kind, "cue": cue}
+    records = [rec("base", "p1", 0, [0.9, 0.8], "object", "no"), rec("base", "p1", 1, [0.9, 0.2], "object", "no"),
+               rec("base", "p2", 0, [0.3, 0.1], "action", "not"), rec("base", "p2", 1, [0.8, 0.1], "action", "not"),
+               rec("swapped", "p1", 0, [0.9, 0.1], "object", "no"), rec("swapped", "p1", 1, [0.9, 0.2], "object", "no"),
+               rec("swapped", "p2", 0, [0.6, 0.4], "action", "not"), rec("swapped", "p2", 1, [0.8, 0.9], "action", "not")]
+    s = summarize(records, ["base", "swapped"], n_boot=300)
+    assert s["arms"]["base"]["neg_score"] == 0.5 and s["arms"]["swapped"]["neg_score"] == 0.75
+    assert s["arms"]["base"]["by_negation_type"] == {"action": {"mean": 0.5, "n_images": 2},
+                                                     "object": {"mean": 0.5, "n_images": 2}}
+    assert s["arms"]["swapped"]["by_cue"]["no"]["mean"] == 1.0
+    assert s["paired"]["swapped - base"]["mean"] == 0.25 and s["paired"]["swapped - base"]["n_pairs"] == 4
+    assert s["bootstrap_unit"] == "prompt"
+
+
+def test_tifa_aggregate_per_caption_then_over_captions():
+    rows = [{"id": "a", "element_type": "object", "correct": 1}, {"id": "a", "element_type": "color", "correct": 0},
+            {"id": "a", "element_type": "object", "correct": 1}, {"id": "b", "element_type": "object", "correct": 0}]
+    out = tifa_aggregate(rows)
+    assert out["tifa_average"] == pytest.approx((2 / 3 + 0) / 2)  # not 2/4: captions weigh equally
+    assert out["accuracy_by_type"] == {"color": 0.0, "object": pytest.approx(2 / 3)}
+    assert out["n_captions"] == 2 and out["n_questions"] == 4
