@@ -31,6 +31,7 @@ from .metrics import (
     average_precision,
     confusion_histograms,
     counts_from_histograms,
+    probability_histograms,
     sample_iou,
     simpson,
 )
@@ -43,5 +44,6 @@ __all__ = [
     "coco_polygons_to_mask", "coco_segmentation_to_mask", "compare", "confusion_histograms",
     "counts_from_histograms", "decode_rle", "evaluate", "load_dataset", "load_jsonl", "load_phrasecut",
     "load_png_mask", "load_refcocog", "negation_matcher", "paired_bootstrap", "per_sample_ious",
+    "probability_histograms",
     "phrasecut_polygons_to_mask", "rle_counts_from_string", "sample_iou", "simpson",
 ]

@@ -48,21 +48,28 @@ def probabilities_at_mask_size(logits: torch.Tensor, size: tuple[int, int]) -> t
 
 def confusion_histograms(logits: torch.Tensor | Sequence[torch.Tensor],
                          masks: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-    """Per-sample histograms (B, 2, 50) int64: [b, g, k] = pixels of sample b with ground truth g whose
-    probability has exactly k thresholds strictly below it.
-
-    `logits` are raw (B, h, w) scores at prediction size; `masks` are ground truths at their own sizes
-    (nonzero = foreground), one per sample. All samples of the batch go through one `bincount`.
-    """
+    """Per-sample histograms (B, 2, 50) int64 from raw (B, h, w) logits at prediction size and ground
+    truths at their own sizes (nonzero = foreground): see `probability_histograms`."""
     if len(logits) != len(masks):
         raise ValueError(f"got {len(logits)} predictions but {len(masks)} masks")
-    bounds = THRESHOLDS.to(logits[0].device) if len(logits) else THRESHOLDS
-    keys = []
     for b, (lg, m) in enumerate(zip(logits, masks)):
         if lg.dim() != 2 or m.dim() != 2:
             raise ValueError(f"sample {b}: expected 2-D logits and mask, got {tuple(lg.shape)} and {tuple(m.shape)}")
-        p = probabilities_at_mask_size(lg, tuple(m.shape))
-        bins = torch.bucketize(p.reshape(-1), bounds)  # right=False: number of thresholds < p
+    probs = [probabilities_at_mask_size(lg, tuple(m.shape)) for lg, m in zip(logits, masks)]
+    return probability_histograms(probs, masks)
+
+
+def probability_histograms(probs: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(B, 2, 50) int64: [b, g, k] = pixels of sample b with ground truth g whose probability has exactly
+    k thresholds strictly below it. Probabilities are compared in float32; all samples of the batch go
+    through one `bucketize` and one `bincount`."""
+    if len(probs) != len(masks):
+        raise ValueError(f"got {len(probs)} probability maps but {len(masks)} masks")
+    keys = []
+    for b, (p, m) in enumerate(zip(probs, masks)):
+        if p.shape != m.shape:
+            raise ValueError(f"sample {b}: probabilities {tuple(p.shape)} and mask {tuple(m.shape)} differ in size")
+        bins = torch.bucketize(p.reshape(-1).float(), THRESHOLDS.to(p.device))  # number of thresholds < p
         gt = (m.reshape(-1).to(bins.device) != 0).long()
         keys.append(bins + N_BINS * (gt + 2 * b))
     if not keys:

@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import data, demo, generate, publish, testbed, train
+    from . import data, demo, generate, publish, seg, testbed, train
 
     parser = _Parser(prog="negenc", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.train_command_parser(sub)
     testbed.testbed_command_parser(sub)
     publish.publish_command_parser(sub)
+    seg.seg_command_parser(sub)
     return parser
 
 
