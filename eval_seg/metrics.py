@@ -74,8 +74,13 @@ def probability_histograms(probs: Sequence[torch.Tensor], masks: Sequence[torch.
         keys.append(bins + N_BINS * (gt + 2 * b))
     if not keys:
         return torch.zeros(0, 2, N_BINS, dtype=torch.long)
-    counts = torch.bincount(torch.cat(keys), minlength=len(keys) * 2 * N_BINS)
-    return counts.view(len(keys), 2, N_BINS).cpu()
+    keys = torch.cat(keys)
+    size = len(probs) * 2 * N_BINS
+    if keys.is_cuda:
+        counts = torch.bincount(keys, minlength=size).cpu()
+    else:  # numpy's bincount is a tight C loop, ~30x faster than torch's on CPU
+        counts = torch.from_numpy(np.bincount(keys.numpy(), minlength=size))
+    return counts.view(len(probs), 2, N_BINS).long()
 
 
 def counts_from_histograms(hist: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ from negation_encoder.encoding import default_device, inference_dtype
 from negation_encoder.errors import InputError
 
 from .datasets import DatasetConfig, SegDataset, SegSample, load_dataset
-from .metrics import FixedIntervalMetrics, probabilities_at_mask_size, sample_iou
+from .metrics import FixedIntervalMetrics, confusion_histograms, probabilities_at_mask_size, sample_iou
 from .report import comparison_markdown, metrics_markdown, overlay_png, paired_bootstrap
 from .store import SampleLog, atomic_write_bytes, atomic_write_json, atomic_write_text, check_run_folder
 
@@ -148,7 +148,7 @@ def run_arm(seg, processor, data: SegDataset, cfg: SegEvalConfig, folder: Path, 
             continue
         logits = _predict(seg, processor, batch, device, dtype)  # the whole fixed batch: same padding as ever
         masks = [torch.from_numpy(s.load_mask()) for s in batch]
-        hist = FixedIntervalMetrics().update(logits, masks)
+        hist = confusion_histograms(logits, masks)
         ious = sample_iou(hist, 0.3)
         log.append([{"id": s.id, "text": s.text, "hist": hist[i].tolist(), "iou_0.3": float(ious[i]),
                      "gt_pixels": int(hist[i, 1].sum())}
