@@ -8,9 +8,9 @@ batches of 8. The baseline is the code one writes from the definition: for every
 threshold, `p > t` and four masked sums. Results are checked equal before anything is timed.
 
 Peak memory: tracemalloc would miss it (torch allocates tensor storage outside Python's allocator),
-so on CPU each path runs once in a forked child and we report how far its resident-set high-water
-mark rose above its starting RSS (the inputs are already resident): the memory the computation needed
-at its worst moment. On CUDA it is `torch.cuda.max_memory_allocated` above the inputs. Both paths
+so on CPU each path runs once in a fresh process and we report how far its resident-set high-water
+mark rose above its RSS once the inputs were built: the memory the computation needed at its worst
+moment. On CUDA it is `torch.cuda.max_memory_allocated` above the inputs. Both paths
 keep only counts between batches, so their peaks are per batch (vectorised: 8 masks at once) or per
 sample (loop) and are measured on 16 masks; neither grows with the number of masks or thresholds.
 """
@@ -69,6 +69,9 @@ def per_threshold_loop(logits, masks) -> torch.Tensor:
     return out
 
 
+PATHS = {"vectorised": vectorised, "loop": per_threshold_loop}
+
+
 def timed(fn, repeats: int) -> tuple[float, object]:
     result = fn()  # warm-up
     start = time.perf_counter()
@@ -84,30 +87,30 @@ def _proc_kb(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def peak_memory_mb(fn) -> float:
-    """Peak memory `fn` adds on top of its inputs. CUDA: torch's allocator peak. CPU: `fn` runs in a
-    forked child, whose resident-set high-water mark starts at the parent's RSS; the growth of that
-    mark (VmHWM - VmRSS at the start) is what the computation needed at its worst moment."""
+def peak_memory_mb(path: str, n: int, size: int) -> float:
+    """Peak memory one path adds on top of its inputs. CUDA: torch's allocator peak. CPU: the path runs
+    in a fresh process (`--memory-of`), which reports how far its resident-set high-water mark rose
+    above its RSS once the inputs were built (VmHWM - VmRSS): the memory the computation needed at its
+    worst moment. A fresh process, not a fork: forking after torch started its thread pool can hang."""
     if torch.cuda.is_available():
+        logits, masks = data(n, size)
+        logits, masks = logits.cuda(), masks.cuda()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        fn()
+        PATHS[path](logits, masks)
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    import multiprocessing as mp
+    import subprocess
 
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
+    out = subprocess.run([sys.executable, __file__, "--memory-of", path, "--masks", str(n), "--size", str(size)],
+                         check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
 
-    def child():
-        base = _proc_kb("VmRSS")
-        fn()
-        queue.put((_proc_kb("VmHWM") - base) / 1024)
 
-    proc = ctx.Process(target=child)
-    proc.start()
-    peak = queue.get()
-    proc.join()
-    return peak
+def _memory_child(path: str, n: int, size: int) -> None:
+    logits, masks = data(n, size)
+    base = _proc_kb("VmRSS")
+    PATHS[path](logits, masks)
+    print((_proc_kb("VmHWM") - base) / 1024)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -116,7 +119,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--masks", type=int, default=200, help="number of masks (default 200)")
     ap.add_argument("--size", type=int, default=352, help="mask side in pixels (default 352)")
     ap.add_argument("--repeats", type=int, default=1, help="timed runs after one warm-up (default 1)")
+    ap.add_argument("--memory-of", choices=("vectorised", "loop"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.memory_of:
+        _memory_child(args.memory_of, args.masks, args.size)
+        return {}
     torch.manual_seed(0)
     logits, masks = data(args.masks, args.size)
     fast_s, hist = timed(lambda: vectorised(logits, masks), args.repeats)
@@ -128,8 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     results = {
         "masks": args.masks, "size": args.size, "thresholds": len(THRESHOLDS_PY), "threads": torch.get_num_threads(),
         "vectorised_s": fast_s, "loop_s": slow_s, "speedup": slow_s / fast_s,
-        "vectorised_peak_memory_mb": peak_memory_mb(lambda: vectorised(logits[:MEM_MASKS], masks[:MEM_MASKS])),
-        "loop_peak_memory_mb": peak_memory_mb(lambda: per_threshold_loop(logits[:MEM_MASKS], masks[:MEM_MASKS])),
+        "vectorised_peak_memory_mb": peak_memory_mb("vectorised", MEM_MASKS, args.size),
+        "loop_peak_memory_mb": peak_memory_mb("loop", MEM_MASKS, args.size),
         "memory_masks": MEM_MASKS,
         "counts_equal": same,
     }

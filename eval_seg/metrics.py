@@ -59,28 +59,39 @@ def confusion_histograms(logits: torch.Tensor | Sequence[torch.Tensor],
     return probability_histograms(probs, masks)
 
 
+_T_PADDED = np.concatenate([[-np.inf], THRESHOLDS.numpy(), [np.inf]]).astype(np.float32)
+
+
+def threshold_bins(p: np.ndarray) -> np.ndarray:
+    """Number of thresholds strictly below each float32 probability, exactly (= `torch.bucketize`,
+    right=False), in a few numpy passes: floor(50 p) is off by at most one next to a threshold, and
+    one comparison with the threshold on each side corrects it. ~15x faster than a binary search."""
+    c = (p * np.float32(N_BINS)).astype(np.int32)
+    np.clip(c, 0, N_BINS - 1, out=c)
+    return c - (p <= _T_PADDED[c]) + (p > _T_PADDED[c + 1])
+
+
 def probability_histograms(probs: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> torch.Tensor:
     """(B, 2, 50) int64: [b, g, k] = pixels of sample b with ground truth g whose probability has exactly
-    k thresholds strictly below it. Probabilities are compared in float32; all samples of the batch go
-    through one `bucketize` and one `bincount`."""
+    k thresholds strictly below it, comparing in float32. CUDA: `bucketize` and one `bincount` for the
+    batch. CPU: `threshold_bins` and numpy's `bincount` per sample (a tight C loop, ~30x torch's)."""
     if len(probs) != len(masks):
         raise ValueError(f"got {len(probs)} probability maps but {len(masks)} masks")
-    keys = []
+    out, keys = torch.zeros(len(probs), 2, N_BINS, dtype=torch.long), []
     for b, (p, m) in enumerate(zip(probs, masks)):
         if p.shape != m.shape:
             raise ValueError(f"sample {b}: probabilities {tuple(p.shape)} and mask {tuple(m.shape)} differ in size")
-        bins = torch.bucketize(p.reshape(-1).float(), THRESHOLDS.to(p.device))  # number of thresholds < p
-        gt = (m.reshape(-1).to(bins.device) != 0).long()
-        keys.append(bins + N_BINS * (gt + 2 * b))
-    if not keys:
-        return torch.zeros(0, 2, N_BINS, dtype=torch.long)
-    keys = torch.cat(keys)
-    size = len(probs) * 2 * N_BINS
-    if keys.is_cuda:
-        counts = torch.bincount(keys, minlength=size).cpu()
-    else:  # numpy's bincount is a tight C loop, ~30x faster than torch's on CPU
-        counts = torch.from_numpy(np.bincount(keys.numpy(), minlength=size))
-    return counts.view(len(probs), 2, N_BINS).long()
+        p = p.reshape(-1).float()
+        if p.is_cuda:
+            bins = torch.bucketize(p, THRESHOLDS.to(p.device))
+            keys.append(bins + N_BINS * ((m.reshape(-1).to(p.device) != 0).long() + 2 * b))
+        else:
+            key = threshold_bins(p.numpy())
+            key += N_BINS * (m.reshape(-1).cpu().numpy() != 0)
+            out[b] = torch.from_numpy(np.bincount(key, minlength=2 * N_BINS).reshape(2, N_BINS))
+    if keys:
+        out = torch.bincount(torch.cat(keys), minlength=len(probs) * 2 * N_BINS).view(len(probs), 2, N_BINS).cpu()
+    return out
 
 
 def counts_from_histograms(hist: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -178,3 +178,14 @@ def test_paired_bootstrap_is_seeded_and_centred():
     assert d1 == d2
     assert d1.low < d1.mean < d1.high and d1.low > 0.09 and d1.high < 0.11
     assert paired_bootstrap(a, b, 500, seed=5) != d1
+
+
+def test_fast_cpu_binning_equals_binary_search():
+    from eval_seg.metrics import threshold_bins
+
+    t = THRESHOLDS
+    g = torch.Generator().manual_seed(7)
+    p = torch.cat([t, torch.nextafter(t, torch.zeros_like(t)), torch.nextafter(t, torch.ones_like(t)),
+                   torch.tensor([0.0, 1.0, 1e-30, 0.99999994]), torch.rand(20000, generator=g)])
+    got = torch.from_numpy(threshold_bins(p.numpy())).long()
+    assert torch.equal(got, torch.bucketize(p, t)), "floor-and-correct binning differs from bucketize"
