@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import data, demo, evaluate, generate, publish, t2i, testbed, train
+    from . import data, demo, evaluate, generate, publish, seg, t2i, testbed, train
 
     parser = _Parser(prog="negenc", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish.publish_command_parser(sub)
     evaluate.eval_command_parser(sub)
     t2i.t2i_command_parser(sub)
+    seg.seg_command_parser(sub)
     return parser
 
 

@@ -1,0 +1,245 @@
+"""Run CLIPSeg (original, or with a negation encoder swapped in) over a dataset; resumable.
+
+Run folder: `run.json` (settings), `samples.jsonl` (one line per finished sample: its 2 x 50 confusion
+histogram and IoU at 0.3), `metrics.json`, `summary.md`, `overlays.png` (best and worst samples).
+
+Resume is exact: batches are fixed slices of the dataset order, so a batch recomputed after a kill
+has the same composition (and padding) as in an uninterrupted run, only samples missing from
+`samples.jsonl` are appended, and the metrics are rebuilt from the saved integer histograms in
+dataset order.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from negation_encoder.encoding import default_device, inference_dtype
+from negation_encoder.errors import InputError
+
+from .datasets import DatasetConfig, SegDataset, SegSample, load_dataset
+from .metrics import FixedIntervalMetrics, confusion_histograms, probabilities_at_mask_size, sample_iou
+from .report import comparison_markdown, metrics_markdown, overlay_png, paired_bootstrap
+from .store import SampleLog, atomic_write_bytes, atomic_write_json, atomic_write_text, check_run_folder
+
+DTYPES = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass
+class SegEvalConfig:
+    """One evaluation: which data, which CLIPSeg, which encoder (None = the original text tower)."""
+
+    dataset: DatasetConfig
+    model: str
+    encoder: str | None = None
+    out: str = "seg_eval"
+    batch_size: int = 8
+    device: str = "auto"
+    dtype: str = "auto"  # fp16 on CUDA, fp32 on CPU
+    resume: bool = False
+    seed: int = 0
+    progress: bool = True
+    overlays: int = 4  # tiles in each of the best and worst rows
+    bootstrap: int = 1000  # resamples for the paired interval (compare)
+
+
+@dataclass
+class RunResult:
+    out: Path
+    metrics: dict
+    computed: int  # samples run through the model in this call
+    reused: int  # samples read back from an earlier, interrupted call
+    sample_ious: dict[str, float] = field(default_factory=dict)
+
+
+def check_config(cfg: SegEvalConfig) -> tuple[torch.device, torch.dtype]:
+    if cfg.batch_size < 1:
+        raise InputError(f"--batch-size: must be >= 1, got {cfg.batch_size}")
+    if cfg.dtype not in DTYPES:
+        raise InputError(f"--dtype: expected one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
+    try:
+        device = default_device() if cfg.device == "auto" else torch.device(cfg.device)
+    except RuntimeError as e:
+        raise InputError(f"--device: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device: {cfg.device} requested but CUDA is not available")
+    if device.type == "cpu" and cfg.dtype in ("fp16", "bf16"):
+        raise InputError(f"--dtype: {cfg.dtype} needs a CUDA device; CPU runs in fp32")
+    return device, inference_dtype(device, cfg.dtype)
+
+
+def load_clipseg(model: str):
+    """`CLIPSegForImageSegmentation` + `CLIPSegProcessor` from a folder or Hub id (on CPU, fp32)."""
+    from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+
+    try:
+        seg = CLIPSegForImageSegmentation.from_pretrained(model).eval()
+        processor = CLIPSegProcessor.from_pretrained(model)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"--model {model}: cannot load CLIPSeg and its processor ({first})") from None
+    return seg, processor
+
+
+def swapped_copy(seg, encoder: str, model: str):
+    """A copy of `seg` with the text tower of the CLIPModel in `encoder` (checked before any compute)."""
+    from transformers import CLIPModel
+
+    from integrations.clipseg import swap_clipseg_text_encoder
+
+    try:
+        clip = CLIPModel.from_pretrained(encoder)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"--encoder {encoder}: cannot load a CLIPModel ({first})") from None
+    out = copy.deepcopy(seg)
+    try:
+        swap_clipseg_text_encoder(out, clip)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"--encoder {encoder} does not fit CLIPSeg {model}: {e}") from None
+    return out
+
+
+def _fingerprint(cfg: SegEvalConfig, arm: str, dtype: torch.dtype) -> dict:
+    d = asdict(cfg.dataset)
+    d["cues"] = list(d["cues"])
+    return {"arm": arm, "model": cfg.model, "encoder": cfg.encoder if arm == "swapped" else None,
+            "batch_size": cfg.batch_size, "dtype": str(dtype), "dataset": d}
+
+
+@torch.no_grad()
+def _predict(seg, processor, samples: list[SegSample], device, dtype) -> torch.Tensor:
+    images = []
+    for s in samples:
+        try:
+            with Image.open(s.image) as im:
+                images.append(im.convert("RGB"))
+        except OSError as e:
+            raise InputError(f"{s.image}: cannot read image for sample {s.id} ({e})") from None
+    max_len = getattr(processor.tokenizer, "model_max_length", 77)
+    max_len = min(max_len, seg.config.text_config.max_position_embeddings)
+    enc = processor(text=[s.text for s in samples], images=images, padding=True, truncation=True,
+                    max_length=max_len, return_tensors="pt")
+    enc = {k: (v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)) for k, v in enc.items()}
+    logits = seg(**enc).logits
+    return logits.reshape(len(samples), *logits.shape[-2:]).float().cpu()
+
+
+def run_arm(seg, processor, data: SegDataset, cfg: SegEvalConfig, folder: Path, arm: str,
+            device: torch.device, dtype: torch.dtype) -> RunResult:
+    """Evaluate one model over `data` into `folder` (resumable); writes metrics.json, summary.md, overlays.png."""
+    from tqdm.auto import tqdm
+
+    check_run_folder(folder, _fingerprint(cfg, arm, dtype), cfg.resume)
+    log = SampleLog(folder)
+    torch.manual_seed(cfg.seed)
+    seg = seg.to(device=device, dtype=dtype)
+    start, computed = time.perf_counter(), 0
+    bs = cfg.batch_size
+    batches = [data.samples[i: i + bs] for i in range(0, len(data.samples), bs)]
+    for batch in tqdm(batches, desc=f"seg {arm}", unit="batch", disable=not cfg.progress):
+        todo = [s for s in batch if s.id not in log.records]
+        if not todo:
+            continue
+        logits = _predict(seg, processor, batch, device, dtype)  # the whole fixed batch: same padding as ever
+        masks = [torch.from_numpy(s.load_mask()) for s in batch]
+        hist = confusion_histograms(logits, masks)
+        ious = sample_iou(hist, 0.3)
+        log.append([{"id": s.id, "text": s.text, "hist": hist[i].tolist(), "iou_0.3": float(ious[i]),
+                     "gt_pixels": int(hist[i, 1].sum())}
+                    for i, s in enumerate(batch) if s.id not in log.records])
+        computed += len(todo)
+    metric = FixedIntervalMetrics(per_sample_classes=True)
+    for s in data.samples:  # dataset order, whatever order the lines were written in
+        metric.update_histograms(torch.tensor(log.records[s.id]["hist"]))
+    metrics = metric.compute()
+    ious = {s.id: float(log.records[s.id]["iou_0.3"]) for s in data.samples}
+    info = {"arm": arm, "dataset": data.name, "model": cfg.model, "encoder": cfg.encoder if arm == "swapped" else None,
+            "dtype": str(dtype).replace("torch.", ""), "device": device.type, "computed": computed,
+            "seconds": round(time.perf_counter() - start, 2), **data.counts}
+    atomic_write_json(folder / "metrics.json", {**metrics, **{f"info_{k}": v for k, v in info.items()}})
+    atomic_write_text(folder / "summary.md", metrics_markdown(f"CLIPSeg ({arm}) on {data.name}", metrics, info))
+    _write_overlays(seg, processor, data, ious, cfg.overlays, folder, device, dtype)
+    seg.to("cpu")
+    return RunResult(folder, metrics, computed, len(data.samples) - computed, ious)
+
+
+def _write_overlays(seg, processor, data: SegDataset, ious: dict[str, float], k: int, folder: Path,
+                    device, dtype) -> None:
+    if k <= 0 or not data.samples:
+        return
+    order = sorted(range(len(data.samples)), key=lambda i: (ious[data.samples[i].id], i))
+    worst, best = order[:k], order[::-1][:k]
+    rows = []
+    for label, picks in (("best", best), ("worst", worst)):
+        samples = [data.samples[i] for i in picks]
+        logits = _predict(seg, processor, samples, device, dtype)
+        tiles = []
+        for s, lg in zip(samples, logits):
+            mask = s.load_mask()
+            prob = probabilities_at_mask_size(lg, mask.shape).numpy()
+            with Image.open(s.image) as im:
+                tiles.append((im.convert("RGB"), mask, prob, f"{ious[s.id]:.2f} {s.text}"))
+        rows.append((label, tiles))
+    atomic_write_bytes(folder / "overlays.png", overlay_png(rows))
+
+
+def evaluate(cfg: SegEvalConfig) -> RunResult:
+    """`negenc seg eval`: one CLIPSeg (swapped when `cfg.encoder` is set) over one dataset."""
+    device, dtype = check_config(cfg)
+    data = load_dataset(cfg.dataset)
+    if not data.samples:
+        raise InputError("the dataset selection is empty (check --split, --negation-only/--cues and --limit)")
+    seg, processor = load_clipseg(cfg.model)
+    arm = "original"
+    if cfg.encoder:
+        seg, arm = swapped_copy(seg, cfg.encoder, cfg.model), "swapped"
+    return run_arm(seg, processor, data, cfg, Path(cfg.out), arm, device, dtype)
+
+
+@dataclass
+class CompareResult:
+    original: RunResult
+    swapped: RunResult
+    comparison: dict
+
+
+def compare(cfg: SegEvalConfig) -> CompareResult:
+    """`negenc seg compare`: the original and the swapped CLIPSeg on the same samples, paired."""
+    if not cfg.encoder:
+        raise InputError("--encoder: compare needs a negation encoder folder")
+    device, dtype = check_config(cfg)
+    data = load_dataset(cfg.dataset)
+    if not data.samples:
+        raise InputError("the dataset selection is empty (check --split, --negation-only/--cues and --limit)")
+    seg, processor = load_clipseg(cfg.model)
+    swapped = swapped_copy(seg, cfg.encoder, cfg.model)  # fails here, before any compute
+    out = Path(cfg.out)
+    a = run_arm(seg, processor, data, cfg, out / "original", "original", device, dtype)
+    b = run_arm(swapped, processor, data, cfg, out / "swapped", "swapped", device, dtype)
+    ids = [s.id for s in data.samples]
+    diff = paired_bootstrap([a.sample_ious[i] for i in ids], [b.sample_ious[i] for i in ids],
+                            resamples=cfg.bootstrap, seed=cfg.seed)
+    comparison = {f"original_{k}": v for k, v in a.metrics.items()}
+    comparison.update({f"swapped_{k}": v for k, v in b.metrics.items()})
+    comparison.update({"paired_iou_0.3_mean_diff": diff.mean, "paired_iou_0.3_ci_low": diff.low,
+                       "paired_iou_0.3_ci_high": diff.high, "paired_n": diff.n,
+                       "bootstrap_resamples": diff.resamples, "seed": diff.seed,
+                       "dataset": data.name, "model": cfg.model, "encoder": cfg.encoder})
+    atomic_write_json(out / "comparison.json", comparison)
+    atomic_write_text(out / "comparison.md", comparison_markdown(a.metrics, b.metrics, diff, ("original", "swapped")))
+    return CompareResult(a, b, comparison)
+
+
+def per_sample_ious(folder: Path) -> dict[str, float]:
+    """IoU at 0.3 of every sample a run folder has finished (for ad-hoc analysis)."""
+    return {k: float(v["iou_0.3"]) for k, v in SampleLog(Path(folder)).records.items()}
+
+
+__all__ = ["SegEvalConfig", "RunResult", "CompareResult", "evaluate", "compare", "run_arm", "load_clipseg",
+           "swapped_copy", "per_sample_ious"]
