@@ -52,10 +52,10 @@ def confusion_histograms(logits: torch.Tensor | Sequence[torch.Tensor],
     truths at their own sizes (nonzero = foreground): see `probability_histograms`."""
     if len(logits) != len(masks):
         raise ValueError(f"got {len(logits)} predictions but {len(masks)} masks")
-    for b, (lg, m) in enumerate(zip(logits, masks)):
+    for b, (lg, m) in enumerate(zip(logits, masks, strict=True)):
         if lg.dim() != 2 or m.dim() != 2:
             raise ValueError(f"sample {b}: expected 2-D logits and mask, got {tuple(lg.shape)} and {tuple(m.shape)}")
-    probs = [probabilities_at_mask_size(lg, tuple(m.shape)) for lg, m in zip(logits, masks)]
+    probs = [probabilities_at_mask_size(lg, tuple(m.shape)) for lg, m in zip(logits, masks, strict=True)]
     return probability_histograms(probs, masks)
 
 
@@ -78,7 +78,7 @@ def probability_histograms(probs: Sequence[torch.Tensor], masks: Sequence[torch.
     if len(probs) != len(masks):
         raise ValueError(f"got {len(probs)} probability maps but {len(masks)} masks")
     out, keys = torch.zeros(len(probs), 2, N_BINS, dtype=torch.long), []
-    for b, (p, m) in enumerate(zip(probs, masks)):
+    for b, (p, m) in enumerate(zip(probs, masks, strict=True)):
         if p.shape != m.shape:
             raise ValueError(f"sample {b}: probabilities {tuple(p.shape)} and mask {tuple(m.shape)} differ in size")
         p = p.reshape(-1).float()
@@ -152,7 +152,7 @@ def average_precision(c: dict[str, torch.Tensor]) -> float:
     prec = (tp / (1 + tp + fp))[made].tolist()
     rec = (tp / (1 + tp + fn))[made].tolist()
     best: dict[float, float] = {}
-    for r, p in zip(rec, prec):
+    for r, p in zip(rec, prec, strict=True):
         best[r] = max(p, best.get(r, -1.0))
     if not best:
         return 0.0
@@ -190,7 +190,7 @@ class FixedIntervalMetrics:
         if self.per_sample_classes:
             class_ids = [f"sample{self.n_samples + i}" for i in range(len(hist))]
         if class_ids is not None:
-            for c, h in zip(class_ids, hist):
+            for c, h in zip(class_ids, hist, strict=True):
                 key = c if isinstance(c, str) else int(c)
                 self.by_class[key] = self.by_class.get(key, torch.zeros_like(h)) + h
         self.n_samples += len(hist)

@@ -180,7 +180,7 @@ def _write_overlays(seg, processor, data: SegDataset, ious: dict[str, float], k:
         samples = [data.samples[i] for i in picks]
         logits = _predict(seg, processor, samples, device, dtype)
         tiles = []
-        for s, lg in zip(samples, logits):
+        for s, lg in zip(samples, logits, strict=True):
             mask = s.load_mask()
             prob = probabilities_at_mask_size(lg, mask.shape).numpy()
             with Image.open(s.image) as im:

@@ -29,7 +29,7 @@ def _naive(logits, masks, classes=None):
     """Straight from the definition: loop over thresholds, `p > t` with torch's float32 comparison."""
     summed = {k: np.zeros(49) for k in ("tp", "fp", "fn", "tn")}
     by_class: dict = {}
-    for i, (lg, m) in enumerate(zip(logits, masks)):
+    for i, (lg, m) in enumerate(zip(logits, masks, strict=True)):
         p = torch.sigmoid(lg.float())
         p = F.interpolate(p[None, None], size=m.shape, mode="bilinear", align_corners=True)[0, 0]
         g = m.bool()
@@ -47,7 +47,7 @@ def _naive(logits, masks, classes=None):
     prec = (summed["tp"] / (1 + summed["tp"] + summed["fp"]))[made]
     rec = (summed["tp"] / (1 + summed["tp"] + summed["fn"]))[made]
     best: dict = {}  # CLIPSeg's distinct (recall, precision) pairs; a shared recall keeps its top precision
-    for r, p in zip(rec.tolist(), prec.tolist()):
+    for r, p in zip(rec.tolist(), prec.tolist(), strict=True):
         best[r] = max(p, best.get(r, -1.0))
     ap = simpson([best[r] for r in sorted(best)], sorted(best))
     return summed, fg, 0.5 * fg + 0.5 * tn, miou, ap
