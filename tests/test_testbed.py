@@ -4,15 +4,23 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from negation_encoder.data import read_records
 from negation_encoder.data.backends import RewriteRequest, TextLLM, VisionLLM
+from negation_encoder.eval import recall_at_k
 from negation_encoder.testbed import language as L
-from negation_encoder.testbed.benchmarks import build_suite
+from negation_encoder.testbed.benchmarks import (
+    METRIC_KEYS,
+    METRIC_LABELS,
+    build_suite,
+    negated_retrieval_scores,
+    negated_validity,
+)
 from negation_encoder.testbed.datagen import caption_items, generate_negation_data, make_train_world, qa_items
 from negation_encoder.testbed.oracle import OracleLLM, OracleMLLM
 from negation_encoder.testbed.pretrain import BASE_DIR, corpus_negation_ratio, world_tokenizer
-from negation_encoder.testbed.world import OBJECTS, render, sample_scene
+from negation_encoder.testbed.world import COLOURS, OBJECTS, render, sample_scene
 
 
 def test_world_is_deterministic():
@@ -26,6 +34,50 @@ def test_world_is_deterministic():
     s1, s2 = build_suite(size=20), build_suite(size=20)
     assert [s.to_dict() for s in s1.scenes] == [s.to_dict() for s in s2.scenes]
     assert s1.mcq == s2.mcq
+
+
+def _annotation_reader(suite, absent_weight: float):
+    """Oracle embeddings built from scene annotations: one dimension per (kind, colour) and per kind.
+
+    A query weighs its affirmed (kind, colour) dimensions +1 and its negated kind `absent_weight`:
+    -3 reads the negation perfectly, +1 is a negation-blind reader (as CLIP: "not ... a plate" ~ "a
+    plate"). A little seeded noise breaks the ties between equally good images, as a real encoder would.
+    """
+    pairs = {p: i for i, p in enumerate((k, c) for k in OBJECTS for c in COLOURS)}
+    kinds = {k: len(pairs) + i for i, k in enumerate(OBJECTS)}
+    dim = len(pairs) + len(kinds) + 8
+    gen = torch.Generator().manual_seed(0)
+    img = torch.zeros(len(suite.scenes), dim)
+    for i, scene in enumerate(suite.scenes):
+        for o in scene.objects:
+            img[i, pairs[(o.kind, o.colour)]] = img[i, kinds[o.kind]] = 1.0
+    img[:, -8:] = 0.01 * torch.randn(len(suite.scenes), 8, generator=gen)
+    txt = torch.zeros(len(suite.negated), dim)
+    for i, q in enumerate(suite.negated):
+        for a in q.affirmed:
+            txt[i, pairs[a]] = 1.0
+        txt[i, kinds[q.absent]] = absent_weight
+    txt[:, -8:] = 0.01 * torch.randn(len(suite.negated), 8, generator=gen)
+    return torch.nn.functional.normalize(txt, dim=-1), torch.nn.functional.normalize(img, dim=-1)
+
+
+def test_negated_retrieval_is_well_posed_for_a_perfect_reader():
+    suite = build_suite(size=200)
+    valid = negated_validity(suite)
+    pos = {g: k for k, g in enumerate(suite.negated_gallery)}
+    for i, q in enumerate(suite.negated):
+        assert valid[i, pos[q.target]], q.text  # the target satisfies its query ...
+        assert not any(valid[i, pos[g]] for g in q.group[1:]), q.text  # ... its counterfactuals never do
+        assert len(q.group) == 11 and all(suite.scenes[g].has(q.absent) for g in q.group[1:])
+    assert (valid.sum(1) > 5).any()  # queries that many gallery images satisfy: the old rule's trap
+    txt, img = _annotation_reader(suite, absent_weight=-3.0)
+    old = recall_at_k(txt, img[suite.negated_gallery], [pos[q.target] for q in suite.negated], ks=(5,))[5]
+    scores = negated_retrieval_scores(txt, img, suite)
+    assert old < 0.95, old  # the target-only rule fails a perfect reader
+    assert scores == {"retrieval_negated_r5": 1.0, "retrieval_negated_group_top1": 1.0}
+    blind = negated_retrieval_scores(*_annotation_reader(suite, absent_weight=1.0), suite)
+    assert blind["retrieval_negated_group_top1"] < 0.05 and blind["retrieval_negated_r5"] < 0.5, blind
+    assert set(METRIC_LABELS) == set(METRIC_KEYS)
 
 
 def test_oracles_implement_the_backend_protocols():

@@ -3,9 +3,11 @@
 from .scoring import (
     MCQ_TEMPLATES,
     existence_accuracy,
+    group_top1_accuracy,
     mcq_scores,
     pairwise_accuracy,
     recall_at_k,
+    recall_at_k_any,
     zeroshot_accuracy,
 )
 from .split import (
@@ -28,8 +30,10 @@ __all__ = [
     "split_paired",
     "split_similarity",
     "existence_accuracy",
+    "group_top1_accuracy",
     "mcq_scores",
     "pairwise_accuracy",
     "recall_at_k",
+    "recall_at_k_any",
     "zeroshot_accuracy",
 ]
