@@ -17,7 +17,13 @@ from negation_encoder.testbed.benchmarks import (
     negated_retrieval_scores,
     negated_validity,
 )
-from negation_encoder.testbed.datagen import caption_items, generate_negation_data, make_train_world, qa_items
+from negation_encoder.testbed.datagen import (
+    WorldDistractors,
+    caption_items,
+    generate_negation_data,
+    make_train_world,
+    qa_items,
+)
 from negation_encoder.testbed.oracle import OracleLLM, OracleMLLM
 from negation_encoder.testbed.pretrain import BASE_DIR, corpus_negation_ratio, world_tokenizer
 from negation_encoder.testbed.world import COLOURS, OBJECTS, render, sample_scene
@@ -121,22 +127,73 @@ def test_pipelines_run_on_the_world_and_resume(tmp_path):
     assert len(caption_items(world)) == len(qa_items(world)) == 60
 
 
+def test_world_distractors_differ_from_the_image_only_by_the_negated_concept(tmp_path):
+    from PIL import Image
+
+    from negation_encoder.data.pipelines import CaptionItem, DistractorSource
+    from negation_encoder.data.validation import mentions
+
+    world = make_train_world(tmp_path / "images", n_scenes=40)
+    res = generate_negation_data(world, tmp_path / "data", ("p1",), tokenizer=world_tokenizer(), progress=False)
+    recs = read_records(res["p1"][0])
+    assert recs and all(r.provenance["distractor_source"] == "testbed-world-renderer" for r in recs)
+    fresh = WorldDistractors(world)  # a second source, built from scratch: determinism
+    assert isinstance(fresh, DistractorSource)
+    scenes = {world.image_key(s): s for s in world.scenes}
+    for r in recs:
+        keys = r.extra["distractor_images"]
+        scene = scenes[r.image]
+        assert len(keys) == 2 and r.image not in keys and len(set(keys)) == 2
+        assert fresh.distractors(CaptionItem("x", r.image, r.caption), r.negated_concept, 2) == keys
+        original = np.asarray(Image.open(world.image_root / r.image))
+        for key in keys:
+            twin = fresh.rendered[key]
+            assert twin.has(r.negated_concept) and twin.objects[:-1] == scene.objects
+            assert all(twin.has(k) for k in OBJECTS if mentions(r.caption, k) and k != r.negated_concept)
+            pixels = np.asarray(Image.open(world.image_root / key))
+            img, masks = render(twin)
+            assert np.array_equal(pixels, img)
+            changed = (pixels != original).any(-1)
+            assert changed[masks[r.negated_concept]].any() and not changed[~masks[r.negated_concept]].any(), key
+
+
 def test_corpus_negation_ratio_like_table_1():
     r = corpus_negation_ratio(["a dog", "no parking sign and a car", "a cat without a hat", "a red cup"])
     assert r["negation_captions"] == 2 and r["caption_ratio"] == 0.5
     assert r["negation_words"] == 2 and r["words"] == 16
 
 
-def test_benchmark_wording_never_overlaps_training_rewrites():
+def _record_texts(records) -> list[str]:
+    """Every text a record puts in front of the trainer."""
+    return [t for r in records for t in (r.caption, r.negated_caption, *r.hard_negatives,
+                                         *r.extra.get("extra_positives", []))]
+
+
+def test_benchmark_wording_never_overlaps_training_rewrites(tmp_path):
     suite = build_suite(size=50)
     kinds = OBJECTS
     training = {form.format(caption="", concept=k).strip(" ,").lower()
                 for form in set(L.ABSENCE_FORMS + L.AFFIRM_FORMS) if "{caption}" not in form for k in kinds}
+    world = make_train_world(tmp_path / "images", n_scenes=60)
+    data = generate_negation_data(world, tmp_path / "data", ("p1", "rand_p1", "p2", "presence"),
+                                  tokenizer=world_tokenizer(), progress=False)
+    finetune = [t.lower() for path, _ in data.values() for t in _record_texts(read_records(path))]
+    assert len(finetune) > 300
+    training |= {t.rstrip(".") for t in finetune}
+    rng = np.random.default_rng(0)
+    pretraining = {L.pretraining_caption(sample_scene(rng, f"p{i}"), rng, 0.03).lower() for i in range(3000)}
     probes = [t for _, c, f in suite.existence for t in (c, f)] + [t for _, ts, *_ in suite.mcq for t in ts]
     probes += [p for p, _, _ in suite.pairwise] + [q for q, _ in suite.negated_queries]
     for text in probes:
         assert text.lower().rstrip(".") not in training, text
+        assert text.lower().rstrip(".") not in pretraining, text
     assert not any("feature" in t for t in training)  # NegBench's verb never appears in fine-tuning data
+    for text in [*training, *finetune, *L.ABSENCE_FORMS]:  # no negated benchmark frame either
+        assert not any(frame in text for frame in L.NEGATED_BENCHMARK_FRAMES), text
+    # pretraining alt-text uses the benchmarks' verbs affirmatively, as LAION does, never negated
+    for verb in ("features", "includes", "shows", "contains"):
+        assert any(f" {verb} " in t and not L.has_negation(t) for t in pretraining), verb
+    assert not any(frame in t for t in pretraining for frame in L.NEGATED_BENCHMARK_FRAMES)
     for _, c, f in suite.heldout_existence + [(0, t, "") for _, ts, *_ in suite.heldout_mcq for t in ts]:
         assert not any(f" {cue} " in f" {c} {f} ".lower() for cue in L.TRAIN_CUES), (c, f)
     for form in L.ABSENCE_FORMS:

@@ -6,6 +6,14 @@ from a category list instead. P2: a VQA question answered "no" -> the LLM rewrit
 with that negation. Presence: the LLM negates an object the caption mentions, giving a caption that
 is false for the image (a hard negative; Omni-NegCLIP's presence-based data).
 
+Absence records can carry counterfactual `distractor_images` (DESIGN.md): images that contain the
+negated concept and as much of the rest of the caption as possible, the negatives of the negated
+caption in the text-to-image direction. A `DistractorSource` supplies them: the testbed renders the
+scene plus the concept (`testbed.datagen.WorldDistractors`); on COCO,
+`data.distractors.AnnotationDistractorMiner` mines the closest real images that contain the concept
+from the instance annotations. Generating or inpainting counterfactual images (TripletCLIP-style) is
+out of scope here.
+
 Every generated caption is validated (`validation.check_caption`); rejects are counted by reason and
 never written. Output is append-only NegationRecord JSONL: a killed run re-run with the same
 arguments resumes after the last finished item, with no duplicates and no gaps.
@@ -21,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -54,6 +63,17 @@ class QAItem:
     negation_type: str = "attribute"
     concept: str = ""
     detail: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class DistractorSource(Protocol):
+    """Images that contain `concept` and share as much of `item`'s caption as possible."""
+
+    name: str
+
+    def distractors(self, item: CaptionItem, concept: str, k: int) -> list[str]:
+        """Up to k image keys (resolvable like `item.image`), closest first; never `item.image`."""
+        ...
 
 
 @dataclass
@@ -90,6 +110,7 @@ class PipelineConfig:
     batch_size: int = 32
     seed: int = 0
     categories: Sequence[str] = ()  # Rand-P1's category list
+    distractors_per_record: int = 2  # distractor images per absence record, when a source is given
 
 
 def _style(*parts: str) -> int:
@@ -137,8 +158,11 @@ def run_pipeline(
     mllm: VisionLLM | None = None,
     tokenizer=None,
     progress: bool = True,
+    distractors: DistractorSource | None = None,
 ) -> PipelineStats:
-    """Run one pipeline over `items`, appending valid records to `out`; write `<out>.stats.json`."""
+    """Run one pipeline over `items`, appending valid records to `out`; write `<out>.stats.json`.
+
+    With `distractors`, every absence record gets `distractor_images` from that source."""
     if cfg.pipeline not in PIPELINES:
         raise ValueError(f"unknown pipeline {cfg.pipeline!r}; expected one of {', '.join(PIPELINES)}")
     if cfg.pipeline in ("p1", "rand_p1") and mllm is None:
@@ -157,7 +181,10 @@ def run_pipeline(
         bar = tqdm(total=len(todo), desc=f"generate {cfg.pipeline}", disable=not progress, unit="item")
         for i in range(0, len(todo), cfg.batch_size):
             batch = todo[i: i + cfg.batch_size]
-            for rec in step(batch, cfg, llm, mllm, tokenizer, stats):
+            records = step(batch, cfg, llm, mllm, tokenizer, stats)
+            if distractors is not None:
+                _attach_distractors(records, batch, distractors, cfg.distractors_per_record, stats)
+            for rec in records:
                 if writer.write(rec):
                     stats.records_written += 1
             for it in batch:  # only after the batch's records are on disk
@@ -170,6 +197,24 @@ def run_pipeline(
     stats_path = out.with_name(out.name + ".stats.json")
     stats_path.write_text(json.dumps(stats.to_dict(), indent=2) + "\n", encoding="utf-8")
     return stats
+
+
+def _attach_distractors(records: list[NegationRecord], batch: list, source: DistractorSource, k: int,
+                        stats: PipelineStats) -> None:
+    """Give each absence record up to k distractor images (never its own image)."""
+    by_caption = {(it.image, it.caption): it for it in batch}
+    for rec in records:
+        if rec.negation_type != "absence":
+            continue
+        it = by_caption[(rec.image, rec.caption)]
+        item = it if isinstance(it, CaptionItem) else CaptionItem(it.id, it.image, it.caption)
+        keys = list(dict.fromkeys(key for key in source.distractors(item, rec.negated_concept, k) if key != rec.image))
+        if not keys:
+            stats.rejects["distractors:none_found"] += 1
+            continue
+        stats.stages["distractor_images"] += len(keys[:k])
+        rec.extra["distractor_images"] = keys[:k]
+        rec.provenance["distractor_source"] = source.name
 
 
 def _rewrite_checked(llm, requests, originals, concepts, negated_flags, tokenizer, stats, stage):

@@ -138,6 +138,20 @@ def object_scene(rng: np.random.Generator, scene_id: str, obj: SceneObject, them
     return Scene(scene_id, theme or OBJECT_THEME[obj.kind], [obj], seed=int(rng.integers(0, 2**31 - 1)))
 
 
+def with_object(scene: Scene, obj: SceneObject, scene_id: str) -> Scene:
+    """The same scene with one more object, appended last, under the same render seed.
+
+    Why appended last: `render` draws the background and then each object's jitter and colour noise
+    in list order from the scene seed, so every pixel outside the new object's glyph is identical to
+    the original image: a counterfactual that differs only by containing `obj`.
+    """
+    if scene.has(obj.kind):
+        raise ValueError(f"scene {scene.id} already has a {obj.kind}")
+    if obj.cell in {o.cell for o in scene.objects}:
+        raise ValueError(f"scene {scene.id}: cell {obj.cell!r} is taken")
+    return Scene(scene_id, scene.theme, [*scene.objects, obj], seed=scene.seed, extra=dict(scene.extra))
+
+
 def render(scene: Scene) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """RGB uint8 image (H, W, 3) and a boolean mask per object kind. Deterministic given the scene."""
     rng = np.random.default_rng(scene.seed)
