@@ -340,3 +340,23 @@ def test_pipeline_attaches_mined_distractor_images(coco, tmp_path):
     assert rec.extra["distractor_images"] == ["a.jpg", "d.jpg"] and rec.image not in rec.extra["distractor_images"]
     assert rec.provenance["distractor_source"] == "coco-instances-miner"
     assert stats.stages["distractor_images"] == 2
+
+
+def test_compositional_prompt_is_a_versioned_file_with_both_objects():
+    from negation_encoder.data.backends import RewriteRequest
+    from negation_encoder.data.llm import PromptedLLM
+
+    seen = []
+
+    class _Chat:
+        name = "echo"
+
+        def chat(self, conversations, max_new_tokens=64):
+            seen.extend(c[-1]["content"] for c in conversations)
+            return ['"A dog on a couch with a fork but no dog."' for _ in conversations]
+
+    llm = PromptedLLM(_Chat())
+    out = llm.rewrite([RewriteRequest("A dog on a couch.", "dog", "compositional", detail={"affirm": "fork", "negate": "dog"})])
+    assert out == ["A dog on a couch with a fork but no dog."]
+    assert seen[0] == load_prompt("rewrite_compositional").format(caption="A dog on a couch.", affirm="fork", negate="dog")
+    assert "there is a fork in the photo and there is no dog in the photo" in seen[0]

@@ -157,6 +157,31 @@ def test_world_distractors_differ_from_the_image_only_by_the_negated_concept(tmp
             assert changed[masks[r.negated_concept]].any() and not changed[~masks[r.negated_concept]].any(), key
 
 
+def test_compositional_foils_come_with_their_true_twins_in_one_frame(tmp_path):
+    from negation_encoder.data.pipelines import _style
+
+    world = make_train_world(tmp_path / "images", n_scenes=60)
+    res = generate_negation_data(world, tmp_path / "data", ("p1",), tokenizer=world_tokenizer(), progress=False,
+                                 distractors_per_record=0)
+    scenes = {world.image_key(s): s for s in world.scenes}
+    recs = read_records(res["p1"][0])
+    pairs = [r for r in recs if "compositional" in r.provenance]
+    assert len(pairs) == len(recs) > 0 and not any("distractor_images" in r.extra for r in recs)
+    for r in pairs:
+        absent, present = r.provenance["compositional"]
+        assert absent == r.negated_concept and r.provenance["compositional_prompt"] == "rewrite_compositional.oracle-v1"
+        scene = scenes[r.image]
+        assert not scene.has(absent) and scene.has(present)  # so "a N but no B" is false, "a B but no N" true
+        frames = [f for f in L.COMPOSITIONAL_FORMS
+                  if f.format(caption=r.caption, affirm=absent, negate=present) in r.hard_negatives
+                  and f.format(caption=r.caption, affirm=present, negate=absent) in r.extra["extra_positives"]]
+        assert frames, (r.hard_negatives, r.extra)  # foil and twin share one sentence frame
+        neg, aff = L.negation_forms(_style(r.id.split(":")[1], absent))  # the pipeline's frame seed
+        assert neg.format(caption=r.caption, concept=absent) == r.negated_caption
+        assert aff.format(caption=r.caption, concept=absent) in r.hard_negatives  # the minimal foils stay
+        assert neg.format(caption=r.caption, concept=present) in r.hard_negatives
+
+
 def test_corpus_negation_ratio_like_table_1():
     r = corpus_negation_ratio(["a dog", "no parking sign and a car", "a cat without a hat", "a red cup"])
     assert r["negation_captions"] == 2 and r["caption_ratio"] == 0.5

@@ -281,21 +281,42 @@ def _p1_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
                 originals += [it.caption, it.caption]
                 concepts += [present, present]
                 negated += [True, False]
+                # compositional: "a N but no B" (false) beside its true twin "a B but no N", one frame
+                requests += [RewriteRequest(it.caption, present, "compositional", style=style,
+                                            detail={"affirm": obj, "negate": present}),
+                             RewriteRequest(it.caption, obj, "compositional", style=style,
+                                            detail={"affirm": present, "negate": obj})]
+                originals += [it.caption, it.caption]
+                concepts += [present, obj]
+                negated += [True, True]
     texts = _rewrite_checked(llm, requests, originals, concepts, negated, tokenizer, stats, "rewrite")
+    for i, r in enumerate(requests):  # a compositional caption must name the object it affirms too
+        if r.kind == "compositional" and texts[i] and not mentions(texts[i], r.detail["affirm"]):
+            stats.rejects["rewrite:compositional_no_affirmed"] += 1
+            texts[i] = None
     records, pos = [], 0
     for it, obj, p_yes, present in jobs:
-        n = 4 if present else 2
+        n = 6 if present else 2
         neg, affirm, *presence = texts[pos: pos + n]
         pos += n
         if neg is None:
             continue
         foils = [t for t in [affirm, *presence[:1]] if t]
-        extra = {"extra_positives": [presence[1]]} if present and presence[1] else {}
+        positives = [presence[1]] if present and presence[1] else []
+        compositional = {}
+        if present and presence[2] and presence[3]:  # never a compositional foil without its true twin
+            foils.append(presence[2])
+            positives.append(presence[3])
+            compositional = {"compositional": [obj, present],
+                             "compositional_prompt": f"rewrite_compositional.{llm.prompt_version}"}
+        elif present:
+            stats.rejects["compositional:pair_incomplete"] += 1
+        extra = {"extra_positives": positives} if positives else {}
         records.append(NegationRecord(
             id=f"{cfg.pipeline}:{it.id}:{obj}", image=it.image, caption=it.caption, negated_caption=neg,
             negation_type="absence", negated_concept=obj, source=cfg.pipeline, hard_negatives=foils,
             provenance=_provenance(cfg, llm, mllm,
-                                   p_yes=round(float(p_yes), 4), present_foil=present),
+                                   p_yes=round(float(p_yes), 4), present_foil=present, **compositional),
             extra=extra,
         ))
     return records

@@ -186,6 +186,20 @@ def negation_forms(style: int) -> tuple[str, str]:
 
 ABSENCE_FORMS = tuple(negation_forms(i)[0] for i in range(2560))
 AFFIRM_FORMS = tuple(negation_forms(i)[1] for i in range(2560))
+# Compositional frames: affirm one object and negate another in one sentence. The pipeline asks for a
+# foil ("a N but no B": N absent, B present; false) and, in the same frame, its true twin ("a B but no
+# N"), so the only difference is which object the cue binds to. No "feature"/"include" verbs: those
+# are the benchmarks' (NegBench's hybrid template is "This image features a B, but not a N").
+COMPOSITIONAL_FORMS = (
+    "{caption}, with a {affirm} but no {negate}",
+    "a {affirm} but no {negate}",
+    "a photo with a {affirm} and no {negate}",
+    "{caption}, a {affirm} but not a {negate}",
+    "a scene that has a {affirm} but not a {negate}",
+    "there is a {affirm} and there is no {negate}",
+    "with a {affirm} and without a {negate}: {caption}",
+    "{caption}; there is a {affirm} but no {negate}",
+)
 ATTRIBUTE_FORMS = (
     "{caption}, the {kind} is not {value}",
     "{caption}; a {kind} that is not {value}",

@@ -51,6 +51,9 @@ class OracleLLM:
         if r.kind in ("absence", "presence", "affirm"):
             neg, aff = L.negation_forms(r.style)
             return (aff if r.kind == "affirm" else neg).format(caption=r.caption, concept=r.concept)
+        if r.kind == "compositional":
+            form = L.COMPOSITIONAL_FORMS[r.style % len(L.COMPOSITIONAL_FORMS)]
+            return form.format(caption=r.caption, affirm=r.detail["affirm"], negate=r.detail["negate"])
         family = {
             "attribute": L.ATTRIBUTE_FORMS, "attribute_affirm": L.ATTRIBUTE_AFFIRM_FORMS,
             "relation": L.RELATION_FORMS, "relation_affirm": L.RELATION_AFFIRM_FORMS,
