@@ -242,6 +242,21 @@ def test_every_world_text_is_in_the_closed_vocabulary():
 
 
 @pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")
+def test_diagnosis_runs_and_finds_the_target_reachable(tmp_path):
+    from negation_encoder.testbed.diagnose import main
+
+    out = tmp_path / "diag.json"
+    assert main(["--quick", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    probe = res["presence_probe"]
+    assert probe["object_balanced_accuracy_mean"] > 0.8  # presence is linearly decodable from the images
+    assert res["free_embedding"]["train"]["group_top1"] > 0.9  # a free text vector can reach the target
+    assert res["base"]["ranks"]["share_first"] < 0.2  # the blind base ranks the target low in its group
+    assert res["base"]["metrics"]["retrieval_negated_group_top1"] == pytest.approx(res["base"]["ranks"]["share_first"])
+    assert sum(res["base"]["ranks"]["histogram"]) == res["config"]["bench_size"]
+
+
+@pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")
 def test_base_is_negation_blind_and_short_finetune_raises_mcq(tmp_path):
     from negation_encoder.testbed.demo import run_demo
 
