@@ -111,6 +111,7 @@ class PipelineConfig:
     seed: int = 0
     categories: Sequence[str] = ()  # Rand-P1's category list
     distractors_per_record: int = 2  # distractor images per absence record, when a source is given
+    compositional: bool = True  # P1: add "a N but no B" foils beside their true twins (needs known objects)
 
 
 def _style(*parts: str) -> int:
@@ -281,6 +282,7 @@ def _p1_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
                 originals += [it.caption, it.caption]
                 concepts += [present, present]
                 negated += [True, False]
+            if present and cfg.compositional:
                 # compositional: "a N but no B" (false) beside its true twin "a B but no N", one frame
                 requests += [RewriteRequest(it.caption, present, "compositional", style=style,
                                             detail={"affirm": obj, "negate": present}),
@@ -296,7 +298,7 @@ def _p1_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
             texts[i] = None
     records, pos = [], 0
     for it, obj, p_yes, present in jobs:
-        n = 6 if present else 2
+        n = 2 + (2 if present else 0) + (2 if present and cfg.compositional else 0)
         neg, affirm, *presence = texts[pos: pos + n]
         pos += n
         if neg is None:
@@ -304,12 +306,12 @@ def _p1_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
         foils = [t for t in [affirm, *presence[:1]] if t]
         positives = [presence[1]] if present and presence[1] else []
         compositional = {}
-        if present and presence[2] and presence[3]:  # never a compositional foil without its true twin
+        if present and cfg.compositional and presence[2] and presence[3]:  # never a foil without its twin
             foils.append(presence[2])
             positives.append(presence[3])
             compositional = {"compositional": [obj, present],
                              "compositional_prompt": f"rewrite_compositional.{llm.prompt_version}"}
-        elif present:
+        elif present and cfg.compositional:
             stats.rejects["compositional:pair_incomplete"] += 1
         extra = {"extra_positives": positives} if positives else {}
         records.append(NegationRecord(

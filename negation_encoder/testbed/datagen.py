@@ -107,7 +107,8 @@ def qa_items(world: TrainWorld, seed: int = TRAIN_SEED) -> list[QAItem]:
 
 def generate_negation_data(world: TrainWorld, out_dir: str | Path, sources: tuple[str, ...] = ("p1", "p2", "presence"),
                            tokenizer=None, seed: int = 0, progress: bool = True,
-                           distractors_per_record: int = 2) -> dict[str, tuple[Path, PipelineStats]]:
+                           distractors_per_record: int = 2,
+                           compositional: bool = True) -> dict[str, tuple[Path, PipelineStats]]:
     """Run each pipeline on the world; returns {source: (jsonl path, stats)}. Resumable.
 
     Absence records carry `distractors_per_record` rendered counterfactuals (0: none)."""
@@ -119,7 +120,7 @@ def generate_negation_data(world: TrainWorld, out_dir: str | Path, sources: tupl
     results = {}
     for src in sources:
         cfg = PipelineConfig(pipeline=src, seed=seed, batch_size=128, categories=OBJECTS,
-                             distractors_per_record=distractors_per_record)
+                             distractors_per_record=distractors_per_record, compositional=compositional)
         items = qa_items(world) if src == "p2" else caption_items(world)
         path = out_dir / f"{src}.jsonl"
         stats = run_pipeline(items, path, cfg, llm, mllm, tokenizer=tokenizer, progress=progress, distractors=source)
