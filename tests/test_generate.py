@@ -296,3 +296,91 @@ def test_out_in_a_missing_folder_is_created(coco, server, tmp_path):
     out = tmp_path / "new" / "deeper" / "presence.jsonl"
     assert _gen(coco, "presence", out, server) == 0
     assert read_records(out) and out.with_name(out.name + ".done").exists()
+
+
+def _instances(tmp_path):
+    """A COCO instances file: image 0 is the dog-on-a-couch caption's; 6-9 hold a fork."""
+    cats = {1: "dog", 2: "couch", 3: "fork", 4: "person", 5: "car", 6: "traffic light"}
+    images = {0: ({1, 2}, "COCO_train2014_000000000000.jpg"), 6: ({1, 2, 3}, "a.jpg"), 7: ({1, 3, 4, 5}, "b.jpg"),
+              8: ({3}, "c.jpg"), 9: ({1, 3}, "d.jpg"), 10: ({1, 2, 6}, "e.jpg")}
+    anns = [{"id": 500 + 10 * i + c, "image_id": i, "category_id": c, "bbox": [0, 0, 1, 1]}
+            for i, (cs, _) in images.items() for c in sorted(cs)]
+    path = tmp_path / "instances_train2014.json"
+    path.write_text(json.dumps({"images": [{"id": i, "file_name": f} for i, (_, f) in images.items()],
+                                "categories": [{"id": c, "name": n} for c, n in cats.items()], "annotations": anns}))
+    return path
+
+
+def test_annotation_miner_ranks_closest_images_with_the_concept(tmp_path):
+    from negation_encoder.data.distractors import AnnotationDistractorMiner, load_coco_instances
+    from negation_encoder.data.pipelines import CaptionItem, DistractorSource
+
+    miner = AnnotationDistractorMiner.from_instances(_instances(tmp_path))
+    assert isinstance(miner, DistractorSource)
+    item = CaptionItem("c0", "COCO_train2014_000000000000.jpg", "A dog sitting on a red couch.")
+    assert miner.caption_objects(item) == {"dog", "couch"}
+    # shares dog+couch > shares dog with nothing else > shares dog with 2 others > shares nothing
+    assert miner.distractors(item, "fork", 10) == ["a.jpg", "d.jpg", "b.jpg", "c.jpg"]
+    assert miner.distractors(item, "fork", 2) == ["a.jpg", "d.jpg"]
+    assert miner.distractors(CaptionItem("c1", "a.jpg", item.caption), "fork", 1) == ["d.jpg"]  # never its own
+    assert miner.distractors(item, "bus", 3) == []  # no image has one
+    assert miner.distractors(CaptionItem("c2", "x.jpg", "a traffic light"), "dog", 1) == ["e.jpg"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [],
+                               "annotations": [{"image_id": 1, "category_id": 9}]}))
+    with pytest.raises(InputError, match=r"bad\.json: annotations\[0\] refers to image_id 1 / category_id 9"):
+        load_coco_instances(bad)
+
+
+class _FixedLLM:
+    """Proposes 'fork' for every caption and rewrites with fixed cue frames (one frame per pair)."""
+
+    name, prompt_version = "fixed", "v0"
+
+    def propose_objects(self, captions, k):
+        return [["fork"] for _ in captions]
+
+    def rewrite(self, requests):
+        return [f"{r.caption} with no {r.concept}" if r.kind != "affirm" else f"{r.caption} with a {r.concept}"
+                for r in requests]
+
+
+class _NoForkMLLM:
+    name, prompt_version = "fixed-mllm", "v0"
+
+    def presence_probability(self, images, concepts):
+        return [0.0 if c == "fork" else 1.0 for c in concepts]
+
+
+def test_pipeline_attaches_mined_distractor_images(coco, tmp_path):
+    from negation_encoder.data.distractors import AnnotationDistractorMiner
+
+    items = load_coco_captions(coco["captions"], coco["images"])[:1]
+    miner = AnnotationDistractorMiner.from_instances(_instances(tmp_path))
+    out = tmp_path / "p1.jsonl"
+    stats = run_pipeline(items, out, PipelineConfig("p1", distractors_per_record=2), _FixedLLM(), _NoForkMLLM(),
+                         progress=False, distractors=miner)
+    (rec,) = read_records(out)
+    assert rec.extra["distractor_images"] == ["a.jpg", "d.jpg"] and rec.image not in rec.extra["distractor_images"]
+    assert rec.provenance["distractor_source"] == "coco-instances-miner"
+    assert stats.stages["distractor_images"] == 2
+
+
+def test_compositional_prompt_is_a_versioned_file_with_both_objects():
+    from negation_encoder.data.backends import RewriteRequest
+    from negation_encoder.data.llm import PromptedLLM
+
+    seen = []
+
+    class _Chat:
+        name = "echo"
+
+        def chat(self, conversations, max_new_tokens=64):
+            seen.extend(c[-1]["content"] for c in conversations)
+            return ['"A dog on a couch with a fork but no dog."' for _ in conversations]
+
+    llm = PromptedLLM(_Chat())
+    out = llm.rewrite([RewriteRequest("A dog on a couch.", "dog", "compositional", detail={"affirm": "fork", "negate": "dog"})])
+    assert out == ["A dog on a couch with a fork but no dog."]
+    assert seen[0] == load_prompt("rewrite_compositional").format(caption="A dog on a couch.", affirm="fork", negate="dog")
+    assert "there is a fork in the photo and there is no dog in the photo" in seen[0]

@@ -111,3 +111,14 @@ def test_killed_writer_resumes_without_duplicates_or_gaps(tmp_path):
         written = [w.write(NegationRecord.from_dict({**_rec(0), "id": f"r{i}"})) for i in range(12)]
     assert written == [False] * 7 + [True] * 5
     assert [r.id for r in read_records(p)] == [f"r{i}" for i in range(12)]
+
+
+def test_distractor_images_are_validated(tmp_path):
+    p = tmp_path / "r.jsonl"
+    _write_lines(p, [_rec(0, distractor_images=["img7.png", "img8.png"])])
+    assert read_records(p)[0].extra["distractor_images"] == ["img7.png", "img8.png"]
+    for bad, msg in (("img7.png", "must be list, got str"), (["img7.png", 3], r"item\(s\) \[1\] are not"),
+                     (["img7.png", "img1.png"], "lists the record's own image 'img1.png'")):
+        _write_lines(p, [_rec(0), _rec(1, distractor_images=bad)])
+        with pytest.raises(RecordError, match=rf"r\.jsonl:2: field 'distractor_images' .*{msg}"):
+            read_records(p)

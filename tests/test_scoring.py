@@ -7,9 +7,11 @@ import torch
 
 from negation_encoder.eval import (
     existence_accuracy,
+    group_top1_accuracy,
     mcq_scores,
     pairwise_accuracy,
     recall_at_k,
+    recall_at_k_any,
     zeroshot_accuracy,
 )
 
@@ -48,3 +50,32 @@ def test_zeroshot_averages_templates():
     classes = torch.tensor([[[1.0, 0.0], [0.8, 0.6]], [[0.0, 1.0], [0.6, 0.8]]])
     assert zeroshot_accuracy(image, classes, [0, 1]) == 1.0
     assert zeroshot_accuracy(image, classes, [1, 0]) == 0.0
+
+
+def test_recall_at_k_any_counts_any_valid_image_in_the_top_k():
+    sims = torch.tensor([[0.9, 0.8, 0.7, 0.1],   # best valid (col 2) ranks 3rd
+                         [0.9, 0.8, 0.7, 0.1],   # only col 3 valid: ranks 4th
+                         [0.5, 0.5, 0.1, 0.0],   # tie with an invalid image counts for the query
+                         [0.9, 0.8, 0.7, 0.6]])  # nothing valid: a miss
+    valid = torch.tensor([[False, False, True, True],
+                          [False, False, False, True],
+                          [True, False, False, False],
+                          [False, False, False, False]])
+    assert recall_at_k_any(sims, valid, 1) == pytest.approx(1 / 4)
+    assert recall_at_k_any(sims, valid, 3) == pytest.approx(2 / 4)
+    assert recall_at_k_any(sims, valid, 4) == pytest.approx(3 / 4)
+    # with one valid image per query it is plain Recall@k
+    text, image = torch.eye(3), torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    target = [1, 0, 2]
+    one_hot = torch.zeros(3, 3, dtype=torch.bool)
+    one_hot[torch.arange(3), torch.tensor(target)] = True
+    assert recall_at_k_any(text @ image.T, one_hot, 1) == recall_at_k(text, image, target, ks=(1,))[1] == 1.0
+    with pytest.raises(ValueError, match="one shape"):
+        recall_at_k_any(sims, valid[:2], 1)
+
+
+def test_group_top1_is_strict():
+    sims = torch.tensor([[0.9, 0.5, 0.1], [0.5, 0.5, 0.1], [0.2, 0.9, 0.1], [0.3, 0.9, 0.8]])
+    assert group_top1_accuracy(sims, [0, 0, 0, 2]) == pytest.approx(1 / 4)  # the tie in row 2 is a miss
+    assert group_top1_accuracy(sims, [0, 1, 1, 1]) == pytest.approx(3 / 4)
+    assert math.isnan(group_top1_accuracy(torch.zeros(0, 3), []))

@@ -4,15 +4,29 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from negation_encoder.data import read_records
 from negation_encoder.data.backends import RewriteRequest, TextLLM, VisionLLM
+from negation_encoder.eval import recall_at_k
 from negation_encoder.testbed import language as L
-from negation_encoder.testbed.benchmarks import build_suite
-from negation_encoder.testbed.datagen import caption_items, generate_negation_data, make_train_world, qa_items
+from negation_encoder.testbed.benchmarks import (
+    METRIC_KEYS,
+    METRIC_LABELS,
+    build_suite,
+    negated_retrieval_scores,
+    negated_validity,
+)
+from negation_encoder.testbed.datagen import (
+    WorldDistractors,
+    caption_items,
+    generate_negation_data,
+    make_train_world,
+    qa_items,
+)
 from negation_encoder.testbed.oracle import OracleLLM, OracleMLLM
 from negation_encoder.testbed.pretrain import BASE_DIR, corpus_negation_ratio, world_tokenizer
-from negation_encoder.testbed.world import OBJECTS, render, sample_scene
+from negation_encoder.testbed.world import COLOURS, OBJECTS, render, sample_scene
 
 
 def test_world_is_deterministic():
@@ -26,6 +40,50 @@ def test_world_is_deterministic():
     s1, s2 = build_suite(size=20), build_suite(size=20)
     assert [s.to_dict() for s in s1.scenes] == [s.to_dict() for s in s2.scenes]
     assert s1.mcq == s2.mcq
+
+
+def _annotation_reader(suite, absent_weight: float):
+    """Oracle embeddings built from scene annotations: one dimension per (kind, colour) and per kind.
+
+    A query weighs its affirmed (kind, colour) dimensions +1 and its negated kind `absent_weight`:
+    -3 reads the negation perfectly, +1 is a negation-blind reader (as CLIP: "not ... a plate" ~ "a
+    plate"). A little seeded noise breaks the ties between equally good images, as a real encoder would.
+    """
+    pairs = {p: i for i, p in enumerate((k, c) for k in OBJECTS for c in COLOURS)}
+    kinds = {k: len(pairs) + i for i, k in enumerate(OBJECTS)}
+    dim = len(pairs) + len(kinds) + 8
+    gen = torch.Generator().manual_seed(0)
+    img = torch.zeros(len(suite.scenes), dim)
+    for i, scene in enumerate(suite.scenes):
+        for o in scene.objects:
+            img[i, pairs[(o.kind, o.colour)]] = img[i, kinds[o.kind]] = 1.0
+    img[:, -8:] = 0.01 * torch.randn(len(suite.scenes), 8, generator=gen)
+    txt = torch.zeros(len(suite.negated), dim)
+    for i, q in enumerate(suite.negated):
+        for a in q.affirmed:
+            txt[i, pairs[a]] = 1.0
+        txt[i, kinds[q.absent]] = absent_weight
+    txt[:, -8:] = 0.01 * torch.randn(len(suite.negated), 8, generator=gen)
+    return torch.nn.functional.normalize(txt, dim=-1), torch.nn.functional.normalize(img, dim=-1)
+
+
+def test_negated_retrieval_is_well_posed_for_a_perfect_reader():
+    suite = build_suite(size=200)
+    valid = negated_validity(suite)
+    pos = {g: k for k, g in enumerate(suite.negated_gallery)}
+    for i, q in enumerate(suite.negated):
+        assert valid[i, pos[q.target]], q.text  # the target satisfies its query ...
+        assert not any(valid[i, pos[g]] for g in q.group[1:]), q.text  # ... its counterfactuals never do
+        assert len(q.group) == 11 and all(suite.scenes[g].has(q.absent) for g in q.group[1:])
+    assert (valid.sum(1) > 5).any()  # queries that many gallery images satisfy: the old rule's trap
+    txt, img = _annotation_reader(suite, absent_weight=-3.0)
+    old = recall_at_k(txt, img[suite.negated_gallery], [pos[q.target] for q in suite.negated], ks=(5,))[5]
+    scores = negated_retrieval_scores(txt, img, suite)
+    assert old < 0.95, old  # the target-only rule fails a perfect reader
+    assert scores == {"retrieval_negated_r5": 1.0, "retrieval_negated_group_top1": 1.0}
+    blind = negated_retrieval_scores(*_annotation_reader(suite, absent_weight=1.0), suite)
+    assert blind["retrieval_negated_group_top1"] < 0.05 and blind["retrieval_negated_r5"] < 0.5, blind
+    assert set(METRIC_LABELS) == set(METRIC_KEYS)
 
 
 def test_oracles_implement_the_backend_protocols():
@@ -69,22 +127,98 @@ def test_pipelines_run_on_the_world_and_resume(tmp_path):
     assert len(caption_items(world)) == len(qa_items(world)) == 60
 
 
+def test_world_distractors_differ_from_the_image_only_by_the_negated_concept(tmp_path):
+    from PIL import Image
+
+    from negation_encoder.data.pipelines import CaptionItem, DistractorSource
+    from negation_encoder.data.validation import mentions
+
+    world = make_train_world(tmp_path / "images", n_scenes=40)
+    res = generate_negation_data(world, tmp_path / "data", ("p1",), tokenizer=world_tokenizer(), progress=False)
+    recs = read_records(res["p1"][0])
+    assert recs and all(r.provenance["distractor_source"] == "testbed-world-renderer" for r in recs)
+    fresh = WorldDistractors(world)  # a second source, built from scratch: determinism
+    assert isinstance(fresh, DistractorSource)
+    scenes = {world.image_key(s): s for s in world.scenes}
+    for r in recs:
+        keys = r.extra["distractor_images"]
+        scene = scenes[r.image]
+        assert len(keys) == 2 and r.image not in keys and len(set(keys)) == 2
+        assert fresh.distractors(CaptionItem("x", r.image, r.caption), r.negated_concept, 2) == keys
+        original = np.asarray(Image.open(world.image_root / r.image))
+        for key in keys:
+            twin = fresh.rendered[key]
+            assert twin.has(r.negated_concept) and twin.objects[:-1] == scene.objects
+            assert all(twin.has(k) for k in OBJECTS if mentions(r.caption, k) and k != r.negated_concept)
+            pixels = np.asarray(Image.open(world.image_root / key))
+            img, masks = render(twin)
+            assert np.array_equal(pixels, img)
+            changed = (pixels != original).any(-1)
+            assert changed[masks[r.negated_concept]].any() and not changed[~masks[r.negated_concept]].any(), key
+
+
+def test_compositional_foils_come_with_their_true_twins_in_one_frame(tmp_path):
+    from negation_encoder.data.pipelines import _style
+
+    world = make_train_world(tmp_path / "images", n_scenes=60)
+    res = generate_negation_data(world, tmp_path / "data", ("p1",), tokenizer=world_tokenizer(), progress=False,
+                                 distractors_per_record=0)
+    scenes = {world.image_key(s): s for s in world.scenes}
+    recs = read_records(res["p1"][0])
+    pairs = [r for r in recs if "compositional" in r.provenance]
+    assert len(pairs) == len(recs) > 0 and not any("distractor_images" in r.extra for r in recs)
+    for r in pairs:
+        absent, present = r.provenance["compositional"]
+        assert absent == r.negated_concept and r.provenance["compositional_prompt"] == "rewrite_compositional.oracle-v1"
+        scene = scenes[r.image]
+        assert not scene.has(absent) and scene.has(present)  # so "a N but no B" is false, "a B but no N" true
+        frames = [f for f in L.COMPOSITIONAL_FORMS
+                  if f.format(caption=r.caption, affirm=absent, negate=present) in r.hard_negatives
+                  and f.format(caption=r.caption, affirm=present, negate=absent) in r.extra["extra_positives"]]
+        assert frames, (r.hard_negatives, r.extra)  # foil and twin share one sentence frame
+        neg, aff = L.negation_forms(_style(r.id.split(":")[1], absent))  # the pipeline's frame seed
+        assert neg.format(caption=r.caption, concept=absent) == r.negated_caption
+        assert aff.format(caption=r.caption, concept=absent) in r.hard_negatives  # the minimal foils stay
+        assert neg.format(caption=r.caption, concept=present) in r.hard_negatives
+
+
 def test_corpus_negation_ratio_like_table_1():
     r = corpus_negation_ratio(["a dog", "no parking sign and a car", "a cat without a hat", "a red cup"])
     assert r["negation_captions"] == 2 and r["caption_ratio"] == 0.5
     assert r["negation_words"] == 2 and r["words"] == 16
 
 
-def test_benchmark_wording_never_overlaps_training_rewrites():
+def _record_texts(records) -> list[str]:
+    """Every text a record puts in front of the trainer."""
+    return [t for r in records for t in (r.caption, r.negated_caption, *r.hard_negatives,
+                                         *r.extra.get("extra_positives", []))]
+
+
+def test_benchmark_wording_never_overlaps_training_rewrites(tmp_path):
     suite = build_suite(size=50)
     kinds = OBJECTS
     training = {form.format(caption="", concept=k).strip(" ,").lower()
                 for form in set(L.ABSENCE_FORMS + L.AFFIRM_FORMS) if "{caption}" not in form for k in kinds}
+    world = make_train_world(tmp_path / "images", n_scenes=60)
+    data = generate_negation_data(world, tmp_path / "data", ("p1", "rand_p1", "p2", "presence"),
+                                  tokenizer=world_tokenizer(), progress=False)
+    finetune = [t.lower() for path, _ in data.values() for t in _record_texts(read_records(path))]
+    assert len(finetune) > 300
+    training |= {t.rstrip(".") for t in finetune}
+    rng = np.random.default_rng(0)
+    pretraining = {L.pretraining_caption(sample_scene(rng, f"p{i}"), rng, 0.03).lower() for i in range(3000)}
     probes = [t for _, c, f in suite.existence for t in (c, f)] + [t for _, ts, *_ in suite.mcq for t in ts]
     probes += [p for p, _, _ in suite.pairwise] + [q for q, _ in suite.negated_queries]
     for text in probes:
         assert text.lower().rstrip(".") not in training, text
+        assert text.lower().rstrip(".") not in pretraining, text
     assert not any("feature" in t for t in training)  # NegBench's verb never appears in fine-tuning data
+    for text in [*training, *finetune, *L.ABSENCE_FORMS]:  # no negated benchmark frame either
+        assert not any(frame in text for frame in L.NEGATED_BENCHMARK_FRAMES), text
+    # pretraining alt-text uses the benchmarks' verbs affirmatively, as LAION does, never negated
+    for verb in ("features", "includes", "shows", "contains"):
+        assert any(f" {verb} " in t and not L.has_negation(t) for t in pretraining), verb
+    assert not any(frame in t for t in pretraining for frame in L.NEGATED_BENCHMARK_FRAMES)
     for _, c, f in suite.heldout_existence + [(0, t, "") for _, ts, *_ in suite.heldout_mcq for t in ts]:
         assert not any(f" {cue} " in f" {c} {f} ".lower() for cue in L.TRAIN_CUES), (c, f)
     for form in L.ABSENCE_FORMS:
@@ -105,6 +239,21 @@ def test_every_world_text_is_in_the_closed_vocabulary():
     for text in texts:
         words = set(re.findall(r"[a-z]+", text.lower())) - {"t"}
         assert words <= vocab, (text, words - vocab)
+
+
+@pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")
+def test_diagnosis_runs_and_finds_the_target_reachable(tmp_path):
+    from negation_encoder.testbed.diagnose import main
+
+    out = tmp_path / "diag.json"
+    assert main(["--quick", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    probe = res["presence_probe"]
+    assert probe["object_balanced_accuracy_mean"] > 0.8  # presence is linearly decodable from the images
+    assert res["free_embedding"]["train"]["group_top1"] > 0.9  # a free text vector can reach the target
+    assert res["base"]["ranks"]["share_first"] < 0.2  # the blind base ranks the target low in its group
+    assert res["base"]["metrics"]["retrieval_negated_group_top1"] == pytest.approx(res["base"]["ranks"]["share_first"])
+    assert sum(res["base"]["ranks"]["histogram"]) == res["config"]["bench_size"]
 
 
 @pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")

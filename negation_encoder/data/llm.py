@@ -73,7 +73,7 @@ def clean_caption(text: str | None) -> str | None:
 _REWRITE_PROMPT = {"absence": "rewrite_absence", "affirm": "rewrite_affirm", "presence": "rewrite_presence",
                    "attribute": "rewrite_vqa", "relation": "rewrite_vqa", "action": "rewrite_vqa",
                    "attribute_affirm": "rewrite_vqa_affirm", "relation_affirm": "rewrite_vqa_affirm",
-                   "action_affirm": "rewrite_vqa_affirm"}
+                   "action_affirm": "rewrite_vqa_affirm", "compositional": "rewrite_compositional"}
 
 
 class PromptedLLM:
@@ -93,8 +93,9 @@ class PromptedLLM:
         convs = []
         for r in requests:
             template = load_prompt(_REWRITE_PROMPT[r.kind], self.prompt_version)
+            slots = {k: v for k, v in r.detail.items() if k in ("affirm", "negate")}  # compositional requests
             convs.append([{"role": "user", "content": template.format(
-                caption=r.caption, concept=r.concept, question=r.question or "", answer=r.answer or "")}])
+                caption=r.caption, concept=r.concept, question=r.question or "", answer=r.answer or "", **slots)}])
         return [clean_caption(t) for t in self.chat_backend.chat(convs, max_new_tokens=64)]
 
 

@@ -6,6 +6,14 @@ from a category list instead. P2: a VQA question answered "no" -> the LLM rewrit
 with that negation. Presence: the LLM negates an object the caption mentions, giving a caption that
 is false for the image (a hard negative; Omni-NegCLIP's presence-based data).
 
+Absence records can carry counterfactual `distractor_images` (DESIGN.md): images that contain the
+negated concept and as much of the rest of the caption as possible, the negatives of the negated
+caption in the text-to-image direction. A `DistractorSource` supplies them: the testbed renders the
+scene plus the concept (`testbed.datagen.WorldDistractors`); on COCO,
+`data.distractors.AnnotationDistractorMiner` mines the closest real images that contain the concept
+from the instance annotations. Generating or inpainting counterfactual images (TripletCLIP-style) is
+out of scope here.
+
 Every generated caption is validated (`validation.check_caption`); rejects are counted by reason and
 never written. Output is append-only NegationRecord JSONL: a killed run re-run with the same
 arguments resumes after the last finished item, with no duplicates and no gaps.
@@ -21,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -54,6 +63,17 @@ class QAItem:
     negation_type: str = "attribute"
     concept: str = ""
     detail: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class DistractorSource(Protocol):
+    """Images that contain `concept` and share as much of `item`'s caption as possible."""
+
+    name: str
+
+    def distractors(self, item: CaptionItem, concept: str, k: int) -> list[str]:
+        """Up to k image keys (resolvable like `item.image`), closest first; never `item.image`."""
+        ...
 
 
 @dataclass
@@ -90,6 +110,8 @@ class PipelineConfig:
     batch_size: int = 32
     seed: int = 0
     categories: Sequence[str] = ()  # Rand-P1's category list
+    distractors_per_record: int = 2  # distractor images per absence record, when a source is given
+    compositional: bool = True  # P1: add "a N but no B" foils beside their true twins (needs known objects)
 
 
 def _style(*parts: str) -> int:
@@ -141,8 +163,11 @@ def run_pipeline(
     mllm: VisionLLM | None = None,
     tokenizer=None,
     progress: bool = True,
+    distractors: DistractorSource | None = None,
 ) -> PipelineStats:
-    """Run one pipeline over `items`, appending valid records to `out`; write `<out>.stats.json`."""
+    """Run one pipeline over `items`, appending valid records to `out`; write `<out>.stats.json`.
+
+    With `distractors`, every absence record gets `distractor_images` from that source."""
     if cfg.pipeline not in PIPELINES:
         raise ValueError(f"unknown pipeline {cfg.pipeline!r}; expected one of {', '.join(PIPELINES)}")
     if cfg.pipeline in ("p1", "rand_p1") and mllm is None:
@@ -161,7 +186,10 @@ def run_pipeline(
         bar = tqdm(total=len(todo), desc=f"generate {cfg.pipeline}", disable=not progress, unit="item")
         for i in range(0, len(todo), cfg.batch_size):
             batch = todo[i: i + cfg.batch_size]
-            for rec in step(batch, cfg, llm, mllm, tokenizer, stats):
+            records = step(batch, cfg, llm, mllm, tokenizer, stats)
+            if distractors is not None:
+                _attach_distractors(records, batch, distractors, cfg.distractors_per_record, stats)
+            for rec in records:
                 if writer.write(rec):
                     stats.records_written += 1
             for it in batch:  # only after the batch's records are on disk
@@ -176,10 +204,28 @@ def run_pipeline(
     return stats
 
 
+def _attach_distractors(records: list[NegationRecord], batch: list, source: DistractorSource, k: int,
+                        stats: PipelineStats) -> None:
+    """Give each absence record up to k distractor images (never its own image)."""
+    by_caption = {(it.image, it.caption): it for it in batch}
+    for rec in records:
+        if rec.negation_type != "absence":
+            continue
+        it = by_caption[(rec.image, rec.caption)]
+        item = it if isinstance(it, CaptionItem) else CaptionItem(it.id, it.image, it.caption)
+        keys = list(dict.fromkeys(key for key in source.distractors(item, rec.negated_concept, k) if key != rec.image))
+        if not keys:
+            stats.rejects["distractors:none_found"] += 1
+            continue
+        stats.stages["distractor_images"] += len(keys[:k])
+        rec.extra["distractor_images"] = keys[:k]
+        rec.provenance["distractor_source"] = source.name
+
+
 def _rewrite_checked(llm, requests, originals, concepts, negated_flags, tokenizer, stats, stage):
     outs = llm.rewrite(requests) if requests else []
     result = []
-    for text, orig, concept, negated in zip(outs, originals, concepts, negated_flags):
+    for text, orig, concept, negated in zip(outs, originals, concepts, negated_flags, strict=True):
         reason = check_caption(text, orig, concept, tokenizer, negated=negated)
         if reason:
             stats.rejects[f"{stage}:{reason}"] += 1
@@ -200,7 +246,7 @@ def _p1_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
             rng = np.random.default_rng(_style(str(cfg.seed), it.id))
             proposals.append([str(c) for c in rng.choice(list(cfg.categories), size=min(cfg.k, len(cfg.categories)), replace=False)])
     pairs: list[tuple[int, str]] = []
-    for idx, (it, props) in enumerate(zip(batch, proposals)):
+    for idx, (it, props) in enumerate(zip(batch, proposals, strict=True)):
         if props is None:
             stats.rejects["propose:malformed"] += 1
             continue
@@ -212,7 +258,7 @@ def _p1_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
                 pairs.append((idx, obj))
     probs = mllm.presence_probability([batch[i].image for i, _ in pairs], [o for _, o in pairs]) if pairs else []
     kept: dict[int, list[tuple[str, float]]] = {}
-    for (idx, obj), p_yes in zip(pairs, probs):
+    for (idx, obj), p_yes in zip(pairs, probs, strict=True):
         if 1.0 - p_yes >= cfg.confidence:
             if len(kept.setdefault(idx, [])) < cfg.per_item:
                 kept[idx].append((obj, p_yes))
@@ -240,21 +286,43 @@ def _p1_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
                 originals += [it.caption, it.caption]
                 concepts += [present, present]
                 negated += [True, False]
+            if present and cfg.compositional:
+                # compositional: "a N but no B" (false) beside its true twin "a B but no N", one frame
+                requests += [RewriteRequest(it.caption, present, "compositional", style=style,
+                                            detail={"affirm": obj, "negate": present}),
+                             RewriteRequest(it.caption, obj, "compositional", style=style,
+                                            detail={"affirm": present, "negate": obj})]
+                originals += [it.caption, it.caption]
+                concepts += [present, obj]
+                negated += [True, True]
     texts = _rewrite_checked(llm, requests, originals, concepts, negated, tokenizer, stats, "rewrite")
+    for i, r in enumerate(requests):  # a compositional caption must name the object it affirms too
+        if r.kind == "compositional" and texts[i] and not mentions(texts[i], r.detail["affirm"]):
+            stats.rejects["rewrite:compositional_no_affirmed"] += 1
+            texts[i] = None
     records, pos = [], 0
     for it, obj, p_yes, present in jobs:
-        n = 4 if present else 2
+        n = 2 + (2 if present else 0) + (2 if present and cfg.compositional else 0)
         neg, affirm, *presence = texts[pos: pos + n]
         pos += n
         if neg is None:
             continue
         foils = [t for t in [affirm, *presence[:1]] if t]
-        extra = {"extra_positives": [presence[1]]} if present and presence[1] else {}
+        positives = [presence[1]] if present and presence[1] else []
+        compositional = {}
+        if present and cfg.compositional and presence[2] and presence[3]:  # never a foil without its twin
+            foils.append(presence[2])
+            positives.append(presence[3])
+            compositional = {"compositional": [obj, present],
+                             "compositional_prompt": f"rewrite_compositional.{llm.prompt_version}"}
+        elif present and cfg.compositional:
+            stats.rejects["compositional:pair_incomplete"] += 1
+        extra = {"extra_positives": positives} if positives else {}
         records.append(NegationRecord(
             id=f"{cfg.pipeline}:{it.id}:{obj}", image=it.image, caption=it.caption, negated_caption=neg,
             negation_type="absence", negated_concept=obj, source=cfg.pipeline, hard_negatives=foils,
             provenance=_provenance(cfg, llm, mllm,
-                                   p_yes=round(float(p_yes), 4), present_foil=present),
+                                   p_yes=round(float(p_yes), 4), present_foil=present, **compositional),
             extra=extra,
         ))
     return records
@@ -315,7 +383,7 @@ def _presence_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRec
             negation_type="presence", negated_concept=obj, source="presence", hard_negatives=[],
             provenance=_provenance(cfg, llm, None, note="negated_caption is false for the image"),
         )
-        for (it, obj), text in zip(jobs, texts) if text
+        for (it, obj), text in zip(jobs, texts, strict=True) if text
     ]
 
 

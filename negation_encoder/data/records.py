@@ -95,6 +95,22 @@ def _check_fields(obj: Any) -> str | None:
     bad = [i for i, h in enumerate(obj.get("hard_negatives", [])) if not isinstance(h, str)]
     if bad:
         return f"field 'hard_negatives' must be a list of strings; item(s) {bad} are not"
+    return _check_distractors(obj)
+
+
+def _check_distractors(obj: dict) -> str | None:
+    """`distractor_images` (optional, kept with the unknown keys): non-empty image keys, never the
+    record's own image (a distractor is a negative of the negated caption)."""
+    if "distractor_images" not in obj:
+        return None
+    keys = obj["distractor_images"]
+    if not isinstance(keys, list):
+        return f"field 'distractor_images' must be list, got {type(keys).__name__} ({keys!r:.60})"
+    bad = [i for i, k in enumerate(keys) if not isinstance(k, str) or not k.strip()]
+    if bad:
+        return f"field 'distractor_images' must be a list of non-empty strings; item(s) {bad} are not"
+    if obj["image"] in keys:
+        return f"field 'distractor_images' lists the record's own image {obj['image']!r}"
     return None
 
 

@@ -76,6 +76,39 @@ def zeroshot_predictions(image_emb: torch.Tensor, class_text_emb: torch.Tensor) 
     return (image_emb @ cls.T).argmax(dim=1)
 
 
+def recall_at_k_any(sims: torch.Tensor, valid_mask: torch.Tensor, k: int) -> float:
+    """Text-to-image Recall@k when several gallery images satisfy a query: a hit iff ANY image that
+    satisfies it ranks in the top k. Why: a negated query ("a red cup and a blue fork that does not
+    include a plate") is true of every gallery image with those objects and no plate, so counting only
+    one designated target punishes a perfect reader. `sims` and `valid_mask` are (queries, gallery);
+    ties count in the query's favour, as in `recall_at_k`. A query with no valid image is a miss."""
+    if sims.shape != valid_mask.shape:
+        raise ValueError(f"sims {tuple(sims.shape)} and valid_mask {tuple(valid_mask.shape)} must have one shape")
+    if len(sims) == 0:
+        return float("nan")
+    valid = valid_mask.bool()
+    best_valid = sims.masked_fill(~valid, float("-inf")).max(dim=1).values
+    rank = (sims > best_valid[:, None]).sum(dim=1)
+    hit = (rank < k) & valid.any(dim=1)
+    return hit.float().mean().item()
+
+
+def group_top1_accuracy(sims: torch.Tensor, target: Sequence[int]) -> float:
+    """Share of queries whose target scores strictly above every other member of its own group.
+
+    `sims` is (queries, group size): each query against its group (the target and counterfactuals
+    that differ from it only where the query's negation matters). Strict, like VALSE's rule, so an
+    encoder that cannot tell the images apart (equal scores) never counts as correct."""
+    if len(sims) == 0:
+        return float("nan")
+    target_t = torch.as_tensor(list(target))
+    rows = torch.arange(len(target_t))
+    target_sim = sims[rows, target_t]
+    others = sims.clone()
+    others[rows, target_t] = float("-inf")
+    return (target_sim > others.max(dim=1).values).float().mean().item()
+
+
 def zeroshot_accuracy(image_emb: torch.Tensor, class_text_emb: torch.Tensor, labels: Sequence[int]) -> float:
     """Top-1 zero-shot classification with template ensembling (`zeroshot_predictions`)."""
     pred = zeroshot_predictions(image_emb, class_text_emb)

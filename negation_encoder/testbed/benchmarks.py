@@ -13,16 +13,56 @@ import torch
 from PIL import Image
 
 from ..encoding import encode_images, encode_texts
-from ..eval import existence_accuracy, mcq_scores, pairwise_accuracy, recall_at_k, zeroshot_accuracy
+from ..eval import (
+    existence_accuracy,
+    group_top1_accuracy,
+    mcq_scores,
+    pairwise_accuracy,
+    recall_at_k,
+    recall_at_k_any,
+    zeroshot_accuracy,
+)
 from ..image_cache import cache_fingerprint
 from . import language as L
 from .world import CELLS, COLOURS, OBJECTS, THEMES, Scene, SceneObject, object_scene, render, sample_scene
 
 METRIC_KEYS = ("existence", "mcq", "mcq_positive", "mcq_negative", "mcq_hybrid", "pairwise",
-               "retrieval_negated_r5", "retrieval_plain_r5", "heldout_existence", "heldout_mcq", "zeroshot")
+               "retrieval_negated_r5", "retrieval_negated_group_top1", "retrieval_plain_r5",
+               "heldout_existence", "heldout_mcq", "zeroshot")
+METRIC_LABELS = {
+    "existence": "existence (VALSE-style)", "mcq": "MCQ (NegBench wording)", "mcq_positive": "  MCQ positive",
+    "mcq_negative": "  MCQ negative", "mcq_hybrid": "  MCQ hybrid", "pairwise": "pairwise referring",
+    "retrieval_negated_r5": "negated retrieval R@5", "retrieval_negated_group_top1": "negated group top-1",
+    "retrieval_plain_r5": "plain retrieval R@5", "heldout_existence": "held-out existence",
+    "heldout_mcq": "held-out MCQ", "zeroshot": "zero-shot top-1",
+}
 DEFAULT_SIZE = 500
 NEGATED_DISTRACTORS = 10  # per negated query: images with the same objects plus the negated one
 BENCH_SEED = 12345
+
+
+@dataclass(frozen=True)
+class NegatedQuery:
+    """A negated retrieval query with what it asserts, so validity is read from scene annotations.
+
+    `affirmed` holds the (kind, colour) of every object the query mentions; `absent` is the negated
+    kind; `group` is the target (first) and its counterfactuals, which hold the negated object.
+    """
+
+    text: str
+    affirmed: tuple[tuple[str, str], ...]
+    absent: str
+    group: tuple[int, ...]
+
+    @property
+    def target(self) -> int:
+        return self.group[0]
+
+
+def satisfies(scene: Scene, affirmed: tuple[tuple[str, str], ...], absent: str) -> bool:
+    """True iff every affirmed object is there in its colour and the negated kind is not."""
+    have = {(o.kind, o.colour) for o in scene.objects}
+    return all(a in have for a in affirmed) and not scene.has(absent)
 
 
 def _absent_plausible(scene: Scene, rng: np.random.Generator) -> str:
@@ -39,6 +79,7 @@ class Suite:
     heldout_mcq: list[tuple[int, list[str], int, str, list[str]]] = field(default_factory=list)
     pairwise: list[tuple[str, list[int], int]] = field(default_factory=list)  # (phrase, candidates, ref)
     negated_queries: list[tuple[str, int]] = field(default_factory=list)  # (query, target scene)
+    negated: list[NegatedQuery] = field(default_factory=list)  # the same queries, with annotations
     negated_gallery: list[int] = field(default_factory=list)
     plain_queries: list[tuple[str, int]] = field(default_factory=list)
     plain_gallery: list[int] = field(default_factory=list)
@@ -111,7 +152,10 @@ def build_suite(seed: int = BENCH_SEED, size: int = DEFAULT_SIZE) -> Suite:
             objs.append(SceneObject(third, str(rng.choice(colours)), str(rng.choice(["small", "large"])), cells[2]))
             group.append(s.add(Scene(f"negret-{i}-{j}", theme, objs, seed=int(rng.integers(2**31 - 1)))))
         s.negated_gallery += group
-        s.negated_queries.append((L.negated_retrieval_query(s.scenes[group[0]].objects[:2], str(n)), group[0]))
+        shown = s.scenes[group[0]].objects[:2]
+        text = L.negated_retrieval_query(shown, str(n))
+        s.negated_queries.append((text, group[0]))
+        s.negated.append(NegatedQuery(text, tuple((o.kind, o.colour) for o in shown), str(n), tuple(group)))
     for i in range(size):
         scene = sample_scene(rng, f"plain-{i}", n_objects=(2, 3))
         idx = s.add(scene)
@@ -131,6 +175,22 @@ def image_embeddings(suite: Suite, model, image_processor) -> torch.Tensor:
     if key not in suite._image_cache:
         suite._image_cache[key] = encode_images(model, image_processor, suite.images())
     return suite._image_cache[key]
+
+
+def negated_validity(suite: Suite) -> torch.Tensor:
+    """(queries, negated gallery) mask: which gallery images satisfy each negated query."""
+    return torch.tensor([[satisfies(suite.scenes[g], q.affirmed, q.absent) for g in suite.negated_gallery]
+                         for q in suite.negated], dtype=torch.bool)
+
+
+def negated_retrieval_scores(text_emb: torch.Tensor, image_emb: torch.Tensor, suite: Suite) -> dict[str, float]:
+    """`retrieval_negated_r5` (a hit: any top-5 gallery image satisfies the query) and
+    `retrieval_negated_group_top1` (the target beats its own counterfactuals), from the embeddings of
+    the negated queries (in `suite.negated` order) and of every suite image (indexed by scene)."""
+    sims = text_emb @ image_emb[suite.negated_gallery].T
+    group_sims = torch.stack([text_emb[i] @ image_emb[list(q.group)].T for i, q in enumerate(suite.negated)])
+    return {"retrieval_negated_r5": recall_at_k_any(sims, negated_validity(suite), 5),
+            "retrieval_negated_group_top1": group_top1_accuracy(group_sims, [0] * len(suite.negated))}
 
 
 @torch.no_grad()
@@ -165,10 +225,7 @@ def evaluate(model, tokenizer, image_processor, suite: Suite, return_details: bo
     t = enc([p for p, _, _ in suite.pairwise])
     sims = [img[c] @ t[i] for i, (_, c, _) in enumerate(suite.pairwise)]
     out["pairwise"] = pairwise_accuracy(sims, [c.index(r) for _, c, r in suite.pairwise])
-    gallery = img[suite.negated_gallery]
-    pos = {g: k for k, g in enumerate(suite.negated_gallery)}
-    r = recall_at_k(enc([q for q, _ in suite.negated_queries]), gallery, [pos[t] for _, t in suite.negated_queries])
-    out["retrieval_negated_r5"] = r[5]
+    out.update(negated_retrieval_scores(enc([q.text for q in suite.negated]), img, suite))
     gallery = img[suite.plain_gallery]
     pos = {g: k for k, g in enumerate(suite.plain_gallery)}
     r = recall_at_k(enc([q for q, _ in suite.plain_queries]), gallery, [pos[t] for _, t in suite.plain_queries])

@@ -3,11 +3,13 @@
 A training split of scenes with one affirmative caption each (the world's COCO), its images written
 as PNG files (the trainer reads images from disk, as with real data), VQA-style questions answered
 "no" from the scene graph (the world's VQAv2), then P1 / Rand-P1 / P2 / presence with the oracles.
+Absence records get counterfactual distractor images rendered by `WorldDistractors`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from PIL import Image
 from ..data.pipelines import CaptionItem, PipelineConfig, PipelineStats, QAItem, run_pipeline
 from . import language as L
 from .oracle import OracleLLM, OracleMLLM
-from .world import CELLS, COLOURS, OBJECTS, Scene, render, sample_scene
+from .world import CELLS, COLOURS, OBJECTS, SIZES, Scene, SceneObject, render, sample_scene, with_object
 
 TRAIN_SEED = 777
 
@@ -44,15 +46,53 @@ def make_train_world(root: str | Path, n_scenes: int = 1500, seed: int = TRAIN_S
     return TrainWorld(scenes, captions, root)
 
 
+@dataclass
+class WorldDistractors:
+    """The world's `DistractorSource`: the record's own scene re-rendered with the negated concept added.
+
+    The concept goes into a free cell with a colour and size drawn from a seed of (scene, concept), and
+    is appended last under the scene's render seed (`world.with_object`), so each distractor differs
+    from the original image only by containing the concept: every object the caption mentions keeps
+    its cell, colour, size and pixels. PNGs are written next to the training images.
+    """
+
+    world: TrainWorld
+    name: str = "testbed-world-renderer"
+    rendered: dict[str, Scene] = field(default_factory=dict)  # image key -> the distractor's annotation
+
+    def __post_init__(self) -> None:
+        self._scenes = {self.world.image_key(s): s for s in self.world.scenes}
+
+    def distractors(self, item: CaptionItem, concept: str, k: int) -> list[str]:
+        scene = self._scenes.get(item.image)
+        if scene is None or scene.has(concept) or concept not in OBJECTS:
+            return []
+        taken = {o.cell for o in scene.objects}
+        options = [(cell, colour, size) for cell in CELLS if cell not in taken for colour in COLOURS for size in SIZES]
+        seed = int(hashlib.sha1(f"{scene.id}|{concept}".encode()).hexdigest()[:8], 16)
+        order = np.random.default_rng(seed).permutation(len(options))[:k]
+        keys = []
+        for j, o in enumerate(order):
+            cell, colour, size = options[int(o)]
+            twin = with_object(scene, SceneObject(concept, colour, size, cell), f"{scene.id}+{concept}-{j}")
+            key = self.world.image_key(twin)
+            path = self.world.image_root / key
+            if not path.exists():
+                Image.fromarray(render(twin)[0]).save(path)
+            self.rendered[key] = twin
+            keys.append(key)
+        return keys
+
+
 def caption_items(world: TrainWorld) -> list[CaptionItem]:
-    return [CaptionItem(s.id, world.image_key(s), c, s.kinds) for s, c in zip(world.scenes, world.captions)]
+    return [CaptionItem(s.id, world.image_key(s), c, s.kinds) for s, c in zip(world.scenes, world.captions, strict=True)]
 
 
 def qa_items(world: TrainWorld, seed: int = TRAIN_SEED) -> list[QAItem]:
     """One "no"-answered question per scene: a wrong colour or a wrong position of one object."""
     rng = np.random.default_rng(seed + 1)
     items = []
-    for s, c in zip(world.scenes, world.captions):
+    for s, c in zip(world.scenes, world.captions, strict=True):
         obj = s.objects[int(rng.integers(len(s.objects)))]
         if rng.random() < 0.6:
             value = str(rng.choice([x for x in COLOURS if x != obj.colour]))
@@ -66,17 +106,23 @@ def qa_items(world: TrainWorld, seed: int = TRAIN_SEED) -> list[QAItem]:
 
 
 def generate_negation_data(world: TrainWorld, out_dir: str | Path, sources: tuple[str, ...] = ("p1", "p2", "presence"),
-                           tokenizer=None, seed: int = 0, progress: bool = True) -> dict[str, tuple[Path, PipelineStats]]:
-    """Run each pipeline on the world; returns {source: (jsonl path, stats)}. Resumable."""
+                           tokenizer=None, seed: int = 0, progress: bool = True,
+                           distractors_per_record: int = 2,
+                           compositional: bool = True) -> dict[str, tuple[Path, PipelineStats]]:
+    """Run each pipeline on the world; returns {source: (jsonl path, stats)}. Resumable.
+
+    Absence records carry `distractors_per_record` rendered counterfactuals (0: none)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     llm = OracleLLM(world.captions)
     mllm = OracleMLLM({world.image_key(s): s for s in world.scenes})
+    source = WorldDistractors(world) if distractors_per_record > 0 else None
     results = {}
     for src in sources:
-        cfg = PipelineConfig(pipeline=src, seed=seed, batch_size=128, categories=OBJECTS)
+        cfg = PipelineConfig(pipeline=src, seed=seed, batch_size=128, categories=OBJECTS,
+                             distractors_per_record=distractors_per_record, compositional=compositional)
         items = qa_items(world) if src == "p2" else caption_items(world)
         path = out_dir / f"{src}.jsonl"
-        stats = run_pipeline(items, path, cfg, llm, mllm, tokenizer=tokenizer, progress=progress)
+        stats = run_pipeline(items, path, cfg, llm, mllm, tokenizer=tokenizer, progress=progress, distractors=source)
         results[src] = (path, stats)
     return results

@@ -59,17 +59,37 @@ _CAPTION_TEMPLATES = (
     "{list}, {place} scene",
     "an image showing {list}",
 )
+# Web alt-text uses the benchmarks' verbs affirmatively ("this image features a red cup and a fork",
+# "a kitchen that includes a plate"), so real CLIP knows them as words of presence. The pretraining
+# corpus says them the same way; no form equals a benchmark probe frame ("This image features a X and
+# a Y" is never produced: the "features" forms are "the image features" and "a {place} that features").
+VERB_TEMPLATES = (
+    "the image features {list}",
+    "a {place} that features {list}",
+    "an image that includes {list}",
+    "a {place} that includes {list}",
+    "this picture shows {list}",
+    "a {place} showing {list}",
+    "this image contains {list}",
+    "a photo that contains {list}",
+)
 
 
-def affirmative_caption(scene: Scene, rng: np.random.Generator) -> str:
-    """Alt-text-like caption of every object, in shuffled order, with varied wording."""
+def affirmative_caption(scene: Scene, rng: np.random.Generator, verbs: bool = False) -> str:
+    """Alt-text-like caption of every object, in shuffled order, with varied wording.
+
+    `verbs=True` (the pretraining corpus) adds the alt-text verb forms of `VERB_TEMPLATES`; the
+    fine-tuning source captions (the world's COCO) keep the plain forms, so their wording, and the
+    draws that make them, are unchanged.
+    """
+    templates = _CAPTION_TEMPLATES + VERB_TEMPLATES if verbs else _CAPTION_TEMPLATES
     order = rng.permutation(len(scene.objects))
     objs = [scene.objects[i] for i in order]
     if rng.random() < 0.2:
         # positional alt-text: "a red cup on the top left, a fork on the bottom right"
         parts = [f"{phrase(o, rng)} on the {o.cell}" for o in objs]
         return ", ".join(parts)
-    tmpl = _CAPTION_TEMPLATES[int(rng.integers(len(_CAPTION_TEMPLATES)))]
+    tmpl = templates[int(rng.integers(len(templates)))]
     return tmpl.format(list=join([phrase(o, rng) for o in objs]), place=THEME_PLACE[scene.theme])
 
 
@@ -96,7 +116,7 @@ def laion_sliver_caption(scene: Scene, rng: np.random.Generator) -> str:
 
     Such captions make the cue words known tokens that carry no meaning of absence, as in LAION.
     """
-    base = affirmative_caption(scene, rng)
+    base = affirmative_caption(scene, rng, verbs=True)
     kind = scene.objects[int(rng.integers(len(scene.objects)))].kind
     tmpl = _SLIVER_TEMPLATES[int(rng.integers(len(_SLIVER_TEMPLATES)))]
     return tmpl.format(caption=base, kind=kind)
@@ -105,7 +125,7 @@ def laion_sliver_caption(scene: Scene, rng: np.random.Generator) -> str:
 def pretraining_caption(scene: Scene, rng: np.random.Generator, sliver: float) -> str:
     if rng.random() < sliver:
         return laion_sliver_caption(scene, rng)
-    return affirmative_caption(scene, rng)
+    return affirmative_caption(scene, rng, verbs=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,6 +186,20 @@ def negation_forms(style: int) -> tuple[str, str]:
 
 ABSENCE_FORMS = tuple(negation_forms(i)[0] for i in range(2560))
 AFFIRM_FORMS = tuple(negation_forms(i)[1] for i in range(2560))
+# Compositional frames: affirm one object and negate another in one sentence. The pipeline asks for a
+# foil ("a N but no B": N absent, B present; false) and, in the same frame, its true twin ("a B but no
+# N"), so the only difference is which object the cue binds to. No "feature"/"include" verbs: those
+# are the benchmarks' (NegBench's hybrid template is "This image features a B, but not a N").
+COMPOSITIONAL_FORMS = (
+    "{caption}, with a {affirm} but no {negate}",
+    "a {affirm} but no {negate}",
+    "a photo with a {affirm} and no {negate}",
+    "{caption}, a {affirm} but not a {negate}",
+    "a scene that has a {affirm} but not a {negate}",
+    "there is a {affirm} and there is no {negate}",
+    "with a {affirm} and without a {negate}: {caption}",
+    "{caption}; there is a {affirm} but no {negate}",
+)
 ATTRIBUTE_FORMS = (
     "{caption}, the {kind} is not {value}",
     "{caption}; a {kind} that is not {value}",
@@ -232,6 +266,12 @@ def heldout_mcq(a: str, b: str, n: str) -> dict[str, str]:
     }
 
 
+# The benchmarks' negated frames (NegBench MCQ "does not feature", the negated retrieval query "that does
+# not include"): never in any fine-tuning text. Their verbs do occur affirmatively in pretraining
+# alt-text (`VERB_TEMPLATES`), as on the web.
+NEGATED_BENCHMARK_FRAMES = ("not feature", "not include")
+
+
 REFERRING_FORMS = (
     "the {kind} that is not {value}",
     "a {kind}, but not the {value} one",
@@ -252,7 +292,7 @@ ZEROSHOT_TEMPLATES = ("a photo of a {}", "a picture of a {}", "an image of a {}"
 WORLD_WORDS = tuple(
     """
     't a absent all an and any are at ball bench bike blue book bottom bowl bus but car chair cup
-    contain contains does dog feature features fork free from green has have here image in include is isn it kitchen
+    contain contains does dog feature features fork free from green has have here image in include includes is isn it kitchen
     lacking lamp laptop large left missing no not of office on one only other park photo picture
     plate purple red right scene show shows showing shown sight sign small street that the there this to top
     tree which white with without yellow yes

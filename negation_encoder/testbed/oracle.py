@@ -51,6 +51,9 @@ class OracleLLM:
         if r.kind in ("absence", "presence", "affirm"):
             neg, aff = L.negation_forms(r.style)
             return (aff if r.kind == "affirm" else neg).format(caption=r.caption, concept=r.concept)
+        if r.kind == "compositional":
+            form = L.COMPOSITIONAL_FORMS[r.style % len(L.COMPOSITIONAL_FORMS)]
+            return form.format(caption=r.caption, affirm=r.detail["affirm"], negate=r.detail["negate"])
         family = {
             "attribute": L.ATTRIBUTE_FORMS, "attribute_affirm": L.ATTRIBUTE_AFFIRM_FORMS,
             "relation": L.RELATION_FORMS, "relation_affirm": L.RELATION_AFFIRM_FORMS,
@@ -66,4 +69,4 @@ class OracleMLLM:
         self.scenes = scenes_by_image
 
     def presence_probability(self, images: list[str], concepts: list[str]) -> list[float]:
-        return [1.0 if self.scenes[img].has(c) else 0.0 for img, c in zip(images, concepts)]
+        return [1.0 if self.scenes[img].has(c) else 0.0 for img, c in zip(images, concepts, strict=True)]

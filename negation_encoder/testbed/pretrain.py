@@ -29,7 +29,7 @@ BASE_DIR = ASSETS / "base"
 @dataclass
 class PretrainConfig:
     seed: int = 0
-    steps: int = 2500
+    steps: int = 2000  # what the committed base was trained with (pretrain_info.json)
     batch_size: int = 256
     lr: float = 2e-3
     warmup: int = 100
@@ -112,7 +112,7 @@ def pretrain(cfg: PretrainConfig | None = None, out: str | Path = BASE_DIR, prog
     tokenizer.save_pretrained(out)
     processor.save_pretrained(out)
     info = {"config": asdict(cfg), "seconds": round(time.perf_counter() - start, 1),
-            "final_loss": round(loss.item(), 4), "corpus_negation": corpus_negation_ratio(seen_captions),
+            "final_loss": round(loss.item(), 4), "torch_threads": torch.get_num_threads(), "corpus_negation": corpus_negation_ratio(seen_captions),
             "command": "negenc testbed pretrain"}
     (out / "pretrain_info.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

@@ -74,6 +74,7 @@ OBJECT_SHAPE = dict(
         OBJECTS,
         ("dome", "stripes", "ring", "disc", "hbar", "frame", "triangle", "plus",
          "star", "tee", "vbar", "checker", "square", "ell", "diamond", "cross"),
+        strict=True,
     )
 )
 
@@ -128,7 +129,7 @@ def sample_scene(rng: np.random.Generator, scene_id: str, n_objects: tuple[int, 
     cells = rng.permutation(len(CELLS))[:n]
     objects = [
         SceneObject(k, str(rng.choice(list(COLOURS))), str(rng.choice(SIZES)), CELLS[c])
-        for k, c in zip(kinds, cells)
+        for k, c in zip(kinds, cells, strict=True)
     ]
     return Scene(scene_id, theme, objects, seed=int(rng.integers(0, 2**31 - 1)))
 
@@ -136,6 +137,20 @@ def sample_scene(rng: np.random.Generator, scene_id: str, n_objects: tuple[int, 
 def object_scene(rng: np.random.Generator, scene_id: str, obj: SceneObject, theme: str | None = None) -> Scene:
     """A scene holding exactly one given object (the testbed's stand-in for a referring-box crop)."""
     return Scene(scene_id, theme or OBJECT_THEME[obj.kind], [obj], seed=int(rng.integers(0, 2**31 - 1)))
+
+
+def with_object(scene: Scene, obj: SceneObject, scene_id: str) -> Scene:
+    """The same scene with one more object, appended last, under the same render seed.
+
+    Why appended last: `render` draws the background and then each object's jitter and colour noise
+    in list order from the scene seed, so every pixel outside the new object's glyph is identical to
+    the original image: a counterfactual that differs only by containing `obj`.
+    """
+    if scene.has(obj.kind):
+        raise ValueError(f"scene {scene.id} already has a {obj.kind}")
+    if obj.cell in {o.cell for o in scene.objects}:
+        raise ValueError(f"scene {scene.id}: cell {obj.cell!r} is taken")
+    return Scene(scene_id, scene.theme, [*scene.objects, obj], seed=scene.seed, extra=dict(scene.extra))
 
 
 def render(scene: Scene) -> tuple[np.ndarray, dict[str, np.ndarray]]:
