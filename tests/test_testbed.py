@@ -78,10 +78,11 @@ def test_negated_retrieval_is_well_posed_for_a_perfect_reader():
     assert (valid.sum(1) > 5).any()  # queries that many gallery images satisfy: the old rule's trap
     txt, img = _annotation_reader(suite, absent_weight=-3.0)
     old = recall_at_k(txt, img[suite.negated_gallery], [pos[q.target] for q in suite.negated], ks=(5,))[5]
-    scores = negated_retrieval_scores(txt, img, suite)
+    scores = negated_retrieval_scores(txt @ img.T, suite)
     assert old < 0.95, old  # the target-only rule fails a perfect reader
     assert scores == {"retrieval_negated_r5": 1.0, "retrieval_negated_group_top1": 1.0}
-    blind = negated_retrieval_scores(*_annotation_reader(suite, absent_weight=1.0), suite)
+    blind_txt, blind_img = _annotation_reader(suite, absent_weight=1.0)
+    blind = negated_retrieval_scores(blind_txt @ blind_img.T, suite)
     assert blind["retrieval_negated_group_top1"] < 0.05 and blind["retrieval_negated_r5"] < 0.5, blind
     assert set(METRIC_LABELS) == set(METRIC_KEYS)
 

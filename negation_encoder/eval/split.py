@@ -3,11 +3,12 @@
 A caption is split (`negation_encoder.splitting`) into its affirmative part and negated concepts;
 an image scores
 
-    sim(image, affirmative) - w * max_c sim(image, "a photo of a {c}")
+    sim(image, affirmative) - w * (max_c sim(image, "a photo of a {c}") - b)
 
 and a caption that negates nothing scores as plain CLIP (its own embedding). SpaceVLM ("Vision-Language
-Models Can Understand Negation", 2025) reads negation this way with no training. `w` is fitted on
-training data (`fit_split_weight`), never on benchmark items. Every benchmark scorer in this package
+Models Can Understand Negation", 2025) reads negation this way with no training. `w` and the threshold
+`b` (DESIGN: "w (and any threshold)") are fitted on training data (`fit_split_weight`), never on
+benchmark items. Every benchmark scorer in this package
 takes similarities, so a split score drops in wherever a cosine did.
 """
 
@@ -22,6 +23,7 @@ from ..splitting import RuleSplitter
 
 CONCEPT_TEMPLATE = "a photo of a {}"
 DEFAULT_WEIGHT_GRID = tuple(round(0.1 * i, 2) for i in range(0, 21))
+DEFAULT_OFFSET_GRID = tuple(round(0.05 * i, 2) for i in range(0, 13))
 _DETERMINERS = ("a ", "an ", "the ", "some ", "any ")
 
 
@@ -74,41 +76,92 @@ def encode_split(texts: Sequence[str], encode: Callable[[list[str]], torch.Tenso
     )
 
 
-def split_similarity(image: torch.Tensor, texts: SplitEmbeddings, weight: float) -> torch.Tensor:
-    """(M, N) split scores of M images against N captions (the drop-in for `image @ text.T`)."""
+def split_similarity(image: torch.Tensor, texts: SplitEmbeddings, weight: float, offset: float = 0.0) -> torch.Tensor:
+    """(M, N) split scores of M images against N captions (the drop-in for `image @ text.T`):
+    sim(image, affirmative) - weight * (max_c sim(image, concept c) - offset). The offset (a threshold
+    fitted with the weight) puts negated and plain captions on one scale: an absent concept's cosine
+    is not 0, and without it every negation would cost the caption `weight` times that cosine."""
     aff = image @ texts.affirmative.T
     per_concept = torch.einsum("md,nkd->mnk", image, texts.concepts)
     per_concept = per_concept.masked_fill(~texts.concept_mask[None], float("-inf"))
     penalty = per_concept.max(dim=-1).values.clamp_min(-1.0)  # rows with no concept: unused below
-    split = aff - weight * penalty
+    split = aff - weight * (penalty - offset)
     return torch.where(texts.has_negation[None, :], split, image @ texts.full.T)
 
 
-def split_paired(image: torch.Tensor, texts: SplitEmbeddings, weight: float) -> torch.Tensor:
-    """(N,) split score of image i against caption i (the drop-in for `(image * text).sum(-1)`)."""
+def _paired_parts(image: torch.Tensor, texts: SplitEmbeddings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(affirmative cosine, max negated-concept cosine, plain cosine) of image i against caption i."""
     aff = (image * texts.affirmative).sum(-1)
     per_concept = torch.einsum("nd,nkd->nk", image, texts.concepts).masked_fill(~texts.concept_mask, float("-inf"))
-    split = aff - weight * per_concept.max(dim=-1).values.clamp_min(-1.0)
-    return torch.where(texts.has_negation, split, (image * texts.full).sum(-1))
+    return aff, per_concept.max(dim=-1).values.clamp_min(-1.0), (image * texts.full).sum(-1)
+
+
+def split_paired(image: torch.Tensor, texts: SplitEmbeddings, weight: float, offset: float = 0.0) -> torch.Tensor:
+    """(N,) split score of image i against caption i (the drop-in for `(image * text).sum(-1)`)."""
+    aff, penalty, plain = _paired_parts(image, texts)
+    return torch.where(texts.has_negation, aff - weight * (penalty - offset), plain)
 
 
 @dataclass
 class WeightFit:
     weight: float
     accuracy: float
-    curve: dict[float, float]  # weight -> accuracy on the fitting data
+    curve: dict[float, float]  # weight -> best accuracy over the offsets, on the fitting data
     items: int
+    offset: float = 0.0
 
 
 def fit_split_weight(image: torch.Tensor, choices: Sequence[SplitEmbeddings], correct: Sequence[int] | None = None,
-                     grid: Sequence[float] = DEFAULT_WEIGHT_GRID) -> WeightFit:
-    """Pick w on TRAINING data: per image, choices[c] row i is its c-th candidate caption and
-    `correct[i]` (default 0) the true one; w maximises multiple-choice accuracy (smallest w on ties)."""
+                     grid: Sequence[float] = DEFAULT_WEIGHT_GRID, offsets: Sequence[float] = (0.0,)) -> WeightFit:
+    """Pick w (and the offset) on TRAINING data: per image, choices[c] row i is its c-th candidate caption
+    and `correct[i]` (default 0) the true one; (w, offset) maximise multiple-choice accuracy (on ties the
+    smallest w, then the smallest offset)."""
     n = image.shape[0]
     target = torch.as_tensor(list(correct) if correct is not None else [0] * n)
-    curve: dict[float, float] = {}
+    parts = [_paired_parts(image, c) for c in choices]  # the cosines once; the grid is arithmetic on them
+    acc: dict[tuple[float, float], float] = {}
     for w in grid:
-        scores = torch.stack([split_paired(image, c, float(w)) for c in choices], dim=1)
-        curve[float(w)] = (scores.argmax(dim=1) == target).float().mean().item() if n else float("nan")
-    best = max(curve, key=lambda w: (curve[w], -w))
-    return WeightFit(weight=best, accuracy=curve[best], curve=curve, items=n)
+        for b in offsets:
+            scores = torch.stack([torch.where(c.has_negation, aff - float(w) * (pen - float(b)), plain)
+                                  for c, (aff, pen, plain) in zip(choices, parts, strict=True)], dim=1)
+            acc[(float(w), float(b))] = (scores.argmax(dim=1) == target).float().mean().item() if n else float("nan")
+    best = max(acc, key=lambda wb: (acc[wb], -wb[0], -wb[1]))
+    curve = {float(w): max(acc[(float(w), float(b))] for b in offsets) for w in grid}
+    return WeightFit(weight=best[0], accuracy=acc[best], curve=curve, items=n, offset=best[1])
+
+
+def record_choices(rec) -> tuple[list[str], int] | None:
+    """A NegationRecord as a multiple-choice item for fitting w: (captions, index of the true one), or None
+    when it has no foil. Absence/attribute records: the negated caption is true, its foils false;
+    presence records: the original caption is true and the caption negating a present object false."""
+    if rec.negation_type == "presence":
+        return [rec.caption, rec.negated_caption, *rec.hard_negatives], 0
+    if not rec.hard_negatives:
+        return None
+    return [rec.negated_caption, *rec.hard_negatives], 0
+
+
+def fit_split_weight_on_records(model, tokenizer, image_processor, records: Sequence, load_image: Callable,
+                                limit: int = 1000, seed: int = 0, splitter=None,
+                                grid: Sequence[float] = DEFAULT_WEIGHT_GRID,
+                                offsets: Sequence[float] = DEFAULT_OFFSET_GRID) -> WeightFit:
+    """Fit w on TRAINING records (never benchmark items): up to `limit` records with foils, drawn with
+    `seed`, each scored as a multiple choice between its true caption and its foils."""
+    from ..encoding import encode_images, encode_texts
+
+    items = [(rec, c) for rec in records if (c := record_choices(rec)) is not None]
+    if len(items) > limit:
+        pick = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:limit].tolist()
+        items = [items[i] for i in sorted(pick)]
+    if not items:
+        raise ValueError("no record with foils to fit the split weight on")
+    width = max(len(c[0]) for _, c in items)
+    keys = list(dict.fromkeys(rec.image for rec, _ in items))
+    image_emb = encode_images(model, image_processor, [load_image(k) for k in keys])
+    row = {k: i for i, k in enumerate(keys)}
+    images = image_emb[[row[rec.image] for rec, _ in items]]
+    # pad every item to `width` choices by repeating its last foil (a duplicate never changes the argmax)
+    choices = [[texts[min(j, len(texts) - 1)] for j in range(width)] for _, (texts, _) in items]
+    columns = [encode_split([c[j] for c in choices], lambda t: encode_texts(model, tokenizer, t), splitter)
+               for j in range(width)]
+    return fit_split_weight(images, columns, [c for _, (_, c) in items], grid, offsets)

@@ -14,12 +14,15 @@ from PIL import Image
 
 from ..encoding import encode_images, encode_texts
 from ..eval import (
+    encode_split,
     existence_accuracy,
     group_top1_accuracy,
     mcq_scores,
     pairwise_accuracy,
-    recall_at_k,
     recall_at_k_any,
+    recall_at_k_from_sims,
+    split_paired,
+    split_similarity,
     zeroshot_accuracy,
 )
 from ..image_cache import cache_fingerprint
@@ -183,19 +186,63 @@ def negated_validity(suite: Suite) -> torch.Tensor:
                          for q in suite.negated], dtype=torch.bool)
 
 
-def negated_retrieval_scores(text_emb: torch.Tensor, image_emb: torch.Tensor, suite: Suite) -> dict[str, float]:
+def negated_retrieval_scores(sims: torch.Tensor, suite: Suite) -> dict[str, float]:
     """`retrieval_negated_r5` (a hit: any top-5 gallery image satisfies the query) and
-    `retrieval_negated_group_top1` (the target beats its own counterfactuals), from the embeddings of
-    the negated queries (in `suite.negated` order) and of every suite image (indexed by scene)."""
-    sims = text_emb @ image_emb[suite.negated_gallery].T
-    group_sims = torch.stack([text_emb[i] @ image_emb[list(q.group)].T for i, q in enumerate(suite.negated)])
-    return {"retrieval_negated_r5": recall_at_k_any(sims, negated_validity(suite), 5),
+    `retrieval_negated_group_top1` (the target beats its own counterfactuals), from (queries, suite
+    images) scores of the negated queries (in `suite.negated` order) against every suite image."""
+    gallery = sims[:, suite.negated_gallery]
+    group_sims = torch.stack([sims[i, list(q.group)] for i, q in enumerate(suite.negated)])
+    return {"retrieval_negated_r5": recall_at_k_any(gallery, negated_validity(suite), 5),
             "retrieval_negated_group_top1": group_top1_accuracy(group_sims, [0] * len(suite.negated))}
 
 
+class _PlainScorer:
+    """Cosines: what every benchmark does with a plain encoder."""
+
+    def __init__(self, encode):
+        self.encode = encode
+
+    def embed(self, texts):
+        return self.encode(texts)
+
+    def paired(self, image, emb):
+        return (image * emb).sum(-1)
+
+    def matrix(self, image, emb):  # (images, texts)
+        return image @ emb.T
+
+    @staticmethod
+    def rows(emb, idx):
+        return emb[idx]
+
+
+class _SplitScorer(_PlainScorer):
+    """The training-free split reader (`negation_encoder.eval.split`) with a fitted weight."""
+
+    def __init__(self, encode, weight: float, offset: float = 0.0, splitter=None):
+        super().__init__(encode)
+        self.weight, self.offset, self.splitter = weight, offset, splitter
+
+    def embed(self, texts):
+        return encode_split(texts, self.encode, self.splitter)
+
+    def paired(self, image, emb):
+        return split_paired(image, emb, self.weight, self.offset)
+
+    def matrix(self, image, emb):
+        return split_similarity(image, emb, self.weight, self.offset)
+
+    @staticmethod
+    def rows(emb, idx):
+        return emb.index(idx)
+
+
 @torch.no_grad()
-def evaluate(model, tokenizer, image_processor, suite: Suite, return_details: bool = False):
-    """METRICS of DESIGN.md (fractions in [0, 1]) for a CLIPModel on the suite."""
+def evaluate(model, tokenizer, image_processor, suite: Suite, return_details: bool = False,
+             split_weight: float | None = None, split_offset: float = 0.0, splitter=None):
+    """METRICS of DESIGN.md (fractions in [0, 1]) for a CLIPModel on the suite. With `split_weight`, every
+    caption is scored by the split reader (affirmative part minus w times the negated concepts; plain
+    captions as plain CLIP) instead of one cosine: the `*_split` columns of the demo."""
     was_training = model.training
     model.eval()
     img = image_embeddings(suite, model, image_processor)
@@ -203,17 +250,19 @@ def evaluate(model, tokenizer, image_processor, suite: Suite, return_details: bo
     def enc(texts):
         return encode_texts(model, tokenizer, texts)
 
+    sc = _PlainScorer(enc) if split_weight is None else _SplitScorer(enc, split_weight, split_offset, splitter)
     out: dict[str, float] = {}
     details: dict = {}
     for name, items in (("existence", suite.existence), ("heldout_existence", suite.heldout_existence)):
-        t = enc([c for _, c, _ in items] + [f for _, _, f in items])
+        t = sc.embed([c for _, c, _ in items] + [f for _, _, f in items])
         n = len(items)
         im = img[[i for i, _, _ in items]]
-        out[name] = existence_accuracy((im * t[:n]).sum(-1), (im * t[n:]).sum(-1))
+        out[name] = existence_accuracy(sc.paired(im, sc.rows(t, list(range(n)))),
+                                       sc.paired(im, sc.rows(t, list(range(n, 2 * n)))))
     for name, items in (("mcq", suite.mcq), ("heldout_mcq", suite.heldout_mcq)):
-        t = enc([x for _, texts, _, _, _ in items for x in texts]).view(len(items), 4, -1)
-        im = img[[i for i, *_ in items]]
-        sims = torch.einsum("nd,nkd->nk", im, t)
+        t = sc.embed([x for _, texts, _, _, _ in items for x in texts])
+        im = img[[i for i, *_ in items]].repeat_interleave(4, dim=0)
+        sims = sc.paired(im, t).view(len(items), 4)
         scores = mcq_scores(sims, [c for _, _, c, _, _ in items], [tt for _, _, _, tt, _ in items],
                             [k for *_, k in items])
         if name == "mcq":
@@ -222,14 +271,14 @@ def evaluate(model, tokenizer, image_processor, suite: Suite, return_details: bo
             details["mcq_pred"] = sims.argmax(1).tolist()
         else:
             out["heldout_mcq"] = scores["mcq"]
-    t = enc([p for p, _, _ in suite.pairwise])
-    sims = [img[c] @ t[i] for i, (_, c, _) in enumerate(suite.pairwise)]
+    t = sc.embed([p for p, _, _ in suite.pairwise])
+    sims = [sc.matrix(img[c], sc.rows(t, [i]))[:, 0] for i, (_, c, _) in enumerate(suite.pairwise)]
     out["pairwise"] = pairwise_accuracy(sims, [c.index(r) for _, c, r in suite.pairwise])
-    out.update(negated_retrieval_scores(enc([q.text for q in suite.negated]), img, suite))
+    out.update(negated_retrieval_scores(sc.matrix(img, sc.embed([q.text for q in suite.negated])).T, suite))
     gallery = img[suite.plain_gallery]
     pos = {g: k for k, g in enumerate(suite.plain_gallery)}
-    r = recall_at_k(enc([q for q, _ in suite.plain_queries]), gallery, [pos[t] for _, t in suite.plain_queries])
-    out["retrieval_plain_r5"] = r[5]
+    plain = sc.matrix(gallery, sc.embed([q for q, _ in suite.plain_queries])).T
+    out["retrieval_plain_r5"] = recall_at_k_from_sims(plain, [pos[t] for _, t in suite.plain_queries], (5,))[5]
     cls = enc([tmpl.format(k) for k in OBJECTS for tmpl in L.ZEROSHOT_TEMPLATES]).view(len(OBJECTS), len(L.ZEROSHOT_TEMPLATES), -1)
     out["zeroshot"] = zeroshot_accuracy(img[[i for i, _ in suite.zeroshot]], cls, [c for _, c in suite.zeroshot])
     model.train(was_training)

@@ -16,10 +16,10 @@ from . import benchmarks as B
 from .datagen import generate_negation_data, make_train_world
 from .demo import LABELS, load_base
 from .recipes import RECIPES, get_recipe
-from .run import run_recipe
+from .run import run_recipe, split_evaluation
 
-COLUMNS = ("existence", "mcq", "mcq_negative", "pairwise", "retrieval_negated_r5", "retrieval_plain_r5",
-           "heldout_existence", "heldout_mcq", "zeroshot")
+COLUMNS = ("existence", "mcq", "mcq_negative", "mcq_hybrid", "pairwise", "retrieval_negated_r5",
+           "retrieval_negated_group_top1", "retrieval_plain_r5", "heldout_existence", "heldout_mcq", "zeroshot")
 
 
 def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, seeds: tuple[int, ...] = (0, 1, 2),
@@ -38,7 +38,9 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
                                        tokenizer=tokenizer, progress=progress)
     data = {src: path for src, (path, _) in generated.items()}
     suite = B.build_suite(size=bench_size)
-    results: dict = {"base": B.evaluate(model, tokenizer, processor, suite), "recipes": {}}
+    base_split, base_fit = split_evaluation(model, tokenizer, processor, suite, data, world.image_root)
+    results: dict = {"base": B.evaluate(model, tokenizer, processor, suite), "base_split": base_split,
+                     "base_split_fit": base_fit, "recipes": {}}
     for name in names:
         rec = get_recipe(name)
         runs = []
@@ -47,7 +49,7 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
                              suite=suite, tokenizer=tokenizer, processor=processor, base_metrics=results["base"],
                              seed=seed, steps=steps, cache_dir=out / "image_cache", overwrite=overwrite,
                              progress=progress)
-            runs.append({**run.metrics, "seconds": run.seconds})
+            runs.append({**run.metrics, "seconds": run.seconds, "split": run.split_metrics, "split_fit": run.split_fit})
             print(f"{name:22s} seed {seed}: mcq {run.metrics['mcq']:.3f} existence {run.metrics['existence']:.3f} "
                   f"({run.seconds:.0f} s)", flush=True)
         results["recipes"][name] = {"description": rec.description, "runs": runs}
@@ -65,9 +67,15 @@ def _cell(values: list[float]) -> str:
 
 
 def compare_table(results: dict) -> str:
+    """Mean ± std over seeds; each recipe twice: read plainly and by the split scorer."""
     head = "| recipe | " + " | ".join(LABELS[c].strip() for c in COLUMNS) + " |"
     rows = [head, "|---|" + "---:|" * len(COLUMNS)]
     rows.append("| base | " + " | ".join(f"{results['base'][c]:.3f}" for c in COLUMNS) + " |")
+    if "base_split" in results:
+        rows.append("| base + split | " + " | ".join(f"{results['base_split'][c]:.3f}" for c in COLUMNS) + " |")
     for name, r in results["recipes"].items():
         rows.append(f"| {name} | " + " | ".join(_cell([run[c] for run in r["runs"]]) for c in COLUMNS) + " |")
+        if all(run.get("split") for run in r["runs"]):
+            rows.append(f"| {name} + split | "
+                        + " | ".join(_cell([run["split"][c] for run in r["runs"]]) for c in COLUMNS) + " |")
     return "\n".join(rows)

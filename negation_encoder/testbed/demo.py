@@ -20,15 +20,15 @@ from . import benchmarks as B
 from .datagen import generate_negation_data, make_train_world
 from .pretrain import BASE_DIR
 from .recipes import get_recipe
-from .run import run_recipe
+from .run import run_recipe, split_evaluation
 from .world import render
 
-LABELS = {
-    "existence": "existence (VALSE-style)", "mcq": "MCQ (NegBench wording)", "mcq_positive": "  MCQ positive",
-    "mcq_negative": "  MCQ negative", "mcq_hybrid": "  MCQ hybrid", "pairwise": "pairwise referring",
-    "retrieval_negated_r5": "negated retrieval R@5", "retrieval_plain_r5": "plain retrieval R@5",
-    "heldout_existence": "held-out existence", "heldout_mcq": "held-out MCQ", "zeroshot": "zero-shot top-1",
-}
+LABELS = B.METRIC_LABELS
+COLUMNS = ("base", "base_split", "finetuned", "finetuned_split")
+COLUMN_TITLES = {"base": "base", "base_split": "base + split", "finetuned": "fine-tuned",
+                 "finetuned_split": "fine-tuned + split"}
+COLUMN_COLOURS = {"base": (150, 150, 150), "base_split": (210, 160, 60), "finetuned": (40, 90, 220),
+                  "finetuned_split": (30, 160, 110)}
 
 
 def load_base(base: str | Path = BASE_DIR):
@@ -41,38 +41,46 @@ def load_base(base: str | Path = BASE_DIR):
             CLIPImageProcessor.from_pretrained(base))
 
 
-def results_table(base: dict, finetuned: dict) -> str:
-    rows = ["| metric | base | fine-tuned | change |", "|---|---:|---:|---:|"]
+def results_table(columns: dict[str, dict]) -> str:
+    """Markdown: one row per metric, one column per model/scoring (base, base + split, ...)."""
+    names = [c for c in COLUMNS if c in columns]
+    rows = ["| metric | " + " | ".join(COLUMN_TITLES[c] for c in names) + " |", "|---|" + "---:|" * len(names)]
     for k in B.METRIC_KEYS:
-        rows.append(f"| {LABELS[k].strip()} | {base[k]:.3f} | {finetuned[k]:.3f} | {finetuned[k] - base[k]:+.3f} |")
+        rows.append(f"| {LABELS[k].strip()} | " + " | ".join(f"{columns[c][k]:.3f}" for c in names) + " |")
     return "\n".join(rows)
 
 
-def _text_table(base: dict, finetuned: dict) -> str:
-    lines = [f"{'metric':28s} {'base':>7s} {'tuned':>7s} {'change':>7s}"]
+def _text_table(columns: dict[str, dict]) -> str:
+    names = [c for c in COLUMNS if c in columns]
+    lines = [f"{'metric':30s} " + " ".join(f"{COLUMN_TITLES[c]:>18s}" for c in names)]
     for k in B.METRIC_KEYS:
-        lines.append(f"{LABELS[k]:28s} {base[k]:7.3f} {finetuned[k]:7.3f} {finetuned[k] - base[k]:+7.3f}")
+        lines.append(f"{LABELS[k]:30s} " + " ".join(f"{columns[c][k]:18.3f}" for c in names))
     return "\n".join(lines)
 
 
-def draw_report_png(path: Path, base: dict, finetuned: dict, suite: B.Suite, base_pred: list[int],
+def draw_report_png(path: Path, columns: dict[str, dict], suite: B.Suite, base_pred: list[int],
                     tuned_pred: list[int], n_examples: int = 4) -> None:
-    """Before/after bars per metric, and example scenes with the MCQ caption each model picked."""
-    w, bar_h = 900, 22
+    """Bars per metric for every column, and example scenes with the MCQ caption each model picked."""
+    w, bar_h = 900, 16
     keys = list(B.METRIC_KEYS)
+    names = [c for c in COLUMNS if c in columns]
     ex_h = 110
-    h = 40 + len(keys) * (2 * bar_h + 8) + 30 + n_examples * ex_h
+    h = 40 + len(keys) * (len(names) * bar_h + 10) + 30 + n_examples * ex_h
     img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
-    d.text((10, 10), "base (grey) vs fine-tuned (blue)", fill="black")
+    x = 10
+    for c in names:
+        d.rectangle([x, 12, x + 12, 24], fill=COLUMN_COLOURS[c])
+        d.text((x + 16, 12), COLUMN_TITLES[c], fill="black")
+        x += 30 + 8 * len(COLUMN_TITLES[c])
     y = 40
     for k in keys:
-        d.text((10, y + 12), LABELS[k].strip(), fill="black")
-        for j, (val, colour) in enumerate(((base[k], (150, 150, 150)), (finetuned[k], (40, 90, 220)))):
-            yy = y + j * bar_h
-            d.rectangle([230, yy, 230 + int(560 * val), yy + bar_h - 4], fill=colour)
-            d.text((235 + int(560 * val), yy + 4), f"{val:.2f}", fill="black")
-        y += 2 * bar_h + 8
+        d.text((10, y + 2), LABELS[k].strip(), fill="black")
+        for j, c in enumerate(names):
+            val, yy = columns[c][k], y + j * bar_h
+            d.rectangle([230, yy, 230 + int(560 * val), yy + bar_h - 3], fill=COLUMN_COLOURS[c])
+            d.text((235 + int(560 * val), yy + 2), f"{val:.2f}", fill="black")
+        y += len(names) * bar_h + 10
     y += 20
     shown = 0
     for i, (scene_idx, texts, correct, template, _) in enumerate(suite.mcq):
@@ -94,7 +102,11 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
              n_scenes: int = 6000, steps: int | None = None, bench_size: int = B.DEFAULT_SIZE,
              overwrite: bool = False, progress: bool = True) -> dict:
     """The main job; returns results.json's content. A folder that already holds a demo's results is
-    refused unless `overwrite` (the world's images and generated data are reused: they are deterministic)."""
+    refused unless `overwrite` (the world's images and generated data are reused: they are deterministic).
+
+    Four columns: the base and the fine-tuned encoder, each scored plainly (one cosine per caption) and
+    with the training-free split reader (`negation_encoder.eval.split`), whose weight is fitted for each
+    model on the world's training records."""
     start = time.perf_counter()
     out = Path(out)
     rec = get_recipe(recipe)
@@ -108,34 +120,43 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     print(f"[1/5] world: {n_scenes} training scenes -> {out / 'world'}")
     world = make_train_world(out / "world" / "images", n_scenes=n_scenes)
     print(f"[2/5] negation data ({', '.join(rec.sources)}) with oracle LLM/MLLM backends")
-    data = generate_negation_data(world, out / "world" / "data", rec.sources, tokenizer=tokenizer, seed=seed,
-                                  progress=progress)
-    for src, (path, stats) in data.items():
+    generated = generate_negation_data(world, out / "world" / "data", rec.sources, tokenizer=tokenizer, seed=seed,
+                                       progress=progress)
+    for src, (path, stats) in generated.items():
         s = stats.to_dict()
         print(f"      {src:9s} {s['records_written'] + 0:5d} new records -> {path.name}; rejects {s['rejects'] or 'none'}")
-    print(f"[3/5] benchmarks (seed {B.BENCH_SEED}, {bench_size} items each): base model")
+    data = {src: path for src, (path, _) in generated.items()}
+    print(f"[3/5] benchmarks (seed {B.BENCH_SEED}, {bench_size} items each): base model, plain and split scoring")
     suite = B.build_suite(size=bench_size)
-    base_metrics, base_details = B.evaluate(model, tokenizer, processor, suite, return_details=True)
+    columns: dict[str, dict] = {}
+    weights: dict[str, dict] = {}
+    columns["base"], base_details = B.evaluate(model, tokenizer, processor, suite, return_details=True)
+    columns["base_split"], weights["base"] = split_evaluation(model, tokenizer, processor, suite, data,
+                                                              world.image_root, seed)
     print(f"[4/5] fine-tune text encoder, recipe {rec.name!r}: {rec.description}")
-    run = run_recipe(rec, data={src: path for src, (path, _) in data.items()}, images=world.image_root,
-                     out=out / "run", suite=suite, tokenizer=tokenizer, processor=processor,
-                     base_metrics=base_metrics, seed=seed, steps=steps, base=base, overwrite=overwrite,
-                     progress=progress)
-    print("[5/5] benchmarks: fine-tuned model (evaluated once, as exported)")
+    run = run_recipe(rec, data=data, images=world.image_root, out=out / "run", suite=suite, tokenizer=tokenizer,
+                     processor=processor, base_metrics=columns["base"], seed=seed, steps=steps, base=base,
+                     overwrite=overwrite, progress=progress)
+    print("[5/5] benchmarks: fine-tuned model (as exported), plain and split scoring")
+    columns["finetuned"], columns["finetuned_split"], weights["finetuned"] = run.metrics, run.split_metrics, \
+        run.split_fit
     seconds = time.perf_counter() - start
-    results = {"base": base_metrics, "finetuned": run.metrics, "recipe": rec.name, "seconds": round(seconds, 1),
+    results = {**columns, "split_weights": weights, "recipe": rec.name, "seconds": round(seconds, 1),
                "checkpoint": str(run.model_dir)}
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
-    draw_report_png(out / "report.png", base_metrics, run.metrics, suite, base_details["mcq_pred"],
-                    run.details["mcq_pred"])
-    report = [f"# negenc demo — recipe `{rec.name}`", "", rec.description, "", results_table(base_metrics, run.metrics),
-              "", f"MCQ wrong picks by template (base): {json.dumps(base_details['mcq_wrong_picked'])}",
+    draw_report_png(out / "report.png", columns, suite, base_details["mcq_pred"], run.details["mcq_pred"])
+    report = [f"# negenc demo — recipe `{rec.name}`", "", rec.description, "", results_table(columns), "",
+              "Split scoring reads a caption as sim(image, affirmative part) - w * (max sim(image, negated concept) "
+              "- b), with (w, b) fitted per model on the world's training records: "
+              + ", ".join(f"{k} w={v['weight']}, b={v['offset']}" for k, v in weights.items()) + ".", "",
+              f"MCQ wrong picks by template (base): {json.dumps(base_details['mcq_wrong_picked'])}",
               f"MCQ wrong picks by template (fine-tuned): {json.dumps(run.details['mcq_wrong_picked'])}", "",
               f"Checkpoint: `{run.model_dir}`; took {seconds:.0f} s.", "", "![before/after](report.png)"]
     atomic_write_text(out / "report.md", "\n".join(report) + "\n")
     print()
-    print(_text_table(base_metrics, run.metrics))
-    print(f"\nresults: {out / 'results.json'}  report: {out / 'report.md'}  checkpoint: {run.model_dir}  "
+    print(_text_table(columns))
+    print(f"\nsplit weights (fitted on training records): {json.dumps(weights)}")
+    print(f"results: {out / 'results.json'}  report: {out / 'report.md'}  checkpoint: {run.model_dir}  "
           f"({seconds:.0f} s)")
     return results
 

@@ -28,12 +28,31 @@ class RecipeRun:
     details: dict
     seconds: float
     train: TrainResult
+    split_metrics: dict | None = None  # the same model read by the split scorer
+    split_fit: dict | None = None  # its weight and threshold, fitted on training records
+
+
+def split_evaluation(model, tokenizer, processor, suite: B.Suite, data: Mapping[str, str | Path],
+                     images: str | Path, seed: int = 0) -> tuple[dict, dict]:
+    """(METRICS with split scoring, the fit): the split reader's weight and threshold are fitted for this
+    model on the world's TRAINING records (true captions against their foils), never on benchmark items."""
+    from PIL import Image
+
+    from ..data import read_records
+    from ..eval.split import fit_split_weight_on_records
+
+    records = [r for path in data.values() for r in read_records(path)]
+    fit = fit_split_weight_on_records(model, tokenizer, processor, records,
+                                      lambda k: Image.open(Path(images) / k).convert("RGB"), seed=seed)
+    metrics = B.evaluate(model, tokenizer, processor, suite, split_weight=fit.weight, split_offset=fit.offset)
+    return metrics, {"weight": fit.weight, "offset": fit.offset, "train_accuracy": round(fit.accuracy, 4),
+                     "items": fit.items}
 
 
 def run_recipe(recipe: Recipe, *, data: Mapping[str, str | Path], images: str | Path, out: str | Path,
                suite: B.Suite, tokenizer, processor, base_metrics: dict | None = None, seed: int = 0,
                steps: int | None = None, cache_dir: str | Path = "", base: str | Path = BASE_DIR,
-               overwrite: bool = False, progress: bool = True) -> RecipeRun:
+               overwrite: bool = False, split: bool = True, progress: bool = True) -> RecipeRun:
     from transformers import CLIPModel
 
     start = time.perf_counter()
@@ -41,8 +60,14 @@ def run_recipe(recipe: Recipe, *, data: Mapping[str, str | Path], images: str | 
     result = train(cfg, overwrite=overwrite, progress=progress)
     model = CLIPModel.from_pretrained(result.model_dir).eval()  # what users will load
     metrics, details = B.evaluate(model, tokenizer, processor, suite, return_details=True)
+    split_metrics = split_fit = None
+    if split:
+        split_metrics, split_fit = split_evaluation(model, tokenizer, processor, suite, data, images, seed)
     results = {"finetuned": metrics, "recipe": recipe.name, "seed": seed}
     if base_metrics is not None:
         results["base"] = base_metrics
+    if split_metrics is not None:
+        results.update(finetuned_split=split_metrics, split_fit=split_fit)
     write_eval_results(result.model_dir, results)
-    return RecipeRun(recipe.name, seed, result.model_dir, metrics, details, time.perf_counter() - start, result)
+    return RecipeRun(recipe.name, seed, result.model_dir, metrics, details, time.perf_counter() - start, result,
+                     split_metrics, split_fit)
