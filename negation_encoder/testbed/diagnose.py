@@ -242,10 +242,12 @@ def training_wording(suite: Suite, seed: int) -> list[str]:
 
 
 def tower_capacity(folder: str | Path, train_img: torch.Tensor, train: Suite, bench_img: torch.Tensor, bench: Suite,
-                   steps: int, lr: float, seed: int) -> dict:
-    """Fit the base text tower (all text layers, projection) directly to the group objective on
+                   steps: int, lr: float, seed: int, pooled: bool = True) -> dict:
+    """Fit the base text tower (all text layers, projection) directly to a text-to-image objective on
     training groups in fine-tuning wording; score training groups and the benchmark's groups (its own
-    wording, never trained on). High train / low bench = wording transfer; low train = capacity/optimisation."""
+    wording, never trained on). High train / low bench = wording transfer; low train = capacity or
+    optimisation. `pooled`: each caption's softmax runs over every image of the batch (targets and
+    their counterfactuals: retrieval and counterfactual negatives at once); else over its group only."""
     model, tokenizer, _ = _load(folder)
     for p in model.vision_model.parameters():
         p.requires_grad_(False)
@@ -257,22 +259,28 @@ def tower_capacity(folder: str | Path, train_img: torch.Tensor, train: Suite, be
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     torch.manual_seed(seed)
     scale = _scale(model)
-    gimg = train_img[_group_tensor(train)]
+    gimg = train_img[_group_tensor(train)]  # (Q, 11, D)
+    group_size = gimg.shape[1]
     model.train()
     batch = 64
     for _ in range(steps):
         idx = torch.randperm(len(texts))[:batch]
         enc = tokenizer([texts[i] for i in idx], padding=True, return_tensors="pt")
         t = F.normalize(text_features(model, enc.input_ids, enc.attention_mask), dim=-1)
-        logits = scale * torch.einsum("qd,qgd->qg", t, gimg[idx])
-        loss = F.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long))
+        if pooled:
+            logits = scale * t @ gimg[idx].reshape(-1, gimg.shape[-1]).T
+            target = torch.arange(len(idx)) * group_size
+        else:
+            logits = scale * torch.einsum("qd,qgd->qg", t, gimg[idx])
+            target = torch.zeros(len(idx), dtype=torch.long)
+        loss = F.cross_entropy(logits, target)
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
     t_train = encode_texts(model, tokenizer, texts)
     t_bench = encode_texts(model, tokenizer, [q.text for q in bench.negated])
-    return {"steps": steps, "lr": lr, "train": retrieval_scores(t_train, train_img, train),
+    return {"steps": steps, "lr": lr, "pooled": pooled, "train": retrieval_scores(t_train, train_img, train),
             "bench": retrieval_scores(t_bench, bench_img, bench),
             "bench_ranks": rank_summary(target_ranks(t_bench, bench_img, bench))}
 

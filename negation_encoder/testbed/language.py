@@ -188,17 +188,19 @@ ABSENCE_FORMS = tuple(negation_forms(i)[0] for i in range(2560))
 AFFIRM_FORMS = tuple(negation_forms(i)[1] for i in range(2560))
 # Compositional frames: affirm one object and negate another in one sentence. The pipeline asks for a
 # foil ("a N but no B": N absent, B present; false) and, in the same frame, its true twin ("a B but no
-# N"), so the only difference is which object the cue binds to. No "feature"/"include" verbs: those
-# are the benchmarks' (NegBench's hybrid template is "This image features a B, but not a N").
+# N"), so the only difference is which object the cue binds to. Half the frames put the negated object
+# first, so "the last object named is the absent one" is no shortcut (a model taking it reads "a photo
+# of a cup" as "no cup"). No "feature"/"include" verbs: those are the benchmarks' (NegBench's hybrid
+# template is "This image features a B, but not a N").
 COMPOSITIONAL_FORMS = (
     "{caption}, with a {affirm} but no {negate}",
+    "no {negate}, but a {affirm}",
     "a {affirm} but no {negate}",
-    "a photo with a {affirm} and no {negate}",
-    "{caption}, a {affirm} but not a {negate}",
-    "a scene that has a {affirm} but not a {negate}",
+    "{caption}, with no {negate} but with a {affirm}",
     "there is a {affirm} and there is no {negate}",
-    "with a {affirm} and without a {negate}: {caption}",
-    "{caption}; there is a {affirm} but no {negate}",
+    "there is no {negate} and there is a {affirm}",
+    "{caption}; a scene that has a {affirm} but not a {negate}",
+    "without a {negate}, with a {affirm}: {caption}",
 )
 ATTRIBUTE_FORMS = (
     "{caption}, the {kind} is not {value}",
