@@ -284,3 +284,49 @@ def test_compare_runs_recipes_over_seeds_and_tabulates(tmp_path, capsys):
     table = (tmp_path / "compare.md").read_text()
     assert "| negationclip |" in table and "±" in table
     assert main(["testbed", "compare", "--recipes", "nope"]) == 2
+
+
+def test_no_benchmark_image_is_a_training_image(tmp_path):
+    """Training scenes, their counterfactual distractors and benchmark scenes never coincide pixel for pixel."""
+    import hashlib
+
+    from PIL import Image
+
+    world = make_train_world(tmp_path / "images", n_scenes=300)
+    generate_negation_data(world, tmp_path / "data", ("p1",), tokenizer=world_tokenizer(), progress=False)
+    train = {hashlib.sha1(np.asarray(Image.open(p)).tobytes()).hexdigest() for p in (tmp_path / "images").glob("*.png")}
+    assert len(train) > 300  # training scenes and their distractors
+    suite = build_suite(size=60)
+    bench = {hashlib.sha1(render(s)[0].tobytes()).hexdigest() for s in suite.scenes}
+    assert not (train & bench)
+
+
+def test_split_weight_is_fitted_on_training_records_only(tmp_path, monkeypatch):
+    """The demo's split reader gets its weight from the world's training records and images, never from
+    benchmark items: every image the fit embeds is a training image."""
+    import negation_encoder.eval.split as split_mod
+    from negation_encoder.testbed.run import split_evaluation
+    from negation_encoder.testing import tiny
+
+    world = make_train_world(tmp_path / "images", n_scenes=40)
+    data = generate_negation_data(world, tmp_path / "data", ("p1", "presence"), tokenizer=world_tokenizer(),
+                                  progress=False)
+    seen: list[str] = []
+    fit = split_mod.fit_split_weight_on_records
+
+    def spy(model, tokenizer, processor, records, load_image, **kw):
+        def load(key):
+            seen.append(key)
+            return load_image(key)
+
+        return fit(model, tokenizer, processor, records, load, **kw)
+
+    monkeypatch.setattr(split_mod, "fit_split_weight_on_records", spy)
+    tok = world_tokenizer()
+    model = tiny.build_clip_model(seed=0, tokenizer=tok, image_size=32, patch_size=16)
+    suite = build_suite(size=10)
+    metrics, info = split_evaluation(model, tok, tiny.build_clip_image_processor(32), suite,
+                                     {s: p for s, (p, _) in data.items()}, world.image_root)
+    train_keys = {world.image_key(s) for s in world.scenes}
+    assert seen and set(seen) <= train_keys
+    assert info["items"] > 0 and set(metrics) >= {"mcq", "retrieval_negated_group_top1"}
