@@ -123,6 +123,7 @@ def test_pipelines_run_on_the_world_and_resume(tmp_path):
             if r.negation_type == "presence":
                 assert scene.has(r.negated_concept)
             assert r.provenance["llm"] == "testbed-oracle-llm"
+            assert "compositional" not in r.provenance  # opt-in (PipelineConfig.compositional)
     again = generate_negation_data(world, tmp_path / "data", ("p1",), tokenizer=tok, progress=False)
     assert again["p1"][1].records_written == 0 and again["p1"][1].items_skipped_done == 60
     assert len(caption_items(world)) == len(qa_items(world)) == 60
@@ -163,7 +164,7 @@ def test_compositional_foils_come_with_their_true_twins_in_one_frame(tmp_path):
 
     world = make_train_world(tmp_path / "images", n_scenes=60)
     res = generate_negation_data(world, tmp_path / "data", ("p1",), tokenizer=world_tokenizer(), progress=False,
-                                 distractors_per_record=0)
+                                 distractors_per_record=0, compositional=True)
     scenes = {world.image_key(s): s for s in world.scenes}
     recs = read_records(res["p1"][0])
     pairs = [r for r in recs if "compositional" in r.provenance]
@@ -202,7 +203,7 @@ def test_benchmark_wording_never_overlaps_training_rewrites(tmp_path):
                 for form in set(L.ABSENCE_FORMS + L.AFFIRM_FORMS) if "{caption}" not in form for k in kinds}
     world = make_train_world(tmp_path / "images", n_scenes=60)
     data = generate_negation_data(world, tmp_path / "data", ("p1", "rand_p1", "p2", "presence"),
-                                  tokenizer=world_tokenizer(), progress=False)
+                                  tokenizer=world_tokenizer(), progress=False, compositional=True)
     finetune = [t.lower() for path, _ in data.values() for t in _record_texts(read_records(path))]
     assert len(finetune) > 300
     training |= {t.rstrip(".") for t in finetune}

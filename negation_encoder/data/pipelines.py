@@ -111,7 +111,10 @@ class PipelineConfig:
     seed: int = 0
     categories: Sequence[str] = ()  # Rand-P1's category list
     distractors_per_record: int = 2  # distractor images per absence record, when a source is given
-    compositional: bool = True  # P1: add "a N but no B" foils beside their true twins (needs known objects)
+    # P1: add "a N but no B" foils beside their true twins "a B but no N" (needs known present objects).
+    # Opt-in: in the current MCQ term they lift NegBench's negative template and negated retrieval but
+    # cost zero-shot and pairwise (docs/diagnosis.md); on by default once the trainer balances them.
+    compositional: bool = False
 
 
 def _style(*parts: str) -> int:

@@ -108,10 +108,11 @@ def qa_items(world: TrainWorld, seed: int = TRAIN_SEED) -> list[QAItem]:
 def generate_negation_data(world: TrainWorld, out_dir: str | Path, sources: tuple[str, ...] = ("p1", "p2", "presence"),
                            tokenizer=None, seed: int = 0, progress: bool = True,
                            distractors_per_record: int = 2,
-                           compositional: bool = True) -> dict[str, tuple[Path, PipelineStats]]:
+                           compositional: bool = False) -> dict[str, tuple[Path, PipelineStats]]:
     """Run each pipeline on the world; returns {source: (jsonl path, stats)}. Resumable.
 
-    Absence records carry `distractors_per_record` rendered counterfactuals (0: none)."""
+    Absence records carry `distractors_per_record` rendered counterfactuals (0: none); `compositional`
+    adds P1's compositional foils and their true twins (`PipelineConfig.compositional`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     llm = OracleLLM(world.captions)
