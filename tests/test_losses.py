@@ -130,3 +130,13 @@ def test_distractor_loss_hand_computed():
     # row 0: logits 2 * [0.8, 0.6, 1.0] (own first), cross-entropy towards own
     assert got == pytest.approx(_ce([1.6, 1.2, 2.0], 0), rel=1e-6)
     assert DistractorLoss()(text, own, distractors, mask & False, torch.tensor(2.0)).item() == 0.0
+
+
+def test_split_distill_loss_hand_computed():
+    from negation_encoder.training.losses import SplitDistillLoss
+
+    text = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    target = torch.tensor([[0.6, 0.8], [0.0, 1.0], [1.0, 0.0]])
+    mask = torch.tensor([True, True, False])
+    assert SplitDistillLoss()(text, target, mask).item() == pytest.approx(((1 - 0.6) + (1 - 1.0)) / 2)
+    assert SplitDistillLoss()(text, target, mask & False).item() == 0.0

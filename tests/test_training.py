@@ -158,3 +158,19 @@ def test_bad_config_keys_and_files(tmp_path):
     yaml_cfg = tmp_path / "c.yaml"
     yaml_cfg.write_text("steps: 5\nmcq: 0.5\n")
     assert TrainConfig.from_file(yaml_cfg).steps == 5
+
+
+def test_split_reading_targets_match_the_split_scorer_by_hand(world):
+    from transformers import CLIPModel, CLIPTokenizer
+
+    from negation_encoder.encoding import encode_texts
+    from negation_encoder.training.trainer import split_reading_targets
+
+    m = CLIPModel.from_pretrained(world["base"]).eval()
+    tok = CLIPTokenizer.from_pretrained(world["base"])
+    targets, mask = split_reading_targets(m, tok, ["a photo of a dog with no cat", "a photo of a dog"], 0.5)
+    assert mask.tolist() == [True, False] and torch.equal(targets[1], torch.zeros_like(targets[1]))
+    aff, cat = encode_texts(m, tok, ["a photo of a dog", "a photo of a cat"])
+    torch.testing.assert_close(targets[0], torch.nn.functional.normalize(aff - 0.5 * cat, dim=-1))
+    res = train(_cfg(world, world["root"] / "distill", steps=3, split_distill=1.0, save_every=3), progress=False)
+    assert all("split_distill" in e for e in res.log)

@@ -12,6 +12,7 @@ from .losses import (
     OmniAbsenceLoss,
     OmniPresenceLoss,
     PreservationLoss,
+    SplitDistillLoss,
 )
 from .objective import NegationObjective
 from .run_dir import RunDir
@@ -19,7 +20,7 @@ from .trainer import TrainResult, latest_checkpoint, train
 
 __all__ = [
     "TERMS", "ClipInfoNCE", "DistractorLoss", "HardNegativeInfoNCE", "MultipleChoiceLoss", "NegationObjective", "OmniAbsenceLoss",
-    "OmniPresenceLoss", "PreservationLoss", "RunDir", "TrainConfig", "TrainResult", "config_help",
+    "OmniPresenceLoss", "PreservationLoss", "RunDir", "SplitDistillLoss", "TrainConfig", "TrainResult", "config_help",
     "configure_trainable", "export_checkpoint", "latest_checkpoint", "resume_conflicts", "text_layer_indices",
     "train", "write_eval_results",
 ]

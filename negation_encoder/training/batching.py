@@ -93,10 +93,11 @@ class Batch:
     mcq_choices: torch.Tensor  # (R, 1 + F) text rows: the true caption first, then foils; -1 padding
     in_pool: torch.Tensor  # (B,) bool: the true caption joins the InfoNCE pool
     distractors: torch.Tensor  # (B, K) image indices of each example's counterfactual images, -1 padding
+    example_index: torch.Tensor  # (B,) index of each example in the training set (per-example targets)
 
 
 def collate(examples: Sequence[Example], table: TokenTable, max_foils: int, bare_in_pool: bool = False,
-            max_distractors: int = 4) -> Batch:
+            max_distractors: int = 4, example_index: Sequence[int] | None = None) -> Batch:
     texts: list[str] = []
     where: dict[str, int] = {}
 
@@ -134,6 +135,8 @@ def collate(examples: Sequence[Example], table: TokenTable, max_foils: int, bare
         distractors=torch.tensor([list(ex.distractors[:max_distractors])
                                   + [-1] * (max_distractors - len(ex.distractors[:max_distractors]))
                                   for ex in examples], dtype=torch.long).reshape(len(examples), max_distractors),
+        example_index=torch.tensor(list(example_index) if example_index is not None else [-1] * len(examples),
+                                   dtype=torch.long),
     )
 
 

@@ -82,6 +82,9 @@ class TrainConfig:
     distractor: float = _f(0.0, "text-to-image: a negated caption against counterfactual images that add the "
                            "negated concept (records' distractor_images)", group="objective")
     max_distractors: int = _f(4, "distractor images per record used by the distractor term", group="objective")
+    split_distill: float = _f(0.0, "pull each negated caption towards the frozen base's split reading of it "
+                              "(affirmative part minus split_distill_w times the negated concept)", group="objective")
+    split_distill_w: float = _f(1.0, "the split reading's weight on the negated concept", group="objective")
     preserve: float = _f(0.0, "token-level hidden-state preservation on affirmative captions (what a UNet reads)",
                          group="objective")
     max_foils: int = _f(3, "foils per record used by the MCQ / hard-negative terms", group="objective")
@@ -105,7 +108,7 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 p.append(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lr", "weight_decay", "min_lr_ratio", "max_grad_norm", "omni_temperature", "omni_margin",
-                     *TERMS):
+                     "split_distill_w", *TERMS):
             v = getattr(self, name)
             if not math.isfinite(v):
                 p.append(f"{name} must be a finite number, got {v}")

@@ -14,7 +14,7 @@ from torch import nn
 
 # The objective's terms, in one place: TrainConfig has a weight field of each name, the objective
 # (`training.objective`) computes them, and the model card lists them.
-TERMS = ("infonce", "mcq", "omni_presence", "omni_absence", "distractor", "preserve")
+TERMS = ("infonce", "mcq", "omni_presence", "omni_absence", "distractor", "split_distill", "preserve")
 
 
 def multi_positive_ce(logits: torch.Tensor, positive: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -141,6 +141,22 @@ class DistractorLoss(nn.Module):
         other = torch.einsum("bd,bkd->bk", text, distractors).masked_fill(~distractor_mask, float("-inf"))
         logits = logit_scale * torch.cat([own, other], dim=1)[has]
         return F.cross_entropy(logits, torch.zeros(int(has.sum()), dtype=torch.long, device=logits.device))
+
+
+class SplitDistillLoss(nn.Module):
+    """Pull the embedding of a negated caption towards the frozen base's *split reading* of it:
+    normalize(e(affirmative part) - w * e("a photo of a {negated concept}")) (`negation_encoder.eval.split`).
+
+    The training-free split reader already ranks images correctly for many negations but needs a
+    splitter at inference; distilling it puts the same direction into the encoder itself, so a pipeline
+    that reads the encoder (a UNet, CLIPSeg) gets it. `mask` (B,) marks rows that have a target.
+    Loss: mean of 1 - cosine over those rows.
+    """
+
+    def forward(self, text: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if not mask.any():
+            return text.new_zeros(())
+        return (1.0 - (text[mask] * target[mask]).sum(-1)).mean()
 
 
 class OmniPresenceLoss(nn.Module):

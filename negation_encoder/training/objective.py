@@ -23,6 +23,7 @@ from .losses import (
     OmniAbsenceLoss,
     OmniPresenceLoss,
     PreservationLoss,
+    SplitDistillLoss,
 )
 
 
@@ -39,14 +40,18 @@ class NegationObjective(nn.Module):
         self.absence = OmniAbsenceLoss(cfg.omni_temperature, cfg.omni_margin)
         self.preserve = PreservationLoss()
         self.distractor = DistractorLoss()
+        self.split_distill = SplitDistillLoss()
 
     def forward(self, *, emb: torch.Tensor, hidden: torch.Tensor, batch: Batch, image_emb: torch.Tensor,
                 logit_scale: torch.Tensor, base_hidden: torch.Tensor | None = None,
-                distractor_emb: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                distractor_emb: torch.Tensor | None = None, split_target: torch.Tensor | None = None,
+                split_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """`emb` (T, D) normalised embeddings of the batch's distinct texts, `hidden` their last hidden
         states, `image_emb` (B, D) the batch's cached image embeddings, `base_hidden` the frozen base's
         hidden states of the original captions (needed only by the preservation term), `distractor_emb`
-        (B, K, D) the cached embeddings of `batch.distractors` (only for the distractor term)."""
+        (B, K, D) the cached embeddings of `batch.distractors` (only for the distractor term),
+        `split_target` (B, D) / `split_mask` (B,) the base's split reading of each true caption (only for
+        the split-distillation term)."""
         w = self.weights
         ids = batch.image_index
         parts: dict[str, torch.Tensor] = {}
@@ -87,6 +92,9 @@ class NegationObjective(nn.Module):
             mask = batch.distractors >= 0
             parts["distractor"] = self.distractor(emb[batch.positive], image_emb, distractor_emb, mask, logit_scale)
             counts["distractor"] = mask.any(dim=1).sum()
+        if w["split_distill"] and split_target is not None:
+            parts["split_distill"] = self.split_distill(emb[batch.positive], split_target, split_mask)
+            counts["split_distill"] = split_mask.sum()
         if w["preserve"] and base_hidden is not None:
             rows = batch.original
             parts["preserve"] = self.preserve(hidden[rows], base_hidden, batch.attention_mask[rows])

@@ -316,6 +316,11 @@ def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer
     key_index = {k: i for i, k in enumerate(keys)}
     examples = [example_from_record(r, key_index[r.image], key_index if cfg.distractor else None) for r in records]
     table = TokenTable(tokenizer, all_texts(examples))
+    split_targets = split_mask = None
+    if cfg.split_distill:  # the base's split reading of every true caption, before any step changes the base
+        split_targets, split_mask = split_reading_targets(model, tokenizer, [ex.positive for ex in examples],
+                                                          cfg.split_distill_w)
+        split_targets, split_mask = split_targets.to(accelerator.device), split_mask.to(accelerator.device)
 
     text_model = model.text_model
     base_text = copy.deepcopy(text_model).requires_grad_(False).eval() if cfg.preserve else None
@@ -358,7 +363,8 @@ def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer
         for micro in range(cfg.grad_accum):
             idx = batch_indices(step, micro, len(examples), cfg.batch_size, cfg.grad_accum, cfg.seed)
             mine = idx[rank * local: (rank + 1) * local]
-            batch = collate([examples[i] for i in mine], table, cfg.max_foils, cfg.infonce_on_bare, cfg.max_distractors)
+            batch = collate([examples[i] for i in mine], table, cfg.max_foils, cfg.infonce_on_bare, cfg.max_distractors,
+                            example_index=mine)
             batch = Batch(*[t.to(accelerator.device) for t in vars(batch).values()])
             with accelerator.accumulate(tower):
                 with accelerator.autocast():
@@ -370,10 +376,12 @@ def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer
                             base_hidden = base_text(input_ids=batch.input_ids[rows],
                                                     attention_mask=batch.attention_mask[rows]).last_hidden_state
                     distractor_emb = image_table[batch.distractors.clamp_min(0)] if cfg.distractor else None
+                    split_kw = {} if split_targets is None else {"split_target": split_targets[batch.example_index],
+                                                                 "split_mask": split_mask[batch.example_index]}
                     loss, parts = objective(emb=emb, hidden=hidden, batch=batch,
                                             image_emb=image_table[batch.image_index],
                                             logit_scale=accelerator.unwrap_model(tower).logit_scale.exp(),
-                                            base_hidden=base_hidden, distractor_emb=distractor_emb)
+                                            base_hidden=base_hidden, distractor_emb=distractor_emb, **split_kw)
                 if not torch.isfinite(loss):
                     last = run.latest()
                     raise RunFailed(f"non-finite loss ({loss.item()}) at step {step + 1}; "
@@ -411,6 +419,34 @@ def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer
     model.logit_scale.data.copy_(unwrapped.logit_scale.data)
     model.to("cpu")
     return {"log": log, "model": model, "trainable": trainable}
+
+
+@torch.no_grad()
+def split_reading_targets(model, tokenizer, texts: list[str], weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """((N, D) normalised targets, (N,) mask) for the split-distillation term: for each caption that
+    negates something, normalize(e(affirmative) - weight * mean_c e("a photo of a {c}")) under the
+    current (base) model. (The split scorer takes the max over concepts per image; a single target
+    direction needs one vector, hence the mean.)"""
+    from ..encoding import encode_texts
+    from ..eval.split import concept_prompt
+    from ..splitting import RuleSplitter
+
+    splits = RuleSplitter().split_batch(texts)
+    needed = list(dict.fromkeys([s.affirmative for s in splits if s.has_negation]
+                                + [concept_prompt(c) for s in splits for c in s.negated]))
+    was_training = model.training
+    model.eval()
+    emb = encode_texts(model, tokenizer, needed) if needed else None
+    model.train(was_training)
+    row = {t: i for i, t in enumerate(needed)}
+    dim = model.config.projection_dim
+    targets, mask = torch.zeros(len(texts), dim), torch.zeros(len(texts), dtype=torch.bool)
+    for i, s in enumerate(splits):
+        if s.has_negation:
+            concepts = torch.stack([emb[row[concept_prompt(c)]] for c in s.negated]).mean(0)
+            targets[i] = F.normalize(emb[row[s.affirmative]] - weight * concepts, dim=-1)
+            mask[i] = True
+    return targets, mask
 
 
 def latest_checkpoint(out: str | os.PathLike) -> tuple[int, Path] | None:
