@@ -34,9 +34,13 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer, processor = load_base()
     world = make_train_world(out / "world" / "images", n_scenes=n_scenes)
-    generated = generate_negation_data(world, out / "world" / "data", ("p1", "rand_p1", "p2", "presence"),
-                                       tokenizer=tokenizer, progress=progress)
-    data = {src: path for src, (path, _) in generated.items()}
+    datasets: dict[str, dict] = {}
+    for variant, compositional in sorted({(get_recipe(n).data_variant, get_recipe(n).compositional) for n in names}
+                                         | {("data", False)}):
+        generated = generate_negation_data(world, out / "world" / variant, ("p1", "rand_p1", "p2", "presence"),
+                                           tokenizer=tokenizer, progress=progress, compositional=compositional)
+        datasets[variant] = {src: path for src, (path, _) in generated.items()}
+    data = datasets["data"]
     suite = B.build_suite(size=bench_size)
     base_split, base_fit = split_evaluation(model, tokenizer, processor, suite, data, world.image_root)
     results: dict = {"base": B.evaluate(model, tokenizer, processor, suite), "base_split": base_split,
@@ -45,7 +49,7 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
         rec = get_recipe(name)
         runs = []
         for seed in seeds:
-            run = run_recipe(rec, data=data, images=world.image_root, out=out / "runs" / f"{name}-seed{seed}",
+            run = run_recipe(rec, data=datasets[rec.data_variant], images=world.image_root, out=out / "runs" / f"{name}-seed{seed}",
                              suite=suite, tokenizer=tokenizer, processor=processor, base_metrics=results["base"],
                              seed=seed, steps=steps, cache_dir=out / "image_cache", overwrite=overwrite,
                              progress=progress)

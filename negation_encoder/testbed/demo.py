@@ -120,8 +120,8 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     print(f"[1/5] world: {n_scenes} training scenes -> {out / 'world'}")
     world = make_train_world(out / "world" / "images", n_scenes=n_scenes)
     print(f"[2/5] negation data ({', '.join(rec.sources)}) with oracle LLM/MLLM backends")
-    generated = generate_negation_data(world, out / "world" / "data", rec.sources, tokenizer=tokenizer, seed=seed,
-                                       progress=progress)
+    generated = generate_negation_data(world, out / "world" / rec.data_variant, rec.sources, tokenizer=tokenizer,
+                                       seed=seed, progress=progress, compositional=rec.compositional)
     for src, (path, stats) in generated.items():
         s = stats.to_dict()
         print(f"      {src:9s} {s['records_written'] + 0:5d} new records -> {path.name}; rejects {s['rejects'] or 'none'}")

@@ -19,6 +19,12 @@ class Recipe:
     description: str
     sources: tuple[str, ...]
     overrides: dict = field(default_factory=dict)
+    compositional: bool = False  # generate P1's compositional foils and their true twins for this recipe
+
+    @property
+    def data_variant(self) -> str:
+        """Recipes that need differently generated data get their own data folder name."""
+        return "data-compositional" if self.compositional else "data"
 
     def to_config(self, *, base: str | Path, data: Mapping[str, str | Path], images: str | Path, out: str | Path,
                   seed: int = 0, steps: int | None = None, cache_dir: str | Path = "") -> TrainConfig:
@@ -55,6 +61,13 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
                                       "omni_absence": 0.5}),
     Recipe("default-no-preserve", "the default recipe without the preservation term", ("p1", "p2", "presence"),
            {**_COMMON, "infonce": 1.0, "mcq": 1.0, "preserve": 0.0}),
+    Recipe("distractor", "the default recipe plus the text-to-image term over counterfactual distractor images (1.0)",
+           ("p1", "p2", "presence"), {**_COMMON, "infonce": 0.3, "mcq": 1.0, "preserve": 1.0, "distractor": 1.0}),
+    Recipe("split-distill", "the default recipe plus split distillation (1.0, w = 1.0)", ("p1", "p2", "presence"),
+           {**_COMMON, "infonce": 0.3, "mcq": 1.0, "preserve": 1.0, "split_distill": 1.0, "split_distill_w": 1.0}),
+    Recipe("compositional", "the default recipe on data with compositional foils ('a N but no B') and their true "
+           "twins", ("p1", "p2", "presence"), {**_COMMON, "infonce": 0.3, "mcq": 1.0, "preserve": 1.0},
+           compositional=True),
     Recipe("data-p1", "NegationCLIP ablation: P1 data only", ("p1",), {**_COMMON, "mcq": 0.0}),
     Recipe("data-rand-p1", "NegationCLIP ablation: Rand-P1 data only", ("rand_p1",), {**_COMMON, "mcq": 0.0}),
     Recipe("data-p2", "NegationCLIP ablation: P2 data only", ("p2",), {**_COMMON, "mcq": 0.0}),
