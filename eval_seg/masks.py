@@ -59,13 +59,7 @@ def decode_rle(rle: dict) -> np.ndarray:
     if not (isinstance(size, Sequence) and len(size) == 2 and all(isinstance(v, int) and v >= 0 for v in size)):
         raise MaskFormatError(f"RLE 'size' must be [height, width] ints, got {size!r}")
     h, w = size
-    raw = rle["counts"]
-    if isinstance(raw, (str, bytes)):
-        counts = rle_counts_from_string(raw)
-    elif isinstance(raw, list) and all(isinstance(v, int) for v in raw):
-        counts = raw
-    else:
-        raise MaskFormatError("RLE 'counts' must be a compressed string or a list of ints")
+    counts = rle_counts(rle["counts"])
     if any(v < 0 for v in counts):
         raise MaskFormatError("RLE has a negative run length")
     if sum(counts) != h * w:
@@ -109,16 +103,19 @@ def coco_segmentation_to_mask(segmentation, height: int, width: int) -> np.ndarr
     raise MaskFormatError(f"segmentation must be a polygon list or an RLE object, got {type(segmentation).__name__}")
 
 
+def rle_counts(raw) -> list[int]:
+    """Run lengths of a COCO RLE's `counts`: a compressed string (or bytes) or a plain list of ints."""
+    if isinstance(raw, (str, bytes)):
+        return rle_counts_from_string(raw)
+    if isinstance(raw, list) and all(isinstance(v, int) for v in raw):
+        return raw
+    raise MaskFormatError("RLE 'counts' must be a compressed string or a list of ints")
+
+
 def check_coco_segmentation(segmentation, height: int, width: int) -> None:
     """Validate a segmentation without rasterising it (RLE counts are decoded, which is cheap)."""
     if isinstance(segmentation, dict):
-        raw = segmentation.get("counts")
-        if isinstance(raw, (str, bytes)):
-            counts = rle_counts_from_string(raw)
-        elif isinstance(raw, list) and all(isinstance(v, int) for v in raw):
-            counts = raw
-        else:
-            raise MaskFormatError("RLE 'counts' must be a compressed string or a list of ints")
+        counts = rle_counts(segmentation.get("counts"))
         if list(segmentation.get("size", [])) != [height, width]:
             raise MaskFormatError(f"RLE size {segmentation.get('size')!r} differs from the image size [{height}, {width}]")
         if sum(counts) != height * width or any(v < 0 for v in counts):

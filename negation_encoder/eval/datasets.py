@@ -73,8 +73,8 @@ class _Checker:
                                                 "(tried its trailing path components)"
         if path is not None:
             try:
-                with Image.open(path):
-                    pass
+                with Image.open(path) as im:
+                    im.verify()  # reads the header and checks the file without decoding the pixels
             except (UnidentifiedImageError, OSError) as e:
                 problem = f"image {str(path)!r} is not a readable image ({type(e).__name__})"
         if problem is not None:
