@@ -51,7 +51,9 @@ def recipes_command(args: argparse.Namespace) -> int:
 def compare_command(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..testbed.compare import compare
+    from .progress import silence_progress
 
+    silence_progress()  # compare prints one line per run; the libraries' save/load bars would drown them
     try:
         seeds = tuple(int(x) for x in args.seeds.split(",") if x)
     except ValueError:
