@@ -37,7 +37,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 @dataclass
 class SegConfig:
     seed: int = 0
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 64
     lr: float = 2e-3
     reduce_dim: int = 32
