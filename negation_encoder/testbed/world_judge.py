@@ -7,8 +7,9 @@ the Neg Score counts. It follows `eval_t2i.judges.Judge` (`yes_probability`, `ch
 `eval_t2i.negscore` uses it unchanged. Training adds pixel noise and blur so that slightly imperfect
 generated objects are still read by kind and colour rather than rejected as off-distribution.
 
-Heads: one presence logit per object kind, and per kind a colour distribution (trained only where
-the kind is present). P(yes) for "Is there a red cup?" is P(cup) x P(red | cup).
+Heads, per 16x16 cell (the world holds at most one object a cell): which kind (or none) and its
+colour. P(yes) for "Is there a cup?" is 1 - prod over cells of (1 - P(cup in cell)); for "Is there a
+red cup?" it is P(cup) x P(red) in the cell most likely to hold the cup.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .pretrain import ASSETS
-from .world import COLOURS, IMAGE_SIZE, OBJECTS, render, sample_scene
+from .world import CELL, CELLS, COLOURS, IMAGE_SIZE, OBJECTS, render, sample_scene
 
 JUDGE_DIR = ASSETS / "judge"
 COLOUR_NAMES = tuple(COLOURS)
@@ -39,17 +40,21 @@ _COLOUR_Q = re.compile(rf"^\s*what colou?r is the ({_KIND})\s*\??\s*$", re.I)
 @dataclass
 class JudgeConfig:
     seed: int = 0
-    steps: int = 1500
-    batch_size: int = 128
+    steps: int = 1200
+    batch_size: int = 64
     lr: float = 2e-3
     width: int = 32
     hidden: int = 128
-    max_noise: float = 24.0  # pixel-noise std drawn per image in [0, max_noise] (uint8 units)
-    blur_prob: float = 0.3
+    max_noise: float = 16.0  # pixel-noise std drawn per image in [0, max_noise] (uint8 units)
+    blur_prob: float = 0.2
 
 
 class JudgeNet(nn.Module):
-    """Three conv stages (32 -> 16 -> 8) and two heads: presence (K) and colour per kind (K x C)."""
+    """A CNN shared over the four 16x16 cells: per cell, which kind is there (or none) and its colour.
+
+    Why per cell: the world puts at most one object in a cell, so one small network applied to each
+    cell sees four labelled examples per image and needs no notion of where it is; image-level
+    answers are combined from the cells (`image_heads`)."""
 
     def __init__(self, width: int = 32, hidden: int = 128, kinds: int = len(OBJECTS), colours: int = len(COLOURS)):
         super().__init__()
@@ -57,14 +62,24 @@ class JudgeNet(nn.Module):
         self.features = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1), nn.GELU(),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.GELU(),
             nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GELU(),
-            nn.Flatten(), nn.Linear(2 * width * (IMAGE_SIZE // 4) ** 2, hidden), nn.GELU())
-        self.presence = nn.Linear(hidden, kinds)
-        self.colour = nn.Linear(hidden, kinds * colours)
+            nn.Flatten(), nn.Linear(2 * width * (CELL // 4) ** 2, hidden), nn.GELU())
+        self.kind = nn.Linear(hidden, kinds + 1)  # the last class: empty cell
+        self.colour = nn.Linear(hidden, colours)
+
+    @staticmethod
+    def cells(pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, 32, 32) -> (N * 4, 3, 16, 16) in `world.CELLS` order."""
+        n = len(pixels)
+        x = pixels.view(n, 3, 2, CELL, 2, CELL).permute(0, 2, 4, 1, 3, 5)
+        return x.reshape(n * 4, 3, CELL, CELL)
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.features(pixels)
-        return self.presence(h), self.colour(h).view(-1, self.kinds, self.colours)
+        """Per-cell logits: kind (N, 4, K + 1) and colour (N, 4, C)."""
+        h = self.features(self.cells(pixels))
+        n = len(pixels)
+        return self.kind(h).view(n, 4, -1), self.colour(h).view(n, 4, -1)
 
 
 def to_input(images: list) -> torch.Tensor:
@@ -83,13 +98,25 @@ def to_input(images: list) -> torch.Tensor:
 
 
 def _targets(scenes) -> tuple[torch.Tensor, torch.Tensor]:
-    presence = torch.zeros(len(scenes), len(OBJECTS))
-    colour = torch.full((len(scenes), len(OBJECTS)), -100, dtype=torch.long)  # -100: ignored by cross_entropy
+    """Per cell: the kind index (K = empty) and the colour index (-100 where empty: ignored)."""
+    kind = torch.full((len(scenes), 4), len(OBJECTS), dtype=torch.long)
+    colour = torch.full((len(scenes), 4), -100, dtype=torch.long)
     for i, s in enumerate(scenes):
         for o in s.objects:
-            k = OBJECTS.index(o.kind)
-            presence[i, k] = 1.0
-            colour[i, k] = COLOUR_NAMES.index(o.colour)
+            c = CELLS.index(o.cell)
+            kind[i, c] = OBJECTS.index(o.kind)
+            colour[i, c] = COLOUR_NAMES.index(o.colour)
+    return kind, colour
+
+
+def image_heads(kind_logits: torch.Tensor, colour_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cells -> image: P(kind present) = 1 - prod over cells of (1 - p_cell(kind)); the colour of a kind is
+    read in the cell most likely to hold it. Returns (N, K) presence and (N, K, C) colour distributions."""
+    pk = kind_logits.softmax(-1)[..., :-1]  # (N, 4, K)
+    presence = 1 - (1 - pk).prod(1)
+    pc = colour_logits.softmax(-1)  # (N, 4, C)
+    best = pk.argmax(1)  # (N, K): the cell for each kind
+    colour = torch.gather(pc, 1, best[..., None].expand(-1, -1, pc.shape[-1]))
     return presence, colour
 
 
@@ -141,9 +168,9 @@ class WorldJudge:
     def _heads(self, images: list) -> tuple[torch.Tensor, torch.Tensor]:
         pres, cols = [], []
         for i in range(0, len(images), self.batch_size):
-            p, c = self.net(to_input(images[i: i + self.batch_size]))
-            pres.append(torch.sigmoid(p))
-            cols.append(c.softmax(-1))
+            p, c = image_heads(*self.net(to_input(images[i: i + self.batch_size])))
+            pres.append(p)
+            cols.append(c)
         return torch.cat(pres), torch.cat(cols)
 
     def yes_probability(self, images: list, questions: list[str]) -> list[float]:
@@ -199,7 +226,12 @@ def heldout_accuracy(judge: WorldJudge, n_scenes: int = 1000, seed: int = 12345)
     scenes = [sample_scene(rng, f"heldout-{i}", n_objects=(1, 2, 3)) for i in range(n_scenes)]
     images = [render(s)[0] for s in scenes]
     pres, cols = judge._heads(images)
-    presence, colour = _targets(scenes)
+    presence = torch.zeros(len(scenes), len(OBJECTS))
+    colour = torch.full((len(scenes), len(OBJECTS)), -100, dtype=torch.long)
+    for i, s in enumerate(scenes):
+        for o in s.objects:
+            presence[i, OBJECTS.index(o.kind)] = 1.0
+            colour[i, OBJECTS.index(o.kind)] = COLOUR_NAMES.index(o.colour)
     present_acc = float(((pres > 0.5).float() == presence).float().mean())
     mask = colour >= 0
     colour_acc = float((cols.argmax(-1)[mask] == colour[mask]).float().mean())
@@ -222,9 +254,9 @@ def pretrain_judge(cfg: JudgeConfig | None = None, out: str | Path = JUDGE_DIR, 
     net.train()
     for step in tqdm(range(cfg.steps), desc="pretrain world judge", disable=not progress):
         scenes, x = _batch(rng, cfg.batch_size, f"judge-{step}")
-        presence, colour = _targets(scenes)
-        p, c = net(_augment(x, cfg, gen))
-        loss = F.binary_cross_entropy_with_logits(p, presence) + \
+        kind, colour = _targets(scenes)
+        k, c = net(_augment(x, cfg, gen))
+        loss = F.cross_entropy(k.reshape(-1, k.shape[-1]), kind.reshape(-1)) + \
             F.cross_entropy(c.reshape(-1, c.shape[-1]), colour.reshape(-1), ignore_index=-100)
         opt.zero_grad(set_to_none=True)
         loss.backward()
