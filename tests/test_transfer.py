@@ -144,3 +144,36 @@ def test_bad_input_is_one_line_exit_2(argv, needle, capsys, tmp_path):
     assert main([*argv, *(["--out", str(tmp_path / "o")] if "compare" in argv[1] else [])]) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1, err
+
+
+def test_several_encoders_get_their_own_arm_names():
+    from eval_t2i.multi import _plain, arm_label
+
+    assert arm_label("base+negprompt", "e2") == "base+negprompt"
+    assert arm_label("swapped", None) == "swapped"
+    assert arm_label("swapped+negprompt", "e2") == "swapped-e2+negprompt"
+    assert _plain("swapped-e2+negprompt") == "swapped+negprompt" and _plain("swapped-e1") == "swapped"
+
+
+def test_world_prompt_sets_pair_negated_and_control():
+    from negation_encoder.splitting import negative_prompt_pair
+    from negation_encoder.testbed.transfer import world_prompt_sets
+
+    negated, control = world_prompt_sets()
+    assert len(negated) == len(control) == 3 * len(OBJECTS)
+    for n, c in zip(negated, control, strict=True):
+        affirmative, negative = negative_prompt_pair(n["prompt"])
+        assert negative == n["negated_concepts"][0], n["prompt"]  # the negative-prompt arm removes the right object
+        assert affirmative == c["prompt"] and n["subject"] == c["subject"]
+        assert n["negated_concepts"][0] != n["subject"]
+
+
+def test_world_prompt_files_load_with_eval_t2i(tmp_path):
+    from eval_t2i.prompts import load_prompts
+    from negation_encoder.testbed.transfer import world_prompt_sets
+
+    negated, _ = world_prompt_sets(forms_per_kind=1)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"name": "w", "prompts": negated}))
+    items = load_prompts(path).items
+    assert [i.questions[1] for i in items] == [f"Is there a {n['negated_concepts'][0]}?" for n in negated]
