@@ -166,7 +166,7 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
                                                        resume=cfg.resume, overwrite=cfg.overwrite)
         write_summary(part, summary)
         (part / "report.md").write_text(markdown_table(summary, f"Neg Score on the world ({name} prompts)"))
-        image_grid(part, records, arm_names, cfg.seeds, max_rows=16, cell=48)
+        image_grid(part, records, arm_names, cfg.seeds, max_rows=16, cell=96)
         results[name] = summary
     table = t2i_table(results["negated"], results["control"])
     seconds = round(time.perf_counter() - start, 1)
