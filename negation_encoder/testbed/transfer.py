@@ -108,9 +108,9 @@ class T2ICompareConfig:
     pipeline: str = str(ASSETS / "t2i")
     judge: str = str(ASSETS / "judge")
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    forms: int = 3  # prompts per object kind (16 kinds)
+    forms: int = 2  # prompts per object kind (16 kinds)
     limit: int | None = None  # first N prompts (smoke runs)
-    steps: int = 25
+    steps: int = 50
     guidance_scale: float = 4.0
     batch_size: int = 16
     resume: bool = False
