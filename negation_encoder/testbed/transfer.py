@@ -28,7 +28,7 @@ from PIL import Image
 
 from ..errors import InputError
 from . import language as L
-from .pretrain import ASSETS
+from .pretrain import ASSETS, BASE_DIR
 from .world import COLOURS, OBJECT_THEME, OBJECTS, THEME_PLACE, THEMES
 
 T2I_FORMS = (  # (negated prompt, cue, affirmative control): the cue words the world's splitter reads
@@ -94,6 +94,26 @@ def encoder_labels(encoders: list[str]) -> dict[str, str]:
                              f"text_encoder/ as `negenc train` writes under <out>/model)")
         labels[f"e{i}"] = str(p)
     return labels
+
+
+def encoder_drift(encoder: str, texts: list[str], base: str | Path = BASE_DIR) -> dict[str, float]:
+    """How far an encoder moved from the base on these texts, in the two spaces downstream models read:
+    the projected, normalised text embedding (CLIPSeg's FiLM conditioning) and the 77 padded token
+    hidden states (a diffusion UNet's cross-attention). Mean cosine similarity; 1.0 = unchanged."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import CLIPModel
+
+    from .pretrain import world_tokenizer
+
+    tok = world_tokenizer()
+    models = [CLIPModel.from_pretrained(base).eval(), CLIPModel.from_pretrained(encoder).eval()]
+    enc = tok(texts, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        outs = [m.text_model(input_ids=enc.input_ids, attention_mask=enc.attention_mask) for m in models]
+        proj = [F.normalize(m.text_projection(o.pooler_output), dim=-1) for m, o in zip(models, outs, strict=True)]
+        tokens = F.cosine_similarity(outs[0].last_hidden_state, outs[1].last_hidden_state, dim=-1)
+    return {"projected_cos": float((proj[0] * proj[1]).sum(-1).mean()), "token_cos": float(tokens.mean())}
 
 
 def _check_seeds(seeds: tuple[int, ...]) -> None:
@@ -172,7 +192,10 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
     seconds = round(time.perf_counter() - start, 1)
     (out / "report.md").write_text(table + f"\nEncoders: {json.dumps(encoders)}. Seeds {list(cfg.seeds)}, "
                                    f"{cfg.steps} steps, guidance {cfg.guidance_scale}, {seconds} s.\n")
-    result = {"negated": results["negated"]["arms"], "control": results["control"]["arms"],
+    drift = {label: {"negated": encoder_drift(path, [p["prompt"] for p in negated]),
+                     "control": encoder_drift(path, [p["prompt"] for p in control])} for label, path in encoders.items()}
+    table += "\n" + drift_table(drift)
+    result = {"drift": drift, "negated": results["negated"]["arms"], "control": results["control"]["arms"],
               "paired": results["negated"]["paired"], "control_paired": results["control"]["paired"],
               "encoders": encoders, "seconds": seconds}
     (out / "results.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
@@ -257,11 +280,21 @@ def seg_compare(cfg: SegCompareConfig) -> dict:
                 entry["paired_iou_0.3_vs_original"] = {"mean": d.mean, "ci95": [d.low, d.high], "n": d.n}
             arms[arm] = entry
         results["sets"][name] = arms
+    results["drift"] = {label: {name: encoder_drift(path, [s.text for s in load_dataset(
+        DatasetConfig(kind="jsonl", jsonl=str(out / "data" / name / "set.jsonl"))).samples])
+        for name in ("negated", "control")} for label, path in encoders.items()}
     results["seconds"] = round(time.perf_counter() - start, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    (out / "report.md").write_text(seg_table(results) + f"\nEncoders: {json.dumps(encoders)}. {cfg.samples} samples "
+    (out / "report.md").write_text(seg_table(results) + "\n" + drift_table(results["drift"]) + f"\nEncoders: {json.dumps(encoders)}. {cfg.samples} samples "
                                    f"per set, seed {cfg.seed}, {results['seconds']} s.\n")
     return results
+
+
+def drift_table(drift: dict) -> str:
+    lines = ["| encoder | set | projected-embedding cos to base | token hidden-state cos to base |", "|---|---|---:|---:|"]
+    for label, sets in drift.items():
+        lines += [f"| {label} | {name} | {d['projected_cos']:.3f} | {d['token_cos']:.3f} |" for name, d in sets.items()]
+    return "\n".join(lines) + "\n"
 
 
 def seg_table(results: dict) -> str:
