@@ -129,6 +129,8 @@ def test_seg_compare_smoke_through_cli(tmp_path, base_encoder_folder):
         arms = res["sets"][name]
         assert arms["swapped"]["miou_0.3"] == arms["original"]["miou_0.3"]
         assert arms["swapped"]["paired_iou_0.3_vs_original"]["mean"] == 0.0
+        assert arms["swapped"]["target_wins"] == arms["original"]["target_wins"]
+        assert 0.0 <= arms["original"]["target_wins"] <= 1.0
     texts = [json.loads(line)["text"] for line in (out / "data" / "negated" / "set.jsonl").read_text().splitlines()]
     assert all(re.search(r"\bnot\b|\bisn't\b", t) for t in texts), texts
     assert (out / "report.md").read_text().startswith("| set | arm | mIoU@0.3")

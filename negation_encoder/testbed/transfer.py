@@ -213,12 +213,12 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
         image_grid(part, records, arm_names, cfg.seeds, max_rows=16, cell=96)
         results[name] = summary
     table = t2i_table(results["negated"], results["control"])
-    seconds = round(time.perf_counter() - start, 1)
-    (out / "report.md").write_text(table + f"\nEncoders: {json.dumps(encoders)}. Seeds {list(cfg.seeds)}, "
-                                   f"{cfg.steps} steps, guidance {cfg.guidance_scale}, {seconds} s.\n")
     drift = {label: {"negated": encoder_drift(path, [p["prompt"] for p in negated]),
                      "control": encoder_drift(path, [p["prompt"] for p in control])} for label, path in encoders.items()}
     table += "\n" + drift_table(drift)
+    seconds = round(time.perf_counter() - start, 1)
+    (out / "report.md").write_text(table + f"\nEncoders: {json.dumps(encoders)}. Seeds {list(cfg.seeds)}, "
+                                   f"{cfg.steps} steps, guidance {cfg.guidance_scale}, {seconds} s.\n")
     result = {"drift": drift, "negated": results["negated"]["arms"], "control": results["control"]["arms"],
               "paired": results["negated"]["paired"], "control_paired": results["control"]["paired"],
               "encoders": encoders, "seconds": seconds}
