@@ -9,8 +9,8 @@ the negated object is one the generator is likely to draw, as in COCO-based prom
 
 Where the work happens (DESIGN.md: the core package never runs a diffusers pipeline): the t2i
 comparison is `eval_t2i.multi.compare_encoders` (its runner, arms, judge protocol, scoring, reports),
-called from here with the world's prompts and the world judge; diffusers is imported only by
-eval_t2i. The segmentation comparison is `eval_seg.runner.run_arm` on JSONL sets written here; CLIPSeg
+called from here with the world's prompts and the world judge; this module touches diffusers only to
+quiet its logging, as `negenc t2i` does. The segmentation comparison is `eval_seg.runner.run_arm` on JSONL sets written here; CLIPSeg
 is a transformers model, which the core may run.
 """
 
@@ -166,7 +166,7 @@ class T2ICompareConfig:
 
 def t2i_compare(cfg: T2ICompareConfig) -> dict:
     """Neg Score on the world's negated prompts and its affirmative control, every arm on the same seeds."""
-    import diffusers
+    from diffusers.utils import logging as diffusers_logging
 
     from eval_t2i.generation import GenerationConfig, load_pipeline, resolve_device_dtype
     from eval_t2i.multi import compare_encoders
@@ -188,7 +188,9 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
         raise InputError(f"--judge {cfg.judge}: {e}") from None
     out = Path(cfg.out)
     start = time.perf_counter()
-    diffusers.utils.logging.set_verbosity_error()  # IFPipeline warns on every call that bs4 is absent
+    diffusers_logging.set_verbosity_error()  # IFPipeline warns on every call that bs4 is absent
+    if not cfg.progress:
+        diffusers_logging.disable_progress_bar()  # "Loading pipeline components" too
     device, dtype = resolve_device_dtype("cpu", "fp32")
     pipe = load_pipeline(cfg.pipeline, device, dtype)
     negated, control = world_prompt_sets(cfg.forms)
