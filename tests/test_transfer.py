@@ -180,3 +180,21 @@ def test_world_prompt_files_load_with_eval_t2i(tmp_path):
     path.write_text(json.dumps({"name": "w", "prompts": negated}))
     items = load_prompts(path).items
     assert [i.questions[1] for i in items] == [f"Is there a {n['negated_concepts'][0]}?" for n in negated]
+
+
+@pytest.mark.parametrize("asset", ["judge", "seg", "t2i"])
+def test_pretrain_commands_are_deterministic(asset, tmp_path):
+    """Two runs with the same seed write the same weights (a few steps, tiny batches)."""
+    from safetensors.torch import load_file
+
+    weights = {"judge": "model.safetensors", "seg": "model.safetensors",
+               "t2i": "unet/diffusion_pytorch_model.safetensors"}[asset]
+    runs = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        assert main(["testbed", f"pretrain-{asset}", "--steps", "2", "--out", str(out)]) == 0
+        runs.append(load_file(str(out / weights)))
+        info = json.loads((out / "pretrain_info.json").read_text())
+        assert info["command"] == f"negenc testbed pretrain-{asset}" and info["config"]["steps"] == 2
+    differing = [name for name in runs[0] if not torch.equal(runs[0][name], runs[1][name])]
+    assert not differing and set(runs[0]) == set(runs[1]), f"{asset}: tensors differ between runs: {differing[:5]}"
