@@ -1,0 +1,150 @@
+"""The world's text-to-image model (`negenc testbed pretrain-t2i`): a pixel-space diffusion UNet trained
+on world images with the frozen *base* text encoder, as Stable Diffusion was trained with frozen CLIP.
+
+Why this shape: the drop-in claim is about a generator that never saw the negation-aware encoder. The
+UNet learns, from alt-text captions with the LAION-like sliver (`language.pretraining_caption`), to
+read the base encoder's token states (77 padded positions, exactly what the pipeline feeds it); then
+`negenc testbed t2i-compare` swaps another encoder in without retraining. Pixel space, 32x32x3: the
+world is small enough that no VAE is needed. Cross-attention sits only at the 8x8 level (each world
+cell is 2x2 tokens there): attention at 16x16 cost 3x the step time on one CPU core for no visible gain.
+
+Only diffusers *models* and schedulers are imported here, inside functions; the pipeline that runs
+them is assembled and saved by `integrations.world` (the core package never runs a pipeline).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import language as L
+from .pretrain import ASSETS, BASE_DIR
+from .world import IMAGE_SIZE, render, sample_scene
+
+T2I_DIR = ASSETS / "t2i"
+MAX_LENGTH = 77  # the pipeline pads every prompt to CLIP's 77 positions; training must see the same
+
+
+@dataclass
+class T2IConfig:
+    seed: int = 0
+    steps: int = 2400
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.0
+    sliver: float = 0.03  # the base CLIP's corpus share of misaligned negation cues
+    uncond_prob: float = 0.1  # captions dropped to "" so classifier-free guidance has an unconditional branch
+    channels: tuple[int, ...] = (16, 32, 64)
+    attention_head_dim: int = 8
+    train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"  # the cosine schedule: better than linear at 32x32 in pixels
+
+
+def base_text_encoder(base: str | Path = BASE_DIR):
+    """The base CLIP's text tower as a `CLIPTextModel` (what an SD-style pipeline holds)."""
+    from transformers import CLIPModel, CLIPTextConfig, CLIPTextModel
+
+    clip = CLIPModel.from_pretrained(base)
+    te = CLIPTextModel(CLIPTextConfig.from_dict(clip.config.text_config.to_dict()))
+    te.load_state_dict(clip.text_model.state_dict())
+    return te.eval()
+
+
+def build_unet(cfg: T2IConfig, cross_attention_dim: int):
+    """IFPipeline splits the UNet output into a noise half and a variance half (its guidance step needs
+    both), so the UNet has 6 output channels; with the scheduler's fixed variance the second half is
+    discarded at sampling, and training reads only the first."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(cfg.seed)
+    n = len(cfg.channels)
+    return UNet2DConditionModel(
+        sample_size=IMAGE_SIZE, in_channels=3, out_channels=6, layers_per_block=1,
+        block_out_channels=tuple(cfg.channels),
+        down_block_types=("DownBlock2D",) * (n - 1) + ("CrossAttnDownBlock2D",),
+        up_block_types=("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
+        cross_attention_dim=cross_attention_dim, attention_head_dim=cfg.attention_head_dim, norm_num_groups=8)
+
+
+def build_scheduler(cfg: T2IConfig):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=cfg.train_timesteps, beta_schedule=cfg.beta_schedule,
+                         clip_sample=True, prediction_type="epsilon", variance_type="fixed_small")
+
+
+def to_pixels(images: list[np.ndarray]) -> torch.Tensor:
+    """uint8 (H, W, 3) images -> (N, 3, H, W) in [-1, 1], the range IFPipeline decodes from."""
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+@torch.no_grad()
+def encode_captions(text_encoder, tokenizer, captions: list[str]) -> torch.Tensor:
+    enc = tokenizer(captions, padding="max_length", max_length=MAX_LENGTH, truncation=True, return_tensors="pt")
+    return text_encoder(enc.input_ids, attention_mask=enc.attention_mask)[0]
+
+
+def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: str | Path = BASE_DIR,
+                 progress: bool = True) -> dict:
+    """Train the UNet (text encoder frozen) and save the pipeline folder with `pretrain_info.json`."""
+    from integrations.world import save_world_pipeline
+
+    from .pretrain import world_tokenizer
+
+    cfg = cfg or T2IConfig()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    tokenizer = world_tokenizer()
+    text_encoder = base_text_encoder(base)
+    text_encoder.requires_grad_(False)
+    unet = build_unet(cfg, text_encoder.config.hidden_size)
+    scheduler = build_scheduler(cfg)
+    alphas = scheduler.alphas_cumprod
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / cfg.steps))))
+    unet.train()
+    start = time.perf_counter()
+    losses: list[float] = []
+    bar = tqdm(range(cfg.steps), desc="pretrain world t2i", disable=not progress)
+    for step in bar:
+        scenes = [sample_scene(rng, f"t2i-{step}-{i}", n_objects=(1, 2, 3)) for i in range(cfg.batch_size)]
+        captions = [L.pretraining_caption(s, rng, cfg.sliver) if rng.random() >= cfg.uncond_prob else ""
+                    for s in scenes]
+        x0 = to_pixels([render(s)[0] for s in scenes])
+        cond = encode_captions(text_encoder, tokenizer, captions)
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, cfg.train_timesteps, (len(scenes),), generator=gen)
+        a = alphas[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        loss = F.mse_loss(unet(xt, t, encoder_hidden_states=cond).sample[:, :3], noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            if not progress:
+                print(f"step {step} loss {np.mean(losses[-50:]):.4f} {time.perf_counter() - start:.0f}s", flush=True)
+    unet.eval()
+    out = Path(out)
+    save_world_pipeline(out, unet, scheduler, text_encoder, tokenizer)
+    info = {"config": {**asdict(cfg), "channels": list(cfg.channels)},
+            "seconds": round(time.perf_counter() - start, 1),
+            "final_loss": round(float(np.mean(losses[-100:])), 4), "torch_threads": torch.get_num_threads(),
+            "parameters": sum(p.numel() for p in unet.parameters()), "text_encoder": "base (frozen)",
+            "command": "negenc testbed pretrain-t2i"}
+    (out / "pretrain_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info

@@ -1,0 +1,200 @@
+"""The drop-in on the world (issue #14): committed judge, segmenter and generator; the two comparisons."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from negation_encoder.cli import main
+from negation_encoder.testbed.pretrain import BASE_DIR
+from negation_encoder.testbed.world import OBJECTS, render, sample_scene
+from negation_encoder.testbed.world_judge import JUDGE_DIR, WorldJudge
+from negation_encoder.testbed.world_seg import SEG_DIR
+from negation_encoder.testbed.world_t2i import T2I_DIR, base_text_encoder
+
+
+@pytest.fixture(scope="module")
+def base_encoder_folder(tmp_path_factory):
+    """The base CLIP exported as a checkpoint folder: swapping it in must change nothing."""
+    from transformers import CLIPModel
+
+    from negation_encoder.testbed.pretrain import world_image_processor, world_tokenizer
+    from negation_encoder.training.export import export_checkpoint
+
+    out = tmp_path_factory.mktemp("enc") / "model"
+    export_checkpoint(CLIPModel.from_pretrained(BASE_DIR), world_tokenizer(), world_image_processor(), out)
+    return str(out)
+
+
+def test_judge_follows_protocol_and_reads_rendered_scenes():
+    from eval_t2i.judges import Judge
+
+    judge = WorldJudge.from_pretrained(JUDGE_DIR)
+    assert isinstance(judge, Judge)
+    rng = np.random.default_rng(7)
+    images, questions, truth, colour_qs = [], [], [], []
+    for i in range(6):
+        scene = sample_scene(rng, f"t{i}")
+        image = render(scene)[0]
+        absent = next(k for k in OBJECTS if not scene.has(k))
+        obj = scene.objects[0]
+        colour_qs.append((image, f"What colour is the {obj.kind}?", obj.colour))
+        for q, t in ((f"Is there a {obj.kind}?", True), (f"Is there a {absent}?", False),
+                     (f"Is there a {obj.colour} {obj.kind}?", True)):
+            images.append(image)
+            questions.append(q)
+            truth.append(t)
+    probs = judge.yes_probability(images, questions)
+    wrong = [(q, p) for q, p, t in zip(questions, probs, truth, strict=True) if (p > 0.5) != t]
+    assert not wrong, f"the committed judge answered wrongly: {wrong}"
+    choices = [["red", "green", "blue", "yellow", "purple", "white"]] * len(colour_qs)
+    scores = judge.choice_likelihood([c[0] for c in colour_qs], [c[1] for c in colour_qs], choices)
+    picked = [choices[0][int(np.argmax(s))] for s in scores]
+    assert picked == [c[2] for c in colour_qs], f"colour answers {picked}"
+
+
+def test_judge_rejects_unreadable_questions():
+    judge = WorldJudge.from_pretrained(JUDGE_DIR)
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="cannot read 'Is the sky blue\\?'"):
+        judge.yes_probability([image], ["Is the sky blue?"])
+    with pytest.raises(ValueError, match="1 images, 2 questions"):
+        judge.yes_probability([image], ["Is there a cup?", "Is there a fork?"])
+
+
+def test_segmenter_loads_and_base_swap_is_bit_identical():
+    from transformers import CLIPModel, CLIPSegForImageSegmentation, CLIPSegProcessor
+
+    from integrations import swap_clipseg_text_encoder
+
+    seg = CLIPSegForImageSegmentation.from_pretrained(SEG_DIR).eval()
+    processor = CLIPSegProcessor.from_pretrained(SEG_DIR)
+    image = render(sample_scene(np.random.default_rng(3), "s"))[0]
+    enc = processor(text=["the red cup", "the cup that is not red"], images=[image, image], padding=True,
+                    return_tensors="pt")
+    with torch.no_grad():
+        before = seg(**enc).logits
+        swap_clipseg_text_encoder(seg, CLIPModel.from_pretrained(BASE_DIR))
+        after = seg(**enc).logits
+    assert before.shape[-2:] == (32, 32)
+    assert torch.equal(before, after), f"swapping the base encoder changed logits by {(before - after).abs().max()}"
+
+
+def test_generator_loads_and_base_swap_is_bit_identical():
+    from diffusers import DiffusionPipeline
+
+    from integrations import swap_text_encoders
+
+    pipe = DiffusionPipeline.from_pretrained(str(T2I_DIR), safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size == 64
+
+    def draw():
+        return pipe(prompt=["a kitchen with a red cup and no fork"], negative_prompt=[""], num_inference_steps=2,
+                    generator=[torch.Generator().manual_seed(0)], output_type="np").images
+
+    before = draw()
+    swap_text_encoders(pipe, text_encoder=base_text_encoder())
+    after = draw()
+    assert before.shape == (1, 32, 32, 3)
+    assert np.array_equal(before, after), "swapping the base encoder into the world pipeline changed the image"
+
+
+def test_t2i_compare_smoke_through_cli(tmp_path, base_encoder_folder):
+    out = tmp_path / "t2i"
+    code = main(["testbed", "t2i-compare", "--encoder", base_encoder_folder, "--limit", "2", "--seeds", "0,1",
+                 "--steps", "2", "--batch-size", "4", "--out", str(out), "--no-progress"])
+    assert code == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["negated"]) == {"base", "base+negprompt", "swapped", "swapped+negprompt"}
+    assert res["negated"]["swapped"]["n_images"] == 4 and res["control"]["base"]["n_images"] == 4
+    # the base encoder swapped in: the same images, hence the same scores, arm for arm
+    assert res["negated"]["swapped"]["neg_score"] == res["negated"]["base"]["neg_score"]
+    assert res["paired"]["swapped - base"]["mean"] == 0.0
+    assert (out / "report.md").read_text().startswith("| arm | Neg Score")
+    assert (out / "negated" / "grid.png").is_file() and (out / "control" / "report.md").is_file()
+
+
+def test_seg_compare_smoke_through_cli(tmp_path, base_encoder_folder):
+    out = tmp_path / "seg"
+    code = main(["testbed", "seg-compare", "--encoder", base_encoder_folder, "--samples", "4", "--out", str(out),
+                 "--no-progress"])
+    assert code == 0
+    res = json.loads((out / "results.json").read_text())
+    for name in ("negated", "control"):
+        arms = res["sets"][name]
+        assert arms["swapped"]["miou_0.3"] == arms["original"]["miou_0.3"]
+        assert arms["swapped"]["paired_iou_0.3_vs_original"]["mean"] == 0.0
+        assert arms["swapped"]["target_wins"] == arms["original"]["target_wins"]
+        assert 0.0 <= arms["original"]["target_wins"] <= 1.0
+    texts = [json.loads(line)["text"] for line in (out / "data" / "negated" / "set.jsonl").read_text().splitlines()]
+    assert all(re.search(r"\bnot\b|\bisn't\b", t) for t in texts), texts
+    assert (out / "report.md").read_text().startswith("| set | arm | mIoU@0.3")
+    assert (out / "negated" / "swapped" / "overlays.png").is_file()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["testbed", "t2i-compare", "--encoder", "/nonexistent/model"], "--encoder /nonexistent/model: not an encoder"),
+    (["testbed", "seg-compare", "--encoder", "/nonexistent/model"], "--encoder /nonexistent/model: not an encoder"),
+    (["testbed", "t2i-compare", "--encoder", "x", "--seeds", "a,b"], "--seeds expects a comma list"),
+    (["testbed", "pretrain-judge", "--steps", "0"], "--steps must be >= 1"),
+])
+def test_bad_input_is_one_line_exit_2(argv, needle, capsys, tmp_path):
+    assert main([*argv, *(["--out", str(tmp_path / "o")] if "compare" in argv[1] else [])]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1, err
+
+
+def test_several_encoders_get_their_own_arm_names():
+    from eval_t2i.multi import _plain, arm_label
+
+    assert arm_label("base+negprompt", "e2") == "base+negprompt"
+    assert arm_label("swapped", None) == "swapped"
+    assert arm_label("swapped+negprompt", "e2") == "swapped-e2+negprompt"
+    assert _plain("swapped-e2+negprompt") == "swapped+negprompt" and _plain("swapped-e1") == "swapped"
+
+
+def test_world_prompt_sets_pair_negated_and_control():
+    from negation_encoder.splitting import negative_prompt_pair
+    from negation_encoder.testbed.transfer import world_prompt_sets
+
+    negated, control = world_prompt_sets()
+    assert len(negated) == len(control) == 3 * len(OBJECTS)
+    for n, c in zip(negated, control, strict=True):
+        affirmative, negative = negative_prompt_pair(n["prompt"])
+        assert negative == n["negated_concepts"][0], n["prompt"]  # the negative-prompt arm removes the right object
+        assert affirmative == c["prompt"] and n["subject"] == c["subject"]
+        assert n["negated_concepts"][0] != n["subject"]
+
+
+def test_world_prompt_files_load_with_eval_t2i(tmp_path):
+    from eval_t2i.prompts import load_prompts
+    from negation_encoder.testbed.transfer import world_prompt_sets
+
+    negated, _ = world_prompt_sets(forms_per_kind=1)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"name": "w", "prompts": negated}))
+    items = load_prompts(path).items
+    assert [i.questions[1] for i in items] == [f"Is there a {n['negated_concepts'][0]}?" for n in negated]
+
+
+@pytest.mark.parametrize("asset", ["judge", "seg", "t2i"])
+def test_pretrain_commands_are_deterministic(asset, tmp_path):
+    """Two runs with the same seed write the same weights (a few steps, tiny batches)."""
+    from safetensors.torch import load_file
+
+    weights = {"judge": "model.safetensors", "seg": "model.safetensors",
+               "t2i": "unet/diffusion_pytorch_model.safetensors"}[asset]
+    runs = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        assert main(["testbed", f"pretrain-{asset}", "--steps", "2", "--out", str(out)]) == 0
+        runs.append(load_file(str(out / weights)))
+        info = json.loads((out / "pretrain_info.json").read_text())
+        assert info["command"] == f"negenc testbed pretrain-{asset}" and info["config"]["steps"] == 2
+    differing = [name for name in runs[0] if not torch.equal(runs[0][name], runs[1][name])]
+    assert not differing and set(runs[0]) == set(runs[1]), f"{asset}: tensors differ between runs: {differing[:5]}"
