@@ -117,13 +117,13 @@ def test_a_folder_locked_by_a_live_run_is_refused(world, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("change,needle", [
-    (["--set", "lr=0.5"], "the config differs from the checkpoint"),
+    (["--set", "lr=0.5"], "lr (0.001 -> 0.5)"),
     (["--set", "layers=front:1"], "layers ('all' -> 'front:1')"),
 ])
 def test_resume_refuses_a_changed_config(world, tmp_path, capsys, change, needle):
     before = _snapshot(world["run"])
-    err = _one_line_exit_2(capsys, _train_args(world, world["run"], "--resume", *change), needle)
-    assert "lr (0.001 -> 0.5)" in err or "layers" in err
+    _one_line_exit_2(capsys, _train_args(world, world["run"], "--resume", *change),
+                     "the config differs from the checkpoint", needle)
     assert _snapshot(world["run"]) == before
 
 

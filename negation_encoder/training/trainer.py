@@ -15,6 +15,7 @@ continues from the newest one with the same data order, optimizer, scheduler and
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -273,7 +274,7 @@ def train(
         check_images_exist(loaded, cfg.images, distractors=bool(cfg.distractor))
     if resume and found is None:
         accelerator.print(f"--resume: no checkpoint under {run.out / 'checkpoints'}; starting from step 0")
-    lock = run.lock() if accelerator.is_main_process else _no_lock()
+    lock = run.lock() if accelerator.is_main_process else contextlib.nullcontext()
     with lock:
         if overwrite and accelerator.is_main_process:
             run.remove_run()
@@ -288,14 +289,6 @@ def train(
         accelerator.wait_for_everyone()
     return TrainResult(out=run.out, steps=cfg.steps, log=result["log"], seconds=time.perf_counter() - t0,
                        resumed_from=found[0] if found else None)
-
-
-class _no_lock:  # noqa: N801 - a context manager standing in for RunDir.lock on non-main processes
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer, image_processor, image_loader,
