@@ -174,3 +174,23 @@ def test_split_reading_targets_match_the_split_scorer_by_hand(world):
     torch.testing.assert_close(targets[0], torch.nn.functional.normalize(aff - 0.5 * cat, dim=-1))
     res = train(_cfg(world, world["root"] / "distill", steps=3, split_distill=1.0, save_every=3), progress=False)
     assert all("split_distill" in e for e in res.log)
+
+
+def test_embedding_preservation_keeps_affirmative_embeddings_at_the_base(world, tmp_path):
+    from transformers import CLIPModel, CLIPTokenizer
+
+    from negation_encoder.encoding import encode_texts
+
+    tok = CLIPTokenizer.from_pretrained(world["base"])
+    texts = [f"a photo of a {o}" for o in ("dog", "cat", "car", "bus", "tree", "cup")]
+    base = encode_texts(CLIPModel.from_pretrained(world["base"]).eval(), tok, texts)
+
+    def drift(**kw):
+        res = train(_cfg(world, tmp_path / str(len(kw)), steps=12, save_every=12, preserve=0.0, **kw), progress=False)
+        tuned = encode_texts(CLIPModel.from_pretrained(res.out / "model").eval(), tok, texts)
+        return (1 - (tuned * base).sum(-1)).mean().item(), res
+
+    free, _ = drift()
+    kept, res = drift(preserve_embeds=10.0)
+    assert all("preserve_embeds" in e for e in res.log)
+    assert kept < free, (kept, free)  # the term holds affirmative captions' embeddings nearer the base's

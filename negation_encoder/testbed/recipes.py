@@ -65,6 +65,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            ("p1", "p2", "presence"), {**_COMMON, "infonce": 0.3, "mcq": 1.0, "preserve": 1.0, "distractor": 1.0}),
     Recipe("split-distill", "the default recipe plus split distillation (1.0, w = 1.0)", ("p1", "p2", "presence"),
            {**_COMMON, "infonce": 0.3, "mcq": 1.0, "preserve": 1.0, "split_distill": 1.0, "split_distill_w": 1.0}),
+    Recipe("preserve-embeds", "the default recipe plus preservation of affirmative captions' projected embeddings "
+           "(1.0), for drop-in stability in CLIPSeg", ("p1", "p2", "presence"),
+           {**_COMMON, "infonce": 0.3, "mcq": 1.0, "preserve": 1.0, "preserve_embeds": 1.0}),
     Recipe("compositional", "the default recipe on data with compositional foils ('a N but no B') and their true "
            "twins", ("p1", "p2", "presence"), {**_COMMON, "infonce": 0.3, "mcq": 1.0, "preserve": 1.0},
            compositional=True),

@@ -7,6 +7,7 @@ from .losses import (
     TERMS,
     ClipInfoNCE,
     DistractorLoss,
+    EmbeddingPreservationLoss,
     HardNegativeInfoNCE,
     MultipleChoiceLoss,
     OmniAbsenceLoss,
@@ -19,7 +20,7 @@ from .run_dir import RunDir
 from .trainer import TrainResult, latest_checkpoint, train
 
 __all__ = [
-    "TERMS", "ClipInfoNCE", "DistractorLoss", "HardNegativeInfoNCE", "MultipleChoiceLoss", "NegationObjective", "OmniAbsenceLoss",
+    "TERMS", "ClipInfoNCE", "DistractorLoss", "EmbeddingPreservationLoss", "HardNegativeInfoNCE", "MultipleChoiceLoss", "NegationObjective", "OmniAbsenceLoss",
     "OmniPresenceLoss", "PreservationLoss", "RunDir", "SplitDistillLoss", "TrainConfig", "TrainResult", "config_help",
     "configure_trainable", "export_checkpoint", "latest_checkpoint", "resume_conflicts", "text_layer_indices",
     "train", "write_eval_results",

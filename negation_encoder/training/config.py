@@ -87,6 +87,8 @@ class TrainConfig:
     split_distill_w: float = _f(1.0, "the split reading's weight on the negated concept", group="objective")
     preserve: float = _f(0.0, "token-level hidden-state preservation on affirmative captions (what a UNet reads)",
                          group="objective")
+    preserve_embeds: float = _f(0.0, "projected-embedding preservation on affirmative captions (what CLIPSeg reads)",
+                                group="objective")
     max_foils: int = _f(3, "foils per record used by the MCQ / hard-negative terms", group="objective")
 
     # bookkeeping (may change on --resume)

@@ -14,7 +14,8 @@ from torch import nn
 
 # The objective's terms, in one place: TrainConfig has a weight field of each name, the objective
 # (`training.objective`) computes them, and the model card lists them.
-TERMS = ("infonce", "mcq", "omni_presence", "omni_absence", "distractor", "split_distill", "preserve")
+TERMS = ("infonce", "mcq", "omni_presence", "omni_absence", "distractor", "split_distill", "preserve",
+         "preserve_embeds")
 
 
 def multi_positive_ce(logits: torch.Tensor, positive: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -157,6 +158,15 @@ class SplitDistillLoss(nn.Module):
         if not mask.any():
             return text.new_zeros(())
         return (1.0 - (text[mask] * target[mask]).sum(-1)).mean()
+
+
+class EmbeddingPreservationLoss(SplitDistillLoss):
+    """Keep the projected embedding of each affirmative (original) caption at the frozen base's.
+
+    CLIPSeg conditions its decoder on this embedding (FiLM), so drift here costs a swapped-in encoder
+    even on affirmative prompts; `PreservationLoss` guards the token states a UNet reads. Same form as
+    the split-distillation term: mean of 1 - cosine to a fixed target over the masked rows.
+    """
 
 
 class OmniPresenceLoss(nn.Module):

@@ -18,6 +18,7 @@ from .losses import (
     TERMS,
     ClipInfoNCE,
     DistractorLoss,
+    EmbeddingPreservationLoss,
     HardNegativeInfoNCE,
     MultipleChoiceLoss,
     OmniAbsenceLoss,
@@ -41,17 +42,20 @@ class NegationObjective(nn.Module):
         self.preserve = PreservationLoss()
         self.distractor = DistractorLoss()
         self.split_distill = SplitDistillLoss()
+        self.preserve_embeds = EmbeddingPreservationLoss()
 
     def forward(self, *, emb: torch.Tensor, hidden: torch.Tensor, batch: Batch, image_emb: torch.Tensor,
                 logit_scale: torch.Tensor, base_hidden: torch.Tensor | None = None,
                 distractor_emb: torch.Tensor | None = None, split_target: torch.Tensor | None = None,
-                split_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                split_mask: torch.Tensor | None = None, base_embeds: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """`emb` (T, D) normalised embeddings of the batch's distinct texts, `hidden` their last hidden
         states, `image_emb` (B, D) the batch's cached image embeddings, `base_hidden` the frozen base's
         hidden states of the original captions (needed only by the preservation term), `distractor_emb`
         (B, K, D) the cached embeddings of `batch.distractors` (only for the distractor term),
         `split_target` (B, D) / `split_mask` (B,) the base's split reading of each true caption (only for
-        the split-distillation term)."""
+        the split-distillation term), `base_embeds` (B, D) the base's projected embedding of each
+        original caption (only for the embedding-preservation term)."""
         w = self.weights
         ids = batch.image_index
         parts: dict[str, torch.Tensor] = {}
@@ -95,6 +99,10 @@ class NegationObjective(nn.Module):
         if w["split_distill"] and split_target is not None:
             parts["split_distill"] = self.split_distill(emb[batch.positive], split_target, split_mask)
             counts["split_distill"] = split_mask.sum()
+        if w["preserve_embeds"] and base_embeds is not None:
+            every = torch.ones(len(base_embeds), dtype=torch.bool, device=base_embeds.device)
+            parts["preserve_embeds"] = self.preserve_embeds(emb[batch.original], base_embeds, every)
+            counts["preserve_embeds"] = every.sum()
         if w["preserve"] and base_hidden is not None:
             rows = batch.original
             parts["preserve"] = self.preserve(hidden[rows], base_hidden, batch.attention_mask[rows])

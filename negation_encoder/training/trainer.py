@@ -309,6 +309,11 @@ def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer
     key_index = {k: i for i, k in enumerate(keys)}
     examples = [example_from_record(r, key_index[r.image], key_index if cfg.distractor else None) for r in records]
     table = TokenTable(tokenizer, all_texts(examples))
+    base_embeds = None
+    if cfg.preserve_embeds:  # the base's projected embedding of every original caption, before any step
+        from ..encoding import encode_texts
+
+        base_embeds = encode_texts(model, tokenizer, [ex.original for ex in examples]).to(accelerator.device)
     split_targets = split_mask = None
     if cfg.split_distill:  # the base's split reading of every true caption, before any step changes the base
         split_targets, split_mask = split_reading_targets(model, tokenizer, [ex.positive for ex in examples],
@@ -371,6 +376,8 @@ def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer
                     distractor_emb = image_table[batch.distractors.clamp_min(0)] if cfg.distractor else None
                     split_kw = {} if split_targets is None else {"split_target": split_targets[batch.example_index],
                                                                  "split_mask": split_mask[batch.example_index]}
+                    if base_embeds is not None:
+                        split_kw["base_embeds"] = base_embeds[batch.example_index]
                     loss, parts = objective(emb=emb, hidden=hidden, batch=batch,
                                             image_emb=image_table[batch.image_index],
                                             logit_scale=accelerator.unwrap_model(tower).logit_scale.exp(),
