@@ -84,8 +84,13 @@ def test_negscore_end_to_end_batch_invariant_and_resumable(world, tmp_path, caps
     assert main(_args(world, b, "--batch-size", "1")) == 0
     pa, pb = _pixels(a), _pixels(b)
     assert list(pa) == list(pb) and len(pa) == 12
+    # the same noise per image whatever the batch: equal up to float reordering in batched GEMMs (bit
+    # equality holds with 2 threads here but not with OMP_NUM_THREADS=1), far below what a seed changes
     for k in pa:
-        assert np.array_equal(pa[k], pb[k]), f"{k} differs between batch size 3 and 1"
+        diff = np.abs(pa[k].astype(int) - pb[k].astype(int))
+        assert diff.max() <= 2 and diff.mean() < 0.05, f"{k} differs between batch size 3 and 1 ({diff.max()})"
+    seed_gap = np.abs(pa["images/base/t0_s0.png"].astype(int) - pa["images/base/t0_s1.png"].astype(int)).mean()
+    assert seed_gap > 5, seed_gap
     assert not np.array_equal(pa["images/base/t0_s0.png"], pa["images/swapped/t0_s0.png"]), "swap changed nothing"
     assert not np.array_equal(pa["images/base/t0_s0.png"], pa["images/base/t0_s1.png"]), "seeds gave one image"
 
