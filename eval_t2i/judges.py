@@ -65,6 +65,22 @@ def _load(loader, path: str, what: str, **kwargs):
         raise InputError(f"judge {path}: cannot load its {what} ({first})") from None
 
 
+def _load_judge(model, processor, model_class, what: str, device: str | None, dtype: str):
+    """(name, model, processor, device, dtype): a judge given as a path is loaded with its processor in
+    the inference dtype for `device`; a judge given as a model keeps its config's name."""
+    from transformers import AutoProcessor
+
+    device_t = torch.device(device) if device else default_device()
+    dtype_t = inference_dtype(device_t, dtype)
+    if isinstance(model, str):
+        name = model
+        processor = processor or _load(AutoProcessor, model, "processor")
+        model = _load(model_class, model, what, dtype=dtype_t)
+    else:
+        name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+    return name, model, processor, device_t, dtype_t
+
+
 def _yes_share(logits: torch.Tensor, yes_ids: list[int], no_ids: list[int]) -> list[float]:
     probs = logits.float().softmax(-1)
     yes, no = probs[:, yes_ids].sum(-1), probs[:, no_ids].sum(-1)
@@ -75,16 +91,10 @@ class BlipJudge:
     """`BlipForQuestionAnswering` read at its first answer token (the decoder one step from BOS)."""
 
     def __init__(self, model, processor=None, batch_size: int = 16, device: str | None = None, dtype: str = "auto"):
-        from transformers import AutoProcessor, BlipForQuestionAnswering
+        from transformers import BlipForQuestionAnswering
 
-        self.device = torch.device(device) if device else default_device()
-        self.dtype = inference_dtype(self.device, dtype)
-        if isinstance(model, str):
-            self.name = model
-            processor = processor or _load(AutoProcessor, model, "processor")
-            model = _load(BlipForQuestionAnswering, model, "BlipForQuestionAnswering weights", dtype=self.dtype)
-        else:
-            self.name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self.name, model, processor, self.device, self.dtype = _load_judge(
+            model, processor, BlipForQuestionAnswering, "BlipForQuestionAnswering weights", device, dtype)
         if processor is None:
             raise ValueError("BlipJudge needs the model's processor")
         self.model = model.to(self.device, self.dtype).eval()
@@ -164,16 +174,10 @@ class VLMJudge:
 
     def __init__(self, model, processor=None, batch_size: int = 8, device: str | None = None, dtype: str = "auto",
                  yes_no_suffix: str = " Answer yes or no.", choice_suffix: str = " Answer with one of: {choices}."):
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
-        self.device = torch.device(device) if device else default_device()
-        self.dtype = inference_dtype(self.device, dtype)
-        if isinstance(model, str):
-            self.name = model
-            processor = processor or _load(AutoProcessor, model, "processor")
-            model = _load(AutoModelForImageTextToText, model, "image-text-to-text weights", dtype=self.dtype)
-        else:
-            self.name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self.name, model, processor, self.device, self.dtype = _load_judge(
+            model, processor, AutoModelForImageTextToText, "image-text-to-text weights", device, dtype)
         if processor is None or not hasattr(processor, "tokenizer"):
             raise InputError(f"judge {self.name}: needs a multimodal processor with a tokenizer")
         self.model = model.to(self.device, self.dtype).eval()

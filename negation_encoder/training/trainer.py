@@ -425,28 +425,19 @@ def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer
 def split_reading_targets(model, tokenizer, texts: list[str], weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """((N, D) normalised targets, (N,) mask) for the split-distillation term: for each caption that
     negates something, normalize(e(affirmative) - weight * mean_c e("a photo of a {c}")) under the
-    current (base) model. (The split scorer takes the max over concepts per image; a single target
-    direction needs one vector, hence the mean.)"""
+    current (base) model, read through the split scorer's own `encode_split`. (The scorer takes the max
+    over concepts per image; a single target direction needs one vector, hence the mean.)"""
     from ..encoding import encode_texts
-    from ..eval.split import concept_prompt
-    from ..splitting import RuleSplitter
+    from ..eval.split import encode_split
 
-    splits = RuleSplitter().split_batch(texts)
-    needed = list(dict.fromkeys([s.affirmative for s in splits if s.has_negation]
-                                + [concept_prompt(c) for s in splits for c in s.negated]))
     was_training = model.training
     model.eval()
-    emb = encode_texts(model, tokenizer, needed) if needed else None
+    split = encode_split(texts, lambda t: encode_texts(model, tokenizer, t))
     model.train(was_training)
-    row = {t: i for i, t in enumerate(needed)}
-    dim = model.config.projection_dim
-    targets, mask = torch.zeros(len(texts), dim), torch.zeros(len(texts), dtype=torch.bool)
-    for i, s in enumerate(splits):
-        if s.has_negation:
-            concepts = torch.stack([emb[row[concept_prompt(c)]] for c in s.negated]).mean(0)
-            targets[i] = F.normalize(emb[row[s.affirmative]] - weight * concepts, dim=-1)
-            mask[i] = True
-    return targets, mask
+    mask = split.concept_mask.float()
+    concepts = (split.concepts * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
+    targets = F.normalize(split.affirmative - weight * concepts, dim=-1)
+    return targets * split.has_negation[:, None], split.has_negation.clone()
 
 
 def latest_checkpoint(out: str | os.PathLike) -> tuple[int, Path] | None:
