@@ -23,7 +23,7 @@ demo: $(BIN)/.installed
 	$(BIN)/negenc demo --overwrite $(DEMO_ARGS)
 
 lint: $(BIN)/.installed
-	$(BIN)/python -m ruff check negation_encoder integrations eval_t2i eval_seg tests benchmarks
+	$(BIN)/python -m ruff check negation_encoder negation_testbed integrations eval_t2i eval_seg tests benchmarks
 
 test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

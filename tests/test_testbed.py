@@ -10,24 +10,24 @@ from negation_encoder.data import read_records
 from negation_encoder.data.backends import RewriteRequest, TextLLM, VisionLLM
 from negation_encoder.errors import InputError
 from negation_encoder.eval import recall_at_k
-from negation_encoder.testbed import language as L
-from negation_encoder.testbed.benchmarks import (
+from negation_testbed import language as L
+from negation_testbed.benchmarks import (
     METRIC_KEYS,
     METRIC_LABELS,
     build_suite,
     negated_retrieval_scores,
     negated_validity,
 )
-from negation_encoder.testbed.datagen import (
+from negation_testbed.datagen import (
     WorldDistractors,
     caption_items,
     generate_negation_data,
     make_train_world,
     qa_items,
 )
-from negation_encoder.testbed.oracle import OracleLLM, OracleMLLM
-from negation_encoder.testbed.pretrain import BASE_DIR, corpus_negation_ratio, world_tokenizer
-from negation_encoder.testbed.world import COLOURS, OBJECTS, render, sample_scene
+from negation_testbed.oracle import OracleLLM, OracleMLLM
+from negation_testbed.pretrain import BASE_DIR, corpus_negation_ratio, world_tokenizer
+from negation_testbed.world import COLOURS, OBJECTS, render, sample_scene
 
 
 def test_world_is_deterministic():
@@ -246,7 +246,7 @@ def test_every_world_text_is_in_the_closed_vocabulary():
 
 @pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")
 def test_diagnosis_runs_and_finds_the_target_reachable(tmp_path):
-    from negation_encoder.testbed.diagnose import main
+    from negation_testbed.diagnose import main
 
     out = tmp_path / "diag.json"
     assert main(["--quick", "--json", str(out)]) == 0
@@ -261,7 +261,7 @@ def test_diagnosis_runs_and_finds_the_target_reachable(tmp_path):
 
 @pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")
 def test_base_is_negation_blind_and_short_finetune_raises_mcq(tmp_path):
-    from negation_encoder.testbed.demo import COLUMNS, run_demo
+    from negation_testbed.demo import COLUMNS, run_demo
 
     # default recipe, shortened to keep the suite fast: 1500 scenes, 250 steps, 200 items per benchmark
     res = run_demo(tmp_path / "demo", n_scenes=1500, steps=250, bench_size=200, progress=False)
@@ -313,8 +313,8 @@ def test_split_weight_is_fitted_on_training_records_only(tmp_path, monkeypatch):
     """The demo's split reader gets its weight from the world's training records and images, never from
     benchmark items: every image the fit embeds is a training image."""
     import negation_encoder.eval.split as split_mod
-    from negation_encoder.testbed.run import split_evaluation
     from negation_encoder.testing import tiny
+    from negation_testbed.run import split_evaluation
 
     world = make_train_world(tmp_path / "images", n_scenes=40)
     data = generate_negation_data(world, tmp_path / "data", ("p1", "presence"), tokenizer=world_tokenizer(),

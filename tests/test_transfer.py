@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from negation_encoder.cli import main
-from negation_encoder.testbed.pretrain import BASE_DIR
-from negation_encoder.testbed.world import OBJECTS, render, sample_scene
-from negation_encoder.testbed.world_judge import JUDGE_DIR, WorldJudge
-from negation_encoder.testbed.world_seg import SEG_DIR
-from negation_encoder.testbed.world_t2i import T2I_DIR, base_text_encoder
+from negation_testbed.pretrain import BASE_DIR
+from negation_testbed.world import OBJECTS, render, sample_scene
+from negation_testbed.world_judge import JUDGE_DIR, WorldJudge
+from negation_testbed.world_seg import SEG_DIR
+from negation_testbed.world_t2i import T2I_DIR, base_text_encoder
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,8 @@ def base_encoder_folder(tmp_path_factory):
     """The base CLIP exported as a checkpoint folder: swapping it in must change nothing."""
     from transformers import CLIPModel
 
-    from negation_encoder.testbed.pretrain import world_image_processor, world_tokenizer
     from negation_encoder.training.export import export_checkpoint
+    from negation_testbed.pretrain import world_image_processor, world_tokenizer
 
     out = tmp_path_factory.mktemp("enc") / "model"
     export_checkpoint(CLIPModel.from_pretrained(BASE_DIR), world_tokenizer(), world_image_processor(), out)
@@ -160,7 +160,7 @@ def test_several_encoders_get_their_own_arm_names():
 
 def test_world_prompt_sets_pair_negated_and_control():
     from negation_encoder.splitting import negative_prompt_pair
-    from negation_encoder.testbed.transfer import world_prompt_sets
+    from negation_testbed.transfer import world_prompt_sets
 
     negated, control = world_prompt_sets()
     assert len(negated) == len(control) == 3 * len(OBJECTS)
@@ -173,7 +173,7 @@ def test_world_prompt_sets_pair_negated_and_control():
 
 def test_world_prompt_files_load_with_eval_t2i(tmp_path):
     from eval_t2i.prompts import load_prompts
-    from negation_encoder.testbed.transfer import world_prompt_sets
+    from negation_testbed.transfer import world_prompt_sets
 
     negated, _ = world_prompt_sets(forms_per_kind=1)
     path = tmp_path / "p.json"

@@ -19,7 +19,7 @@ def demo_command_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from ..testbed.demo import add_drop_in_check, run_demo
+    from negation_testbed.demo import add_drop_in_check, run_demo
 
     if args.no_progress:
         from .progress import silence_progress

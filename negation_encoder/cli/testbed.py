@@ -13,7 +13,7 @@ def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(_group_parser=p)
     sub = p.add_subparsers(title="testbed commands", metavar="COMMAND", parser_class=type(p))
     pt = sub.add_parser("pretrain", help="regenerate the committed base CLIP deterministically")
-    pt.add_argument("--out", default=None, help="folder (default: the package's testbed/assets/base)")
+    pt.add_argument("--out", default=None, help="folder (default: the committed negation_testbed/assets/base)")
     pt.add_argument("--steps", type=int, default=None, help="override the pretraining steps")
     pt.add_argument("--seed", type=int, default=0, help="seed of the pretraining run")
     pt.set_defaults(func=pretrain_command)
@@ -78,7 +78,7 @@ def pretrain_asset_command(args: argparse.Namespace) -> int:
 
         raise InputError(f"--steps must be >= 1, got {args.steps}")
     module, folder, config, trainer = _ASSETS[args.asset]
-    mod = importlib.import_module(f"..testbed.{module}", __package__)
+    mod = importlib.import_module(f"negation_testbed.{module}")
     default, Config, run = getattr(mod, folder), getattr(mod, config), getattr(mod, trainer)
     cfg = Config(seed=args.seed)
     if args.steps:
@@ -101,7 +101,7 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def t2i_compare_command(args: argparse.Namespace) -> int:
-    from ..testbed.transfer import T2ICompareConfig, t2i_compare
+    from negation_testbed.transfer import T2ICompareConfig, t2i_compare
 
     cfg = T2ICompareConfig(encoders=args.encoder, out=args.out, seeds=_seeds(args.seeds), forms=args.forms,
                            limit=args.limit, steps=args.steps, guidance_scale=args.guidance_scale,
@@ -117,7 +117,7 @@ def t2i_compare_command(args: argparse.Namespace) -> int:
 
 
 def seg_compare_command(args: argparse.Namespace) -> int:
-    from ..testbed.transfer import SegCompareConfig, seg_compare
+    from negation_testbed.transfer import SegCompareConfig, seg_compare
 
     cfg = SegCompareConfig(encoders=args.encoder, out=args.out, samples=args.samples, seed=args.seed,
                            batch_size=args.batch_size, resume=args.resume, overwrite=args.overwrite,
@@ -130,7 +130,7 @@ def seg_compare_command(args: argparse.Namespace) -> int:
 
 
 def pretrain_command(args: argparse.Namespace) -> int:
-    from ..testbed.pretrain import BASE_DIR, PretrainConfig, pretrain
+    from negation_testbed.pretrain import BASE_DIR, PretrainConfig, pretrain
 
     cfg = PretrainConfig(seed=args.seed)
     if args.steps:
@@ -141,7 +141,7 @@ def pretrain_command(args: argparse.Namespace) -> int:
 
 
 def recipes_command(args: argparse.Namespace) -> int:
-    from ..testbed.recipes import RECIPES
+    from negation_testbed.recipes import RECIPES
 
     for r in RECIPES.values():
         print(f"{r.name:22s} data={'+'.join(r.sources):18s} {r.description}")
@@ -149,8 +149,9 @@ def recipes_command(args: argparse.Namespace) -> int:
 
 
 def compare_command(args: argparse.Namespace) -> int:
+    from negation_testbed.compare import compare
+
     from ..errors import InputError
-    from ..testbed.compare import compare
     from .progress import silence_progress
 
     silence_progress()  # compare prints one line per run; the libraries' save/load bars would drown them

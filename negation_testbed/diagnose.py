@@ -1,5 +1,5 @@
 """Why negated text-to-image retrieval does not move: a diagnosis on the world (`python -m
-negation_encoder.testbed.diagnose --json out.json [--model FINETUNED_DIR]`).
+negation_testbed.diagnose --json out.json [--model FINETUNED_DIR]`).
 
 Three questions, each answered without touching benchmark items for anything but evaluation:
 
@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..encoding import encode_images, encode_texts, text_features
-from ..eval import group_top1_accuracy, recall_at_k_any
+from negation_encoder.encoding import encode_images, encode_texts, text_features
+from negation_encoder.eval import group_top1_accuracy, recall_at_k_any
+
 from . import language as L
 from .benchmarks import BENCH_SEED, Suite, build_suite, evaluate, negated_validity
 from .pretrain import BASE_DIR

@@ -8,8 +8,13 @@ read the base encoder's token states (77 padded positions, exactly what the pipe
 world is small enough that no VAE is needed. Cross-attention sits only at the 8x8 level (each world
 cell is 2x2 tokens there): attention at 16x16 cost 3x the step time on one CPU core for no visible gain.
 
-Only diffusers *models* and schedulers are imported here, inside functions; the pipeline that runs
-them is assembled and saved by `integrations.world` (the core package never runs a pipeline).
+Why `IFPipeline`: it is diffusers' text-conditioned pipeline that denoises pixels directly (no VAE), so
+a 32x32x3 `UNet2DConditionModel` is a complete generator, and the folder loads with plain
+`DiffusionPipeline.from_pretrained` (no custom code, no `trust_remote_code`). Its T5 slots take any
+`transformers` encoder: IF reads `text_encoder(ids, attention_mask)[0]`, which a `CLIPTextModel` returns as
+its last hidden state, padded to 77 tokens as SD does, so `integrations.swap_text_encoders` and
+`eval_t2i`'s arms work on it unchanged. The scheduler must be a DDPM-style one with `variance_type` in its
+config (IF reads it at each step).
 """
 
 from __future__ import annotations
@@ -93,11 +98,26 @@ def encode_captions(text_encoder, tokenizer, captions: list[str]) -> torch.Tenso
     return text_encoder(enc.input_ids, attention_mask=enc.attention_mask)[0]
 
 
+def world_pipeline(unet, scheduler, text_encoder, tokenizer):
+    """An `IFPipeline` with no safety checker or watermarker (they would alter what the UNet drew)."""
+    from diffusers import IFPipeline
+
+    pipe = IFPipeline(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler,
+                      safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_world_pipeline(out: str | Path, unet, scheduler, text_encoder, tokenizer) -> Path:
+    """Write the pipeline folder (`model_index.json`, `unet/`, `scheduler/`, `text_encoder/`, `tokenizer/`)."""
+    out = Path(out)
+    world_pipeline(unet, scheduler, text_encoder, tokenizer).save_pretrained(out, safe_serialization=True)
+    return out
+
+
 def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: str | Path = BASE_DIR,
                  progress: bool = True) -> dict:
     """Train the UNet (text encoder frozen) and save the pipeline folder with `pretrain_info.json`."""
-    from integrations.world import save_world_pipeline
-
     from .pretrain import world_tokenizer
 
     cfg = cfg or T2IConfig()

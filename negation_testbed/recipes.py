@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..training.config import TrainConfig
+from negation_encoder.training.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
 
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        from ..errors import InputError
+        from negation_encoder.errors import InputError
 
         raise InputError(f"unknown recipe {name!r}; available: {', '.join(RECIPES)}")
     return RECIPES[name]

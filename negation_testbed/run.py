@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..training.export import write_eval_results
-from ..training.trainer import TrainResult, train
+from negation_encoder.training.export import write_eval_results
+from negation_encoder.training.trainer import TrainResult, train
+
 from . import benchmarks as B
 from .pretrain import BASE_DIR
 from .recipes import Recipe
@@ -38,8 +39,8 @@ def split_evaluation(model, tokenizer, processor, suite: B.Suite, data: Mapping[
     model on the world's TRAINING records (true captions against their foils), never on benchmark items."""
     from PIL import Image
 
-    from ..data import read_records
-    from ..eval.split import fit_split_weight_on_records
+    from negation_encoder.data import read_records
+    from negation_encoder.eval.split import fit_split_weight_on_records
 
     records = [r for path in data.values() for r in read_records(path)]
     fit = fit_split_weight_on_records(model, tokenizer, processor, records,

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError
+from negation_encoder.errors import InputError
+
 from . import language as L
 from .pretrain import ASSETS, BASE_DIR
 from .world import COLOURS, OBJECT_THEME, OBJECTS, THEME_PLACE, THEMES

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.pipelines import CaptionItem, PipelineConfig, PipelineStats, QAItem, run_pipeline
+from negation_encoder.data.pipelines import CaptionItem, PipelineConfig, PipelineStats, QAItem, run_pipeline
+
 from . import language as L
 from .oracle import OracleLLM, OracleMLLM
 from .world import CELLS, COLOURS, OBJECTS, SIZES, Scene, SceneObject, render, sample_scene, with_object

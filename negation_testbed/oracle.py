@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from ..data.backends import RewriteRequest
-from ..data.validation import mentions
+from negation_encoder.data.backends import RewriteRequest
+from negation_encoder.data.validation import mentions
+
 from . import language as L
 from .world import OBJECTS, Scene
 

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..encoding import encode_images, encode_texts
-from ..eval import (
+from negation_encoder.encoding import encode_images, encode_texts
+from negation_encoder.eval import (
     encode_split,
     existence_accuracy,
     group_top1_accuracy,
@@ -25,7 +25,8 @@ from ..eval import (
     split_similarity,
     zeroshot_accuracy,
 )
-from ..image_cache import cache_fingerprint
+from negation_encoder.image_cache import cache_fingerprint
+
 from . import language as L
 from .world import CELLS, COLOURS, OBJECTS, THEMES, Scene, SceneObject, object_scene, render, sample_scene
 

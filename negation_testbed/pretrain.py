@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..offline import build_clip_tokenizer, clip_config
+from negation_encoder.offline import build_clip_tokenizer, clip_config
+
 from . import language as L
 from .world import IMAGE_SIZE, render, sample_scene
 

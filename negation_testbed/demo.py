@@ -14,8 +14,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from ..errors import InputError
-from ..training.run_dir import atomic_write_text
+from negation_encoder.errors import InputError
+from negation_encoder.training.run_dir import atomic_write_text
+
 from . import benchmarks as B
 from .datagen import generate_negation_data, make_train_world
 from .pretrain import BASE_DIR
