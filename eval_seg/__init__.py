@@ -14,7 +14,6 @@ from .datasets import (
     load_jsonl,
     load_phrasecut,
     load_refcocog,
-    negation_matcher,
 )
 from .masks import (
     MaskFormatError,
@@ -35,15 +34,14 @@ from .metrics import (
     sample_iou,
     simpson,
 )
-from .report import PairedDifference, paired_bootstrap
 from .runner import CompareResult, RunResult, SegEvalConfig, compare, evaluate, per_sample_ious
 
 __all__ = [
     "DATASETS", "THRESHOLDS", "CompareResult", "DatasetConfig", "FixedIntervalMetrics", "MaskFormatError",
-    "PairedDifference", "RunResult", "SegDataset", "SegEvalConfig", "SegSample", "average_precision",
+    "RunResult", "SegDataset", "SegEvalConfig", "SegSample", "average_precision",
     "coco_polygons_to_mask", "coco_segmentation_to_mask", "compare", "confusion_histograms",
     "counts_from_histograms", "decode_rle", "evaluate", "load_dataset", "load_jsonl", "load_phrasecut",
-    "load_png_mask", "load_refcocog", "negation_matcher", "paired_bootstrap", "per_sample_ious",
+    "load_png_mask", "load_refcocog", "per_sample_ious",
     "probability_histograms",
     "phrasecut_polygons_to_mask", "rle_counts_from_string", "sample_iou", "simpson",
 ]

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import pickle
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from negation_encoder.data.validation import NEGATION_CUES
 from negation_encoder.errors import InputError
+from negation_encoder.splitting import NEGATION_CUES, cue_matcher
 
 from .masks import (
     MaskFormatError,
@@ -72,19 +71,6 @@ class DatasetConfig:
 # small helpers
 
 
-def negation_matcher(cues: Iterable[str]) -> Callable[[str], bool]:
-    """Whole-word, case-insensitive cue matching (the rule of `negation_encoder.data.validation`);
-    the cue "n't" matches any word ending in it (isn't, doesn't)."""
-    cues = [c.strip().lower() for c in cues if c.strip()]
-    if not cues:
-        raise InputError("--cues: expected at least one negation cue, got none")
-    words = [re.escape(c) for c in cues if c != "n't"]
-    parts = ([r"(?<![\w'])(" + "|".join(words) + r")(?![\w'])"] if words else []) + \
-        ([r"n't\b"] if "n't" in cues else [])
-    rx = re.compile("|".join(parts))
-    return lambda text: bool(rx.search(text.lower()))
-
-
 class _BuiltinsOnlyUnpickler(pickle.Unpickler):
     """refs(umd).p holds only dicts, lists, strings and numbers: refuse every class reference, so a
     tampered pickle cannot run code."""
@@ -127,7 +113,10 @@ def _check_images(samples: Sequence[SegSample], source: Path) -> None:
 def _finish(name: str, samples: list[SegSample], counts: dict, cfg: DatasetConfig, source: Path) -> SegDataset:
     counts["samples_before_filter"] = len(samples)
     if cfg.negation_only:
-        has_cue = negation_matcher(cfg.cues)
+        try:
+            has_cue = cue_matcher(cfg.cues)
+        except ValueError:
+            raise InputError("--cues: expected at least one negation cue, got none") from None
         samples = [s for s in samples if has_cue(s.text)]
     counts["negation_only"] = cfg.negation_only
     counts["samples_after_filter"] = len(samples)

@@ -4,38 +4,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from negation_encoder.stats import Interval
+
 from .metrics import REPORT_THRESHOLDS
-
-
-@dataclass
-class PairedDifference:
-    """Mean per-sample difference (b - a) with a seeded percentile bootstrap interval."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-    resamples: int
-    seed: int
-
-
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 1000, seed: int = 0,
-                     level: float = 0.95) -> PairedDifference:
-    """Resample samples (not pixels) with replacement; the interval is the central `level` of the
-    resampled mean differences. Pairing removes the between-sample variance both arms share."""
-    d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
-    if len(d) == 0:
-        raise ValueError("no paired samples to compare")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(d), size=(resamples, len(d)))
-    means = d[idx].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return PairedDifference(float(d.mean()), float(lo), float(hi), len(d), resamples, seed)
 
 
 def _fmt(v) -> str:
@@ -59,7 +34,7 @@ def metrics_markdown(title: str, metrics: dict, info: dict) -> str:
     return "\n".join(lines)
 
 
-def comparison_markdown(a: dict, b: dict, diff: PairedDifference, names: tuple[str, str]) -> str:
+def comparison_markdown(a: dict, b: dict, diff: Interval, names: tuple[str, str]) -> str:
     lines = [f"# {names[0]} vs {names[1]}", "", f"| metric | {names[0]} | {names[1]} | difference |",
              "|---|---|---|---|"]
     for key in ("miou_0.3", "fgiou_0.3", "iou_bin_0.3", "miou_best", "fgiou_best", "ap"):

@@ -19,15 +19,14 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from negation_encoder.encoding import default_device, inference_dtype
+from negation_encoder.devices import resolve_device, resolve_dtype
 from negation_encoder.errors import InputError
+from negation_encoder.stats import paired_bootstrap
 
 from .datasets import DatasetConfig, SegDataset, SegSample, load_dataset
 from .metrics import FixedIntervalMetrics, confusion_histograms, probabilities_at_mask_size, sample_iou
-from .report import comparison_markdown, metrics_markdown, overlay_png, paired_bootstrap
+from .report import comparison_markdown, metrics_markdown, overlay_png
 from .store import SampleLog, atomic_write_bytes, atomic_write_json, atomic_write_text, check_run_folder
-
-DTYPES = ("auto", "fp32", "fp16", "bf16")
 
 
 @dataclass
@@ -60,17 +59,8 @@ class RunResult:
 def check_config(cfg: SegEvalConfig) -> tuple[torch.device, torch.dtype]:
     if cfg.batch_size < 1:
         raise InputError(f"--batch-size: must be >= 1, got {cfg.batch_size}")
-    if cfg.dtype not in DTYPES:
-        raise InputError(f"--dtype: expected one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
-    try:
-        device = default_device() if cfg.device == "auto" else torch.device(cfg.device)
-    except RuntimeError as e:
-        raise InputError(f"--device: {e}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device: {cfg.device} requested but CUDA is not available")
-    if device.type == "cpu" and cfg.dtype in ("fp16", "bf16"):
-        raise InputError(f"--dtype: {cfg.dtype} needs a CUDA device; CPU runs in fp32")
-    return device, inference_dtype(device, cfg.dtype)
+    device = resolve_device(cfg.device)
+    return device, resolve_dtype(device, cfg.dtype)
 
 
 def load_clipseg(model: str):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from negation_encoder.encoding import default_device, inference_dtype
+from negation_encoder.devices import resolve
 from negation_encoder.errors import InputError
 from negation_encoder.splitting import negative_prompt_pair
 
@@ -55,10 +55,7 @@ def arm_prompt(item: PromptItem, arm: Arm, splitter=None) -> tuple[str, str | No
 
 
 def resolve_device_dtype(device: str | None, dtype: str) -> tuple[torch.device, torch.dtype]:
-    dev = torch.device(device) if device else default_device()
-    if dtype not in ("auto", "fp32", "fp16", "bf16"):
-        raise InputError(f"--dtype must be auto, fp32, fp16 or bf16, got {dtype!r}")
-    return dev, inference_dtype(dev, dtype)
+    return resolve(device, dtype)
 
 
 def load_pipeline(path: str, device: torch.device, dtype: torch.dtype):

@@ -2,7 +2,7 @@
 
 DESIGN.md reads a judge the way VQAScore reads a VLM: take the next-token distribution at the first
 answer token and compare P("yes") with P("no"); `yes_probability` returns P(yes) / (P(yes) + P(no)),
-so "yes" is exactly `p > 0.5` (`eval_t2i.scoring.is_yes`). Nothing is parsed from generated text.
+so "yes" is exactly `p > 0.5` (`negation_encoder.yesno.is_yes`). Nothing is parsed from generated text.
 
 - `BlipJudge`: `BlipForQuestionAnswering` (e.g. Salesforce/blip-vqa-base, NegationCLIP's judge). The
   question is encoded against the image, and the answer decoder runs one step from its BOS token.
@@ -22,9 +22,9 @@ from typing import Protocol, runtime_checkable
 import torch
 from PIL import Image
 
-from negation_encoder.data.llm import yes_no_token_ids
-from negation_encoder.encoding import default_device, inference_dtype
+from negation_encoder.devices import resolve
 from negation_encoder.errors import InputError
+from negation_encoder.yesno import yes_no_token_ids, yes_share
 
 JUDGE_KINDS = ("blip", "vlm")
 
@@ -70,8 +70,7 @@ def _load_judge(model, processor, model_class, what: str, device: str | None, dt
     the inference dtype for `device`; a judge given as a model keeps its config's name."""
     from transformers import AutoProcessor
 
-    device_t = torch.device(device) if device else default_device()
-    dtype_t = inference_dtype(device_t, dtype)
+    device_t, dtype_t = resolve(device, dtype)
     if isinstance(model, str):
         name = model
         processor = processor or _load(AutoProcessor, model, "processor")
@@ -79,12 +78,6 @@ def _load_judge(model, processor, model_class, what: str, device: str | None, dt
     else:
         name = getattr(model.config, "_name_or_path", "") or type(model).__name__
     return name, model, processor, device_t, dtype_t
-
-
-def _yes_share(logits: torch.Tensor, yes_ids: list[int], no_ids: list[int]) -> list[float]:
-    probs = logits.float().softmax(-1)
-    yes, no = probs[:, yes_ids].sum(-1), probs[:, no_ids].sum(-1)
-    return (yes / (yes + no).clamp_min(1e-12)).tolist()
 
 
 class BlipJudge:
@@ -137,7 +130,7 @@ class BlipJudge:
             bos = torch.full((states.shape[0], 1), self.bos_id, dtype=torch.long, device=self.device)
             logits = self.model.text_decoder(input_ids=bos, encoder_hidden_states=states,
                                              encoder_attention_mask=mask).logits[:, -1, :]
-            for k, p in zip(idx, _yes_share(logits, self.yes_ids, self.no_ids), strict=True):
+            for k, p in zip(idx, yes_share(logits, self.yes_ids, self.no_ids), strict=True):
                 out[k] = p
         return out
 
@@ -204,7 +197,7 @@ class VLMJudge:
         for i in range(0, len(questions), self.batch_size):
             prompts = [self._prompt(q + self.yes_no_suffix) for q in questions[i: i + self.batch_size]]
             enc = self._inputs(images[i: i + self.batch_size], prompts, "left")  # last position = first answer token
-            out += _yes_share(self.model(**enc).logits[:, -1, :], self.yes_ids, self.no_ids)
+            out += yes_share(self.model(**enc).logits[:, -1, :], self.yes_ids, self.no_ids)
         return out
 
     @torch.no_grad()

@@ -3,7 +3,7 @@
     from negation_encoder.data import NegationRecord, RecordWriter, read_records
     from negation_encoder.training import TrainConfig, train
     from negation_encoder.eval import existence_accuracy, mcq_scores, recall_at_k
-    from negation_encoder.hub import publish
+    from negation_encoder.checkpoint import publish
 """
 
 __version__ = "0.1.0"

@@ -11,17 +11,6 @@ import torch
 import torch.nn.functional as F
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def inference_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
-    """fp16 on CUDA (bf16 if asked), fp32 on CPU, where half precision is slow or unsupported."""
-    if requested == "fp32" or device.type != "cuda":
-        return torch.float32
-    return torch.bfloat16 if requested == "bf16" else torch.float16
-
-
 def text_features(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Projected pooled text features of a `CLIPModel` (transformers 5 returns an output object)."""
     out = model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)

@@ -19,7 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .encoding import encode_images, inference_dtype
+from .devices import inference_dtype
+from .encoding import encode_images
 
 META = "cache_meta.json"
 

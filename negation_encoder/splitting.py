@@ -1,8 +1,13 @@
-"""The negation splitter: a caption -> its affirmative part and its negated concepts. One rule, one place.
+"""Negation cues and the negation splitter: one module for every "does this text negate, and what?".
+
+The cue lexicon (`NEGATION_CUES`, `find_cues`, `has_negation_cue`, `cue_matcher`) is what data
+validation, eval_seg's negation subset and the testbed's corpus statistics check; the splitter turns a
+caption into its affirmative part and its negated concepts. Nothing else in the codebase lists cues.
+
 
 Training-free rivals of a negation-aware encoder (SpaceVLM's split scoring; LLM-grounded Diffusion's
 and NPC's negative prompts) all start by splitting "a street with no cars" into "a street" and
-["cars"]. The encoder benchmarks (`negation_encoder.eval.split`) and the text-to-image negative-prompt
+["cars"]. The split scorer (`negation_encoder.split_scorer`) and the text-to-image negative-prompt
 arm (`eval_t2i`) import this module, so both routes read a caption the same way.
 
 `RuleSplitter` finds cue words and their scope with a few English rules:
@@ -24,8 +29,46 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+
+# The cue lexicon: words and phrases that can mark negation in a caption. "n't" stands for every
+# contraction ending in it (isn't, doesn't, ...).
+NEGATION_CUES: tuple[str, ...] = (
+    "no", "not", "without", "none", "never", "nor", "nothing", "neither", "lacking", "lacks", "free of",
+    "absent", "missing", "isn't", "aren't", "doesn't", "don't", "wasn't", "weren't", "cannot", "can't", "n't",
+)
+
+
+def _cue_regex(cues: Iterable[str]) -> re.Pattern:
+    cues = [c.strip().lower() for c in cues if c.strip()]
+    if not cues:
+        raise ValueError("expected at least one negation cue, got none")
+    words = [re.escape(c) for c in sorted(cues, key=len, reverse=True) if c != "n't"]
+    parts = ([r"(?<![\w'])(?:" + "|".join(words) + r")(?![\w'])"] if words else []) + \
+        ([r"\w*n't\b"] if "n't" in cues else [])
+    return re.compile("|".join(parts))
+
+
+_DEFAULT_CUE_RE = _cue_regex(NEGATION_CUES)
+
+
+def find_cues(text: str, cues: Iterable[str] | None = None) -> list[str]:
+    """Every cue occurrence in `text` (whole words, case-insensitive), in order."""
+    rx = _DEFAULT_CUE_RE if cues is None else _cue_regex(cues)
+    return rx.findall(text.lower())
+
+
+def has_negation_cue(text: str) -> bool:
+    """True iff `text` holds a word of the cue lexicon."""
+    return bool(_DEFAULT_CUE_RE.search(text.lower()))
+
+
+def cue_matcher(cues: Iterable[str] | None = None) -> Callable[[str], bool]:
+    """A predicate for a custom cue list (e.g. `negenc seg eval --cues`); ValueError if it is empty."""
+    rx = _DEFAULT_CUE_RE if cues is None else _cue_regex(cues)
+    return lambda text: bool(rx.search(text.lower()))
+
 
 EMPTY_AFFIRMATIVE = "a photo"  # what an all-negative caption ("there is no dog") affirms
 

@@ -14,18 +14,16 @@ from PIL import Image
 
 from negation_encoder.encoding import encode_images, encode_texts
 from negation_encoder.eval import (
-    encode_split,
     existence_accuracy,
     group_top1_accuracy,
     mcq_scores,
     pairwise_accuracy,
     recall_at_k_any,
     recall_at_k_from_sims,
-    split_paired,
-    split_similarity,
     zeroshot_accuracy,
 )
 from negation_encoder.image_cache import cache_fingerprint
+from negation_encoder.split_scorer import SplitScorer
 
 from . import language as L
 from .world import CELLS, COLOURS, OBJECTS, THEMES, Scene, SceneObject, object_scene, render, sample_scene
@@ -218,20 +216,20 @@ class _PlainScorer:
 
 
 class _SplitScorer(_PlainScorer):
-    """The training-free split reader (`negation_encoder.eval.split`) with a fitted weight."""
+    """The training-free split reader (`negation_encoder.split_scorer.SplitScorer`)."""
 
-    def __init__(self, encode, weight: float, offset: float = 0.0, splitter=None):
+    def __init__(self, encode, scorer: SplitScorer, splitter=None):
         super().__init__(encode)
-        self.weight, self.offset, self.splitter = weight, offset, splitter
+        self.scorer, self.splitter = scorer, splitter
 
     def embed(self, texts):
-        return encode_split(texts, self.encode, self.splitter)
+        return self.scorer.encode(texts, self.encode, self.splitter)
 
     def paired(self, image, emb):
-        return split_paired(image, emb, self.weight, self.offset)
+        return self.scorer.paired(image, emb)
 
     def matrix(self, image, emb):
-        return split_similarity(image, emb, self.weight, self.offset)
+        return self.scorer.similarity(image, emb)
 
     @staticmethod
     def rows(emb, idx):
@@ -240,10 +238,10 @@ class _SplitScorer(_PlainScorer):
 
 @torch.no_grad()
 def evaluate(model, tokenizer, image_processor, suite: Suite, return_details: bool = False,
-             split_weight: float | None = None, split_offset: float = 0.0, splitter=None):
-    """METRICS of DESIGN.md (fractions in [0, 1]) for a CLIPModel on the suite. With `split_weight`, every
-    caption is scored by the split reader (affirmative part minus w times the negated concepts; plain
-    captions as plain CLIP) instead of one cosine: the `*_split` columns of the demo."""
+             scorer: SplitScorer | None = None, splitter=None):
+    """METRICS of docs/design.md (fractions in [0, 1]) for a CLIPModel on the suite. With a split `scorer`,
+    every caption is scored by the split reader (affirmative part minus w times the negated concepts;
+    plain captions as plain CLIP) instead of one cosine: the `*_split` columns of the demo."""
     was_training = model.training
     model.eval()
     img = image_embeddings(suite, model, image_processor)
@@ -251,7 +249,7 @@ def evaluate(model, tokenizer, image_processor, suite: Suite, return_details: bo
     def enc(texts):
         return encode_texts(model, tokenizer, texts)
 
-    sc = _PlainScorer(enc) if split_weight is None else _SplitScorer(enc, split_weight, split_offset, splitter)
+    sc = _PlainScorer(enc) if scorer is None else _SplitScorer(enc, scorer, splitter)
     out: dict[str, float] = {}
     details: dict = {}
     for name, items in (("existence", suite.existence), ("heldout_existence", suite.heldout_existence)):

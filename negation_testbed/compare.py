@@ -17,7 +17,7 @@ from . import benchmarks as B
 from .datagen import generate_negation_data, make_train_world
 from .demo import LABELS, load_base
 from .recipes import RECIPES, get_recipe
-from .run import run_recipe, split_evaluation
+from .run import fit_summary, run_recipe, split_evaluation
 
 COLUMNS = ("existence", "mcq", "mcq_negative", "mcq_hybrid", "pairwise", "retrieval_negated_r5",
            "retrieval_negated_group_top1", "retrieval_plain_r5", "heldout_existence", "heldout_mcq", "zeroshot")
@@ -43,7 +43,8 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
         datasets[variant] = {src: path for src, (path, _) in generated.items()}
     data = datasets["data"]
     suite = B.build_suite(size=bench_size)
-    base_split, base_fit = split_evaluation(model, tokenizer, processor, suite, data, world.image_root)
+    base_split, base_scorer = split_evaluation(model, tokenizer, processor, suite, data, world.image_root)
+    base_fit = fit_summary(base_scorer)
     results: dict = {"base": B.evaluate(model, tokenizer, processor, suite), "base_split": base_split,
                      "base_split_fit": base_fit, "recipes": {}}
     for name in names:
@@ -51,7 +52,7 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
         runs = []
         for seed in seeds:
             run = run_recipe(rec, data=datasets[rec.data_variant], images=world.image_root, out=out / "runs" / f"{name}-seed{seed}",
-                             suite=suite, tokenizer=tokenizer, processor=processor, base_metrics=results["base"],
+                             suite=suite, tokenizer=tokenizer, processor=processor, base_metrics=results["base"], base_split_metrics=base_split,
                              seed=seed, steps=steps, cache_dir=out / "image_cache", overwrite=overwrite,
                              progress=progress)
             runs.append({**run.metrics, "seconds": run.seconds, "split": run.split_metrics, "split_fit": run.split_fit})

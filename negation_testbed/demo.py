@@ -21,7 +21,7 @@ from . import benchmarks as B
 from .datagen import generate_negation_data, make_train_world
 from .pretrain import BASE_DIR
 from .recipes import get_recipe
-from .run import run_recipe, split_evaluation
+from .run import fit_summary, run_recipe, split_evaluation
 from .world import render
 
 LABELS = B.METRIC_LABELS
@@ -106,7 +106,7 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     refused unless `overwrite` (the world's images and generated data are reused: they are deterministic).
 
     Four columns: the base and the fine-tuned encoder, each scored plainly (one cosine per caption) and
-    with the training-free split reader (`negation_encoder.eval.split`), whose weight is fitted for each
+    with the training-free split reader (`negation_encoder.split_scorer`), whose weight is fitted for each
     model on the world's training records."""
     start = time.perf_counter()
     out = Path(out)
@@ -132,11 +132,13 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     columns: dict[str, dict] = {}
     weights: dict[str, dict] = {}
     columns["base"], base_details = B.evaluate(model, tokenizer, processor, suite, return_details=True)
-    columns["base_split"], weights["base"] = split_evaluation(model, tokenizer, processor, suite, data,
-                                                              world.image_root, seed)
+    columns["base_split"], base_scorer = split_evaluation(model, tokenizer, processor, suite, data, world.image_root,
+                                                          seed)
+    weights["base"] = fit_summary(base_scorer)
     print(f"[4/5] fine-tune text encoder, recipe {rec.name!r}: {rec.description}")
     run = run_recipe(rec, data=data, images=world.image_root, out=out / "run", suite=suite, tokenizer=tokenizer,
-                     processor=processor, base_metrics=columns["base"], seed=seed, steps=steps, base=base,
+                     processor=processor, base_metrics=columns["base"], base_split_metrics=columns["base_split"],
+                     seed=seed, steps=steps, base=base,
                      overwrite=overwrite, progress=progress)
     print("[5/5] benchmarks: fine-tuned model (as exported), plain and split scoring")
     columns["finetuned"], columns["finetuned_split"], weights["finetuned"] = run.metrics, run.split_metrics, \

@@ -10,8 +10,6 @@ Three disjoint families of wording, so benchmarks never test memorised templates
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from .world import THEME_PLACE, Scene, SceneObject
@@ -19,15 +17,6 @@ from .world import THEME_PLACE, Scene, SceneObject
 TRAIN_CUES = ("no", "not", "without")
 HELDOUT_CUES = ("lacking", "free of", "isn't", "absent", "missing")
 ALL_CUES = TRAIN_CUES + HELDOUT_CUES
-_CUE_RE = re.compile(r"\b(no|not|without|lacking|free of|isn't|absent|missing|none|never|nor|n't)\b")
-
-
-def has_negation(text: str) -> bool:
-    return bool(_CUE_RE.search(text.lower()))
-
-
-def negation_word_count(text: str) -> int:
-    return len(_CUE_RE.findall(text.lower()))
 
 
 def phrase(obj: SceneObject, rng: np.random.Generator, detail: float = 0.8) -> str:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from negation_encoder.offline import build_clip_tokenizer, clip_config
+from negation_encoder.splitting import find_cues, has_negation_cue
 
 from . import language as L
 from .world import IMAGE_SIZE, render, sample_scene
@@ -59,8 +60,8 @@ def world_image_processor():
 def corpus_negation_ratio(captions: list[str]) -> dict[str, float]:
     """The NegationCLIP paper's Table 1 for a caption corpus: caption- and word-level negation ratios."""
     words = sum(len(c.split()) for c in captions)
-    neg_caps = sum(L.has_negation(c) for c in captions)
-    neg_words = sum(L.negation_word_count(c) for c in captions)
+    neg_caps = sum(has_negation_cue(c) for c in captions)
+    neg_words = sum(len(find_cues(c)) for c in captions)
     return {"captions": len(captions), "negation_captions": neg_caps,
             "caption_ratio": neg_caps / max(1, len(captions)), "words": words,
             "negation_words": neg_words, "word_ratio": neg_words / max(1, words)}

@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from negation_encoder.training.export import write_eval_results
+from negation_encoder import results as R
+from negation_encoder.checkpoint.export import write_eval_results
+from negation_encoder.split_scorer import SplitScorer
 from negation_encoder.training.trainer import TrainResult, train
 
 from . import benchmarks as B
@@ -34,24 +36,35 @@ class RecipeRun:
 
 
 def split_evaluation(model, tokenizer, processor, suite: B.Suite, data: Mapping[str, str | Path],
-                     images: str | Path, seed: int = 0) -> tuple[dict, dict]:
-    """(METRICS with split scoring, the fit): the split reader's weight and threshold are fitted for this
-    model on the world's TRAINING records (true captions against their foils), never on benchmark items."""
+                     images: str | Path, seed: int = 0) -> tuple[dict, SplitScorer]:
+    """(METRICS with split scoring, the fitted reader): the split reader's weight and threshold are fitted for
+    this model on the world's TRAINING records (true captions against their foils), never on benchmark items."""
     from PIL import Image
 
     from negation_encoder.data import read_records
-    from negation_encoder.eval.split import fit_split_weight_on_records
 
     records = [r for path in data.values() for r in read_records(path)]
-    fit = fit_split_weight_on_records(model, tokenizer, processor, records,
-                                      lambda k: Image.open(Path(images) / k).convert("RGB"), seed=seed)
-    metrics = B.evaluate(model, tokenizer, processor, suite, split_weight=fit.weight, split_offset=fit.offset)
-    return metrics, {"weight": fit.weight, "offset": fit.offset, "train_accuracy": round(fit.accuracy, 4),
-                     "items": fit.items}
+    scorer = SplitScorer.fit_on_records(model, tokenizer, processor, records,
+                                        lambda k: Image.open(Path(images) / k).convert("RGB"), seed=seed,
+                                        data=sorted(Path(p).name for p in data.values()))
+    metrics = B.evaluate(model, tokenizer, processor, suite, scorer=scorer)
+    return metrics, scorer
+
+
+def fit_summary(scorer: SplitScorer) -> dict:
+    """The reader's numbers as results.json reports them."""
+    return {"weight": scorer.weight, "offset": scorer.offset, "train_accuracy": scorer.fit.get("train_accuracy"),
+            "items": scorer.fit.get("items")}
+
+
+def world_results(metrics: dict) -> dict:
+    """Testbed METRICS under their registered `world_*` keys (negation_encoder.results)."""
+    return {R.world_key(k): v for k, v in metrics.items()}
 
 
 def run_recipe(recipe: Recipe, *, data: Mapping[str, str | Path], images: str | Path, out: str | Path,
-               suite: B.Suite, tokenizer, processor, base_metrics: dict | None = None, seed: int = 0,
+               suite: B.Suite, tokenizer, processor, base_metrics: dict | None = None,
+               base_split_metrics: dict | None = None, seed: int = 0,
                steps: int | None = None, cache_dir: str | Path = "", base: str | Path = BASE_DIR,
                overwrite: bool = False, split: bool = True, progress: bool = True) -> RecipeRun:
     from transformers import CLIPModel
@@ -61,14 +74,15 @@ def run_recipe(recipe: Recipe, *, data: Mapping[str, str | Path], images: str | 
     result = train(cfg, overwrite=overwrite, progress=progress)
     model = CLIPModel.from_pretrained(result.model_dir).eval()  # what users will load
     metrics, details = B.evaluate(model, tokenizer, processor, suite, return_details=True)
-    split_metrics = split_fit = None
+    split_metrics = scorer = None
     if split:
-        split_metrics, split_fit = split_evaluation(model, tokenizer, processor, suite, data, images, seed)
-    results = {"finetuned": metrics, "recipe": recipe.name, "seed": seed}
-    if base_metrics is not None:
-        results["base"] = base_metrics
-    if split_metrics is not None:
-        results.update(finetuned_split=split_metrics, split_fit=split_fit)
-    write_eval_results(result.model_dir, results)
+        split_metrics, scorer = split_evaluation(model, tokenizer, processor, suite, data, images, seed)
+    results = R.make_results(
+        world_results(metrics), split=world_results(split_metrics) if split_metrics else None,
+        baseline=world_results(base_metrics) if base_metrics else None,
+        baseline_split=world_results(base_split_metrics) if base_split_metrics else None,
+        baseline_model="negation-encoder testbed world CLIP", meta={"recipe": recipe.name, "seed": seed,
+                                                                    "benchmark": "testbed twins, seed 12345"})
+    write_eval_results(result.model_dir, results, split_scorer=scorer)
     return RecipeRun(recipe.name, seed, result.model_dir, metrics, details, time.perf_counter() - start, result,
-                     split_metrics, split_fit)
+                     split_metrics, fit_summary(scorer) if scorer else None)

@@ -266,8 +266,8 @@ def seg_compare(cfg: SegCompareConfig) -> dict:
     """mIoU / IoU_BIN of the world CLIPSeg, original and with each encoder swapped in, on negated referring
     expressions and their affirmative control (the same scenes and targets), with paired intervals."""
     from eval_seg.datasets import DatasetConfig, load_dataset
-    from eval_seg.report import paired_bootstrap
     from eval_seg.runner import SegEvalConfig, check_config, load_clipseg, run_arm, swapped_copy
+    from negation_encoder.stats import paired_bootstrap
 
     if cfg.samples < 1:
         raise InputError(f"--samples must be >= 1, got {cfg.samples}")

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from negation_encoder.checkpoint.export import export_checkpoint
 from negation_encoder.testing import tiny
-from negation_encoder.training.export import export_checkpoint
 
 AUTHOR_VOC = "/data/healthy-ml/scratch/kumail/projects/data/voc2007/VOCdevkit/VOC2007/JPEGImages"
 AUTHOR_COCO = "data/coco/images/val2017"

@@ -7,11 +7,11 @@ from unittest import mock
 import pytest
 import torch
 
+from negation_encoder.checkpoint import build_model_card, publish, usage_snippets
+from negation_encoder.checkpoint.export import export_checkpoint
 from negation_encoder.cli import main
 from negation_encoder.errors import InputError
-from negation_encoder.hub import build_model_card, publish, usage_snippets
 from negation_encoder.testing import tiny
-from negation_encoder.training.export import export_checkpoint
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -101,7 +101,7 @@ def test_hand_written_readme_is_never_replaced(folder, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "hand-written, kept as is" in out and "Hand-written notes." in out
     assert (own / "README.md").read_text() == "# My encoder\n\nHand-written notes.\n"
-    from negation_encoder.hub import write_model_card
+    from negation_encoder.checkpoint import write_model_card
 
     write_model_card(own)  # what a re-export does: the hand-written card stays
     assert (own / "README.md").read_text() == "# My encoder\n\nHand-written notes.\n"

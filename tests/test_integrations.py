@@ -15,8 +15,8 @@ from integrations import (
     swap_clipseg_text_encoder,
     swap_text_encoders,
 )
+from negation_encoder.checkpoint.export import export_checkpoint
 from negation_encoder.testing import tiny
-from negation_encoder.training.export import export_checkpoint
 
 
 def _run(pipe, **kw):

@@ -16,11 +16,11 @@ from eval_seg import (
     coco_polygons_to_mask,
     decode_rle,
     load_dataset,
-    negation_matcher,
     phrasecut_polygons_to_mask,
     rle_counts_from_string,
 )
 from negation_encoder.errors import InputError
+from negation_encoder.splitting import cue_matcher
 
 # a 4 x 5 mask drawn by hand; column-major runs: 0x4 1x2 0x2 1x3 0x3 1x1 0x5
 HAND = np.array([[0, 1, 1, 0, 0],
@@ -82,7 +82,7 @@ def test_polygons_rasterise_to_hand_masks():
 
 
 def test_negation_matcher_whole_words_and_nt():
-    has = negation_matcher(("no", "not", "n't"))
+    has = cue_matcher(("no", "not", "n't"))
     assert has("the man NOT wearing a hat") and has("a cup that isn't full") and has("no people")
     assert not has("a knot on the rope") and not has("a nose") and not has("nothing here")
 

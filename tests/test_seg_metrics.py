@@ -13,7 +13,6 @@ from eval_seg import (
     THRESHOLDS,
     FixedIntervalMetrics,
     counts_from_histograms,
-    paired_bootstrap,
     probability_histograms,
     simpson,
 )
@@ -169,15 +168,6 @@ def test_simpson_is_exact_for_quadratics_on_irregular_grids(n):
     y = 3 * x**2 - 2 * x + 0.5
     exact = (x[-1] ** 3 - x[0] ** 3) - (x[-1] ** 2 - x[0] ** 2) + 0.5 * (x[-1] - x[0])
     assert simpson(y, x) == pytest.approx(exact, rel=1e-10)
-
-
-def test_paired_bootstrap_is_seeded_and_centred():
-    a = np.linspace(0, 1, 50)
-    b = a + 0.1 + np.random.default_rng(0).normal(0, 0.01, 50)
-    d1, d2 = paired_bootstrap(a, b, 500, seed=4), paired_bootstrap(a, b, 500, seed=4)
-    assert d1 == d2
-    assert d1.low < d1.mean < d1.high and d1.low > 0.09 and d1.high < 0.11
-    assert paired_bootstrap(a, b, 500, seed=5) != d1
 
 
 def test_fast_cpu_binning_equals_binary_search():

@@ -3,7 +3,7 @@
 import pytest
 
 from eval_t2i.negscore import summarize
-from eval_t2i.scoring import bootstrap_mean, image_score, is_yes, paired_difference, tifa_aggregate
+from eval_t2i.scoring import image_score, is_yes, tifa_aggregate
 
 
 def test_yes_is_strictly_more_than_no():
@@ -16,31 +16,6 @@ def test_yes_is_strictly_more_than_no():
 ])
 def test_image_scores_one_only_with_subject_and_every_negated_concept_absent(subject, negated, expected):
     assert image_score(subject, negated) == expected
-
-
-def test_bootstrap_over_prompts_matches_hand_computed_quantiles():
-    # two prompts, means 1 and 0: a resample of two prompts has mean 0 (1/4), 0.5 (1/2) or 1 (1/4),
-    # so the 2.5% and 97.5% percentiles are 0 and 1 and the point estimate is 0.5
-    ci = bootstrap_mean({"a": [1, 1], "b": [0, 0]}, n_boot=4000, seed=3)
-    assert (ci.mean, ci.low, ci.high, ci.n) == (0.5, 0.0, 1.0, 2)
-    # identical prompts: every resample has the same mean
-    flat = bootstrap_mean({"a": [1, 0], "b": [0, 1], "c": [1, 0]}, n_boot=500)
-    assert (flat.mean, flat.low, flat.high) == (0.5, 0.5, 0.5)
-
-
-def test_bootstrap_is_seeded_and_order_free():
-    a = bootstrap_mean({"p1": [1, 0, 1], "p2": [0, 0, 1], "p3": [1, 1, 1]}, seed=7)
-    b = bootstrap_mean({"p3": [1, 1, 1], "p1": [1, 0, 1], "p2": [0, 0, 1]}, seed=7)
-    assert a == b
-    assert a.mean == pytest.approx(6 / 9)
-
-
-def test_paired_difference_uses_common_pairs_only():
-    a = {("p1", 0): 0, ("p1", 1): 1, ("p2", 0): 0, ("p3", 0): 1}
-    b = {("p1", 0): 1, ("p1", 1): 1, ("p2", 0): 1}
-    d = paired_difference(a, b, n_boot=200)
-    assert d.mean == pytest.approx(2 / 3)  # (+1, 0, +1) over the three shared pairs
-    assert d.n == 2
 
 
 def test_summary_per_type_and_cue_from_probabilities():

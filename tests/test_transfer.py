@@ -22,7 +22,7 @@ def base_encoder_folder(tmp_path_factory):
     """The base CLIP exported as a checkpoint folder: swapping it in must change nothing."""
     from transformers import CLIPModel
 
-    from negation_encoder.training.export import export_checkpoint
+    from negation_encoder.checkpoint.export import export_checkpoint
     from negation_testbed.pretrain import world_image_processor, world_tokenizer
 
     out = tmp_path_factory.mktemp("enc") / "model"

@@ -8,9 +8,8 @@ stops before any compute with one line naming the file and row, unless --skip-mi
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..eval.paths import BENCHMARKS, DEFAULT_LAYOUT
+from ..eval.paths import DEFAULT_LAYOUT
 
 # (flag, bench, layout field): per-file overrides of the default layout
 PATH_FLAGS = (
@@ -32,27 +31,12 @@ def _dest(flag: str) -> str:
 
 
 def eval_command_parser(subparsers) -> argparse.ArgumentParser:
+    from ..configs import add_config_arguments
+    from ..eval.runner import EvalConfig
+
     p = subparsers.add_parser("eval", help="encoder benchmarks on the papers' real files -> eval_results.json",
                               description=__doc__.splitlines()[0], allow_abbrev=False)
-    p.add_argument("--model", required=True, help="CLIPModel folder (e.g. <train out>/model) or Hub model id")
-    p.add_argument("--bench", required=True,
-                   help=f"comma-separated benchmarks: {','.join(BENCHMARKS)}")
-    p.add_argument("--data-root", required=True, help="folder holding the benchmarks' files in the default layout")
-    p.add_argument("--out", required=True, help="output folder: eval_results.json, predictions/, summary.md")
-    p.add_argument("--split-scoring", action="store_true",
-                   help="score captions with the split scorer (affirmative part minus w x negated concepts)")
-    p.add_argument("--split-weight", type=float, default=None,
-                   help="w for --split-scoring, fitted on training data (never on benchmark items)")
-    p.add_argument("--skip-missing", action="store_true",
-                   help="skip missing images, malformed rows and absent files (counted in the results) instead of "
-                        "stopping with exit 2")
-    p.add_argument("--batch-size", type=int, default=64, help="images / texts per forward pass (default 64)")
-    p.add_argument("--device", default=None, help="torch device, e.g. cuda:0 or cpu (default: cuda if available)")
-    p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                   help="text-tower precision on GPU (auto = fp16); image embeddings follow the training cache's "
-                        "rule (fp16 on GPU, fp32 on CPU)")
-    p.add_argument("--cache-dir", default=None,
-                   help="image-embedding cache root (default OUT/image_cache); one subfolder per model fingerprint")
+    add_config_arguments(p, EvalConfig)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     for flag, bench, what in PATH_FLAGS:
         default = DEFAULT_LAYOUT[bench][what]
@@ -63,18 +47,13 @@ def eval_command_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from ..eval.runner import EvalConfig, parse_benches, run_eval
+    from ..configs import config_from_args
+    from ..eval.runner import EvalConfig, run_eval
 
     overrides: dict[str, dict[str, str | None]] = {}
     for flag, bench, what in PATH_FLAGS:
         overrides.setdefault(bench, {})[what] = getattr(args, _dest(flag))
-    cfg = EvalConfig(
-        model=args.model, benches=parse_benches(args.bench), data_root=Path(args.data_root).expanduser(),
-        out=Path(args.out).expanduser(), overrides=overrides, split_scoring=args.split_scoring,
-        split_weight=args.split_weight, skip_missing=args.skip_missing, batch_size=args.batch_size,
-        device=args.device, dtype=args.dtype, progress=not args.no_progress,
-        cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else None,
-    )
+    cfg = config_from_args(EvalConfig, args, overrides=overrides, progress=not args.no_progress)
     results = run_eval(cfg)
     skipped = sum(results["meta"]["skipped"].values())
     print(f"wrote {cfg.out / 'eval_results.json'}, {cfg.out / 'summary.md'} and {cfg.out / 'predictions'}/"

@@ -21,7 +21,7 @@ def publish_command_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def publish_command(args: argparse.Namespace) -> int:
-    from ..hub import publish
+    from ..checkpoint.publish import publish
 
     res = publish(args.folder, args.repo_id, dry_run=args.dry_run, allow_pickle=args.allow_pickle,
                   private=args.private or None, base_model=args.base_model, datasets=args.dataset)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import math
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from typing import Protocol
 import torch
 
 from ..errors import RunFailed
+from ..yesno import yes_no_token_ids, yes_share, yes_share_from_logprobs
 from .backends import RewriteRequest
 
 PROMPT_VERSION = "v1"
@@ -143,23 +143,6 @@ class TransformersChat:
         return out
 
 
-def yes_no_token_ids(tokenizer) -> tuple[list[int], list[int]]:
-    """Single-token spellings of "yes" / "no" ("yes", "Yes", " yes", ...), never the unknown token."""
-    ids: dict[str, set[int]] = {"yes": set(), "no": set()}
-    for word in ids:
-        for variant in (word, word.capitalize(), " " + word, " " + word.capitalize(), word.upper()):
-            toks = tokenizer.encode(variant, add_special_tokens=False)
-            if len(toks) == 1 and toks[0] != tokenizer.unk_token_id \
-                    and tokenizer.decode(toks).strip().lower() == word:
-                ids[word].add(toks[0])
-    if not ids["yes"] or not ids["no"]:
-        raise ValueError("the MLLM's tokenizer has no single-token 'yes'/'no'; cannot read yes/no probabilities")
-    return sorted(ids["yes"]), sorted(ids["no"])
-
-
-_yes_no_ids = yes_no_token_ids  # the old private name, kept for existing callers
-
-
 class TransformersMLLM:
     """`VisionLLM` on AutoModelForImageTextToText: P(yes) from the next-token probabilities of
     "yes" vs "no" after the question (never by parsing generated text)."""
@@ -180,7 +163,7 @@ class TransformersMLLM:
         self.name = f"transformers:{getattr(model.config, '_name_or_path', '') or type(model).__name__}"
         tok = getattr(processor, "tokenizer", processor)
         tok.padding_side = "left"
-        self.yes_ids, self.no_ids = _yes_no_ids(tok)
+        self.yes_ids, self.no_ids = yes_no_token_ids(tok)
 
     @torch.no_grad()
     def presence_probability(self, images: list[str], concepts: list[str]) -> list[float]:
@@ -195,10 +178,7 @@ class TransformersMLLM:
                      for c in concepts[i: i + self.batch_size]]
             prompts = [self.processor.apply_chat_template(c, add_generation_prompt=True) for c in convs]
             enc = self.processor(images=imgs, text=prompts, return_tensors="pt", padding=True).to(device)
-            logits = self.model(**enc).logits[:, -1, :].float()
-            probs = logits.softmax(-1)
-            yes, no = probs[:, self.yes_ids].sum(-1), probs[:, self.no_ids].sum(-1)
-            out += (yes / (yes + no).clamp_min(1e-12)).tolist()
+            out += yes_share(self.model(**enc).logits[:, -1, :], self.yes_ids, self.no_ids)
         return out
 
 
@@ -285,13 +265,9 @@ class OpenAIMLLM:
                 choice = body["choices"][0]
                 top = (choice.get("logprobs") or {}).get("content") or []
                 if top:
-                    p = {"yes": 0.0, "no": 0.0}
-                    for cand in top[0].get("top_logprobs", []):
-                        word = cand["token"].strip().lower()
-                        if word in p:
-                            p[word] += math.exp(cand["logprob"])
-                    if p["yes"] + p["no"] > 0:
-                        return p["yes"] / (p["yes"] + p["no"])
+                    p = yes_share_from_logprobs(top[0].get("top_logprobs", []))
+                    if p is not None:
+                        return p
                 text = (choice["message"].get("content") or "").strip().lower()
                 return 1.0 if text.startswith("yes") else 0.0 if text.startswith("no") else 0.5
             except (KeyError, IndexError, TypeError):

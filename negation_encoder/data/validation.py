@@ -9,17 +9,9 @@ from __future__ import annotations
 
 import re
 
-NEGATION_CUES = (
-    "no", "not", "without", "none", "never", "nor", "nothing", "neither", "lacking", "lacks", "free of",
-    "absent", "missing", "isn't", "aren't", "doesn't", "don't", "wasn't", "weren't", "cannot", "can't", "n't",
-)
-_CUE_RE = re.compile(r"(?<![\w'])(" + "|".join(re.escape(c) for c in NEGATION_CUES if c != "n't") + r")(?![\w'])|n't\b")
+from ..splitting import has_negation_cue
 
 REJECT_REASONS = ("empty", "no_concept", "no_negation_cue", "unchanged", "too_long")
-
-
-def has_negation_cue(text: str) -> bool:
-    return bool(_CUE_RE.search(text.lower()))
 
 
 def mentions(text: str, concept: str) -> bool:

@@ -1,5 +1,15 @@
-"""Encoder benchmarks: the scoring rules of DESIGN.md, shared by the testbed and real-data loaders."""
+"""Encoder benchmarks: the scoring rules of docs/design.md, shared by the testbed and real-data loaders."""
 
+from ..split_scorer import (
+    SplitEmbeddings,
+    SplitScorer,
+    WeightFit,
+    concept_prompt,
+    encode_split,
+    fit_split_weight,
+    split_paired,
+    split_similarity,
+)
 from .scoring import (
     MCQ_TEMPLATES,
     existence_accuracy,
@@ -13,19 +23,11 @@ from .scoring import (
     zeroshot_accuracy,
     zeroshot_predictions,
 )
-from .split import (
-    SplitEmbeddings,
-    WeightFit,
-    concept_prompt,
-    encode_split,
-    fit_split_weight,
-    split_paired,
-    split_similarity,
-)
 
 __all__ = [
     "MCQ_TEMPLATES",
     "SplitEmbeddings",
+    "SplitScorer",
     "WeightFit",
     "concept_prompt",
     "encode_split",

@@ -18,13 +18,15 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..encoding import default_device, encode_texts, inference_dtype
+from ..checkpoint.layout import tokenizer_source
+from ..devices import inference_dtype, resolve_device
+from ..encoding import encode_texts
 from ..errors import InputError
 from ..image_cache import ImageEmbeddingCache, cache_fingerprint
-from .split import encode_split, split_paired, split_similarity
+from ..split_scorer import SplitScorer
 
 CROP_MARK = "#crop="
-DTYPES = ("auto", "fp32", "fp16", "bf16")
+
 
 
 def crop_key(image: str, box: tuple[float, float, float, float]) -> str:
@@ -79,8 +81,8 @@ def load_model(source: str) -> LoadedModel:
         raise InputError(f"--model {source}: expected a CLIPModel checkpoint, got model_type {model_type}")
     where = str(local) if local.is_dir() else source
     model = CLIPModel.from_pretrained(where).eval()
-    tokenizer = CLIPTokenizer.from_pretrained(where, subfolder="tokenizer") if (local / "tokenizer").is_dir() \
-        else CLIPTokenizer.from_pretrained(where)
+    tok_path, tok_sub = tokenizer_source(where)
+    tokenizer = CLIPTokenizer.from_pretrained(tok_path, subfolder=tok_sub) if tok_sub else CLIPTokenizer.from_pretrained(tok_path)
     try:
         processor = AutoImageProcessor.from_pretrained(where)
     except (OSError, ValueError, ImportError):
@@ -88,24 +90,16 @@ def load_model(source: str) -> LoadedModel:
     return LoadedModel(model, tokenizer, processor, where)
 
 
-@dataclass
-class ScoringConfig:
-    """How captions are scored: cosines, or the split scorer with a weight fitted on training data."""
-
-    split_scoring: bool = False
-    split_weight: float | None = None
-
-
 class Encoder:
     """Batched, cached embeddings and caption scores for one model (every benchmark goes through this)."""
 
-    def __init__(self, loaded: LoadedModel, cache_dir: Path, scoring: ScoringConfig, batch_size: int = 64,
+    def __init__(self, loaded: LoadedModel, cache_dir: Path, scorer: SplitScorer | None = None, batch_size: int = 64,
                  device: str | None = None, dtype: str = "auto", progress: bool = True):
-        self.device = torch.device(device) if device else default_device()
+        self.device = resolve_device(device)
         self.model = loaded.model.to(self.device)
         self.tokenizer = loaded.tokenizer
         self.processor = loaded.image_processor
-        self.scoring = scoring
+        self.scorer = scorer  # None: plain cosines
         self.batch_size = batch_size
         self.progress = progress
         self.text_dtype = inference_dtype(self.device, dtype)
@@ -134,16 +128,16 @@ class Encoder:
             return encode_texts(self.model, self.tokenizer, texts, batch_size=self.batch_size)
 
     def _split(self, texts: list[str]):
-        return encode_split(texts, lambda t: self.texts(list(t)))
+        return self.scorer.encode(texts, lambda t: self.texts(list(t)))
 
     def paired(self, image_emb: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """(N,) score of image i against caption i: a cosine, or the split score."""
-        if self.scoring.split_scoring:
-            return split_paired(image_emb, self._split(texts), float(self.scoring.split_weight))
+        if self.scorer is not None:
+            return self.scorer.paired(image_emb, self._split(texts))
         return (image_emb * self.texts(texts)).sum(-1)
 
     def matrix(self, texts: list[str], image_emb: torch.Tensor) -> torch.Tensor:
         """(N texts, M images) scores: cosines, or split scores."""
-        if self.scoring.split_scoring:
-            return split_similarity(image_emb, self._split(texts), float(self.scoring.split_weight)).T
+        if self.scorer is not None:
+            return self.scorer.similarity(image_emb, self._split(texts)).T
         return self.texts(texts) @ image_emb.T

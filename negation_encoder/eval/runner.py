@@ -11,10 +11,15 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..configs import Validated, at_least, collect, option
+from ..devices import DTYPES
 from ..errors import InputError
+from ..results import make_results, summary_markdown
+from ..runio import RunFolder, atomic_write_json, atomic_write_text
+from ..split_scorer import SplitScorer
 from . import bench
 from .datasets import (
     Loaded,
@@ -26,9 +31,8 @@ from .datasets import (
     load_retrieval_csv,
     load_valse_existence,
 )
-from .encoder import DTYPES, Encoder, ScoringConfig, load_model
+from .encoder import Encoder, load_model
 from .paths import BENCHMARKS, BenchFiles, bench_files
-from .results import summary_markdown
 
 
 @dataclass(frozen=True)
@@ -55,20 +59,60 @@ assert tuple(BENCH_PARTS) == BENCHMARKS
 
 
 @dataclass
-class EvalConfig:
-    model: str
-    benches: tuple[str, ...]
-    data_root: Path
-    out: Path
-    overrides: dict[str, dict[str, str | None]] = field(default_factory=dict)  # bench -> {file, plain_file, images}
-    split_scoring: bool = False
-    split_weight: float | None = None
-    skip_missing: bool = False
-    batch_size: int = 64
-    device: str | None = None
-    dtype: str = "auto"
-    progress: bool = True
-    cache_dir: Path | None = None
+class EvalConfig(Validated):
+    """One `negenc eval` run. Every value is checked here, so the Python API refuses what the CLI does."""
+
+    model: str = option(help="CLIPModel folder (e.g. <train out>/model) or Hub model id")
+    benches: tuple[str, ...] = option(help=f"comma list of benchmarks: {','.join(BENCHMARKS)}", flag="--bench")
+    data_root: Path = option(help="folder holding the benchmarks' files in the default layout")
+    out: Path = option(help="output folder: eval_results.json, predictions/, summary.md")
+    overrides: dict = option({}, cli=False)  # bench -> {file, plain_file, images} (the CLI's per-file flags)
+    split_scoring: bool = option(False, "score captions with the split scorer (affirmative part minus w x negated "
+                                 "concepts); its weight and offset come from the model folder's split_scorer.json "
+                                 "unless --split-weight is given")
+    split_weight: float | None = option(None, "w for --split-scoring, fitted on training data (never on benchmark "
+                                        "items); overrides split_scorer.json")
+    split_offset: float = option(0.0, "the offset b fitted with --split-weight")
+    skip_missing: bool = option(False, "skip missing images, malformed rows and absent files (counted in the "
+                                "results) instead of stopping with exit 2")
+    batch_size: int = option(64, "images / texts per forward pass")
+    device: str = option("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
+    dtype: str = option("auto", "text-tower precision (auto: fp16 on CUDA, fp32 on CPU); image embeddings follow "
+                        "the training cache's rule", choices=DTYPES)
+    progress: bool = option(True, cli=False)
+    cache_dir: Path | None = option(None, "image-embedding cache root (default OUT/image_cache); one subfolder per "
+                                    "model fingerprint")
+    resume: bool = option(False, "continue a run in --out: benchmarks already scored there are kept")
+    overwrite: bool = option(False, "replace the results in --out (eval_results.json, summary.md, predictions/, "
+                             "parts/; the image cache is kept)")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.benches, str):
+            self.benches = parse_benches(self.benches)
+        self.benches = tuple(self.benches)
+        self.data_root, self.out = Path(self.data_root).expanduser(), Path(self.out).expanduser()
+        if self.cache_dir is not None:
+            self.cache_dir = Path(self.cache_dir).expanduser()
+        super().__post_init__()
+
+    def problems(self) -> list[str]:
+        p = collect(at_least(self, "batch_size", 1), at_least(self, "split_weight", 0, allow_none=True))
+        unknown = [b for b in self.benches if b not in BENCH_PARTS]
+        if not self.benches or unknown:
+            p.append(f"benches must be some of {','.join(BENCHMARKS)}, got {', '.join(unknown) or 'none'}")
+        if self.split_weight is not None and not self.split_scoring:
+            p.append("split_weight is only used with split_scoring")
+        if not math.isfinite(self.split_offset):
+            p.append(f"split_offset must be finite, got {self.split_offset}")
+        if self.resume and self.overwrite:
+            p.append("resume and overwrite contradict each other; pass one")
+        return p
+
+    def fingerprint(self) -> dict:
+        """What a resumed run must share with the run it continues."""
+        return {"model": str(self.model), "benches": list(self.benches), "data_root": str(self.data_root),
+                "overrides": self.overrides, "split_scoring": self.split_scoring, "split_weight": self.split_weight,
+                "split_offset": self.split_offset, "skip_missing": self.skip_missing}
 
 
 def parse_benches(value: str) -> tuple[str, ...]:
@@ -80,19 +124,17 @@ def parse_benches(value: str) -> tuple[str, ...]:
     return names
 
 
-def check_config(cfg: EvalConfig) -> None:
-    """Argument checks that need no file."""
-    if cfg.split_scoring and (cfg.split_weight is None or not math.isfinite(cfg.split_weight) or cfg.split_weight < 0):
-        raise InputError("--split-scoring needs --split-weight W, a finite number >= 0 fitted on training data "
-                         f"(e.g. with fit_split_weight), got {cfg.split_weight}")
-    if not cfg.split_scoring and cfg.split_weight is not None:
-        raise InputError("--split-weight is only used with --split-scoring")
-    if cfg.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {cfg.batch_size}")
-    if cfg.dtype not in DTYPES:
-        raise InputError(f"--dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
-    if not cfg.data_root.is_dir():
-        raise InputError(f"--data-root {cfg.data_root}: not a folder")
+def resolve_scorer(cfg: EvalConfig) -> SplitScorer | None:
+    """The split reader this run scores with: --split-weight if given, else the model folder's
+    split_scorer.json (fitted on training data by whoever trained it)."""
+    if not cfg.split_scoring:
+        return None
+    if cfg.split_weight is not None:
+        return SplitScorer(cfg.split_weight, cfg.split_offset, fit={"source": "--split-weight"})
+    if not Path(cfg.model).expanduser().is_dir():
+        raise InputError(f"--split-scoring: {cfg.model} is not a local folder with a split_scorer.json; pass "
+                         "--split-weight W (fitted on training data)")
+    return SplitScorer.load(Path(cfg.model).expanduser())
 
 
 @dataclass
@@ -142,54 +184,83 @@ def _items(data: Loaded) -> list:
     return data.items
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
+OWNED = ("eval_results.json", "summary.md", "predictions", "parts", "run_config.json")
 
 
 def run_eval(cfg: EvalConfig, log=print) -> dict:
-    """Check, load, score and write. Returns the eval_results dict it wrote."""
+    """Check, load, score and write; `negenc eval` is this function. Returns the eval_results it wrote.
+
+    Each scored benchmark part is saved as `parts/<key>.json` as soon as it is done, so `resume=True`
+    keeps the parts a killed run finished (with the same settings) and scores only the rest;
+    `overwrite=True` replaces the results (not the image cache). A folder holding results is refused
+    otherwise. `eval_results.json`, `summary.md` and `predictions/` are written from the parts at the end.
+    """
     start = time.perf_counter()
-    check_config(cfg)
+    folder = RunFolder(cfg.out, OWNED)
+    folder.check(cfg.resume, cfg.overwrite, cfg.fingerprint())
+    if not cfg.data_root.is_dir():
+        raise InputError(f"--data-root {cfg.data_root}: not a folder")
     parts, skipped_benchmarks = load_all(cfg, log)
+    scorer = resolve_scorer(cfg)
     loaded = load_model(cfg.model)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    cache_dir = cfg.cache_dir or cfg.out / "image_cache"
-    encoder = Encoder(loaded, cache_dir, ScoringConfig(cfg.split_scoring, cfg.split_weight), batch_size=cfg.batch_size,
-                      device=cfg.device, dtype=cfg.dtype, progress=cfg.progress)
-    results: dict = {}
-    benchmarks: dict[str, dict] = {}
-    predictions: dict[str, list[dict]] = {}
-    for lp in parts:
-        t0 = time.perf_counter()
-        out = lp.part.evaluate(lp.data, encoder, lp.part.key)
-        results.update(out.metrics)
-        multi = len(BENCH_PARTS[lp.bench]) > 1
-        predictions.setdefault(lp.bench, []).extend({"set": lp.part.key, **p} if multi else p for p in out.predictions)
-        benchmarks[lp.part.key] = {
-            "bench": lp.bench, "file": str(lp.data.file), "images": str(lp.data.images), "items": len(_items(lp.data)),
-            "skipped_missing_images": lp.data.missing_images, "skipped_malformed_rows": lp.data.malformed_rows,
-            "filtered": lp.data.filtered, "seconds": round(time.perf_counter() - t0, 3)}
-        log(f"{lp.part.key}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                           for k, v in out.metrics.items()))
-    results["meta"] = {
-        "model": loaded.source, "data_root": str(cfg.data_root), "benches": list(cfg.benches),
-        "split_scoring": cfg.split_scoring, "split_weight": cfg.split_weight if cfg.split_scoring else None,
-        "skip_missing": cfg.skip_missing, "benchmarks": benchmarks,
-        "skipped": {k: b["skipped_missing_images"] + b["skipped_malformed_rows"] for k, b in benchmarks.items()},
-        "skipped_benchmarks": skipped_benchmarks,
-        "device": str(encoder.device), "text_dtype": str(encoder.text_dtype).removeprefix("torch."),
-        "image_dtype": str(encoder.image_dtype).removeprefix("torch."), "batch_size": cfg.batch_size,
-        "image_cache": {"dir": str(encoder.cache.root), **encoder.cache_counts},
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    pred_dir = cfg.out / "predictions"
-    pred_dir.mkdir(exist_ok=True)
-    for name, rows in predictions.items():
-        with (pred_dir / f"{name}.jsonl").open("w") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
-    _write_json(cfg.out / "eval_results.json", results)
-    (cfg.out / "summary.md").write_text(summary_markdown(results))
+    with folder.lock():
+        folder.prepare(cfg.resume, cfg.overwrite, cfg.fingerprint())
+        cache_dir = cfg.cache_dir or cfg.out / "image_cache"
+        encoder = Encoder(loaded, cache_dir, scorer, batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.dtype,
+                          progress=cfg.progress)
+        done = {lp.part.key: _read_part(cfg.out, lp.part.key) for lp in parts}
+        for lp in parts:
+            if done[lp.part.key] is not None:
+                log(f"{lp.part.key}: kept from the earlier run (--resume)")
+                continue
+            t0 = time.perf_counter()
+            out = lp.part.evaluate(lp.data, encoder, lp.part.key)
+            done[lp.part.key] = {"metrics": out.metrics, "predictions": out.predictions, "info": {
+                "bench": lp.bench, "file": str(lp.data.file), "images": str(lp.data.images),
+                "items": len(_items(lp.data)), "skipped_missing_images": lp.data.missing_images,
+                "skipped_malformed_rows": lp.data.malformed_rows, "filtered": lp.data.filtered,
+                "seconds": round(time.perf_counter() - t0, 3)}}
+            atomic_write_json(cfg.out / "parts" / f"{lp.part.key}.json", done[lp.part.key])
+            log(f"{lp.part.key}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in out.metrics.items()))
+        metrics: dict = {}
+        predictions: dict[str, list[dict]] = {}
+        for lp in parts:
+            part = done[lp.part.key]
+            metrics.update(part["metrics"])
+            multi = len(BENCH_PARTS[lp.bench]) > 1
+            predictions.setdefault(lp.bench, []).extend(
+                {"set": lp.part.key, **p} if multi else p for p in part["predictions"])
+        benchmarks = {lp.part.key: done[lp.part.key]["info"] for lp in parts}
+        meta = {
+            "model": loaded.source, "data_root": str(cfg.data_root), "benches": list(cfg.benches),
+            "split_scoring": cfg.split_scoring,
+            "split_scorer": None if scorer is None else {"weight": scorer.weight, "offset": scorer.offset,
+                                                         "template": scorer.template, "fit": scorer.fit},
+            "skip_missing": cfg.skip_missing, "benchmarks": benchmarks,
+            "skipped": {k: b["skipped_missing_images"] + b["skipped_malformed_rows"] for k, b in benchmarks.items()},
+            "skipped_benchmarks": skipped_benchmarks,
+            "device": str(encoder.device), "text_dtype": str(encoder.text_dtype).removeprefix("torch."),
+            "image_dtype": str(encoder.image_dtype).removeprefix("torch."), "batch_size": cfg.batch_size,
+            "image_cache": {"dir": str(encoder.cache.root), **encoder.cache_counts},
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+        results = make_results(metrics, meta=meta)
+        for name, rows in predictions.items():
+            atomic_write_text(cfg.out / "predictions" / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_json(cfg.out / "eval_results.json", results, sort_keys=False)
+        atomic_write_text(cfg.out / "summary.md", summary_markdown(results))
     return results
+
+
+def _read_part(out: Path, key: str) -> dict | None:
+    path = out / "parts" / f"{key}.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # a part that cannot be read is scored again
+
+
+run = run_eval

@@ -1,7 +1,6 @@
 """Fine-tuning engine: config, losses and the objective, layer selection, the accelerate trainer, export."""
 
 from .config import TrainConfig, config_help, resume_conflicts
-from .export import export_checkpoint, write_eval_results
 from .freezing import configure_trainable, text_layer_indices
 from .losses import (
     TERMS,
@@ -22,6 +21,6 @@ from .trainer import TrainResult, latest_checkpoint, train
 __all__ = [
     "TERMS", "ClipInfoNCE", "DistractorLoss", "EmbeddingPreservationLoss", "HardNegativeInfoNCE", "MultipleChoiceLoss", "NegationObjective", "OmniAbsenceLoss",
     "OmniPresenceLoss", "PreservationLoss", "RunDir", "SplitDistillLoss", "TrainConfig", "TrainResult", "config_help",
-    "configure_trainable", "export_checkpoint", "latest_checkpoint", "resume_conflicts", "text_layer_indices",
-    "train", "write_eval_results",
+    "configure_trainable", "latest_checkpoint", "resume_conflicts", "text_layer_indices",
+    "train",
 ]

@@ -146,7 +146,7 @@ class DistractorLoss(nn.Module):
 
 class SplitDistillLoss(nn.Module):
     """Pull the embedding of a negated caption towards the frozen base's *split reading* of it:
-    normalize(e(affirmative part) - w * e("a photo of a {negated concept}")) (`negation_encoder.eval.split`).
+    normalize(e(affirmative part) - w * e("a photo of a {negated concept}")) (`negation_encoder.split_scorer`).
 
     The training-free split reader already ranks images correctly for many negations but needs a
     splitter at inference; distilling it puts the same direction into the encoder itself, so a pipeline

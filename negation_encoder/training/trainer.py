@@ -46,6 +46,7 @@ from .batching import (
 )
 from .config import TrainConfig, resume_conflicts
 from .freezing import configure_trainable, text_layer_indices
+from .losses import TERMS
 from .objective import NegationObjective
 from .run_dir import RunDir, atomic_write_text
 
@@ -226,7 +227,7 @@ def train(
     from accelerate import Accelerator
     from transformers import AutoImageProcessor, CLIPTokenizer
 
-    from .export import export_checkpoint
+    from ..checkpoint.export import export_checkpoint
 
     t0 = time.perf_counter()
     run = RunDir(cfg.out)
@@ -284,7 +285,8 @@ def train(
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             export_checkpoint(result.pop("model"), tokenizer, image_processor, run.out / "model",
-                              training_config={**cfg.to_dict(), "base_model": describe_base(cfg.base)},
+                              training_config={**cfg.to_dict(), "base_model": describe_base(cfg.base),
+                                               "objectives": objective_weights(cfg)},
                               trainable=result.pop("trainable"))
         accelerator.wait_for_everyone()
     return TrainResult(out=run.out, steps=cfg.steps, log=result["log"], seconds=time.perf_counter() - t0,
@@ -428,7 +430,7 @@ def split_reading_targets(model, tokenizer, texts: list[str], weight: float) -> 
     current (base) model, read through the split scorer's own `encode_split`. (The scorer takes the max
     over concepts per image; a single target direction needs one vector, hence the mean.)"""
     from ..encoding import encode_texts
-    from ..eval.split import encode_split
+    from ..split_scorer import encode_split
 
     was_training = model.training
     model.eval()
@@ -438,6 +440,14 @@ def split_reading_targets(model, tokenizer, texts: list[str], weight: float) -> 
     concepts = (split.concepts * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
     targets = F.normalize(split.affirmative - weight * concepts, dim=-1)
     return targets * split.has_negation[:, None], split.has_negation.clone()
+
+
+def objective_weights(cfg: TrainConfig) -> dict:
+    """The enabled loss terms and their weights, as the model card lists them."""
+    out: dict = {t: getattr(cfg, t) for t in TERMS if getattr(cfg, t)}
+    if cfg.hard_negatives:
+        out["hard_negatives"] = True
+    return out
 
 
 def latest_checkpoint(out: str | os.PathLike) -> tuple[int, Path] | None:

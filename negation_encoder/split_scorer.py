@@ -1,4 +1,4 @@
-"""Split scoring: the training-free negation reader of DESIGN.md ("Split scoring"), for any encoder.
+"""Split scoring: the training-free negation reader of docs/design.md ("Split scoring"), for any encoder.
 
 A caption is split (`negation_encoder.splitting`) into its affirmative part and negated concepts;
 an image scores
@@ -8,18 +8,28 @@ an image scores
 and a caption that negates nothing scores as plain CLIP (its own embedding). SpaceVLM ("Vision-Language
 Models Can Understand Negation", 2025) reads negation this way with no training. `w` and the threshold
 `b` (DESIGN: "w (and any threshold)") are fitted on training data (`fit_split_weight`), never on
-benchmark items. Every benchmark scorer in this package
-takes similarities, so a split score drops in wherever a cosine did.
+benchmark items. Every benchmark scorer takes similarities, so a split score drops in wherever a
+cosine did.
+
+`SplitScorer` is the one object that holds a fitted reader (weight, offset, concept template) and scores
+with it; it is saved beside an encoder checkpoint as `split_scorer.json`, which `negenc eval
+--split-scoring` reads, so a testbed split result reproduces on the papers' files. The trainer's
+split-distillation targets are read through the same `encode_split`.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
-from ..splitting import RuleSplitter
+from .errors import InputError
+from .splitting import RuleSplitter
 
 CONCEPT_TEMPLATE = "a photo of a {}"
 DEFAULT_WEIGHT_GRID = tuple(round(0.1 * i, 2) for i in range(0, 21))
@@ -147,7 +157,7 @@ def fit_split_weight_on_records(model, tokenizer, image_processor, records: Sequ
                                 offsets: Sequence[float] = DEFAULT_OFFSET_GRID) -> WeightFit:
     """Fit w on TRAINING records (never benchmark items): up to `limit` records with foils, drawn with
     `seed`, each scored as a multiple choice between its true caption and its foils."""
-    from ..encoding import encode_images, encode_texts
+    from .encoding import encode_images, encode_texts
 
     items = [(rec, c) for rec in records if (c := record_choices(rec)) is not None]
     if len(items) > limit:
@@ -165,3 +175,84 @@ def fit_split_weight_on_records(model, tokenizer, image_processor, records: Sequ
     columns = [encode_split([c[j] for c in choices], lambda t: encode_texts(model, tokenizer, t), splitter)
                for j in range(width)]
     return fit_split_weight(images, columns, [c for _, (_, c) in items], grid, offsets)
+
+
+SPLIT_SCORER_FILE = "split_scorer.json"
+
+
+@dataclass
+class SplitScorer:
+    """A fitted split reader: score = sim(image, affirmative) - weight * (max_c sim(image, concept c) - offset).
+
+    `fit` records how the weight and offset were chosen (items, training accuracy, the data), so the file
+    beside a checkpoint says where its numbers came from. Weight 0 means the affirmative part alone: the
+    negated concepts are dropped, which still beats a negation-blind encoder that reads "no fork" as
+    "fork" (the fitted weight is 0 when the training records favour that).
+    """
+
+    weight: float
+    offset: float = 0.0
+    template: str = CONCEPT_TEMPLATE
+    splitter: str = "rule"
+    fit: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("weight", "offset"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise InputError(f"split scorer: {name} must be a finite number, got {v!r}")
+        if self.weight < 0:
+            raise InputError(f"split scorer: weight must be >= 0, got {self.weight}")
+        if "{}" not in self.template:
+            raise InputError(f"split scorer: template must hold '{{}}' for the concept, got {self.template!r}")
+        self.weight, self.offset = float(self.weight), float(self.offset)
+
+    def encode(self, texts: Sequence[str], encode: Callable[[list[str]], torch.Tensor], splitter=None) -> SplitEmbeddings:
+        return encode_split(texts, encode, splitter, self.template)
+
+    def similarity(self, image: torch.Tensor, texts: SplitEmbeddings) -> torch.Tensor:
+        """(M images, N captions) scores."""
+        return split_similarity(image, texts, self.weight, self.offset)
+
+    def paired(self, image: torch.Tensor, texts: SplitEmbeddings) -> torch.Tensor:
+        """(N,) score of image i against caption i."""
+        return split_paired(image, texts, self.weight, self.offset)
+
+    @classmethod
+    def from_fit(cls, fit: WeightFit, template: str = CONCEPT_TEMPLATE, **info) -> SplitScorer:
+        return cls(fit.weight, fit.offset, template, fit={"items": fit.items, "train_accuracy": round(fit.accuracy, 4),
+                                                          **info})
+
+    # ---- the file beside a checkpoint
+    def save(self, folder: str | os.PathLike) -> Path:
+        from .runio import atomic_write_json
+
+        return atomic_write_json(Path(folder) / SPLIT_SCORER_FILE, asdict(self))
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> SplitScorer:
+        path = Path(folder) / SPLIT_SCORER_FILE
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"{folder}: no {SPLIT_SCORER_FILE} (a split reader fitted on training data); pass "
+                             "--split-weight W, or fit one with SplitScorer.fit_on_records") from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+        if not isinstance(obj, dict) or "weight" not in obj:
+            raise InputError(f"{path}: expected an object with 'weight' (and 'offset', 'template')")
+        unknown = set(obj) - {"weight", "offset", "template", "splitter", "fit"}
+        if unknown:
+            raise InputError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+        return cls(**obj)
+
+    @classmethod
+    def exists(cls, folder: str | os.PathLike) -> bool:
+        return (Path(folder) / SPLIT_SCORER_FILE).is_file()
+
+    @classmethod
+    def fit_on_records(cls, model, tokenizer, image_processor, records: Sequence, load_image: Callable,
+                       limit: int = 1000, seed: int = 0, **info) -> SplitScorer:
+        """Fitted on TRAINING records (see `fit_split_weight_on_records`)."""
+        fit = fit_split_weight_on_records(model, tokenizer, image_processor, records, load_image, limit=limit, seed=seed)
+        return cls.from_fit(fit, seed=seed, **info)

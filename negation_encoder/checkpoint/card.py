@@ -1,0 +1,224 @@
+"""The model card of an encoder checkpoint folder.
+
+Built with huggingface_hub's typed `ModelCardData` (base_model, datasets, license, tags, library_name,
+pipeline_tag, and a model-index from eval_results.json through `negation_encoder.results`, which never
+guesses what a key means); the body is rendered from `templates/model_card.md` with
+`ModelCard.from_template`. What the card promises is computed from the encoder's own widths: it lists
+the public pipelines whose CLIP slot this encoder fits and those it cannot replace, and shows usage only
+for the ones it fits. A generated card carries a mark, so a hand-written README.md is never replaced. No
+local path goes into a card: a local base or data file is named by its folder or file name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .. import results as R
+from ..runio import atomic_write_text
+from . import layout
+
+GENERATED_MARK = "<!-- negation-encoder:generated"
+TEMPLATE = "model_card.md"
+HYPERPARAMETERS = ("steps", "batch_size", "lr", "layers", "seed", "data")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A public model whose CLIP text slot a negation encoder may replace, with the widths it reads."""
+
+    key: str
+    name: str
+    base: str
+    role: str  # text_encoder | text_encoder_2 | clipseg
+    hidden_size: int
+    projection_dim: int | None = None  # only where the model reads the projected embedding
+
+
+TARGETS = (
+    Target("sd", "Stable Diffusion 1.x `text_encoder` (CLIP ViT-L/14)", "CompVis/stable-diffusion-v1-4",
+           "text_encoder", 768),
+    Target("sd2", "Stable Diffusion 2.x `text_encoder` (OpenCLIP ViT-H/14)", "stabilityai/stable-diffusion-2-1",
+           "text_encoder", 1024),
+    Target("sdxl", "SDXL `text_encoder` (CLIP ViT-L/14)", "stabilityai/stable-diffusion-xl-base-1.0",
+           "text_encoder", 768),
+    Target("sdxl_2", "SDXL `text_encoder_2` (OpenCLIP ViT-bigG/14)", "stabilityai/stable-diffusion-xl-base-1.0",
+           "text_encoder_2", 1280, 1280),
+    Target("flux", "Flux `text_encoder` (CLIP ViT-L/14; its T5 stays)", "black-forest-labs/FLUX.1-dev",
+           "text_encoder", 768),
+    Target("clipseg", "CLIPSeg (CLIP ViT-B/16 text tower)", "CIDAS/clipseg-rd64-refined", "clipseg", 512, 512),
+)
+
+
+def compatibility(hidden_size: int, projection_dim: int | None) -> tuple[list[Target], list[tuple[Target, str]]]:
+    """(targets this encoder fits, [(target, why not)]), from the widths alone."""
+    fits, misfits = [], []
+    for t in TARGETS:
+        why = []
+        if hidden_size != t.hidden_size:
+            why.append(f"text width {hidden_size}, needs {t.hidden_size}")
+        if t.projection_dim is not None and projection_dim != t.projection_dim:
+            why.append(f"projection {projection_dim}, needs {t.projection_dim}")
+        (misfits.append((t, "; ".join(why))) if why else fits.append(t))
+    return fits, misfits
+
+
+USAGE_SD = '''```python
+import torch
+from diffusers import StableDiffusionPipeline
+from transformers import CLIPTextModel
+
+text_encoder = CLIPTextModel.from_pretrained("{repo}", subfolder="text_encoder")
+pipe = StableDiffusionPipeline.from_pretrained("{sd_base}", text_encoder=text_encoder)
+image = pipe("a street with no cars", generator=torch.Generator().manual_seed(0)).images[0]
+```'''
+
+USAGE_SDXL = '''```python
+import torch
+from diffusers import StableDiffusionXLPipeline
+from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+pipe = StableDiffusionXLPipeline.from_pretrained(
+    "{sdxl_base}",
+    text_encoder=CLIPTextModel.from_pretrained("{repo}", subfolder="text_encoder"),
+    text_encoder_2=CLIPTextModelWithProjection.from_pretrained("{repo_2}", subfolder="text_encoder_with_projection"),
+)
+image = pipe("a bowl of fruit without bananas", generator=torch.Generator().manual_seed(0)).images[0]
+```'''
+
+USAGE_CLIPSEG = '''```python
+from transformers import CLIPModel, CLIPSegForImageSegmentation
+from integrations import swap_clipseg_text_encoder  # pip install negation-encoder
+
+seg = CLIPSegForImageSegmentation.from_pretrained("{clipseg_base}")
+swap_clipseg_text_encoder(seg, CLIPModel.from_pretrained("{repo}"))
+```'''
+
+USAGE_CLIP = '''```python
+from transformers import CLIPModel, CLIPProcessor
+
+model = CLIPModel.from_pretrained("{repo}")
+processor = CLIPProcessor.from_pretrained("{repo}")
+```'''
+
+DEFAULT_BASES = {"sd_base": "CompVis/stable-diffusion-v1-4", "sdxl_base": "stabilityai/stable-diffusion-xl-base-1.0",
+                 "clipseg_base": "CIDAS/clipseg-rd64-refined"}
+
+
+def usage_snippets(repo: str, repo_2: str | None = None, **bases: str) -> dict[str, str]:
+    """Usage blocks rendered for `repo` (bases default to the public models). The SDXL block needs
+    `repo_2`: SDXL's second encoder is a wider OpenCLIP bigG model, which this encoder is not."""
+    fields = {**DEFAULT_BASES, **bases, "repo": repo, "repo_2": repo_2 or ""}
+    out = {"clip": USAGE_CLIP.format(**fields), "sd": USAGE_SD.format(**fields),
+           "clipseg": USAGE_CLIPSEG.format(**fields)}
+    if repo_2:
+        out["sdxl"] = USAGE_SDXL.format(**fields)
+    return out
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def hub_id(name: str | None) -> str | None:
+    """`name` if it reads as a Hub repo id (ORG/NAME, not a local path), else None."""
+    if not name or name.count("/") != 1 or Path(name).exists() or name.startswith((".", "/", "~")):
+        return None
+    return name
+
+
+def public_name(value: str) -> str:
+    """What a card may say about a path or id: a Hub id as is, a local path by its last component."""
+    if hub_id(value) or not value or "/" not in value and "\\" not in value:
+        return value
+    return Path(value).name
+
+
+def is_generated_card(path: Path) -> bool:
+    """True for a README.md this library wrote (it may be regenerated); False for a hand-written one."""
+    return path.exists() and GENERATED_MARK in path.read_text(encoding="utf-8", errors="replace")
+
+
+def _text_widths(folder: Path) -> tuple[int | None, int | None]:
+    cfg = _read_json(folder / layout.CONFIG) or {}
+    text = cfg.get("text_config") or {}
+    return text.get("hidden_size"), cfg.get("projection_dim", text.get("projection_dim"))
+
+
+def _results_table(res: dict | None) -> str:
+    if not res:
+        return "_No evaluation results recorded._"
+    mine, base = R.headline(res), R.headline(res.get("baseline"))
+    split, base_split = R.headline(res.get("split")), R.headline((res.get("baseline") or {}).get("split"))
+    cols = [("this encoder", mine)] + ([("base", base)] if base else []) + \
+        ([("this encoder + split reader", split)] if split else []) + ([("base + split reader", base_split)] if base_split else [])
+    rows = ["| metric | " + " | ".join(c for c, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for key in mine:
+        info = R.REGISTRY[key]
+        cells = [f"{d[key]:.3f}" if key in d else "-" for _, d in cols]
+        rows.append(f"| {info.dataset_name}: {info.task_name} ({info.metric_name}) | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def build_model_card(folder: str | Path, repo_id: str | None = None, base_model: str | None = None,
+                     datasets: list[str] | None = None, license: str = "mit", model_name: str | None = None,
+                     repo_2: str | None = None, **bases: str):
+    """The model card of an encoder folder: typed metadata and a body rendered from the package's template."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    folder = Path(folder)
+    cfg = _read_json(folder / layout.TRAINING_CONFIG) or {}
+    res = R.read_results(folder / layout.EVAL_RESULTS)
+    eval_results = R.card_eval_results(res) if res else []
+    trained_from = str(cfg.get("base_model") or cfg.get("base") or "unknown")
+    base_model = base_model or hub_id(trained_from)
+    repo = repo_id or folder.name
+    name = model_name or (repo_id.split("/")[-1] if repo_id else folder.name)
+    data = ModelCardData(
+        base_model=base_model, datasets=datasets, license=license, library_name="transformers",
+        pipeline_tag="zero-shot-image-classification", model_name=name if eval_results else None,
+        eval_results=eval_results or None,
+        tags=["clip", "negation", "text-encoder", "negation-encoder"],
+    )
+    hidden, proj = _text_widths(folder)
+    fits, misfits = compatibility(hidden, proj) if hidden else ([], [])
+    snip = usage_snippets(repo, repo_2, **bases)
+    usage = [("Load the full CLIP model (retrieval, zero-shot, benchmarks):", snip["clip"])]
+    fit_keys = {t.key for t in fits}
+    if "sd" in fit_keys:
+        usage.append(("Stable Diffusion 1.x:", snip["sd"]))
+    if "sdxl" in fit_keys and "sdxl" in snip:
+        usage.append(("SDXL (both CLIP encoders replaced; the second from its own bigG-sized negation encoder):",
+                      snip["sdxl"]))
+    if "clipseg" in fit_keys:
+        usage.append(("CLIPSeg:", snip["clipseg"]))
+    objectives = cfg.get("objectives") or {}
+    hyper = [(k, [public_name(str(x)) for x in cfg[k]] if isinstance(cfg[k], list) else public_name(str(cfg[k])))
+             for k in HYPERPARAMETERS if k in cfg]
+    template = resources.files("negation_encoder").joinpath(f"templates/{TEMPLATE}").read_text(encoding="utf-8")
+    return ModelCard.from_template(
+        data, template_str=template, model_name=name,
+        base_model=f"`{base_model}`" if base_model else trained_from if trained_from.startswith("negation-encoder")
+        else f"`{public_name(trained_from)}` (a local checkpoint)",
+        recipe=cfg.get("recipe", ""), objectives=json.dumps(objectives), hyperparameters=hyper,
+        widths=f"text width {hidden}, projection {proj}" if hidden else "unknown widths",
+        fits=[t.name for t in fits], misfits=[(t.name, why) for t, why in misfits],
+        results_table=_results_table(res), usage=usage,
+    )
+
+
+def write_model_card(folder: str | Path, **kwargs) -> Path:
+    """Write `README.md` into an encoder folder (atomically) from its training_config.json and
+    eval_results.json. A hand-written README.md (no generated mark) is never replaced."""
+    folder = Path(folder)
+    path = folder / layout.MODEL_CARD
+    if path.exists() and not is_generated_card(path):
+        return path
+    return atomic_write_text(path, str(build_model_card(folder, **kwargs)))
+
+
+def card_text(folder: str | os.PathLike, **kwargs) -> str:
+    return str(build_model_card(folder, **kwargs))

@@ -1,0 +1,212 @@
+"""`eval_results.json`: ONE schema for every encoder checkpoint, and the one registry of what each key means.
+
+Whoever scores an encoder (`negenc eval` on the papers' files, the testbed's benchmark twins) writes the
+same shape (docs/design.md "Machine-readable results"):
+
+    {"schema": "negation-encoder/eval-results/v1",
+     "<key>": value, ...          this encoder, plain cosine scoring; only keys registered below
+     "<key>_items": n, ...        how many items each number averages (optional)
+     "split": {"<key>": value}    the same encoder read by its split scorer (optional)
+     "baseline": {"model": ..., "<key>": value, "split": {...}}   the encoder it was fine-tuned from (optional)
+     "meta": {...}}               how it was scored (free-form)
+
+`REGISTRY` says which dataset, task and metric each key is, so `negenc publish` writes `model-index`
+entries with the datasets' real names and never guesses: the papers' benchmarks (`dataset_type` is the
+dataset's Hub id where one exists, else the repository that released the file) and the testbed's twins
+(`world_*`, dataset `negation-encoder/testbed`). An unregistered number is refused when results are made.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+TASK_MATCHING = "zero-shot-image-classification"  # caption choice for one image: the closest Hub task id
+TASK_RETRIEVAL = "text-to-image-retrieval"
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    dataset_name: str
+    dataset_type: str
+    task_type: str
+    task_name: str
+    metric_name: str
+    metric_type: str = "accuracy"
+    dataset_split: str = "test"
+    dataset_config: str | None = None  # tells apart files of one source (the card groups by type + config)
+
+
+def _mcq(name: str, source: str, config: str) -> dict[str, CardInfo]:
+    label = {"": "accuracy", "_positive": "accuracy (positive template)",
+             "_negative": "accuracy (negative template)", "_hybrid": "accuracy (hybrid template)"}
+    return {f"negbench_mcq_{source}{suffix}": CardInfo(name, "m1k2zoo/negbench", TASK_MATCHING,
+                                                       "Negated multiple-choice caption selection", metric,
+                                                       dataset_config=config)
+            for suffix, metric in label.items()}
+
+
+def _recall(prefix: str, name: str, dataset_type: str, task_name: str, config: str | None = None) -> dict[str, CardInfo]:
+    return {f"{prefix}_r{k}": CardInfo(name, dataset_type, TASK_RETRIEVAL, task_name, f"Recall@{k}", f"recall@{k}",
+                                       dataset_config=config)
+            for k in (1, 5, 10)}
+
+
+BENCHMARK_CARD_INFO: dict[str, CardInfo] = {
+    "valse_existence": CardInfo("VALSE existence", "Heidelberg-NLP/VALSE", TASK_MATCHING,
+                                "Existence caption vs foil", "pairwise accuracy (acc_r)"),
+    "negrefcocog": CardInfo("NegRefCOCOg", "parkquasar/NegationCLIP", "zero-shot-object-detection",
+                            "Negated referring expression box selection", "accuracy", dataset_split="test"),
+    **_mcq("NegBench MCQ COCO (val2017)", "coco", "coco_val2017"),
+    **_mcq("NegBench MCQ VOC2007", "voc", "voc2007"),
+    **_recall("negbench_negated", "NegBench negated retrieval COCO (val2017)", "m1k2zoo/negbench",
+              "Negated text-to-image retrieval", "negated"),
+    **_recall("negbench_plain", "NegBench retrieval COCO (val2017)", "m1k2zoo/negbench", "Text-to-image retrieval",
+              "plain"),
+    **_recall("coco", "COCO Karpathy test", "yerevann/coco-karpathy", "Text-to-image retrieval"),
+    "zeroshot_top1": CardInfo("ImageNet-style zero-shot", "ILSVRC/imagenet-1k", "zero-shot-image-classification",
+                              "Zero-shot classification", "top-1 accuracy", dataset_split="validation"),
+}
+HEADLINE_KEYS = ("valse_existence", "negrefcocog", "negbench_mcq_coco", "negbench_mcq_voc", "negbench_negated_r5",
+                 "negbench_plain_r5", "coco_r5", "zeroshot_top1")
+
+# The testbed's benchmark twins (negation_testbed.benchmarks.METRIC_KEYS), under a `world_` prefix.
+WORLD_DATASET = "negation-encoder/testbed"
+WORLD_METRICS: dict[str, tuple[str, str, str]] = {  # metric -> (task name, metric name, task type)
+    "existence": ("Existence caption vs foil (VALSE-style)", "accuracy", TASK_MATCHING),
+    "mcq": ("Negated multiple choice (NegBench wording)", "accuracy", TASK_MATCHING),
+    "mcq_positive": ("Negated multiple choice (NegBench wording)", "accuracy (positive template)", TASK_MATCHING),
+    "mcq_negative": ("Negated multiple choice (NegBench wording)", "accuracy (negative template)", TASK_MATCHING),
+    "mcq_hybrid": ("Negated multiple choice (NegBench wording)", "accuracy (hybrid template)", TASK_MATCHING),
+    "pairwise": ("Negated referring expression, two objects", "accuracy", TASK_MATCHING),
+    "retrieval_negated_r5": ("Negated text-to-image retrieval", "Recall@5 (any valid image)", TASK_RETRIEVAL),
+    "retrieval_negated_group_top1": ("Negated retrieval among counterfactuals", "group top-1", TASK_RETRIEVAL),
+    "retrieval_plain_r5": ("Text-to-image retrieval", "Recall@5", TASK_RETRIEVAL),
+    "heldout_existence": ("Existence with held-out cue words", "accuracy", TASK_MATCHING),
+    "heldout_mcq": ("Multiple choice with held-out cue words", "accuracy", TASK_MATCHING),
+    "zeroshot": ("Zero-shot classification", "top-1 accuracy", "zero-shot-image-classification"),
+}
+BENCHMARK_CARD_INFO.update({
+    f"world_{k}": CardInfo("negation-encoder testbed world", WORLD_DATASET, task_type, task, metric,
+                           "recall@5" if "r5" in k else "accuracy", dataset_split="benchmark twins (seed 12345)",
+                           dataset_config="world")
+    for k, (task, metric, task_type) in WORLD_METRICS.items()})
+REGISTRY = BENCHMARK_CARD_INFO
+# Diagnostics written beside the headline numbers but never published as model-index entries:
+# which template NegBench's wrong picks had (share of wrong answers).
+DIAGNOSTIC_KEYS = frozenset(f"negbench_mcq_{src}_wrong_picked_{t}" for src in ("coco", "voc")
+                            for t in ("positive", "negative", "hybrid"))
+COUNT_SUFFIXES = ("_items", "_images", "_classes")
+SCHEMA = "negation-encoder/eval-results/v1"
+_RESERVED = ("schema", "split", "baseline", "meta")
+
+
+def world_key(metric: str) -> str:
+    """The registered key of a testbed twin metric ('mcq' -> 'world_mcq')."""
+    key = f"world_{metric}"
+    if key not in REGISTRY:
+        raise KeyError(f"{metric!r} is not a testbed metric; expected one of {', '.join(WORLD_METRICS)}")
+    return key
+
+
+def _is_number(v) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _check_metrics(metrics: dict, where: str) -> dict:
+    bad = [k for k in metrics if k not in REGISTRY and k not in DIAGNOSTIC_KEYS and not k.endswith(COUNT_SUFFIXES)]
+    if bad:
+        raise ValueError(f"{where}: unregistered result key(s) {', '.join(sorted(bad))}; register them in "
+                         "negation_encoder.results.REGISTRY")
+    wrong = [k for k, v in metrics.items() if not _is_number(v)]
+    if wrong:
+        raise ValueError(f"{where}: key(s) {', '.join(wrong)} must be numbers (or null), got "
+                         f"{', '.join(type(metrics[k]).__name__ for k in wrong)}")
+    return dict(metrics)
+
+
+def make_results(metrics: dict, *, split: dict | None = None, baseline: dict | None = None,
+                 baseline_split: dict | None = None, baseline_model: str | None = None, meta: dict | None = None) -> dict:
+    """An eval_results.json object in the one schema (keys checked against `REGISTRY`)."""
+    out: dict = {"schema": SCHEMA, **_check_metrics(metrics, "results")}
+    if split:
+        out["split"] = _check_metrics(split, "split results")
+    if baseline:
+        out["baseline"] = {"model": baseline_model, **_check_metrics(baseline, "baseline results")}
+        if baseline_split:
+            out["baseline"]["split"] = _check_metrics(baseline_split, "baseline split results")
+    if meta:
+        out["meta"] = meta
+    return out
+
+
+def headline(results: dict | None) -> dict[str, float]:
+    """The registered metric values of an eval_results.json object (this encoder, plain scoring)."""
+    return {k: results[k] for k in REGISTRY if results and _is_number(results.get(k)) and results.get(k) is not None}
+
+
+def read_results(path) -> dict | None:
+    """An encoder folder's eval_results.json, checked against the schema; None when there is none."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    obj = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: not an eval_results.json of schema {SCHEMA!r} (got "
+                         f"{obj.get('schema') if isinstance(obj, dict) else type(obj).__name__!r})")
+    _check_metrics({k: v for k, v in obj.items() if k not in _RESERVED}, str(path))
+    return obj
+
+
+def card_eval_results(results: dict) -> list:
+    """`huggingface_hub.EvalResult`s for every registered key with a finite number (None/NaN left out)."""
+    from huggingface_hub import EvalResult
+
+    out = []
+    for key, info in REGISTRY.items():
+        value = results.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+            continue
+        out.append(EvalResult(task_type=info.task_type, task_name=info.task_name, dataset_type=info.dataset_type,
+                              dataset_name=info.dataset_name, dataset_split=info.dataset_split,
+                              dataset_config=info.dataset_config,
+                              metric_type=info.metric_type, metric_name=info.metric_name,
+                              metric_value=round(float(value), 4)))
+    return out
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a (no items)"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def summary_markdown(results: dict) -> str:
+    """`summary.md`: one row per scored key, then what was skipped and how it was scored."""
+    meta = results.get("meta", {})
+    rows = ["| key | dataset | metric | value | items |", "|---|---|---|---:|---:|"]
+    for key, info in REGISTRY.items():
+        if key not in results:
+            continue
+        stem = key.rsplit("_r", 1)[0] if key.endswith(("_r1", "_r5", "_r10")) else key.removesuffix("_top1")
+        items = results.get(f"{key}_items", results.get(f"{stem}_items", ""))
+        rows.append(f"| `{key}` | {info.dataset_name} | {info.metric_name} | {_fmt(results[key])} | {items} |")
+    sc = meta.get("split_scorer") or {}
+    scoring = f"split scorer, w = {sc.get('weight')}, b = {sc.get('offset')}" if meta.get("split_scoring") \
+        else "cosine similarity"
+    lines = [f"# Encoder benchmarks: {meta.get('model', '?')}", "", f"Data root: `{meta.get('data_root', '?')}`. "
+             f"Scoring: {scoring}. Seconds: {meta.get('seconds', 0):.1f}.", "", *rows, ""]
+    benches = meta.get("benchmarks", {})
+    if benches:
+        lines += ["| set | file | images under | items | skipped (missing images / malformed rows) | filtered |",
+                  "|---|---|---|---:|---:|---:|"]
+        lines += [f"| `{k}` | `{b['file']}` | `{b['images']}` | {b['items']} | "
+                  f"{b['skipped_missing_images']} / {b['skipped_malformed_rows']} | {b['filtered']} |"
+                  for k, b in benches.items()]
+        lines.append("")
+    for key, reason in meta.get("skipped_benchmarks", {}).items():
+        lines.append(f"- skipped `{key}`: {reason}")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,231 @@
+"""Run-folder I/O: atomic writes, append-only JSONL logs, and one set of rules for output folders.
+
+Every command that writes results (train, eval, t2i, seg, the testbed's comparisons and demo) goes
+through this module, so they all behave alike:
+
+- a file others read (results, configs, cards, images) is written to a temporary name and renamed, so
+  a kill never leaves a half-written file (`atomic_write_*`);
+- a log of finished work units is JSON lines, appended and flushed one unit at a time; on reopening,
+  a torn last line (the kill landed mid-write) is cut off and never parsed, and any other bad line is a
+  corrupted log, reported with its line number (`JsonlLog`);
+- an output folder that already holds this command's results is refused unless the caller resumes
+  it (with the same settings: the fingerprint saved in the folder must match key for key) or
+  overwrites it (which removes only the files this command owns, never anything else kept there);
+  `--resume` and `--overwrite` together are refused; a folder in use by another process is refused
+  (`RunFolder`, locked with `filelock`, which the OS releases when a process dies).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+LOCK_NAME = ".negenc.lock"
+
+
+# ------------------------------------------------------------------------------------------------
+# atomic writes
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` via a temporary file and `os.replace` (readers never see a partial file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = True, indent: int | None = 2) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys) + "\n")
+
+
+def atomic_save_image(path: str | os.PathLike, image) -> Path:
+    """A PIL image saved under a temporary name (same suffix, so PIL picks the format) and renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    image.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# append-only JSONL logs
+
+
+def repair_torn_tail(path: str | os.PathLike) -> int:
+    """Cut everything after the last newline of `path` (a write a kill interrupted); return the bytes cut."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with path.open("rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return 0
+        pos, keep = size, 0
+        while pos > 0:  # scan back in blocks for the last newline
+            start = max(0, pos - 4096)
+            fh.seek(start)
+            idx = fh.read(pos - start).rfind(b"\n")
+            if idx >= 0:
+                keep = start + idx + 1
+                break
+            pos = start
+        fh.truncate(keep)
+        return size - keep
+
+
+class JsonlLog:
+    """An append-only log of JSON objects, one per line, that survives kills.
+
+    Opening repairs a torn last line (`repair_torn_tail`); `records()` parses every other line and
+    reports a bad one as `FILE:LINE` (a corrupted log is never silently skipped). `append` writes each
+    object as one full line and flushes (and fsyncs, unless `fsync=False`), so a line on disk means a
+    finished unit of work. Nothing is created until the first append.
+    """
+
+    def __init__(self, path: str | os.PathLike, fsync: bool = True):
+        self.path = Path(path)
+        self.fsync = fsync
+        self.torn_bytes = repair_torn_tail(self.path)
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.records())
+
+    def records(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        out = []
+        with self.path.open("rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    obj = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                    raise InputError(f"{self.path}:{lineno}: not a JSON record ({type(e).__name__}); the log is "
+                                     "corrupted: delete it or choose another output folder") from None
+                if not isinstance(obj, dict):
+                    raise InputError(f"{self.path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                out.append(obj)
+        return out
+
+    def append(self, records: Iterable[dict]) -> None:
+        records = list(records)
+        if not records:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+            fh.flush()
+            if self.fsync:
+                os.fsync(fh.fileno())
+
+    def rewrite(self, records: Iterable[dict]) -> None:
+        """Replace the whole log atomically (a resumed run cutting it back to its checkpoint)."""
+        atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+# ------------------------------------------------------------------------------------------------
+# output folders
+
+
+class RunFolder:
+    """The output folder of one command, with the rules of this module's docstring.
+
+    `owned` names the files and folders this command writes there (relative paths): what makes the
+    folder "hold results", and all that `--overwrite` removes. `fingerprint_name` is the file holding
+    the settings of the run, compared key for key on `--resume`.
+    """
+
+    def __init__(self, out: str | os.PathLike, owned: Sequence[str], fingerprint_name: str = "run_config.json",
+                 flag: str = "--out"):
+        self.out = Path(out)
+        self.owned = tuple(owned)
+        self.fingerprint_path = self.out / fingerprint_name
+        self.flag = flag
+
+    def existing(self) -> list[str]:
+        """The owned entries present now (folders with a trailing slash)."""
+        return [name + ("/" if (self.out / name).is_dir() else "") for name in self.owned if (self.out / name).exists()]
+
+    def check(self, resume: bool = False, overwrite: bool = False, fingerprint: dict | None = None) -> None:
+        """Raise InputError (one line) if this folder cannot take the run as asked. Changes nothing."""
+        if resume and overwrite:
+            raise InputError("--resume and --overwrite contradict each other; pass one")
+        if self.out.exists() and not self.out.is_dir():
+            raise InputError(f"{self.flag} {self.out}: is a file, expected a folder for the results")
+        existing = self.existing()
+        if existing and not (resume or overwrite):
+            raise InputError(f"{self.flag} {self.out}: already holds results ({', '.join(existing)}); pass --resume "
+                             "to continue that run or --overwrite to replace it")
+        if resume and fingerprint is not None and self.fingerprint_path.exists():
+            try:
+                saved = json.loads(self.fingerprint_path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as e:
+                raise InputError(f"{self.fingerprint_path}: unreadable ({type(e).__name__}); use --overwrite") from None
+            diff = fingerprint_diff(saved, fingerprint)
+            if diff:
+                raise InputError(f"--resume: {self.out} was made with other settings ({'; '.join(diff)}); resume with "
+                                 "the same settings, or use another output folder or --overwrite")
+
+    def prepare(self, resume: bool = False, overwrite: bool = False, fingerprint: dict | None = None) -> None:
+        """`check`, then create the folder, remove the owned entries on overwrite, and save the fingerprint."""
+        self.check(resume, overwrite, fingerprint)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            self.remove_owned()
+        if fingerprint is not None:
+            atomic_write_json(self.fingerprint_path, fingerprint)
+
+    def remove_owned(self) -> None:
+        for name in self.owned:
+            path = self.out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+
+    @contextmanager
+    def lock(self):
+        """Hold the folder for this process; another process asking for it gets one line, exit 2."""
+        from filelock import FileLock, Timeout
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.out / LOCK_NAME), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise InputError(f"{self.flag} {self.out}: another run is using this folder (it holds "
+                             f"{self.out / LOCK_NAME}); wait for it to finish") from None
+        try:
+            yield self
+        finally:
+            lock.release()
+
+
+def fingerprint_diff(saved: dict, now: dict) -> list[str]:
+    """'key (old -> new)' for every key whose value differs (a key missing on one side counts)."""
+    return [f"{k} ({saved.get(k)!r} -> {now.get(k)!r})" for k in sorted(set(saved) | set(now))
+            if saved.get(k) != now.get(k)]
