@@ -24,6 +24,7 @@ demo: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/python -m ruff check negation_encoder negation_testbed integrations eval_t2i eval_seg tests benchmarks
+	$(BIN)/lint-imports
 
 test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

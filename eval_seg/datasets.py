@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from negation_encoder.configs import Validated, at_least, collect, option
 from negation_encoder.errors import InputError
 from negation_encoder.splitting import NEGATION_CUES, cue_matcher
 
@@ -51,20 +52,31 @@ class SegDataset:
 
 
 @dataclass
-class DatasetConfig:
+class DatasetConfig(Validated):
     """Where a dataset lives and which part of it to use (the CLI's --dataset options)."""
 
-    kind: str
-    refs: str | None = None  # RefCOCOg refs(umd).p
-    instances: str | None = None  # RefCOCOg instances.json
-    refer: str | None = None  # PhraseCut refer_<split>.json
-    image_data: str | None = None  # PhraseCut image_data_<split>.json
-    jsonl: str | None = None
-    images: str | None = None  # image root
-    split: str = "test"  # RefCOCOg split
-    negation_only: bool = False
-    cues: tuple[str, ...] = NEGATION_CUES
-    limit: int | None = None
+    kind: str = option(help="annotation format of the data", choices=DATASETS, flag="--dataset")
+    refs: str | None = option(None, "RefCOCOg: the refs(umd).p pickle")
+    instances: str | None = option(None, "RefCOCOg: COCO-style instances.json with the masks")
+    refer: str | None = option(None, "PhraseCut: refer_<split>.json")
+    image_data: str | None = option(None, "PhraseCut: image_data_<split>.json (image sizes)")
+    jsonl: str | None = option(None, "jsonl: a file of {image, text, mask} lines (mask: PNG, nonzero = foreground)")
+    images: str | None = option(None, "image root (RefCOCOg: COCO train2014; PhraseCut: its images folder; jsonl: "
+                                "defaults to the file's folder)")
+    split: str = option("test", "RefCOCOg: split of refs(umd).p to use")
+    negation_only: bool = option(False, "keep only phrases with a negation cue")
+    cues: tuple[str, ...] = option(NEGATION_CUES, "comma-separated negation cues for --negation-only (default: the "
+                                   "project's lexicon, negation_encoder.splitting.NEGATION_CUES)")
+    limit: int | None = option(None, "evaluate only the first N samples (after filtering)")
+
+    def problems(self) -> list[str]:
+        p = collect(at_least(self, "limit", 1, allow_none=True))
+        self.cues = tuple(c.strip() for c in self.cues if c and c.strip())
+        if not self.cues:
+            p.append("cues: expected at least one negation cue, got none")
+        if self.cues != NEGATION_CUES and not self.negation_only:
+            p.append("cues is only used with negation_only")
+        return p
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -113,10 +125,7 @@ def _check_images(samples: Sequence[SegSample], source: Path) -> None:
 def _finish(name: str, samples: list[SegSample], counts: dict, cfg: DatasetConfig, source: Path) -> SegDataset:
     counts["samples_before_filter"] = len(samples)
     if cfg.negation_only:
-        try:
-            has_cue = cue_matcher(cfg.cues)
-        except ValueError:
-            raise InputError("--cues: expected at least one negation cue, got none") from None
+        has_cue = cue_matcher(cfg.cues)
         samples = [s for s in samples if has_cue(s.text)]
     counts["negation_only"] = cfg.negation_only
     counts["samples_after_filter"] = len(samples)

@@ -19,32 +19,47 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from negation_encoder.devices import resolve_device, resolve_dtype
+from negation_encoder.configs import Validated, at_least, collect, option
+from negation_encoder.devices import DTYPES, resolve_device, resolve_dtype
 from negation_encoder.errors import InputError
+from negation_encoder.runio import RunFolder, atomic_write_bytes, atomic_write_json, atomic_write_text
 from negation_encoder.stats import paired_bootstrap
 
 from .datasets import DatasetConfig, SegDataset, SegSample, load_dataset
 from .metrics import FixedIntervalMetrics, confusion_histograms, probabilities_at_mask_size, sample_iou
 from .report import comparison_markdown, metrics_markdown, overlay_png
-from .store import SampleLog, atomic_write_bytes, atomic_write_json, atomic_write_text, check_run_folder
+from .store import ARM_FILES, RUN_FILE, SampleLog
 
 
 @dataclass
-class SegEvalConfig:
+class SegEvalConfig(Validated):
     """One evaluation: which data, which CLIPSeg, which encoder (None = the original text tower)."""
 
-    dataset: DatasetConfig
-    model: str
-    encoder: str | None = None
-    out: str = "seg_eval"
-    batch_size: int = 8
-    device: str = "auto"
-    dtype: str = "auto"  # fp16 on CUDA, fp32 on CPU
-    resume: bool = False
-    seed: int = 0
-    progress: bool = True
-    overlays: int = 4  # tiles in each of the best and worst rows
-    bootstrap: int = 1000  # resamples for the paired interval (compare)
+    dataset: DatasetConfig = option(cli=False)
+    model: str = option("CIDAS/clipseg-rd64-refined", "CLIPSeg folder or Hub id")
+    encoder: str | None = option(None, "negation encoder folder (a CLIPModel) to swap into CLIPSeg; omit to run the "
+                                 "original CLIPSeg (compare needs it)")
+    out: str = option("seg_eval", "output folder (samples.jsonl, metrics.json, summary.md, overlays.png)")
+    command: str = option("eval", cli=False, choices=("eval", "compare"))
+    batch_size: int = option(8, "samples per forward pass")
+    device: str = option("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
+    dtype: str = option("auto", "auto: fp16 on CUDA, fp32 on CPU", choices=DTYPES)
+    resume: bool = option(False, "continue a killed run in --out without recomputing finished samples")
+    overwrite: bool = option(False, "replace the results in --out (other files there are left alone)")
+    seed: int = option(0, "seed for torch and the bootstrap")
+    progress: bool = option(True, cli=False)
+    overlays: int = option(4, "tiles in each of the best and worst rows of overlays.png")
+    bootstrap: int = option(1000, "bootstrap resamples for the paired interval (compare)")
+
+    def problems(self) -> list[str]:
+        p = collect(at_least(self, "batch_size", 1), at_least(self, "bootstrap", 1), at_least(self, "overlays", 0))
+        if self.command == "compare" and not self.encoder:
+            p.append("encoder is required for compare (the swapped arm)")
+        if self.resume and self.overwrite:
+            p.append("resume and overwrite contradict each other; pass one")
+        if not isinstance(self.dataset, DatasetConfig):
+            p.append(f"dataset must be a DatasetConfig, got {type(self.dataset).__name__}")
+        return p
 
 
 @dataclass
@@ -57,8 +72,7 @@ class RunResult:
 
 
 def check_config(cfg: SegEvalConfig) -> tuple[torch.device, torch.dtype]:
-    if cfg.batch_size < 1:
-        raise InputError(f"--batch-size: must be >= 1, got {cfg.batch_size}")
+    """The device and dtype this machine can honour (the values themselves were checked by the config)."""
     device = resolve_device(cfg.device)
     return device, resolve_dtype(device, cfg.dtype)
 
@@ -125,7 +139,7 @@ def run_arm(seg, processor, data: SegDataset, cfg: SegEvalConfig, folder: Path, 
     """Evaluate one model over `data` into `folder` (resumable); writes metrics.json, summary.md, overlays.png."""
     from tqdm.auto import tqdm
 
-    check_run_folder(folder, _fingerprint(cfg, arm, dtype), cfg.resume)
+    RunFolder(folder, ARM_FILES, RUN_FILE).prepare(cfg.resume, cfg.overwrite, _fingerprint(cfg, arm, dtype))
     log = SampleLog(folder)
     torch.manual_seed(cfg.seed)
     seg = seg.to(device=device, dtype=dtype)
@@ -204,6 +218,7 @@ def compare(cfg: SegEvalConfig) -> CompareResult:
     if not cfg.encoder:
         raise InputError("--encoder: compare needs a negation encoder folder")
     device, dtype = check_config(cfg)
+    RunFolder(cfg.out, ("original", "swapped", "comparison.json", "comparison.md")).check(cfg.resume, cfg.overwrite)
     data = load_dataset(cfg.dataset)
     if not data.samples:
         raise InputError("the dataset selection is empty (check --split, --negation-only/--cues and --limit)")
@@ -231,5 +246,10 @@ def per_sample_ious(folder: Path) -> dict[str, float]:
     return {k: float(v["iou_0.3"]) for k, v in SampleLog(Path(folder)).records.items()}
 
 
-__all__ = ["SegEvalConfig", "RunResult", "CompareResult", "evaluate", "compare", "run_arm", "load_clipseg",
+def run(cfg: SegEvalConfig) -> RunResult | CompareResult:
+    """The one entry (`negenc seg eval` / `negenc seg compare`): `cfg.command` picks which."""
+    return compare(cfg) if cfg.command == "compare" else evaluate(cfg)
+
+
+__all__ = ["SegEvalConfig", "RunResult", "CompareResult", "evaluate", "compare", "run", "run_arm", "load_clipseg",
            "swapped_copy", "per_sample_ious"]

@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 
-ROLES = {"text_encoder": "text_encoder", "text_encoder_2": "text_encoder_with_projection"}
+from negation_encoder.checkpoint.layout import ROLE_SUBFOLDER as ROLES
 
 
 def load_negation_text_encoder(path_or_repo: str, role: str = "text_encoder", **from_pretrained_kwargs):
-    """Load the encoder a pipeline role needs from a checkpoint folder (DESIGN.md layout) or Hub repo."""
+    """Load the encoder a pipeline role needs from a checkpoint folder (`negation_encoder.checkpoint.layout`)
+    or Hub repo."""
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     if role not in ROLES:

@@ -81,7 +81,7 @@ def _base_type(tp):
 def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: Iterable[str] = (),
                          defaults: dict | None = None) -> None:
     """One flag per field of `cls` (fields with `cli=False` or in `skip` are left out). Tuple/list fields
-    take a comma list; bools are switches (`--x` sets True, `--no-x` False)."""
+    take a comma list; bools are switches (`--x` turns a False default on, `--no-x` a True one off)."""
     hints = typing.get_type_hints(cls)
     skip = set(skip)
     for f in dataclasses.fields(cls):
@@ -92,12 +92,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: Iterable[st
             f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING))
         required = default is dataclasses.MISSING
         shown = "" if required or default in (None, "", ()) else f" (default: {_show(default)})"
-        help_text = (f.metadata.get("help") or "") + shown
+        help_text = ((f.metadata.get("help") or "") + shown).replace("%", "%%")
         kwargs: dict[str, Any] = {"dest": f.name, "help": help_text}
         if f.metadata.get("metavar"):
             kwargs["metavar"] = f.metadata["metavar"]
-        if tp is bool:
-            parser.add_argument(flag_name(f), action=argparse.BooleanOptionalAction, default=default, **kwargs)
+        if tp is bool:  # a switch that changes the default: --x for False defaults, --no-x for True ones
+            kwargs["help"] = (f.metadata.get("help") or "").replace("%", "%%")
+            name = flag_name(f) if not default else "--no-" + flag_name(f)[2:]
+            parser.add_argument(name, action="store_false" if default else "store_true", default=default, **kwargs)
             continue
         if tp in (tuple, list):
             kwargs["type"] = _comma_list(f.name, typing.get_args(hints[f.name]))

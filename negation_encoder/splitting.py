@@ -389,7 +389,7 @@ class LLMSplitter:
         return self.split_batch([text])[0]
 
     def split_batch(self, texts: Sequence[str]) -> list[NegationSplit]:
-        from .data.llm import load_prompt
+        from .prompt_files import load_prompt
 
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if todo:

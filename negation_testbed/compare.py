@@ -10,8 +10,7 @@ import json
 import statistics
 from pathlib import Path
 
-from negation_encoder.errors import InputError
-from negation_encoder.training.run_dir import atomic_write_text
+from negation_encoder.runio import RunFolder, atomic_write_text
 
 from . import benchmarks as B
 from .datagen import generate_negation_data, make_train_world
@@ -30,9 +29,7 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
     names = recipes or list(RECIPES)
     for n in names:
         get_recipe(n)
-    if (out / "compare.json").exists() and not overwrite:
-        raise InputError(f"--out {out}: already holds a comparison (compare.json); pass --overwrite to replace it")
-    out.mkdir(parents=True, exist_ok=True)
+    RunFolder(out, ("compare.json", "compare.md", "runs")).prepare(overwrite=overwrite)
     model, tokenizer, processor = load_base()
     world = make_train_world(out / "world" / "images", n_scenes=n_scenes)
     datasets: dict[str, dict] = {}

@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from negation_encoder.errors import InputError
-from negation_encoder.training.run_dir import atomic_write_text
+from negation_encoder.runio import RunFolder, atomic_write_text
 
 from . import benchmarks as B
 from .datagen import generate_negation_data, make_train_world
@@ -25,6 +25,7 @@ from .run import fit_summary, run_recipe, split_evaluation
 from .world import render
 
 LABELS = B.METRIC_LABELS
+DEMO_FILES = ("results.json", "report.md", "report.png", "run")  # the world/ folder is a deterministic cache
 COLUMNS = ("base", "base_split", "finetuned", "finetuned_split")
 COLUMN_TITLES = {"base": "base", "base_split": "base + split", "finetuned": "fine-tuned",
                  "finetuned_split": "fine-tuned + split"}
@@ -111,13 +112,10 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     start = time.perf_counter()
     out = Path(out)
     rec = get_recipe(recipe)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: is a file, expected a folder")
-    previous = [p.name for p in (out / "results.json", out / "run") if p.exists()]
-    if previous and not overwrite:
-        raise InputError(f"--out {out}: already holds a demo ({', '.join(previous)}); pass --overwrite to replace it")
+    folder = RunFolder(out, DEMO_FILES)
+    folder.check(overwrite=overwrite)
     model, tokenizer, processor = load_base(base)
-    out.mkdir(parents=True, exist_ok=True)
+    folder.prepare(overwrite=overwrite)
     print(f"[1/5] world: {n_scenes} training scenes -> {out / 'world'}")
     world = make_train_world(out / "world" / "images", n_scenes=n_scenes)
     print(f"[2/5] negation data ({', '.join(rec.sources)}) with oracle LLM/MLLM backends")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from negation_encoder.checkpoint.layout import check_encoder_folder
 from negation_encoder.errors import InputError
+from negation_encoder.runio import RunFolder, atomic_write_json, atomic_write_text
 
 from . import language as L
 from .pretrain import ASSETS, BASE_DIR
@@ -111,14 +112,7 @@ def target_wins(seg, processor, jsonl: Path, batch_size: int = 64) -> list[float
 
 def encoder_labels(encoders: list[str]) -> dict[str, str]:
     """label -> folder; each folder must hold the DESIGN.md checkpoint layout (checked before any compute)."""
-    labels = {}
-    for i, path in enumerate(encoders, start=1):
-        p = Path(path)
-        if not (p / "config.json").is_file() or not (p / "text_encoder" / "config.json").is_file():
-            raise InputError(f"--encoder {path}: not an encoder checkpoint folder (expected config.json and "
-                             f"text_encoder/ as `negenc train` writes under <out>/model)")
-        labels[f"e{i}"] = str(p)
-    return labels
+    return {f"e{i}": str(check_encoder_folder(path)) for i, path in enumerate(encoders, start=1)}
 
 
 def encoder_drift(encoder: str, texts: list[str], base: str | Path = BASE_DIR) -> dict[str, float]:
@@ -220,12 +214,12 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
                      "control": encoder_drift(path, [p["prompt"] for p in control])} for label, path in encoders.items()}
     table += "\n" + drift_table(drift)
     seconds = round(time.perf_counter() - start, 1)
-    (out / "report.md").write_text(table + f"\nEncoders: {json.dumps(encoders)}. Seeds {list(cfg.seeds)}, "
-                                   f"{cfg.steps} steps, guidance {cfg.guidance_scale}, {seconds} s.\n")
+    atomic_write_text(out / "report.md", table + f"\nEncoders: {json.dumps(encoders)}. Seeds {list(cfg.seeds)}, "
+                      f"{cfg.steps} steps, guidance {cfg.guidance_scale}, {seconds} s.\n")
     result = {"drift": drift, "negated": results["negated"]["arms"], "control": results["control"]["arms"],
               "paired": results["negated"]["paired"], "control_paired": results["control"]["paired"],
               "encoders": encoders, "seconds": seconds}
-    (out / "results.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    atomic_write_json(out / "results.json", result)
     return result
 
 
@@ -247,6 +241,9 @@ def t2i_table(negated: dict, control: dict) -> str:
         lines += ["", "| paired over (prompt, seed) | mean (pts) | 95% CI |", "|---|---:|---:|"]
         lines += [f"| {k} | {_pct(v['mean'])} | [{_pct(v['ci95'][0])}, {_pct(v['ci95'][1])}] |" for k, v in extra]
     return "\n".join(lines) + "\n"
+
+
+SEG_COMPARE_FILES = ("negated", "control", "data", "results.json", "report.md", "run_config.json")
 
 
 @dataclass
@@ -273,11 +270,7 @@ def seg_compare(cfg: SegCompareConfig) -> dict:
         raise InputError(f"--samples must be >= 1, got {cfg.samples}")
     encoders = encoder_labels(cfg.encoders)
     out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()) and not (cfg.resume or cfg.overwrite):
-        raise InputError(f"--out {out} is not empty; pass --resume to continue that run or --overwrite to replace it")
-    if cfg.overwrite and not cfg.resume:
-        for name in ("negated", "control", "data"):
-            shutil.rmtree(out / name, ignore_errors=True)
+    RunFolder(out, SEG_COMPARE_FILES).prepare(cfg.resume, cfg.overwrite)
     start = time.perf_counter()
     seg, processor = load_clipseg(cfg.model)
     models = {"original": (seg, None)}
@@ -315,8 +308,8 @@ def seg_compare(cfg: SegCompareConfig) -> dict:
         DatasetConfig(kind="jsonl", jsonl=str(out / "data" / name / "set.jsonl"))).samples])
         for name in ("negated", "control")} for label, path in encoders.items()}
     results["seconds"] = round(time.perf_counter() - start, 1)
-    (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    (out / "report.md").write_text(seg_table(results) + "\n" + drift_table(results["drift"]) + f"\nEncoders: {json.dumps(encoders)}. {cfg.samples} samples "
+    atomic_write_json(out / "results.json", results)
+    atomic_write_text(out / "report.md", seg_table(results) + "\n" + drift_table(results["drift"]) + f"\nEncoders: {json.dumps(encoders)}. {cfg.samples} samples "
                                    f"per set, seed {cfg.seed}, {results['seconds']} s.\n")
     return results
 

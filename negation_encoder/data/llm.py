@@ -15,21 +15,15 @@ import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
 import torch
 
 from ..errors import RunFailed
+from ..prompt_files import PROMPT_VERSION, load_prompt
 from ..yesno import yes_no_token_ids, yes_share, yes_share_from_logprobs
 from .backends import RewriteRequest
-
-PROMPT_VERSION = "v1"
-
-
-def load_prompt(name: str, version: str = PROMPT_VERSION) -> str:
-    return resources.files("negation_encoder.data").joinpath(f"prompts/{name}.{version}.txt").read_text()
 
 
 class ChatBackend(Protocol):

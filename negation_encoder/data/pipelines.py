@@ -22,7 +22,6 @@ arguments resumes after the last finished item, with no duplicates and no gaps.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections import Counter
@@ -34,6 +33,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..runio import atomic_write_json, repair_torn_tail
 from .backends import RewriteRequest, TextLLM, VisionLLM
 from .records import NegationRecord, RecordWriter
 from .validation import check_caption, mentions
@@ -122,30 +122,20 @@ def _style(*parts: str) -> int:
 
 
 class _Done:
-    """Append-only log of finished item ids (`<out>.done`), so resume skips whole items."""
+    """Append-only log of finished item ids (`<out>.done`, one line each), so resume skips whole items.
+    A torn last line is cut off on open (`runio.repair_torn_tail`); nothing is created until an item ends."""
 
     def __init__(self, out: Path):
         self.path = out.with_name(out.name + ".done")
-        self.ids: set[str] = set()
-        if self.path.exists():
-            text = self.path.read_text(encoding="utf-8")
-            if text and not text.endswith("\n"):
-                text = text[: text.rfind("\n") + 1]  # torn last line: drop it
-                self.path.write_text(text, encoding="utf-8")
-            self.ids = set(text.splitlines())
-        self._fh = None  # opened on the first finished item: a run that fails first leaves no file
+        repair_torn_tail(self.path)
+        self.ids: set[str] = set(self.path.read_text(encoding="utf-8").splitlines()) if self.path.exists() else set()
 
-    def add(self, item_id: str) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("a", encoding="utf-8")
-        self._fh.write(item_id + "\n")
-        self._fh.flush()
-        self.ids.add(item_id)
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
+    def add_batch(self, item_ids: list[str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write("".join(i + "\n" for i in item_ids))
+            fh.flush()
+        self.ids.update(item_ids)
 
 
 def _provenance(cfg: PipelineConfig, llm: TextLLM | None, mllm: VisionLLM | None, **extra) -> dict:
@@ -195,15 +185,13 @@ def run_pipeline(
             for rec in records:
                 if writer.write(rec):
                     stats.records_written += 1
-            for it in batch:  # only after the batch's records are on disk
-                done.add(it.id)
+            done.add_batch([it.id for it in batch])  # only after the batch's records are on disk
             stats.items_processed += len(batch)
             bar.update(len(batch))
         bar.close()
-    done.close()
     stats.seconds = time.perf_counter() - start
     stats_path = out.with_name(out.name + ".stats.json")
-    stats_path.write_text(json.dumps(stats.to_dict(), indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(stats_path, stats.to_dict(), sort_keys=False)
     return stats
 
 

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..runio import atomic_write_text, repair_torn_tail
+
 NEGATION_TYPES = ("absence", "presence", "attribute", "action", "relation")
 
 # name -> (python type, required)
@@ -161,16 +163,9 @@ def read_records(path: str | os.PathLike) -> list[NegationRecord]:
 
 def write_records(path: str | os.PathLike, records: Iterable[NegationRecord]) -> int:
     """Write a fresh file atomically (temp file + rename). Returns the number of records."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(rec.to_json() + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
+    lines = [rec.to_json() + "\n" for rec in records]
+    atomic_write_text(path, "".join(lines))
+    return len(lines)
 
 
 class RecordWriter:
@@ -185,7 +180,7 @@ class RecordWriter:
         self.path = Path(path)
         self.fsync = fsync
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.dropped_torn_bytes = _truncate_torn_tail(self.path)
+        self.dropped_torn_bytes = repair_torn_tail(self.path)
         self.ids: set[str] = set()
         if self.path.exists():
             self.ids = {rec.id for rec in iter_records(self.path)}
@@ -217,30 +212,3 @@ class RecordWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _truncate_torn_tail(path: Path) -> int:
-    """Cut everything after the last newline; return how many bytes were dropped."""
-    if not path.exists():
-        return 0
-    size = path.stat().st_size
-    if size == 0:
-        return 0
-    with path.open("rb+") as fh:
-        fh.seek(-1, os.SEEK_END)
-        if fh.read(1) == b"\n":
-            return 0
-        # Scan backwards in blocks for the last newline.
-        pos, block = size, 4096
-        keep = 0
-        while pos > 0:
-            start = max(0, pos - block)
-            fh.seek(start)
-            chunk = fh.read(pos - start)
-            idx = chunk.rfind(b"\n")
-            if idx >= 0:
-                keep = start + idx + 1
-                break
-            pos = start
-        fh.truncate(keep)
-        return size - keep
