@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import types
 import typing
 from collections.abc import Iterable
 from typing import Any
@@ -68,14 +69,18 @@ def flag_name(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
-def _base_type(tp):
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+def _unwrap_optional(tp):
+    """`X | None` -> X (a flag's value is never None once given)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _base_type(args[0]) if len(args) == 1 else str
-    if origin in (tuple, list):
-        return origin
+        return args[0] if len(args) == 1 else str
     return tp
+
+
+def _base_type(tp):
+    tp = _unwrap_optional(tp)
+    origin = typing.get_origin(tp)
+    return origin if origin in (tuple, list) else tp
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: Iterable[str] = (),
@@ -102,7 +107,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: Iterable[st
             parser.add_argument(name, action="store_false" if default else "store_true", default=default, **kwargs)
             continue
         if tp in (tuple, list):
-            kwargs["type"] = _comma_list(f.name, typing.get_args(hints[f.name]))
+            kwargs["type"] = _comma_list(f.name, typing.get_args(_unwrap_optional(hints[f.name])))
         elif tp in (int, float, str):
             kwargs["type"] = tp
         if f.metadata.get("choices"):

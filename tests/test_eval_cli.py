@@ -42,11 +42,28 @@ def test_eval_writes_results_predictions_summary_and_the_card(setup, tmp_path, c
                       "negbench_mcq_voc_items": 3, "negbench_negated_items": 8, "negbench_plain_items": 8,
                       "coco_items": 6, "zeroshot_items": 6}
     assert {k: res[k] for k in expected_items} == expected_items
-    for key in ("valse_existence", "negrefcocog", "negbench_mcq_coco", "negbench_mcq_coco_negative",
-                "negbench_mcq_voc", "negbench_mcq_voc_hybrid", "negbench_negated_r5", "coco_r5", "zeroshot_top1"):
-        assert isinstance(res[key], float) and 0.0 <= res[key] <= 1.0, key
+    assert res["schema"] == "negation-encoder/eval-results/v1"
+
+    def rows(bench, part=None):
+        got = [json.loads(r) for r in (out / "predictions" / f"{bench}.jsonl").read_text().splitlines()]
+        return [r for r in got if part is None or r["set"] == part]
+
+    def mean(xs):
+        return sum(xs) / len(xs)
+
+    # every headline number again from the per-item predictions (a second route to the same result)
+    assert res["negrefcocog"] == pytest.approx(mean([r["correct"] for r in rows("negrefcocog")]))
+    for src in ("coco", "voc"):
+        mcq = rows(f"negbench-mcq-{src}")
+        assert res[f"negbench_mcq_{src}"] == pytest.approx(mean([r["correct"] for r in mcq]))
+        neg = [r["correct"] for r in mcq if r["template"] == "negative"]
+        assert res[f"negbench_mcq_{src}_negative"] == pytest.approx(mean(neg))
+    assert res["negbench_negated_r5"] == pytest.approx(mean([r["rank"] < 5 for r in rows("negbench-retrieval",
+                                                                                        "negbench_negated")]))
+    assert res["coco_r1"] == pytest.approx(mean([r["rank"] < 1 for r in rows("coco-retrieval")]))
+    assert res["zeroshot_top1"] == pytest.approx(mean([r["correct"] for r in rows("zeroshot")]))
     meta = res["meta"]
-    assert meta["split_scoring"] is False and meta["split_weight"] is None
+    assert meta["split_scoring"] is False and meta["split_scorer"] is None
     assert meta["data_root"] == str(root) and meta["skipped"] == dict.fromkeys(meta["benchmarks"], 0)
     assert meta["benchmarks"]["negbench_mcq_voc"]["images"] == str(root / "voc2007/JPEGImages")
     assert meta["image_cache"]["computed"] > 0
@@ -88,7 +105,7 @@ def test_second_run_reuses_the_image_cache_and_split_scoring_is_recorded(setup, 
     b = json.loads((tmp_path / "b/eval_results.json").read_text())
     assert a["meta"]["image_cache"]["computed"] == 7 and b["meta"]["image_cache"] == {
         "dir": a["meta"]["image_cache"]["dir"], "computed": 0, "cached": 7}
-    assert b["meta"]["split_scoring"] is True and b["meta"]["split_weight"] == 0.5
+    assert b["meta"]["split_scoring"] is True and b["meta"]["split_scorer"]["weight"] == 0.5
     scores_a = [json.loads(r)["score_caption"] for r in (tmp_path / "a/predictions/valse.jsonl").open()]
     scores_b = [json.loads(r)["score_caption"] for r in (tmp_path / "b/predictions/valse.jsonl").open()]
     assert scores_a[1] == pytest.approx(scores_b[1]), "a caption with no negation scores as plain CLIP"
@@ -150,8 +167,11 @@ def test_path_override_flag_is_used(root_copy, tmp_path):
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--bench", "valse,mmlu"], "--bench: expected a comma-separated list of valse,negrefcocog,"),
-    (["--bench", "valse", "--split-scoring"], "--split-scoring needs --split-weight W"),
+    (["--bench", "valse,mmlu"], "benches must be some of valse,negrefcocog,"),
+    (["--bench", "valse", "--split-scoring"], "no split_scorer.json (a split reader fitted on training data); "
+                                              "pass --split-weight W"),
+    (["--bench", "valse", "--split-weight", "0.5"], "split_weight is only used with split_scoring"),
+    (["--bench", "valse", "--batch-size", "0"], "batch_size must be a number >= 1, got 0"),
 ])
 def test_bad_arguments_are_one_line(setup, tmp_path, capsys, extra, message):
     root, model = setup
@@ -178,3 +198,27 @@ def test_a_benchmark_left_empty_by_skipping_is_reported_as_skipped(root_copy, tm
     assert "no items to score (3 missing images" in res["meta"]["skipped_benchmarks"]["negbench_mcq_voc"]
     assert _run(model, root, tmp_path / "p", "--bench", "negbench-mcq-voc", "--skip-missing") == 2
     assert "nothing to evaluate: every selected benchmark was skipped" in _error_line(capsys)
+
+
+def test_split_scoring_reads_the_split_scorer_saved_beside_the_checkpoint(setup, tmp_path):
+    """`negenc eval --split-scoring` on a folder with split_scorer.json uses its weight and offset: the same
+    numbers as passing them by hand, different from plain scoring."""
+    import shutil
+
+    from negation_encoder.split_scorer import SplitScorer
+
+    root, model = setup
+    folder = tmp_path / "model"
+    shutil.copytree(model, folder)
+    SplitScorer(0.8, 0.15, fit={"items": 3}).save(folder)
+    cache = tmp_path / "cache"
+    assert _run(folder, root, tmp_path / "saved", "--bench", "valse", "--split-scoring", "--cache-dir", str(cache)) == 0
+    assert _run(folder, root, tmp_path / "hand", "--bench", "valse", "--split-scoring", "--split-weight", "0.8",
+                "--split-offset", "0.15", "--cache-dir", str(cache)) == 0
+    saved = json.loads((tmp_path / "saved/eval_results.json").read_text())
+    hand = json.loads((tmp_path / "hand/eval_results.json").read_text())
+    assert saved["meta"]["split_scorer"]["weight"] == 0.8 and saved["meta"]["split_scorer"]["offset"] == 0.15
+    assert saved["meta"]["split_scorer"]["fit"] == {"items": 3}
+    pred = [json.loads(r) for r in (tmp_path / "saved/predictions/valse.jsonl").open()]
+    assert pred == [json.loads(r) for r in (tmp_path / "hand/predictions/valse.jsonl").open()]
+    assert saved["valse_existence"] == hand["valse_existence"]

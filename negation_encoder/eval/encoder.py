@@ -106,6 +106,7 @@ class Encoder:
         self.fingerprint = cache_fingerprint(self.model, self.processor)
         self.cache = ImageEmbeddingCache(Path(cache_dir) / self.fingerprint)
         self.cache_counts = {"computed": 0, "cached": 0}
+        self._text_rows: dict[str, torch.Tensor] = {}
 
     @property
     def image_dtype(self) -> torch.dtype:
@@ -121,11 +122,19 @@ class Encoder:
         return self.cache.load(keys)
 
     def texts(self, texts: list[str]) -> torch.Tensor:
-        """(N, D) normalised text embeddings; fp16/bf16 autocast on CUDA (`--dtype`)."""
-        half = self.device.type == "cuda" and self.text_dtype != torch.float32
-        ctx = torch.autocast("cuda", dtype=self.text_dtype) if half else contextlib.nullcontext()
-        with ctx:
-            return encode_texts(self.model, self.tokenizer, texts, batch_size=self.batch_size)
+        """(N, D) normalised text embeddings; fp16/bf16 autocast on CUDA (`--dtype`). Each distinct text is
+        embedded once per model: a caption equal to its foil must score exactly equal (VALSE's strict rule
+        makes that item wrong), which batches padded to different lengths would not guarantee bit for bit."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._text_rows]
+        if new:
+            half = self.device.type == "cuda" and self.text_dtype != torch.float32
+            ctx = torch.autocast("cuda", dtype=self.text_dtype) if half else contextlib.nullcontext()
+            with ctx:
+                emb = encode_texts(self.model, self.tokenizer, new, batch_size=self.batch_size)
+            self._text_rows.update(zip(new, emb, strict=True))
+        if not texts:
+            return torch.empty(0, self.model.config.projection_dim)
+        return torch.stack([self._text_rows[t] for t in texts])
 
     def _split(self, texts: list[str]):
         return self.scorer.encode(texts, lambda t: self.texts(list(t)))
