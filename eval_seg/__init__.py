@@ -1,7 +1,7 @@
 """Referring segmentation with negation: CLIPSeg's fixed-interval metrics (mIoU, IoU_BIN, fgIoU, AP),
 RefCOCOg / PhraseCut / JSONL loaders, and a resumable runner for the original and swapped CLIPSeg.
 
-The metric rules are DESIGN.md's "mIoU / IoU_BIN"; `integrations.swap_clipseg_text_encoder` puts the
+The metric rules are docs/design.md's "mIoU / IoU_BIN"; `integrations.swap_clipseg_text_encoder` puts the
 encoder into CLIPSeg. `negenc seg eval` / `negenc seg compare` are the command line over this API.
 """
 

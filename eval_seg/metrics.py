@@ -1,6 +1,6 @@
 """CLIPSeg's fixed-interval metrics (fgIoU, IoU_BIN, mIoU, AP), streaming and vectorised.
 
-The rule is DESIGN.md's "mIoU / IoU_BIN": sigmoid probabilities resized to the mask (bilinear,
+The rule is docs/design.md's "mIoU / IoU_BIN": sigmoid probabilities resized to the mask (bilinear,
 align_corners=True); 49 thresholds 0.02 .. 0.98; a pixel is positive if pred > t; TP/FP/FN/TN summed
 over the dataset per threshold (per class for mIoU); fgIoU = TP/(1+TP+FP+FN);
 IoU_BIN = 1/2 fgIoU + 1/2 TN/(1+TN+FN+FP).

@@ -2,7 +2,7 @@
 
 Prompt sets (`prompts`), VQA judges (`judges`), the arms and seeded generation (`generation`), the
 resumable generate-then-judge loop (`runner`), Neg Score (`negscore`), TIFA (`tifa`), the scoring rule
-and bootstrap (`scoring`, pure functions), and reports (`report`). The rules are DESIGN.md's.
+and bootstrap (`scoring`, pure functions), and reports (`report`). The rules are docs/design.md's.
 """
 
 from .generation import ARMS, Arm, ArmSwitcher, GenerationConfig, arm_prompt, load_pipeline, parse_arms

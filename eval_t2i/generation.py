@@ -1,6 +1,6 @@
 """Diffusers pipelines for the evaluation: loading, the four arms, and seeded batched generation.
 
-Arms (DESIGN.md "Neg Score"), all on the same prompts and seeds:
+Arms (docs/design.md "Neg Score"), all on the same prompts and seeds:
 `base`; `base+negprompt` (the negated concepts moved to `negative_prompt` and out of the prompt);
 `swapped` (the negation encoder put in with `integrations.diffusion.swap_text_encoders`);
 `swapped+negprompt`. One pipeline is loaded; the arms switch its text encoder(s) in place.

@@ -1,6 +1,6 @@
 """VQA judges behind one protocol: the probability that the answer to a question about an image is yes.
 
-DESIGN.md reads a judge the way VQAScore reads a VLM: take the next-token distribution at the first
+docs/design.md reads a judge the way VQAScore reads a VLM: take the next-token distribution at the first
 answer token and compare P("yes") with P("no"); `yes_probability` returns P(yes) / (P(yes) + P(no)),
 so "yes" is exactly `p > 0.5` (`negation_encoder.yesno.is_yes`). Nothing is parsed from generated text.
 

@@ -8,7 +8,7 @@ Formats (auto-detected from the content, not the file name):
 - `multi`: the multiple-negation set, `{id, full_prompt, affirmative_prompt, negative_prompts[],
   Question1, Question2[]}`; the file gives the split, which the negative-prompt arm uses.
 - `split_csv`: `Prompts,Affirmative,Negated` rows (the released split of the 107 prompts); questions
-  follow DESIGN.md's templates "Is there a {subject}?" / "Is there a {negated_concept}?".
+  follow docs/design.md's templates "Is there a {subject}?" / "Is there a {negated_concept}?".
 - `negation_v1`: ours, `{id, prompt, subject, negated_concepts, negation_type, cue, questions}` (a
   list, or an object with a `prompts` list); `questions[0]` asks for the subject, `questions[1:]` for
   each negated concept in order.
@@ -269,7 +269,7 @@ def _load_split_csv(path: Path) -> list[PromptItem]:
 
 
 def _csv_negated_question(subject: str, negated: str, kind: str) -> str:
-    """DESIGN.md's "Is there a {negated_concept}?" for objects; an action or attribute is asked of the
+    """docs/design.md's "Is there a {negated_concept}?" for objects; an action or attribute is asked of the
     subject ("Is the dog running?", "Is the cat white?"), as Park et al.'s own questions do."""
     bare = _DET.sub("", negated).strip()
     if kind == "action":

@@ -39,7 +39,7 @@ def group_means(scores: Mapping[tuple[str, int], float], groups: Mapping[str, st
 def tifa_aggregate(results: Sequence[Mapping]) -> dict:
     """TIFA's numbers from per-question results `{id, element_type, correct}` (one per question and image).
 
-    DESIGN.md, "TIFA": a question scores 1 if the judge's choice equals `answer`; the mean per caption
+    docs/design.md, "TIFA": a question scores 1 if the judge's choice equals `answer`; the mean per caption
     (`id`, over its questions and images), then the mean over captions is `tifa_average`; accuracy by
     `element_type` is over all scored questions of that type.
     """

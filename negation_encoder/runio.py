@@ -160,11 +160,12 @@ class RunFolder:
     """
 
     def __init__(self, out: str | os.PathLike, owned: Sequence[str], fingerprint_name: str = "run_config.json",
-                 flag: str = "--out"):
+                 flag: str = "--out", can_resume: bool = True):
         self.out = Path(out)
         self.owned = tuple(owned)
         self.fingerprint_path = self.out / fingerprint_name
         self.flag = flag
+        self.can_resume = can_resume  # commands that cannot continue a run only offer --overwrite
 
     def existing(self) -> list[str]:
         """The owned entries present now (folders with a trailing slash)."""
@@ -178,8 +179,9 @@ class RunFolder:
             raise InputError(f"{self.flag} {self.out}: is a file, expected a folder for the results")
         existing = self.existing()
         if existing and not (resume or overwrite):
-            raise InputError(f"{self.flag} {self.out}: already holds results ({', '.join(existing)}); pass --resume "
-                             "to continue that run or --overwrite to replace it")
+            how = "pass --resume to continue that run or --overwrite to replace it" if self.can_resume \
+                else "pass --overwrite to replace it"
+            raise InputError(f"{self.flag} {self.out}: already holds results ({', '.join(existing)}); {how}")
         if resume and fingerprint is not None and self.fingerprint_path.exists():
             try:
                 saved = json.loads(self.fingerprint_path.read_text(encoding="utf-8"))

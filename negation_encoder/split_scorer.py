@@ -7,7 +7,7 @@ an image scores
 
 and a caption that negates nothing scores as plain CLIP (its own embedding). SpaceVLM ("Vision-Language
 Models Can Understand Negation", 2025) reads negation this way with no training. `w` and the threshold
-`b` (DESIGN: "w (and any threshold)") are fitted on training data (`fit_split_weight`), never on
+`b` (docs/design.md: "w (and any threshold)") are fitted on training data (`fit_split_weight`), never on
 benchmark items. Every benchmark scorer takes similarities, so a split score drops in wherever a
 cosine did.
 

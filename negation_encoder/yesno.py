@@ -1,7 +1,7 @@
 """Reading a yes/no answer from a model's first answer token: one rule for the data pipelines' MLLM
 backends and the text-to-image judges.
 
-VQAScore's reading of a VLM, which DESIGN's Neg Score rule follows: take the next-token distribution at
+VQAScore's reading of a VLM, which docs/design.md's Neg Score rule follows: take the next-token distribution at
 the first answer token and compare P("yes") with P("no"); the answer is yes iff
 p = P(yes) / (P(yes) + P(no)) > 0.5. Nothing is parsed from generated text. Every single-token spelling
 of each word counts ("yes", "Yes", " yes", ...), never the unknown token.

@@ -29,7 +29,7 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
     names = recipes or list(RECIPES)
     for n in names:
         get_recipe(n)
-    RunFolder(out, ("compare.json", "compare.md", "runs")).prepare(overwrite=overwrite)
+    RunFolder(out, ("compare.json", "compare.md", "runs"), can_resume=False).prepare(overwrite=overwrite)
     model, tokenizer, processor = load_base()
     world = make_train_world(out / "world" / "images", n_scenes=n_scenes)
     datasets: dict[str, dict] = {}

@@ -112,7 +112,7 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     start = time.perf_counter()
     out = Path(out)
     rec = get_recipe(recipe)
-    folder = RunFolder(out, DEMO_FILES)
+    folder = RunFolder(out, DEMO_FILES, can_resume=False)
     folder.check(overwrite=overwrite)
     model, tokenizer, processor = load_base(base)
     folder.prepare(overwrite=overwrite)

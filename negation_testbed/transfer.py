@@ -7,7 +7,7 @@ Each negated set has an affirmative control on the same subjects and objects (wh
 not break). Subjects and negated objects share a theme ("a kitchen with a red cup and no fork"), so
 the negated object is one the generator is likely to draw, as in COCO-based prompt sets.
 
-Where the work happens (DESIGN.md: the core package never runs a diffusers pipeline): the t2i
+Where the work happens (docs/design.md: the core package never runs a diffusers pipeline): the t2i
 comparison is `eval_t2i.multi.compare_encoders` (its runner, arms, judge protocol, scoring, reports),
 called from here with the world's prompts and the world judge; this module touches diffusers only to
 quiet its logging, as `negenc t2i` does. The segmentation comparison is `eval_seg.runner.run_arm` on JSONL sets written here; CLIPSeg
@@ -111,7 +111,7 @@ def target_wins(seg, processor, jsonl: Path, batch_size: int = 64) -> list[float
 
 
 def encoder_labels(encoders: list[str]) -> dict[str, str]:
-    """label -> folder; each folder must hold the DESIGN.md checkpoint layout (checked before any compute)."""
+    """label -> folder; each folder must hold the docs/design.md checkpoint layout (checked before any compute)."""
     return {f"e{i}": str(check_encoder_folder(path)) for i, path in enumerate(encoders, start=1)}
 
 

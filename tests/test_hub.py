@@ -9,6 +9,7 @@ import torch
 
 from negation_encoder.checkpoint import build_model_card, publish, usage_snippets
 from negation_encoder.checkpoint.export import export_checkpoint
+from negation_encoder.results import make_results
 from negation_encoder.cli import main
 from negation_encoder.errors import InputError
 from negation_encoder.testing import tiny
@@ -21,9 +22,11 @@ def folder(tmp_path_factory):
     tok = tiny.build_clip_tokenizer()
     clip = tiny.build_clip_model(seed=2, tokenizer=tok, projection_dim=32)  # fits the tiny SDXL add-embedding
     out = tmp_path_factory.mktemp("pub") / "encoder"
-    results = {"base": {"mcq": 0.3, "existence": 0.7}, "finetuned": {"mcq": 0.9, "existence": 0.95}}
+    results = make_results({"world_mcq": 0.9, "world_existence": 0.95, "valse_existence": 0.8},
+                           baseline={"world_mcq": 0.3, "world_existence": 0.7}, baseline_model="base")
     export_checkpoint(clip, tok, tiny.build_clip_image_processor(32), out,
-                      training_config={"base": "openai/clip-vit-base-patch32", "steps": 10, "mcq": 1.0},
+                      training_config={"base": "openai/clip-vit-base-patch32", "steps": 10,
+                                       "objectives": {"mcq": 1.0}, "data": ["/home/me/secret/p1.jsonl"]},
                       eval_results=results)
     return out
 
@@ -40,10 +43,16 @@ def test_card_metadata_and_round_trip(folder, tmp_path):
     assert data["license"] == "mit" and data["library_name"] == "transformers"
     assert data["datasets"] == ["negation-encoder/testbed"]
     assert "negation" in data["tags"]
-    results = {r.metric_type: r.metric_value for r in again.data.eval_results}
-    assert results == {"mcq": 0.9, "existence": 0.95}
-    assert "| mcq | 0.300 | 0.900 |" in again.text
-    assert 'CLIPTextModel.from_pretrained("org/neg-clip", subfolder="text_encoder")' in again.text
+    results = {(r.dataset_name, r.metric_name, r.dataset_type): r.metric_value for r in again.data.eval_results}
+    assert results == {("negation-encoder testbed world", "accuracy", "negation-encoder/testbed"): 0.9,
+                       ("VALSE existence", "pairwise accuracy (acc_r)", "Heidelberg-NLP/VALSE"): 0.8}
+    assert any(r.task_name.startswith("Existence caption vs foil") and r.metric_value == 0.95
+               for r in again.data.eval_results)
+    assert "| negation-encoder testbed world: Negated multiple choice (NegBench wording) (accuracy) | 0.900 | 0.300 |" \
+        in again.text
+    assert 'CLIPModel.from_pretrained("org/neg-clip")' in again.text
+    assert "/home/me" not in again.text and "p1.jsonl" in again.text, "a local path leaked into the card"
+    assert '{"mcq": 1.0}' in again.text
 
 
 def test_publish_uploads_one_commit_with_mocked_api(folder):
@@ -86,7 +95,7 @@ def test_publish_cli_dry_run_changes_nothing(folder, capsys):
     assert main(["publish", str(folder), "--repo-id", "org/neg-clip", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "would upload" in out and "README.md" in out and "text_encoder/model.safetensors" in out
-    assert 'CLIPTextModel.from_pretrained("org/neg-clip", subfolder="text_encoder")' in out  # the card it would send
+    assert 'CLIPModel.from_pretrained("org/neg-clip")' in out  # the card it would send
     after = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert after == before, "a dry run changed the folder"
 
@@ -138,10 +147,33 @@ def _blocks(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
-def test_readme_shows_the_card_snippets_exactly():
-    readme = README.read_text()
-    for name, snippet in usage_snippets("ORG/negation-clip").items():
-        assert snippet in readme, f"README's {name} snippet differs from the card's"
+@pytest.mark.parametrize("hidden,proj,fits,not_fits", [
+    (768, 768, ["Stable Diffusion 1.x", "SDXL `text_encoder`", "Flux"], ["SDXL `text_encoder_2`", "CLIPSeg",
+                                                                          "Stable Diffusion 2.x"]),
+    (512, 512, ["CLIPSeg"], ["Stable Diffusion 1.x"]),
+    (64, 64, [], ["Stable Diffusion 1.x", "CLIPSeg", "SDXL `text_encoder_2`"]),
+])
+def test_card_states_compatibility_from_the_encoder_widths(tmp_path, hidden, proj, fits, not_fits):
+    """What the card promises follows the widths: a 64-wide world encoder fits no public pipeline, a
+    CLIP-L-sized one fits SD 1.x but never SDXL's wider second encoder, and only fitting targets get usage."""
+    from negation_encoder.checkpoint import compatibility
+
+    ok, no = compatibility(hidden, proj)
+    names, missing = [t.name for t in ok], [t.name for t, _ in no]
+    for f in fits:
+        assert any(n.startswith(f) for n in names), (f, names)
+    for f in not_fits:
+        assert any(n.startswith(f) for n in missing) and not any(n.startswith(f) for n in names), (f, names)
+    tok = tiny.build_clip_tokenizer()
+    clip = tiny.build_clip_model(seed=0, tokenizer=tok, text_hidden_size=hidden, projection_dim=proj)
+    out = export_checkpoint(clip, tok, tiny.build_clip_image_processor(32), tmp_path / "enc", training_config={})
+    text = (out / "README.md").read_text()
+    assert f"text width {hidden}, projection {proj}" in text
+    assert ("StableDiffusionPipeline" in text) == ("Stable Diffusion 1.x" in fits)
+    assert ("CLIPSegForImageSegmentation" in text) == ("CLIPSeg" in fits)
+    assert "StableDiffusionXLPipeline" not in text, "no SDXL snippet without a matching second encoder"
+    if not fits:
+        assert "It fits none of the public pipelines" in text
 
 
 def test_card_snippets_run_against_tiny_local_models(folder, tmp_path):
@@ -152,8 +184,9 @@ def test_card_snippets_run_against_tiny_local_models(folder, tmp_path):
     xl = StableDiffusionXLPipeline(**tiny.build_sdxl_components(seed=0))
     xl.save_pretrained(tmp_path / "sdxl")
     tiny.build_clipseg(seed=0, projection_dim=32).save_pretrained(tmp_path / "clipseg")
-    snippets = usage_snippets(str(folder), sd_base=str(tmp_path / "sd"), sdxl_base=str(tmp_path / "sdxl"),
-                              clipseg_base=str(tmp_path / "clipseg"))
+    snippets = usage_snippets(str(folder), repo_2=str(folder), sd_base=str(tmp_path / "sd"),
+                              sdxl_base=str(tmp_path / "sdxl"), clipseg_base=str(tmp_path / "clipseg"))
+    assert set(snippets) == {"clip", "sd", "sdxl", "clipseg"}
     for name, snippet in snippets.items():
         code = _blocks(snippet)[0]
         if name in ("sd", "sdxl"):  # keep CI fast: 2 steps instead of the default 50
@@ -163,5 +196,7 @@ def test_card_snippets_run_against_tiny_local_models(folder, tmp_path):
         if name == "clipseg":
             assert torch.equal(scope["seg"].clip.text_projection.weight,
                                scope["CLIPModel"].from_pretrained(str(folder)).text_projection.weight)
+        elif name == "clip":
+            assert scope["processor"](text=["a dog with no hat"], return_tensors="pt").input_ids.shape[0] == 1
         else:
             assert scope["image"].size == (32, 32)

@@ -36,7 +36,7 @@ def sd():
 
 @pytest.fixture(scope="module")
 def encoder_folder(tmp_path_factory):
-    """A checkpoint folder (DESIGN.md layout) holding a text tower of SD-tiny's size, other weights."""
+    """A checkpoint folder (docs/design.md layout) holding a text tower of SD-tiny's size, other weights."""
     tok = tiny.build_clip_tokenizer()
     clip = tiny.build_clip_model(seed=9, tokenizer=tok, projection_dim=24)
     out = tmp_path_factory.mktemp("enc") / "encoder"

@@ -277,7 +277,7 @@ def test_base_is_negation_blind_and_short_finetune_raises_mcq(tmp_path):
     assert res["base_split"]["mcq"] > base["mcq"]  # the training-free reader already helps a blind base
     assert all(0.0 <= res["split_weights"][m]["weight"] for m in ("base", "finetuned"))
     assert (tmp_path / "demo" / "results.json").exists() and (tmp_path / "demo" / "report.png").exists()
-    with pytest.raises(InputError, match="already holds a demo"):
+    with pytest.raises(InputError, match="already holds results .*pass --overwrite to replace it"):
         run_demo(tmp_path / "demo", n_scenes=60, steps=2, bench_size=20, progress=False)
 
 
@@ -313,7 +313,7 @@ def test_no_benchmark_image_is_a_training_image(tmp_path):
 def test_split_weight_is_fitted_on_training_records_only(tmp_path, monkeypatch):
     """The demo's split reader gets its weight from the world's training records and images, never from
     benchmark items: every image the fit embeds is a training image."""
-    import negation_encoder.eval.split as split_mod
+    import negation_encoder.split_scorer as split_mod
     from negation_encoder.testing import tiny
     from negation_testbed.run import split_evaluation
 
@@ -334,8 +334,9 @@ def test_split_weight_is_fitted_on_training_records_only(tmp_path, monkeypatch):
     tok = world_tokenizer()
     model = tiny.build_clip_model(seed=0, tokenizer=tok, image_size=32, patch_size=16)
     suite = build_suite(size=10)
-    metrics, info = split_evaluation(model, tok, tiny.build_clip_image_processor(32), suite,
-                                     {s: p for s, (p, _) in data.items()}, world.image_root)
+    metrics, scorer = split_evaluation(model, tok, tiny.build_clip_image_processor(32), suite,
+                                       {s: p for s, (p, _) in data.items()}, world.image_root)
     train_keys = {world.image_key(s) for s in world.scenes}
     assert seen and set(seen) <= train_keys
-    assert info["items"] > 0 and set(metrics) >= {"mcq", "retrieval_negated_group_top1"}
+    assert scorer.fit["items"] > 0 and set(metrics) >= {"mcq", "retrieval_negated_group_top1"}
+    assert scorer.fit["data"] == sorted(p.name for p, _ in data.values())

@@ -138,8 +138,8 @@ def test_seg_compare_smoke_through_cli(tmp_path, base_encoder_folder):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["testbed", "t2i-compare", "--encoder", "/nonexistent/model"], "--encoder /nonexistent/model: not an encoder"),
-    (["testbed", "seg-compare", "--encoder", "/nonexistent/model"], "--encoder /nonexistent/model: not an encoder"),
+    (["testbed", "t2i-compare", "--encoder", "/nonexistent/model"], "--encoder /nonexistent/model: not a folder"),
+    (["testbed", "seg-compare", "--encoder", "/nonexistent/model"], "--encoder /nonexistent/model: not a folder"),
     (["testbed", "t2i-compare", "--encoder", "x", "--seeds", "a,b"], "--seeds expects a comma list"),
     (["testbed", "pretrain-judge", "--steps", "0"], "--steps must be >= 1"),
 ])

@@ -6,7 +6,7 @@ from a category list instead. P2: a VQA question answered "no" -> the LLM rewrit
 with that negation. Presence: the LLM negates an object the caption mentions, giving a caption that
 is false for the image (a hard negative; Omni-NegCLIP's presence-based data).
 
-Absence records can carry counterfactual `distractor_images` (DESIGN.md): images that contain the
+Absence records can carry counterfactual `distractor_images` (docs/design.md): images that contain the
 negated concept and as much of the rest of the caption as possible, the negatives of the negated
 caption in the text-to-image direction. A `DistractorSource` supplies them: the testbed renders the
 scene plus the concept (`testbed.datagen.WorldDistractors`); on COCO,

@@ -1,4 +1,4 @@
-"""Loaders for the benchmarks' files as released (formats: DESIGN.md "Evaluation rules").
+"""Loaders for the benchmarks' files as released (formats: docs/design.md "Evaluation rules").
 
 Each loader reads one file, resolves every image through `paths.resolve_image`, and checks every row
 before any model is loaded, so a bad file costs seconds, not an hour of encoding. A bad row raises

@@ -1,4 +1,4 @@
-"""The benchmarks' scoring rules, written once (DESIGN.md, "Evaluation rules").
+"""The benchmarks' scoring rules, written once (docs/design.md, "Evaluation rules").
 
 Pure functions of similarity matrices or embeddings (all cosines of L2-normalised vectors), so the
 testbed's twins and the real VALSE / NegRefCOCOg / NegBench / COCO loaders score identically.
