@@ -20,9 +20,8 @@ from negation_encoder.eval.datasets import (
     load_valse_existence,
 )
 from negation_encoder.eval.encoder import Encoder, load_model
-from negation_encoder.split_scorer import SplitScorer
 from negation_encoder.eval.paths import candidate_paths, resolve_image
-from negation_encoder.split_scorer import concept_prompt
+from negation_encoder.split_scorer import SplitScorer, concept_prompt
 from negation_encoder.splitting import RuleSplitter
 
 from ._eval_fixtures import AUTHOR_VOC, CLASSES, write_data_root, write_image, write_model

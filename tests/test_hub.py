@@ -9,9 +9,9 @@ import torch
 
 from negation_encoder.checkpoint import build_model_card, publish, usage_snippets
 from negation_encoder.checkpoint.export import export_checkpoint
-from negation_encoder.results import make_results
 from negation_encoder.cli import main
 from negation_encoder.errors import InputError
+from negation_encoder.results import make_results
 from negation_encoder.testing import tiny
 
 README = Path(__file__).resolve().parents[1] / "README.md"

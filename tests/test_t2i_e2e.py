@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
+from eval_t2i.api import T2IConfig
 from eval_t2i.generation import ArmSwitcher, GenerationConfig, load_pipeline
 from eval_t2i.judges import BlipJudge, VLMJudge
 from eval_t2i.negscore import NegScoreConfig, run_negscore
 from eval_t2i.prompts import load_prompts
-from eval_t2i.api import T2IConfig
 from eval_t2i.runner import prepare_out_dir
 from negation_encoder.cli import build_parser, main
 from negation_encoder.configs import config_from_args

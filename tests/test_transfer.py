@@ -30,6 +30,28 @@ def base_encoder_folder(tmp_path_factory):
     return str(out)
 
 
+def _perturbed_clip(seed: int = 0):
+    """The base CLIP with its text tower nudged: a swap that must change what the frozen models produce."""
+    from transformers import CLIPModel
+
+    clip = CLIPModel.from_pretrained(BASE_DIR)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in list(clip.text_model.parameters()) + list(clip.text_projection.parameters()):
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return clip
+
+
+@pytest.fixture(scope="module")
+def other_encoder_folder(tmp_path_factory):
+    from negation_encoder.checkpoint.export import export_checkpoint
+    from negation_testbed.pretrain import world_image_processor, world_tokenizer
+
+    out = tmp_path_factory.mktemp("enc2") / "model"
+    export_checkpoint(_perturbed_clip(), world_tokenizer(), world_image_processor(), out)
+    return str(out)
+
+
 def test_judge_follows_protocol_and_reads_rendered_scenes():
     from eval_t2i.judges import Judge
 
@@ -80,8 +102,11 @@ def test_segmenter_loads_and_base_swap_is_bit_identical():
         before = seg(**enc).logits
         swap_clipseg_text_encoder(seg, CLIPModel.from_pretrained(BASE_DIR))
         after = seg(**enc).logits
+        swap_clipseg_text_encoder(seg, _perturbed_clip())
+        other = seg(**enc).logits
     assert before.shape[-2:] == (32, 32)
     assert torch.equal(before, after), f"swapping the base encoder changed logits by {(before - after).abs().max()}"
+    assert (other - before).abs().max() > 1e-2, "swapping a different encoder changed nothing: the swap is a no-op"
 
 
 def test_generator_loads_and_base_swap_is_bit_identical():
@@ -100,41 +125,84 @@ def test_generator_loads_and_base_swap_is_bit_identical():
     before = draw()
     swap_text_encoders(pipe, text_encoder=base_text_encoder())
     after = draw()
+    other_te = base_text_encoder()
+    other_te.load_state_dict(_perturbed_clip().text_model.state_dict())
+    swap_text_encoders(pipe, text_encoder=other_te)
+    other = draw()
     assert before.shape == (1, 32, 32, 3)
     assert np.array_equal(before, after), "swapping the base encoder into the world pipeline changed the image"
+    assert np.abs(other - before).max() > 1e-3, "swapping a different encoder changed nothing: the swap is a no-op"
 
 
-def test_t2i_compare_smoke_through_cli(tmp_path, base_encoder_folder):
+def test_t2i_compare_two_encoders_through_the_real_runner(tmp_path, base_encoder_folder, other_encoder_folder):
+    """Two encoders on one pipeline: each gets its own swapped arms; the base encoder's arm reproduces the
+    base arm image for image, the other encoder's does not."""
     out = tmp_path / "t2i"
-    code = main(["testbed", "t2i-compare", "--encoder", base_encoder_folder, "--limit", "2", "--seeds", "0,1",
-                 "--steps", "2", "--batch-size", "4", "--out", str(out), "--no-progress"])
+    code = main(["testbed", "t2i-compare", "--encoder", base_encoder_folder, "--encoder", other_encoder_folder,
+                 "--limit", "2", "--seeds", "0,1", "--steps", "2", "--batch-size", "4", "--out", str(out),
+                 "--no-progress"])
     assert code == 0
     res = json.loads((out / "results.json").read_text())
-    assert set(res["negated"]) == {"base", "base+negprompt", "swapped", "swapped+negprompt"}
-    assert res["negated"]["swapped"]["n_images"] == 4 and res["control"]["base"]["n_images"] == 4
-    # the base encoder swapped in: the same images, hence the same scores, arm for arm
-    assert res["negated"]["swapped"]["neg_score"] == res["negated"]["base"]["neg_score"]
-    assert res["paired"]["swapped - base"]["mean"] == 0.0
+    assert set(res["negated"]) == {"base", "base+negprompt", "swapped-e1", "swapped-e1+negprompt", "swapped-e2",
+                                   "swapped-e2+negprompt"}
+    assert res["negated"]["swapped-e1"]["n_images"] == 4 and res["control"]["base"]["n_images"] == 4
+    assert res["encoders"] == {"e1": base_encoder_folder, "e2": other_encoder_folder}
+
+    from PIL import Image
+
+    def image(arm, key, seed):
+        return np.asarray(Image.open(out / "negated" / "images" / arm.replace("+", "_") / f"{key}_s{seed}.png"))
+
+    key = json.loads((out / "negated" / "prompts.json").read_text())["prompts"][0]["id"]
+    for seed in (0, 1):
+        assert np.array_equal(image("base", key, seed), image("swapped-e1", key, seed)), "base swap changed an image"
+        assert np.array_equal(image("base+negprompt", key, seed), image("swapped-e1+negprompt", key, seed))
+    assert any(not np.array_equal(image("base", key, s), image("swapped-e2", key, s)) for s in (0, 1)), \
+        "a different encoder drew the same images"
+    assert res["paired"]["swapped-e1 - base"]["mean"] == 0.0
+    assert "swapped-e2 - base+negprompt" in res["paired"]
     assert (out / "report.md").read_text().startswith("| arm | Neg Score")
     assert (out / "negated" / "grid.png").is_file() and (out / "control" / "report.md").is_file()
 
 
-def test_seg_compare_smoke_through_cli(tmp_path, base_encoder_folder):
+def _wins_by_hand(folder) -> list[float]:
+    """Which object the world CLIPSeg picks, written out: mean probability on the referred object's mask
+    against the other same-kind object's."""
+    from PIL import Image
+    from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+
+    seg = CLIPSegForImageSegmentation.from_pretrained(SEG_DIR).eval()
+    processor = CLIPSegProcessor.from_pretrained(SEG_DIR)
+    wins = []
+    for line in (folder / "set.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        image = np.asarray(Image.open(folder / r["image"]).convert("RGB"))
+        with torch.no_grad():
+            p = torch.sigmoid(seg(**processor(text=[r["text"]], images=[image], return_tensors="pt")).logits)[0]
+        target = torch.from_numpy(np.asarray(Image.open(folder / r["mask"])) > 0)
+        other = torch.from_numpy(np.asarray(Image.open(folder / r["other_mask"])) > 0)
+        wins.append(float(p[target].mean() > p[other].mean()))
+    return wins
+
+
+def test_seg_compare_two_encoders_through_cli(tmp_path, base_encoder_folder, other_encoder_folder):
     out = tmp_path / "seg"
-    code = main(["testbed", "seg-compare", "--encoder", base_encoder_folder, "--samples", "4", "--out", str(out),
-                 "--no-progress"])
+    code = main(["testbed", "seg-compare", "--encoder", base_encoder_folder, "--encoder", other_encoder_folder,
+                 "--samples", "6", "--out", str(out), "--no-progress"])
     assert code == 0
     res = json.loads((out / "results.json").read_text())
     for name in ("negated", "control"):
         arms = res["sets"][name]
-        assert arms["swapped"]["miou_0.3"] == arms["original"]["miou_0.3"]
-        assert arms["swapped"]["paired_iou_0.3_vs_original"]["mean"] == 0.0
-        assert arms["swapped"]["target_wins"] == arms["original"]["target_wins"]
-        assert 0.0 <= arms["original"]["target_wins"] <= 1.0
+        assert set(arms) == {"original", "swapped-e1", "swapped-e2"}
+        assert arms["swapped-e1"]["miou_0.3"] == arms["original"]["miou_0.3"]
+        assert arms["swapped-e1"]["paired_iou_0.3_vs_original"]["mean"] == 0.0
+        assert arms["swapped-e1"]["target_wins"] == arms["original"]["target_wins"]
+        assert arms["original"]["target_wins"] == pytest.approx(np.mean(_wins_by_hand(out / "data" / name)))
+        assert arms["swapped-e2"]["ap"] != arms["original"]["ap"], "a different encoder changed nothing"
     texts = [json.loads(line)["text"] for line in (out / "data" / "negated" / "set.jsonl").read_text().splitlines()]
     assert all(re.search(r"\bnot\b|\bisn't\b", t) for t in texts), texts
     assert (out / "report.md").read_text().startswith("| set | arm | mIoU@0.3")
-    assert (out / "negated" / "swapped" / "overlays.png").is_file()
+    assert (out / "negated" / "swapped-e2" / "overlays.png").is_file()
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -147,15 +215,6 @@ def test_bad_input_is_one_line_exit_2(argv, needle, capsys, tmp_path):
     assert main([*argv, *(["--out", str(tmp_path / "o")] if "compare" in argv[1] else [])]) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1, err
-
-
-def test_several_encoders_get_their_own_arm_names():
-    from eval_t2i.multi import _plain, arm_label
-
-    assert arm_label("base+negprompt", "e2") == "base+negprompt"
-    assert arm_label("swapped", None) == "swapped"
-    assert arm_label("swapped+negprompt", "e2") == "swapped-e2+negprompt"
-    assert _plain("swapped-e2+negprompt") == "swapped+negprompt" and _plain("swapped-e1") == "swapped"
 
 
 def test_world_prompt_sets_pair_negated_and_control():
