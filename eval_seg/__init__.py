@@ -34,10 +34,10 @@ from .metrics import (
     sample_iou,
     simpson,
 )
-from .runner import CompareResult, RunResult, SegEvalConfig, compare, evaluate, per_sample_ious
+from .runner import CompareResult, RunResult, SegEvalConfig, compare, evaluate, per_sample_ious, run
 
 __all__ = [
-    "DATASETS", "THRESHOLDS", "CompareResult", "DatasetConfig", "FixedIntervalMetrics", "MaskFormatError",
+    "DATASETS", "run", "THRESHOLDS", "CompareResult", "DatasetConfig", "FixedIntervalMetrics", "MaskFormatError",
     "RunResult", "SegDataset", "SegEvalConfig", "SegSample", "average_precision",
     "coco_polygons_to_mask", "coco_segmentation_to_mask", "compare", "confusion_histograms",
     "counts_from_histograms", "decode_rle", "evaluate", "load_dataset", "load_jsonl", "load_phrasecut",

@@ -5,6 +5,7 @@ resumable generate-then-judge loop (`runner`), Neg Score (`negscore`), TIFA (`ti
 and bootstrap (`scoring`, pure functions), and reports (`report`). The rules are docs/design.md's.
 """
 
+from .api import T2IConfig, run
 from .generation import ARMS, Arm, ArmSwitcher, GenerationConfig, arm_prompt, load_pipeline, parse_arms
 from .judges import BlipJudge, Judge, VLMJudge, load_judge
 from .negscore import NegScoreConfig, run_negscore, summarize
@@ -15,7 +16,7 @@ from .scoring import bootstrap_mean, image_score, is_yes, paired_difference, tif
 from .tifa import TifaQuestion, load_tifa_questions, run_tifa, score_images
 
 __all__ = [
-    "ARMS", "Arm", "ArmSwitcher", "BUILTIN_SETS", "BlipJudge", "GenerationConfig", "Judge", "NegScoreConfig",
+    "ARMS", "T2IConfig", "run", "Arm", "ArmSwitcher", "BUILTIN_SETS", "BlipJudge", "GenerationConfig", "Judge", "NegScoreConfig",
     "PromptItem", "PromptSet", "TifaQuestion", "VLMJudge", "arm_prompt", "bootstrap_mean", "image_grid",
     "image_score", "is_yes", "load_judge", "load_pipeline", "load_prompts", "load_tifa_questions",
     "markdown_table", "paired_difference", "parse_arms", "prepare_out_dir", "run_negscore", "run_tifa",

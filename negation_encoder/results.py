@@ -210,3 +210,32 @@ def summary_markdown(results: dict) -> str:
     for key, reason in meta.get("skipped_benchmarks", {}).items():
         lines.append(f"- skipped `{key}`: {reason}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def provenance(command: str | None = None) -> dict:
+    """Where a result came from: the package version, the git commit of the code (and whether the
+    checkout had uncommitted changes), the command, the torch thread count and the time. Written into
+    every results file the docs' tables are generated from, so a table says which commit made it."""
+    import datetime
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from . import __version__
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"version": __version__, "commit": commit, "dirty": bool(dirty) if dirty is not None else None,
+            "command": command or " ".join(["negenc", *sys.argv[1:]]), "torch_threads": torch.get_num_threads(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}

@@ -10,6 +10,7 @@ import json
 import statistics
 from pathlib import Path
 
+from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_text
 
 from . import benchmarks as B
@@ -56,6 +57,7 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
             print(f"{name:22s} seed {seed}: mcq {run.metrics['mcq']:.3f} existence {run.metrics['existence']:.3f} "
                   f"({run.seconds:.0f} s)", flush=True)
         results["recipes"][name] = {"description": rec.description, "runs": runs}
+    results["provenance"] = provenance()
     atomic_write_text(out / "compare.json", json.dumps(results, indent=2) + "\n")
     table = compare_table(results)
     atomic_write_text(out / "compare.md", table + "\n")

@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from negation_encoder.errors import InputError
+from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_text
 
 from . import benchmarks as B
@@ -143,7 +144,7 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
         run.split_fit
     seconds = time.perf_counter() - start
     results = {**columns, "split_weights": weights, "recipe": rec.name, "seconds": round(seconds, 1),
-               "checkpoint": str(run.model_dir)}
+               "checkpoint": str(run.model_dir), "provenance": provenance()}
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     draw_report_png(out / "report.png", columns, suite, base_details["mcq_pred"], run.details["mcq_pred"])
     report = [f"# negenc demo — recipe `{rec.name}`", "", rec.description, "", results_table(columns), "",

@@ -27,6 +27,7 @@ from PIL import Image
 
 from negation_encoder.checkpoint.layout import check_encoder_folder
 from negation_encoder.errors import InputError
+from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_json, atomic_write_text
 
 from . import language as L
@@ -218,7 +219,7 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
                       f"{cfg.steps} steps, guidance {cfg.guidance_scale}, {seconds} s.\n")
     result = {"drift": drift, "negated": results["negated"]["arms"], "control": results["control"]["arms"],
               "paired": results["negated"]["paired"], "control_paired": results["control"]["paired"],
-              "encoders": encoders, "seconds": seconds}
+              "encoders": encoders, "seconds": seconds, "provenance": provenance()}
     atomic_write_json(out / "results.json", result)
     return result
 
@@ -308,6 +309,7 @@ def seg_compare(cfg: SegCompareConfig) -> dict:
         DatasetConfig(kind="jsonl", jsonl=str(out / "data" / name / "set.jsonl"))).samples])
         for name in ("negated", "control")} for label, path in encoders.items()}
     results["seconds"] = round(time.perf_counter() - start, 1)
+    results["provenance"] = provenance()
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "report.md", seg_table(results) + "\n" + drift_table(results["drift"]) + f"\nEncoders: {json.dumps(encoders)}. {cfg.samples} samples "
                                    f"per set, seed {cfg.seed}, {results['seconds']} s.\n")

@@ -10,6 +10,7 @@ from ..split_scorer import (
     split_paired,
     split_similarity,
 )
+from .runner import EvalConfig, run
 from .scoring import (
     MCQ_TEMPLATES,
     existence_accuracy,
@@ -25,6 +26,8 @@ from .scoring import (
 )
 
 __all__ = [
+    "EvalConfig",
+    "run",
     "MCQ_TEMPLATES",
     "SplitEmbeddings",
     "SplitScorer",
