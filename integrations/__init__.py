@@ -1,6 +1,7 @@
-"""Drop a negation-aware text encoder into diffusers pipelines and transformers CLIPSeg."""
+"""Drop a negation-aware text encoder into diffusers pipelines and transformers CLIPSeg, and the training-free
+route for both (`negation_kwargs` for pipelines, `segment(..., route="split")` for CLIPSeg)."""
 
-from .clipseg import swap_clipseg_text_encoder
+from .clipseg import SplitRoute, clipseg_probabilities, segment, swap_clipseg_text_encoder
 from .diffusion import (
     check_compatibility,
     encode_prompt_clip_skip,
@@ -9,8 +10,14 @@ from .diffusion import (
     negation_pipeline,
     swap_text_encoders,
 )
+from .routes import NegativePromptIgnored, negation_kwargs
 
 __all__ = [
+    "NegativePromptIgnored",
+    "SplitRoute",
+    "clipseg_probabilities",
+    "negation_kwargs",
+    "segment",
     "check_compatibility",
     "encode_prompt_clip_skip",
     "generate",

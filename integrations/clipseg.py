@@ -1,10 +1,15 @@
-"""Put a negation-aware text tower into transformers' CLIPSeg (vision and decoder untouched).
+"""Put a negation-aware text tower into transformers' CLIPSeg (vision and decoder untouched), and the
+training-free route for segmentation (`segment(..., route="split")`).
 
 The released CLIPSeg (CIDAS/clipseg-rd64-refined) is built on a ViT-B/16 CLIP: text width 512,
 projection 512. `encoder` may be a `CLIPModel` or a `CLIPTextModelWithProjection` of that size.
 """
 
 from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -41,3 +46,114 @@ def swap_clipseg_text_encoder(model, encoder):
         for k, v in src.items():
             dst[k].copy_(v.to(dtype=dst[k].dtype, device=dst[k].device))
     return model
+
+
+# ------------------------------------------------------------------------------------------------
+# the training-free route for segmentation
+
+SPLIT_ROUTE_FILE = "negation_split_route.json"
+ROUTES = ("plain", "split")
+
+
+@dataclass
+class SplitRoute:
+    """How CLIPSeg reads "the cup that is not red" without a new encoder: segment the affirmative part
+    ("the cup") and each negated concept ("the red cup"), then keep what the first finds and the second
+    does not:
+
+        p = p_aff * (1 - p_neg / max(p_neg)) ** weight, rescaled so its peak is p_aff's peak
+
+    Why the rescaling: "the cup" spreads its probability over both cups; once the excluded one is
+    removed, the referred one is what the model meant, at the confidence it had for the phrase.
+    `weight` is fitted on training scenes (`fit_on`), never on evaluation sets, and saved beside the
+    CLIPSeg weights (`negation_split_route.json`). A text that negates nothing is segmented as is.
+    """
+
+    weight: float = 1.0
+    concept_template: str = "the {}"
+    fit: dict = field(default_factory=dict)
+
+    def combine(self, p_aff: torch.Tensor, p_neg: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) probabilities of the affirmative part and of the strongest negated concept."""
+        peak_neg = p_neg.flatten(1).amax(1).clamp_min(1e-6)[:, None, None]
+        kept = p_aff * (1 - p_neg / peak_neg).clamp_min(0) ** self.weight
+        scale = p_aff.flatten(1).amax(1) / kept.flatten(1).amax(1).clamp_min(1e-12)
+        return kept * scale[:, None, None]
+
+    def save(self, folder) -> Path:
+        path = Path(folder) / SPLIT_ROUTE_FILE
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, folder) -> SplitRoute:
+        path = Path(folder) / SPLIT_ROUTE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} has no {SPLIT_ROUTE_FILE} (a split route fitted on training scenes); "
+                                    "fit one with SplitRoute.fit_on and save it beside the model")
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+    @classmethod
+    def fit_on(cls, p_aff: torch.Tensor, p_neg: torch.Tensor, masks: torch.Tensor,
+            grid: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0), threshold: float = 0.3,
+            concept_template: str = "the {}", **info) -> SplitRoute:
+        """The weight whose combined maps give the best mean per-sample IoU at `threshold` against the
+        referred objects' `masks` (N, H, W), on TRAINING samples; ties go to the smaller weight."""
+        scores = {}
+        gt = masks.bool()
+        for w in grid:
+            pred = cls(w).combine(p_aff, p_neg) > threshold
+            inter = (pred & gt).flatten(1).sum(1).float()
+            union = (pred | gt).flatten(1).sum(1).float()
+            scores[w] = float((inter / (1 + union)).mean())
+        best = max(grid, key=lambda w: (scores[w], -w))
+        return cls(best, concept_template, fit={"samples": len(masks), "threshold": threshold,
+                                                "iou_by_weight": {str(k): round(v, 4) for k, v in scores.items()},
+                                                **info})
+
+
+@torch.no_grad()
+def clipseg_probabilities(model, processor, images, texts) -> torch.Tensor:
+    """(N, H, W) sigmoid probabilities of CLIPSeg for image i and text i (one batch, padded together)."""
+    device = next(model.parameters()).device
+    enc = processor(text=list(texts), images=list(images), padding=True, return_tensors="pt")
+    enc = {k: v.to(device) for k, v in enc.items()}
+    logits = model(**enc).logits
+    return torch.sigmoid(logits.reshape(len(texts), *logits.shape[-2:]).float()).cpu()
+
+
+def segment(model, processor, images, texts, route: str = "plain", split_route: SplitRoute | None = None,
+            splitter=None) -> torch.Tensor:
+    """CLIPSeg probabilities (N, H, W) for referring texts, read plainly or through the split route.
+
+    `route="split"` reads each negated text as its affirmative part minus its negated concepts
+    (`SplitRoute`); the route's weight comes from `split_route`, else from the model's folder
+    (`negation_split_route.json`). Works the same with the original or a swapped text tower.
+    """
+    from negation_encoder.splitting import split_negation
+
+    if route not in ROUTES:
+        raise ValueError(f"route must be one of {', '.join(ROUTES)}, got {route!r}")
+    if len(images) != len(texts):
+        raise ValueError(f"one image per text: {len(images)} images, {len(texts)} texts")
+    if route == "plain":
+        return clipseg_probabilities(model, processor, images, texts)
+    if split_route is None:
+        split_route = SplitRoute.load(model.config._name_or_path)
+    split = splitter.split if splitter is not None else split_negation
+    parts = [split(t) for t in texts]
+    out = clipseg_probabilities(model, processor, images, [s.affirmative if s.has_negation else t
+                                                           for s, t in zip(parts, texts, strict=True)])
+    rows = [i for i, s in enumerate(parts) if s.has_negation]
+    if not rows:
+        return out
+    # the strongest negated concept per pixel, for texts that negate several
+    concept_rows = [(i, c) for i in rows for c in parts[i].negated]
+    pn = clipseg_probabilities(model, processor, [images[i] for i, _ in concept_rows],
+                               [split_route.concept_template.format(c) for _, c in concept_rows])
+    neg = torch.zeros_like(out[rows])
+    where = {i: k for k, i in enumerate(rows)}
+    for (i, _), p in zip(concept_rows, pn, strict=True):
+        neg[where[i]] = torch.maximum(neg[where[i]], p)
+    out[rows] = split_route.combine(out[rows], neg)
+    return out

@@ -164,27 +164,8 @@ def test_clipseg_swap_identity_change_and_reload(tmp_path):
 
 def test_sd3_clip_encoders_swap_without_t5(tmp_path):
     """SD3 builds from tiny components offline with text_encoder_3=None (the pipeline zero-fills T5)."""
-    from diffusers import (
-        AutoencoderKL,
-        FlowMatchEulerDiscreteScheduler,
-        SD3Transformer2DModel,
-        StableDiffusion3Pipeline,
-    )
-
-    tok = tiny.build_clip_tokenizer()
-    torch.manual_seed(0)
-    transformer = SD3Transformer2DModel(sample_size=32, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
-                                        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=64,
-                                        pooled_projection_dim=64, out_channels=4)
-    vae = AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
-                        latent_channels=4, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
-                        shift_factor=0.0609, scaling_factor=1.5035)
-    te1 = tiny.build_clip_text_model_with_projection(seed=0, tokenizer=tok, projection_dim=32)
-    te2 = tiny.build_clip_text_model_with_projection(seed=1, tokenizer=tok, projection_dim=32)
-    pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
-                                    text_encoder=te1, tokenizer=tok, text_encoder_2=te2, tokenizer_2=tok,
-                                    text_encoder_3=None, tokenizer_3=None)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = tiny.build_sd3_pipeline(seed=0)
+    tok, te1, te2 = pipe.tokenizer, pipe.text_encoder, pipe.text_encoder_2
     before = _run(pipe)
     swap_text_encoders(pipe, copy.deepcopy(te1), copy.deepcopy(te2))
     assert np.array_equal(_run(pipe), before)
@@ -196,26 +177,8 @@ def test_sd3_clip_encoders_swap_without_t5(tmp_path):
 
 def test_flux_clip_encoder_swap():
     """Flux builds from tiny components offline (a word-level T5 tokenizer and a tiny T5 encoder)."""
-    import transformers
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-
-    tok = tiny.build_clip_tokenizer()
-    words = sorted(set("a street with no cars dog hat without".split()))
-    t5_tok = transformers.T5Tokenizer(vocab=[("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-                                      + [(w, -1.0) for w in words] + [("▁" + w, -1.0) for w in words], extra_ids=0)
-    torch.manual_seed(0)
-    t5 = transformers.T5EncoderModel(transformers.T5Config(vocab_size=len(t5_tok), d_model=32, d_kv=8, d_ff=37,
-                                                           num_layers=1, num_heads=4))
-    transformer = FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1,
-                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
-                                         pooled_projection_dim=32, axes_dims_rope=[4, 4, 8])
-    vae = AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
-                        latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
-                        shift_factor=0.0609, scaling_factor=1.5035)
-    te = tiny.build_clip_text_model(seed=0, tokenizer=tok)
-    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=te, tokenizer=tok,
-                        text_encoder_2=t5, tokenizer_2=t5_tok, transformer=transformer)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = tiny.build_flux_pipeline(seed=0)
+    tok, te = pipe.tokenizer, pipe.text_encoder
     before = _run(pipe, max_sequence_length=16)
     again = _run(pipe, max_sequence_length=16)
     swap_text_encoders(pipe, text_encoder=copy.deepcopy(te))

@@ -164,6 +164,53 @@ def build_sdxl_components(seed: int = 0, text_hidden_size: int = 32, text_hidden
     }
 
 
+def build_sd3_pipeline(seed: int = 0, projection_dim: int = 32):
+    """A tiny `StableDiffusion3Pipeline` with two CLIP encoders and no T5 (`text_encoder_3=None`: the
+    pipeline zero-fills T5's part of the joint attention input)."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    tok = build_clip_tokenizer()
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(sample_size=32, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8,
+                                        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=64,
+                                        pooled_projection_dim=2 * projection_dim, out_channels=4)
+    vae = AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
+                        latent_channels=4, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
+                        shift_factor=0.0609, scaling_factor=1.5035)
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, tokenizer=tok, tokenizer_2=tok,
+        text_encoder=build_clip_text_model_with_projection(seed, tok, projection_dim=projection_dim),
+        text_encoder_2=build_clip_text_model_with_projection(seed + 1, tok, projection_dim=projection_dim),
+        text_encoder_3=None, tokenizer_3=None)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def build_flux_pipeline(seed: int = 0, words: Iterable[str] = ()):
+    """A tiny `FluxPipeline`: a CLIP text encoder, a word-level T5 tokenizer and a tiny T5 encoder."""
+    import transformers
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+    tok = build_clip_tokenizer()
+    vocab = sorted(set("a street with no cars dog hat without car cat".split()) | set(words))
+    t5_tok = transformers.T5Tokenizer(vocab=[("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+                                      + [(w, -1.0) for w in vocab] + [("▁" + w, -1.0) for w in vocab], extra_ids=0)
+    torch.manual_seed(seed)
+    t5 = transformers.T5EncoderModel(transformers.T5Config(vocab_size=len(t5_tok), d_model=32, d_kv=8, d_ff=37,
+                                                           num_layers=1, num_heads=4))
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                         pooled_projection_dim=32, axes_dims_rope=[4, 4, 8])
+    vae = AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
+                        latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
+                        shift_factor=0.0609, scaling_factor=1.5035)
+    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
+                        text_encoder=build_clip_text_model(seed, tok), tokenizer=tok, text_encoder_2=t5,
+                        tokenizer_2=t5_tok, transformer=transformer)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 # --------------------------------------------------------------------------------------------------
 # CLIPSeg and the BLIP VQA judge
 
