@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from integrations.routes import FLUX_TRUE_CFG, negation_prompts, uses_true_cfg
 from negation_encoder.devices import resolve
 from negation_encoder.errors import InputError
-from negation_encoder.splitting import negative_prompt_pair
 
 from .prompts import PromptItem
 
@@ -46,12 +46,14 @@ def parse_arms(text: str) -> tuple[str, ...]:
 
 def arm_prompt(item: PromptItem, arm: Arm, splitter=None) -> tuple[str, str | None]:
     """(prompt, negative_prompt) an arm sends for this item. With a negative prompt, the split the file
-    gives (multi-negation set) wins; otherwise the project's splitter makes it."""
+    gives (multi-negation set) wins; otherwise the training-free route of `integrations.routes` makes
+    it (`negation_prompts`, the parse `negation_kwargs` hands a pipeline), so this arm IS that route."""
     if not arm.negprompt:
         return item.prompt, None
     if item.affirmative is not None:
         return item.affirmative, ", ".join(item.negated_concepts) or None
-    return negative_prompt_pair(item.prompt, splitter)
+    prompts, negatives = negation_prompts([item.prompt], splitter=splitter)
+    return prompts[0], negatives[0]
 
 
 def resolve_device_dtype(device: str | None, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -121,13 +123,18 @@ class GenerationConfig:
     guidance_scale: float = 7.5
     height: int | None = None
     width: int | None = None
+    true_cfg_scale: float = FLUX_TRUE_CFG  # pipelines whose negative prompt needs true CFG (Flux)
 
 
 def generate(pipe, prompts: list[str], negative_prompts: list[str | None], seeds: list[int],
              config: GenerationConfig) -> list[Image.Image]:
-    """One batched pipeline call; image i from its own CPU generator seeded with seeds[i]."""
+    """One batched pipeline call; image i from its own CPU generator seeded with seeds[i]. A pipeline whose
+    negative prompt needs true CFG (Flux) gets `true_cfg_scale` when the batch has a negative prompt, as
+    `integrations.negation_kwargs` would pass it."""
     generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
     negs = [n or "" for n in negative_prompts]  # "" is what diffusers uses for "no negative prompt"
+    extra = {"true_cfg_scale": config.true_cfg_scale} if uses_true_cfg(pipe) and any(negs) else {}
     out = pipe(prompt=prompts, negative_prompt=negs, generator=generators, num_inference_steps=config.steps,
-               guidance_scale=config.guidance_scale, height=config.height, width=config.width, output_type="pil")
+               guidance_scale=config.guidance_scale, height=config.height, width=config.width, output_type="pil",
+               **extra)
     return list(out.images)

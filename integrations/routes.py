@@ -41,26 +41,31 @@ def _merge(user: str | None, concepts: Sequence[str]) -> str | None:
     return ", ".join(parts) or None
 
 
+def negation_prompts(prompts: Sequence[str], negative_prompts: Sequence[str | None] | None = None,
+                     splitter=None) -> tuple[list[str], list[str | None]]:
+    """(prompts, negative prompts) of the route: each prompt's affirmative part, and its negated concepts
+    merged with the user's own negative prompt (None where there is nothing to avoid). `splitter` is any
+    object with `.split(text) -> NegationSplit` (default: the rule splitter)."""
+    users = list(negative_prompts) if negative_prompts is not None else [None] * len(prompts)
+    if len(users) != len(prompts):
+        raise ValueError(f"negative_prompt: {len(users)} given for {len(prompts)} prompts")
+    split = splitter.split if splitter is not None else split_negation
+    parts = [split(p) for p in prompts]
+    return ([s.affirmative if s.has_negation else p for s, p in zip(parts, prompts, strict=True)],
+            [_merge(u, s.negated) for u, s in zip(users, parts, strict=True)])
+
+
 def negation_kwargs(pipe, prompt: str | Sequence[str], negative_prompt: str | Sequence[str] | None = None,
                     splitter=None, guidance_scale: float | None = None, true_cfg_scale: float | None = None) -> dict:
     """Keyword arguments for `pipe(**kwargs, ...)`: each prompt's affirmative part as `prompt`, its negated
     concepts merged with the user's own `negative_prompt`, and the guidance switch the pipeline needs.
-
-    `splitter` is any object with `.split(text) -> NegationSplit` (default: the rule splitter).
     A prompt that negates nothing is passed unchanged.
     """
     single = isinstance(prompt, str)
     prompts = [prompt] if single else list(prompt)
-    if negative_prompt is None or isinstance(negative_prompt, str):
-        users = [negative_prompt] * len(prompts)
-    else:
-        users = list(negative_prompt)
-        if len(users) != len(prompts):
-            raise ValueError(f"negative_prompt: {len(users)} given for {len(prompts)} prompts")
-    split = splitter.split if splitter is not None else split_negation
-    parts = [split(p) for p in prompts]
-    out_prompts = [s.affirmative if s.has_negation else p for s, p in zip(parts, prompts, strict=True)]
-    negatives = [_merge(u, s.negated) for u, s in zip(users, parts, strict=True)]
+    users = [negative_prompt] * len(prompts) if negative_prompt is None or isinstance(negative_prompt, str) \
+        else list(negative_prompt)
+    out_prompts, negatives = negation_prompts(prompts, users, splitter)
     kwargs: dict = {"prompt": out_prompts[0] if single else out_prompts}
     has_negative = any(n for n in negatives)
     if has_negative:
