@@ -167,7 +167,12 @@ def build_sdxl_components(seed: int = 0, text_hidden_size: int = 32, text_hidden
 def build_sd3_pipeline(seed: int = 0, projection_dim: int = 32):
     """A tiny `StableDiffusion3Pipeline` with two CLIP encoders and no T5 (`text_encoder_3=None`: the
     pipeline zero-fills T5's part of the joint attention input)."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
 
     tok = build_clip_tokenizer()
     torch.manual_seed(seed)
