@@ -1,13 +1,18 @@
-"""From NegationRecords to padded token batches.
+"""From NegationRecords to padded token batches that carry every loss term's targets.
 
 Each record becomes one example: the caption that is true for its image (the negated caption, or
 for presence records the original), the original caption, and its foils. Every distinct text is
 tokenized once up front; a batch is padded to its longest caption, not to 77 tokens, which is exact
 for the pooled output because CLIP's causal mask keeps later tokens out of the eos state.
+
+What the terms compare against is fixed before the first step (`ExampleTargets`: the cached image
+embeddings and the frozen base's per-example readings) and `collate` copies each example's rows into
+its batch, so the objective reads a batch and nothing else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -79,6 +84,18 @@ def all_texts(examples: Sequence[Example]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class ExampleTargets:
+    """Targets fixed before any step, indexed by `collate`: the image-embedding table (one row per image
+    key) and, per example (training-set order), the frozen base's readings that some terms need."""
+
+    images: torch.Tensor  # (K, D) cached image embeddings
+    distractors: bool = False  # batches carry the embeddings of each example's distractor images
+    base_embed: torch.Tensor | None = None  # (N, D) base embedding of each original caption (preserve_embeds)
+    split_target: torch.Tensor | None = None  # (N, D) base split reading of each true caption (split_distill)
+    split_mask: torch.Tensor | None = None  # (N,) bool: the true caption has a split reading
+
+
 @dataclass
 class Batch:
     image_index: torch.Tensor  # (B,)
@@ -94,10 +111,21 @@ class Batch:
     in_pool: torch.Tensor  # (B,) bool: the true caption joins the InfoNCE pool
     distractors: torch.Tensor  # (B, K) image indices of each example's counterfactual images, -1 padding
     example_index: torch.Tensor  # (B,) index of each example in the training set (per-example targets)
+    # targets, copied from `ExampleTargets` (None when collated without them or when no term needs them)
+    image_emb: torch.Tensor | None = None  # (B, D) each example's cached image embedding
+    distractor_emb: torch.Tensor | None = None  # (B, K, D) of `distractors`; padding rows masked by distractors >= 0
+    base_embed: torch.Tensor | None = None  # (B, D)
+    split_target: torch.Tensor | None = None  # (B, D)
+    split_mask: torch.Tensor | None = None  # (B,) bool
+
+    def to(self, device) -> Batch:
+        return dataclasses.replace(self, **{k: v.to(device) for k, v in vars(self).items() if v is not None})
 
 
 def collate(examples: Sequence[Example], table: TokenTable, max_foils: int, bare_in_pool: bool = False,
-            max_distractors: int = 4, example_index: Sequence[int] | None = None) -> Batch:
+            max_distractors: int = 4, example_index: Sequence[int] | None = None,
+            targets: ExampleTargets | None = None) -> Batch:
+    """One batch of `examples` (rows `example_index` of the training set, needed with `targets`)."""
     texts: list[str] = []
     where: dict[str, int] = {}
 
@@ -120,8 +148,13 @@ def collate(examples: Sequence[Example], table: TokenTable, max_foils: int, bare
             mcq_example.append(b)
             mcq_choices.append([row(true), *foils[b]])
     input_ids, mask = table.pad(texts)
+    image_index = torch.tensor([ex.image for ex in examples])
+    distractors = torch.tensor([list(ex.distractors[:max_distractors])
+                                + [-1] * (max_distractors - len(ex.distractors[:max_distractors]))
+                                for ex in examples], dtype=torch.long).reshape(len(examples), max_distractors)
+    index = torch.tensor(list(example_index) if example_index is not None else [-1] * len(examples), dtype=torch.long)
     return Batch(
-        image_index=torch.tensor([ex.image for ex in examples]),
+        image_index=image_index,
         input_ids=input_ids,
         attention_mask=mask,
         positive=torch.tensor(positive),
@@ -132,12 +165,25 @@ def collate(examples: Sequence[Example], table: TokenTable, max_foils: int, bare
         mcq_example=torch.tensor(mcq_example),
         mcq_choices=torch.tensor(mcq_choices, dtype=torch.long).reshape(len(mcq_example), 1 + max_foils),
         in_pool=torch.tensor([bare_in_pool or not ex.bare for ex in examples], dtype=torch.bool),
-        distractors=torch.tensor([list(ex.distractors[:max_distractors])
-                                  + [-1] * (max_distractors - len(ex.distractors[:max_distractors]))
-                                  for ex in examples], dtype=torch.long).reshape(len(examples), max_distractors),
-        example_index=torch.tensor(list(example_index) if example_index is not None else [-1] * len(examples),
-                                   dtype=torch.long),
+        distractors=distractors,
+        example_index=index,
+        **({} if targets is None else target_rows(targets, image_index, distractors, index)),
     )
+
+
+def target_rows(targets: ExampleTargets, image_index: torch.Tensor, distractors: torch.Tensor,
+                example_index: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A batch's rows of the precomputed targets (the `Batch` fields after `example_index`)."""
+    if bool((example_index < 0).any()):
+        raise ValueError("collate: targets need the examples' training-set indices (example_index)")
+    out = {"image_emb": targets.images[image_index]}
+    if targets.distractors:
+        out["distractor_emb"] = targets.images[distractors.clamp_min(0)]
+    for name in ("base_embed", "split_target", "split_mask"):
+        table = getattr(targets, name)
+        if table is not None:
+            out[name] = table[example_index]
+    return out
 
 
 def batch_indices(step: int, micro: int, n_examples: int, batch_size: int, grad_accum: int, seed: int) -> list[int]:
