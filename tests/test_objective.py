@@ -58,8 +58,7 @@ def setting():
     targets = ExampleTargets(
         images=F.normalize(torch.randn(len(keys), D, generator=g, dtype=torch.float64), dim=-1), distractors=True,
         base_embed=F.normalize(torch.randn(len(examples), D, generator=g, dtype=torch.float64), dim=-1),
-        split_target=F.normalize(torch.randn(len(examples), D, generator=g, dtype=torch.float64), dim=-1),
-        split_mask=torch.tensor([True, True, False, True]))
+        split_target=F.normalize(torch.randn(len(examples), D, generator=g, dtype=torch.float64), dim=-1))
     return records, examples, table, targets
 
 
@@ -75,8 +74,9 @@ def test_collate_copies_each_examples_target_rows(setting):
     batch = collate([examples[i] for i in order], table, max_foils=2, max_distractors=2, example_index=order,
                     targets=targets)
     assert torch.equal(batch.image_emb, targets.images[[examples[i].image for i in order]])
-    for name in ("base_embed", "split_target", "split_mask"):
+    for name in ("base_embed", "split_target"):
         assert torch.equal(getattr(batch, name), getattr(targets, name)[order]), name
+    assert batch.split_mask.tolist() == [True, True, False]  # the presence example's true caption negates nothing
     # example 3 has two distractors, example 0 one, the presence example none
     assert torch.equal(batch.distractor_emb[0], targets.images[list(examples[3].distractors)])
     assert torch.equal(batch.distractor_emb[1, 0], targets.images[examples[0].distractors[0]])
@@ -89,13 +89,17 @@ def test_collate_copies_each_examples_target_rows(setting):
         collate(examples[:2], table, max_foils=2, targets=targets)
 
 
+BARE = [False, True, False, False]  # record 1, "a photo with no cat", affirms nothing
+NEGATES = [True, True, False, True]  # the splitter finds a negation in the true caption
+
+
 def _by_hand(examples, order, targets, scale, w) -> torch.Tensor:
     """The weighted objective from the examples themselves (texts -> `_vec`), one term at a time."""
     ex = [examples[i] for i in order]
     img = targets.images[[e.image for e in ex]]
     pos = torch.stack([_vec(e.positive) for e in ex])
     ids = torch.tensor([e.image for e in ex])
-    text_ids = torch.tensor([-1 if e.bare else e.image for e in ex])
+    text_ids = torch.tensor([-1 if BARE[i] else examples[i].image for i in order])
     total = w["infonce"] * ClipInfoNCE()(img, pos, scale, image_ids=ids, text_ids=text_ids)
     mcq = []  # one question per true caption of an example with foils: CE towards index 0
     for e, im in zip(ex, img, strict=True):
@@ -108,7 +112,7 @@ def _by_hand(examples, order, targets, scale, w) -> torch.Tensor:
     dist = torch.stack([targets.images[list(e.distractors) + [0] * (k - len(e.distractors))] for e in ex])
     mask = torch.tensor([[j < len(e.distractors) for j in range(k)] for e in ex])
     total = total + w["distractor"] * DistractorLoss()(pos, img, dist, mask, scale)
-    keep = targets.split_mask[order]
+    keep = torch.tensor([NEGATES[i] for i in order])
     split = (1 - (pos * targets.split_target[order]).sum(-1))[keep].mean()
     orig = torch.stack([_vec(e.original) for e in ex])
     kept = (1 - (orig * targets.base_embed[order]).sum(-1)).mean()
@@ -129,3 +133,32 @@ def test_objective_from_the_batch_equals_the_terms_by_hand(setting):
     assert set(parts) == set(w)
     expect = _by_hand(examples, order, targets, scale, w)
     assert total.item() == pytest.approx(expect.item(), rel=1e-12)
+
+
+def test_eligibility_reads_fields_and_the_split_never_string_containment():
+    """Each term's records, by hand; the rewrites keep none of their caption's words verbatim."""
+    from negation_encoder.training.batching import eligibility
+
+    def rec(**kw):
+        base = dict(id="x", image="0.png", caption="a red cup on a white table", negated_caption="a red cup with no fork",
+                    negation_type="absence", negated_concept="fork", source="test")
+        return NegationRecord(**{**base, **kw})
+
+    def fed(r, **kw):
+        return {t for t, ok in eligibility(r, **kw).items() if ok}
+
+    always = {"preserve", "preserve_embeds"}
+    # a rewrite that drops the caption's words but still affirms "a red cup": InfoNCE takes it
+    assert fed(rec()) == {"infonce", "omni_absence", "split_distill"} | always
+    # the caption verbatim inside a negation that affirms it: the same terms (containment plays no part)
+    assert fed(rec(negated_caption="a red cup on a white table with no fork")) == fed(rec())
+    # a bare negation affirms nothing: out of InfoNCE, unless asked for
+    bare = rec(negated_caption="a photo with no fork here", hard_negatives=["a photo with a fork"])
+    assert fed(bare) == {"mcq", "omni_absence", "split_distill"} | always
+    assert "infonce" in fed(bare, infonce_on_bare=True)
+    # presence: the original caption is the true one; its negated caption is a foil
+    presence = rec(negated_caption="a photo with no cup", negation_type="presence", negated_concept="cup")
+    assert fed(presence) == {"infonce", "mcq", "omni_presence"} | always
+    # distractor images feed the distractor term (not for presence records, whose image has the concept)
+    assert "distractor" in fed(rec(negation_type="attribute", extra={"distractor_images": ["1.png"]}))
+    assert "distractor" not in fed(rec(negation_type="presence", extra={"distractor_images": ["1.png"]}))

@@ -9,8 +9,13 @@ CPU, 2 procs:  torchrun --nproc_per_node 2 -m negation_encoder.cli train --confi
 process's texts (gathered with gradients), so N processes train the same weights as one process.
 Everything a user can get wrong (config values, the base model's type and layer count, the output
 folder, a resumed run's config and data, record captions, image files) is checked before the image
-cache is built. Checkpoints (`<out>/checkpoints/step_N`) are written atomically, and `resume=True`
-continues from the newest one with the same data order, optimizer, scheduler and RNG.
+cache is built, and so is which records feed each enabled loss term (`batching.eligibility`, from the
+records' fields, never string containment): a term no record feeds stops the run, and the counts are
+the first line of `train_log.jsonl`. Checkpoints (`<out>/checkpoints/step_N`) are written atomically,
+and `resume=True` continues from the newest one with the same data order, optimizer, scheduler and RNG.
+
+Shape: `check_inputs` (no compute) -> `setup` (a `TrainState`: base, image cache, per-example targets,
+tower, optimizer, schedule) -> `train_step` per optimizer step in a short loop (log, checkpoint) -> export.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ from .batching import (
     batch_indices,
     collate,
     distractor_keys,
-    example_from_record,
+    eligible_counts,
+    examples_from_records,
 )
 from .config import TrainConfig, resume_conflicts
 from .freezing import configure_trainable, text_layer_indices
@@ -81,6 +87,8 @@ class TrainResult:
     log: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int | None = None
+    eligible: dict[str, int] = field(default_factory=dict)  # records feeding each enabled term
+    records: int = 0
 
     @property
     def model_dir(self) -> Path:
@@ -174,6 +182,36 @@ def data_fingerprint(paths: list[str]) -> str:
     return h.hexdigest()[:20]
 
 
+def enabled_terms(cfg: TrainConfig) -> list[str]:
+    return [t for t in TERMS if getattr(cfg, t) > 0]
+
+
+def no_eligible_reason(term: str, examples: list[Example]) -> str:
+    """Why no record feeds `term` (it has weight > 0 and zero eligible records), for the one-line error."""
+    n = len(examples)
+    if term == "infonce":
+        return (f"all {n} true captions are bare negations (they affirm nothing; set infonce_on_bare: true "
+                "to use them)")
+    why = {
+        "mcq": f"none of the {n} records has foils (hard_negatives, or a presence record)",
+        "omni_presence": f"none of the {n} records is a presence record (negation_type 'presence')",
+        "omni_absence": f"none of the {n} records is an absence record (negation_type 'absence')",
+        "distractor": f"none of the {n} records other than presence ones lists distractor_images",
+        "split_distill": f"the negation splitter finds no negation in any of the {n} true captions",
+    }.get(term, f"none of the {n} records")
+    return f"{why}; set {term}: 0 to train without it"
+
+
+def check_eligible(cfg: TrainConfig, examples: list[Example]) -> dict[str, int]:
+    """Records feeding each enabled term (`batching.eligibility`); a term with weight > 0 that no
+    record feeds would train silently without it, so the run stops here, before any compute."""
+    counts = eligible_counts(examples, enabled_terms(cfg))
+    empty = [t for t, c in counts.items() if c == 0]
+    if empty:
+        raise InputError("; ".join(f"{t}: no eligible record: {no_eligible_reason(t, examples)}" for t in empty))
+    return counts
+
+
 def default_image_loader(root: str) -> Callable[[str], object]:
     from PIL import Image, UnidentifiedImageError
 
@@ -224,6 +262,12 @@ class RunInputs:
     image_processor: object
     found: tuple[int, Path] | None
     fingerprint: str
+    eligible: dict[str, int]  # records feeding each enabled term
+
+    @property
+    def log_header(self) -> dict:
+        """The first line of train_log.jsonl: what the run trains on, counted before compute."""
+        return {"eligible": self.eligible, "records": len(self.records)}
 
 
 def check_inputs(cfg: TrainConfig, accelerator, run: RunDir, resume: bool, overwrite: bool,
@@ -263,11 +307,12 @@ def check_inputs(cfg: TrainConfig, accelerator, run: RunDir, resume: bool, overw
     records = loaded.records
     keys = list(dict.fromkeys([r.image for r in records]
                               + ([k for r in records for k in distractor_keys(r)] if cfg.distractor else [])))
-    key_index = {k: i for i, k in enumerate(keys)}
-    examples = [example_from_record(r, key_index[r.image], key_index if cfg.distractor else None) for r in records]
+    examples = examples_from_records(records, {k: i for i, k in enumerate(keys)}, bool(cfg.distractor),
+                                     cfg.infonce_on_bare)
+    eligible = check_eligible(cfg, examples)
     if image_loader is None:
         check_images_exist(loaded, cfg.images, distractors=bool(cfg.distractor))
-    return RunInputs(records, keys, examples, tokenizer, image_processor, found, fingerprint)
+    return RunInputs(records, keys, examples, tokenizer, image_processor, found, fingerprint, eligible)
 
 
 @dataclass
@@ -297,8 +342,8 @@ class TrainState:
         idx = batch_indices(step, micro, len(self.examples), cfg.batch_size, cfg.grad_accum, cfg.seed)
         local = cfg.batch_size // acc.num_processes
         mine = idx[acc.process_index * local: (acc.process_index + 1) * local]
-        return collate([self.examples[i] for i in mine], self.table, cfg.max_foils, cfg.infonce_on_bare,
-                       cfg.max_distractors, example_index=mine, targets=self.targets)
+        return collate([self.examples[i] for i in mine], self.table, cfg.max_foils, cfg.max_distractors,
+                       example_index=mine, targets=self.targets)
 
     def logit_scale(self) -> torch.Tensor:
         return self.accelerator.unwrap_model(self.tower).logit_scale
@@ -309,17 +354,20 @@ def precompute_targets(cfg: TrainConfig, model, tokenizer, examples: list[Exampl
     """The per-example targets the frozen base gives, computed once before any step changes it: the
     projected embedding of each original caption (preserve_embeds) and the split reading of each true
     caption (split_distill). `images` is the image-embedding table."""
-    base_embed = split_target = split_mask = None
+    base_embed = split_target = None
     if cfg.preserve_embeds:
         from ..encoding import encode_texts
 
         base_embed = encode_texts(model, tokenizer, [ex.original for ex in examples]).cpu()
     if cfg.split_distill:
-        split_target, split_mask = split_reading_targets(model, tokenizer, [ex.positive for ex in examples],
+        split_target, has_target = split_reading_targets(model, tokenizer, [ex.positive for ex in examples],
                                                          cfg.split_distill_w)
-        split_target, split_mask = split_target.cpu(), split_mask.cpu()
+        eligible = torch.tensor(["split_distill" in ex.eligible for ex in examples], dtype=torch.bool)
+        if not torch.equal(has_target.cpu(), eligible):  # one splitter reads both; a mismatch is a bug
+            raise RuntimeError("split_distill: the split reading and the eligibility rule disagree")
+        split_target = split_target.cpu()
     return ExampleTargets(images=images, distractors=bool(cfg.distractor), base_embed=base_embed,
-                          split_target=split_target, split_mask=split_mask)
+                          split_target=split_target)
 
 
 def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: ImageEmbeddingCache,
@@ -435,12 +483,14 @@ def train(
     image_loader: Callable[[str], object] | None = None,
     progress: bool = True,
     accelerator=None,
+    echo: Callable[[str], None] | None = print,
 ) -> TrainResult:
     """Fine-tune `cfg.base` on `cfg.data`; write checkpoints, a JSON-lines log and `<out>/model`.
 
     `resume` continues the newest checkpoint in `cfg.out` (refusing a config or data that differ in
     anything that changes training); `overwrite` replaces a run already in `cfg.out`. Without either,
-    a folder holding a run is refused.
+    a folder holding a run is refused. `echo` (default `print`; None for silence) gets, on the main
+    process, one line with the records each enabled term trains on, counted before any compute.
     """
     from accelerate import Accelerator
 
@@ -453,6 +503,9 @@ def train(
                                              step_scheduler_with_optimizer=False,
                                              cpu=not torch.cuda.is_available())
     inputs = check_inputs(cfg, accelerator, run, resume, overwrite, image_loader)
+    if echo is not None and accelerator.is_main_process:
+        echo(f"eligible records (of {len(inputs.records)}): "
+             + ", ".join(f"{t} {n}" for t, n in inputs.eligible.items()))
     if resume and inputs.found is None:
         accelerator.print(f"--resume: no checkpoint under {run.out / 'checkpoints'}; starting from step 0")
     cache = ImageEmbeddingCache(cfg.cache_dir or run.out / "image_cache")
@@ -461,20 +514,22 @@ def train(
             run.remove_run()
         accelerator.wait_for_everyone()
         state = setup(cfg, inputs, accelerator, run, cache, image_loader, progress)
-        log = _loop(state, inputs.fingerprint, progress, t0)
+        log = _loop(state, inputs, progress, t0)
         _export(state, inputs)
     return TrainResult(out=run.out, steps=cfg.steps, log=log, seconds=time.perf_counter() - t0,
-                       resumed_from=inputs.found[0] if inputs.found else None)
+                       resumed_from=inputs.found[0] if inputs.found else None, eligible=inputs.eligible,
+                       records=len(inputs.records))
 
 
-def _loop(state: TrainState, fingerprint: str, progress: bool, t0: float) -> list[dict]:
+def _loop(state: TrainState, inputs: RunInputs, progress: bool, t0: float) -> list[dict]:
     """Steps from `state.start_step`: a log entry every `log_every`, a checkpoint every `save_every`."""
     cfg, accelerator, run = state.cfg, state.accelerator, state.run
     if accelerator.is_main_process:
-        run.truncate_log(state.start_step)  # a resumed run never logs a step twice; a fresh one starts empty
+        # the eligibility counts first; a resumed run never logs a step twice, a fresh one starts empty
+        run.start_log(state.start_step, inputs.log_header)
         atomic_write_text(run.out / "training_config.json", cfg.to_json())
     accelerator.wait_for_everyone()
-    saved = {"config": cfg.to_dict(), "data_fingerprint": fingerprint}
+    saved = {"config": cfg.to_dict(), "data_fingerprint": inputs.fingerprint}
     log: list[dict] = []
     mean = RunningMean()
     bar = tqdm(total=cfg.steps, initial=state.start_step, desc="fine-tune",
