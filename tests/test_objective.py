@@ -162,3 +162,16 @@ def test_eligibility_reads_fields_and_the_split_never_string_containment():
     # distractor images feed the distractor term (not for presence records, whose image has the concept)
     assert "distractor" in fed(rec(negation_type="attribute", extra={"distractor_images": ["1.png"]}))
     assert "distractor" not in fed(rec(negation_type="presence", extra={"distractor_images": ["1.png"]}))
+
+
+def test_a_batch_without_mcq_questions_scores_mcq_zero(setting):
+    """Eligibility can leave a batch with no MCQ question (no example with foils): the term is 0, not an error."""
+    _, examples, table, targets = setting
+    order = [3]  # an absence record without hard negatives
+    batch = collate([examples[i] for i in order], table, 2, 2, example_index=order, targets=targets)
+    assert batch.mcq_choices.shape == (0, 3) and batch.mcq_example.dtype == torch.long
+    emb = torch.stack([_vec(t) for t in _texts_of(batch, table)])
+    hidden = torch.zeros(len(emb), batch.input_ids.shape[1], 4, dtype=torch.float64)
+    total, parts = NegationObjective(TrainConfig(infonce=0.0, mcq=1.0))(emb, hidden, batch,
+                                                                         torch.tensor(3.0, dtype=torch.float64))
+    assert parts["mcq"].item() == 0.0 and total.item() == 0.0

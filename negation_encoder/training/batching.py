@@ -234,7 +234,7 @@ def collate(examples: Sequence[Example], table: TokenTable, max_foils: int, max_
         foils=torch.tensor(foils, dtype=torch.long).reshape(len(examples), max_foils),
         presence_negated=torch.tensor(presence),
         absence_negated=torch.tensor(absence),
-        mcq_example=torch.tensor(mcq_example),
+        mcq_example=torch.tensor(mcq_example, dtype=torch.long),  # may be empty: no example with foils
         mcq_choices=torch.tensor(mcq_choices, dtype=torch.long).reshape(len(mcq_example), 1 + max_foils),
         in_pool=torch.tensor(["infonce" in ex.eligible for ex in examples], dtype=torch.bool),
         distractors=distractors,
