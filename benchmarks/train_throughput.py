@@ -1,17 +1,22 @@
 """Training throughput: cached image embeddings + dynamic padding vs the papers' way of training.
 
-    python benchmarks/train_throughput.py [--json PATH] [--batch 32] [--steps 2] [--archs b32,l14]
+    python benchmarks/train_throughput.py [--json PATH] [--batch 32] [--steps 2] [--archs b32,l14] [--smoke]
 
 Real ViT-B/32 and ViT-L/14 CLIP architectures (random init from their configs; nothing downloaded),
 images as 224x224 PNG files read through the model's image processor, COCO-like caption lengths.
 The baseline recomputes the frozen vision tower every step (decode + preprocess + forward) and pads
 every caption to 77 tokens; our engine reads cached embeddings and pads to the longest caption.
-Everything runs in one process; ratios compare configurations measured here, one after another.
+Every configuration runs the engine's own step: the trainer's `TextTower`, a `collate`d `Batch`
+carrying its image embeddings, and `NegationObjective` (InfoNCE only), so the benchmark breaks
+loudly when their interfaces change. Everything runs in one process; ratios compare configurations
+measured here, one after another. `--smoke` runs a tiny architecture in a few seconds (a check that
+the script works, not a measurement).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -26,7 +31,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from negation_encoder.offline import build_clip_tokenizer  # noqa: E402
-from negation_encoder.training.losses import ClipInfoNCE  # noqa: E402
+from negation_encoder.training.batching import Batch, Example, TokenTable, collate  # noqa: E402
+from negation_encoder.training.config import TrainConfig  # noqa: E402
+from negation_encoder.training.objective import NegationObjective  # noqa: E402
+from negation_encoder.training.trainer import TextTower  # noqa: E402
 
 ARCHS = {
     "b32": dict(text=dict(hidden_size=512, intermediate_size=2048, num_attention_heads=8, num_hidden_layers=12),
@@ -35,6 +43,10 @@ ARCHS = {
     "l14": dict(text=dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12),
                 vision=dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=24,
                             patch_size=14, image_size=224), projection_dim=768),
+    # --smoke: a tiny model on 32x32 images, seconds on a CPU
+    "tiny": dict(text=dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2),
+                 vision=dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
+                             patch_size=8, image_size=32), projection_dim=24),
 }
 WORDS = ("a man woman dog cat riding sitting on the street with no cars near red bus parked next to an empty "
          "table plate of food and fork knife cup without people standing in front building tree sky").split()
@@ -55,13 +67,23 @@ def _model(arch: str, vocab: int, eos: int, bos: int):
     return CLIPModel(CLIPConfig(text_config=text, vision_config=a["vision"], projection_dim=a["projection_dim"]))
 
 
-def _step(model, opt, loss_fn, image_emb, ids, mask) -> None:
-    text = model.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
-    ids_ = torch.arange(len(ids))
-    loss = loss_fn(image_emb, F.normalize(text, dim=-1), model.logit_scale.exp().detach(), ids_, ids_)
+def _step(tower, opt, objective, batch: Batch) -> None:
+    """One engine step: text tower forward, the objective read from the batch, backward, AdamW."""
+    emb, hidden = tower(batch.input_ids, batch.attention_mask)
+    loss, _ = objective(emb, hidden, batch, tower.logit_scale.exp().detach())
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+
+
+def _batches(captions: list[str], tok) -> tuple[Batch, Batch]:
+    """(dynamically padded, padded to 77) batches of one example per caption, image i for caption i."""
+    examples = [Example(image=i, positive=c, original=c, foils=(), presence_negated=None, absence_negated=None)
+                for i, c in enumerate(captions)]
+    dyn = collate(examples, TokenTable(tok, captions), max_foils=1, example_index=range(len(examples)))
+    texts = list(dict.fromkeys(captions))  # collate's row order: each distinct text where it first appears
+    full = tok(texts, padding="max_length", max_length=77, return_tensors="pt")
+    return dyn, dataclasses.replace(dyn, input_ids=full.input_ids, attention_mask=full.attention_mask)
 
 
 def _time(fn, steps: int) -> float:
@@ -105,17 +127,18 @@ def run_arch(arch: str, batch: int, steps: int, root: Path) -> dict:
     model = _model(arch, len(tok), tok.eos_token_id, tok.bos_token_id)
     model.vision_model.requires_grad_(False)
     model.visual_projection.requires_grad_(False)
-    processor = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    size = ARCHS[arch]["vision"]["image_size"]
+    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     paths = []
     for i in range(batch):
         p = root / f"{arch}-{i}.png"
-        Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)).save(p)
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(p)
         paths.append(p)
     captions = _captions(batch, rng)
-    dyn = tok(captions, padding="longest", return_tensors="pt")
-    full = tok(captions, padding="max_length", max_length=77, return_tensors="pt")
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-    loss_fn = ClipInfoNCE()
+    dyn, full = _batches(captions, tok)
+    tower = TextTower(model.text_model, model.text_projection, model.logit_scale, learn_logit_scale=False).train()
+    opt = torch.optim.AdamW([p for p in tower.parameters() if p.requires_grad], lr=1e-6)
+    objective = NegationObjective(TrainConfig(infonce=1.0, mcq=0.0))
 
     def vision():
         images = [Image.open(p).convert("RGB") for p in paths]
@@ -126,11 +149,14 @@ def run_arch(arch: str, batch: int, steps: int, root: Path) -> dict:
     cache_start = time.perf_counter()
     cached = vision()
     cache_seconds = time.perf_counter() - cache_start
+    def step(b: Batch, image_emb) -> None:
+        _step(tower, opt, objective, dataclasses.replace(b, image_emb=image_emb))
+
     configs = {
-        "baseline": lambda: _step(model, opt, loss_fn, vision(), full.input_ids, full.attention_mask),
-        "cache_only": lambda: _step(model, opt, loss_fn, cached, full.input_ids, full.attention_mask),
-        "dynamic_only": lambda: _step(model, opt, loss_fn, vision(), dyn.input_ids, dyn.attention_mask),
-        "engine": lambda: _step(model, opt, loss_fn, cached, dyn.input_ids, dyn.attention_mask),
+        "baseline": lambda: step(full, vision()),
+        "cache_only": lambda: step(full, cached),
+        "dynamic_only": lambda: step(dyn, vision()),
+        "engine": lambda: step(dyn, cached),
     }
     out: dict = {}
     for name, fn in configs.items():
@@ -153,10 +179,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--archs", default="b32,l14")
+    ap.add_argument("--smoke", action="store_true", help="a tiny architecture, batch 4, 1 step: seconds")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.archs, args.batch, args.steps = "tiny", 4, 1
     torch.manual_seed(0)
-    results: dict = {"batch": args.batch, "steps": args.steps, "threads": torch.get_num_threads()}
-    results["gemm_flops_per_s"] = gemm_flops()
+    results: dict = {"smoke": args.smoke, "archs": args.archs, "batch": args.batch, "steps": args.steps,
+                     "threads": torch.get_num_threads()}
+    results["gemm_flops_per_s"] = gemm_flops(256 if args.smoke else 2048)
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs.split(","):
             results.update(run_arch(arch, args.batch, args.steps, Path(tmp)))
@@ -174,6 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     for k, v in results.items():
         print(f"{k:40s} {v:.3f}" if isinstance(v, float) else f"{k:40s} {v}")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return results
 

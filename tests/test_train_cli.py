@@ -136,18 +136,25 @@ def test_resume_refuses_changed_data(world, tmp_path, capsys):
     _one_line_exit_2(capsys, args, "training data", "changed since the checkpoint")
 
 
+def _log_steps(out):
+    """The steps train_log.jsonl records; its first line is the eligibility header, not a step."""
+    header, *entries = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert set(header) == {"eligible", "records"}, header
+    return [e["step"] for e in entries]
+
+
 def test_resume_and_overwrite_branches_in_process(world, tmp_path, capsys):
     out = tmp_path / "branches"
     assert main(_train_args(world, out)) == 0
-    steps_before = [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()]
-    # resuming a finished run: nothing left to train, the log keeps each step once
+    steps_before = _log_steps(out)
+    # resuming a finished run: nothing left to train, the log keeps each step once (after its header)
     assert main(_train_args(world, out, "--resume")) == 0
-    steps_after = [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()]
+    steps_after = _log_steps(out)
     assert steps_before == steps_after == [1, 2]
     # --overwrite: an explicit replacement, with another config
     assert main(_train_args(world, out, "--overwrite", "--set", "steps=3", "save_every=3")) == 0
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_3"]
-    assert [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert _log_steps(out) == [1, 2, 3]
     assert json.loads((out / "model" / "training_config.json").read_text())["steps"] == 3
 
 
@@ -272,3 +279,53 @@ def test_no_progress_silences_library_bars(world, tmp_path, monkeypatch):
     assert main(_train_args(world, tmp_path / "quiet")) == 0
     assert are_progress_bars_disabled() and not hf_logging.is_progress_bar_enabled()
     assert os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == "1"
+
+
+# ---- which records feed which loss term: decided by their fields, counted before compute
+
+
+def test_all_bare_negations_with_infonce_stop_before_compute(world, tmp_path, capsys):
+    """Captions that affirm nothing cannot train InfoNCE; a run asking for it stops instead of logging
+    infonce 0.0 for every step."""
+    bare = _records(tmp_path, [_rec(i, image=f"{i}.png", negated_caption="a photo with no cat here",
+                                    hard_negatives=["a photo with a cat here"]) for i in range(12)], "bare.jsonl")
+    out = tmp_path / "o"
+    args = _train_args(world, out)
+    args[args.index("--data") + 1] = str(bare)
+    _one_line_exit_2(capsys, args, "infonce: no eligible record: all 12 true captions are bare negations",
+                     "infonce_on_bare: true")
+    assert not out.exists() or not any(out.iterdir()), "something was written before the input was checked"
+    # asked for explicitly, the same records train
+    assert main([*args, "--set", "infonce_on_bare=true"]) == 0
+
+
+def test_eligibility_counts_head_the_log_and_are_printed(world, tmp_path, capsys):
+    rows = [
+        # a rewrite (the caption is not inside it) with foils and a distractor image
+        _rec(0, image="0.png", caption="a photo of a dog on the grass", negated_caption="a dog with no cat",
+             hard_negatives=["a dog with a cat"], distractor_images=["5.png"]),
+        _rec(1, image="1.png", negated_caption="a photo with no cat"),  # bare: affirms nothing
+        _rec(2, image="2.png", negated_caption="a photo with no dog", negation_type="presence",
+             negated_concept="dog"),
+        _rec(3, image="3.png", caption="a red cup", negated_caption="a cup that is not red",
+             negation_type="attribute", negated_concept="red"),
+    ]
+    data = _records(tmp_path, rows, "mixed.jsonl")
+    out = tmp_path / "counted"
+    args = _train_args(world, out, "--set", "infonce=1", "mcq=1", "omni_presence=0.5", "omni_absence=0.5",
+                       "distractor=0.5", "split_distill=0.5", "preserve=0.5", "preserve_embeds=0.5")
+    args[args.index("--data") + 1] = str(data)
+    assert main(args) == 0
+    expect = {"infonce": 3, "mcq": 2, "omni_presence": 1, "omni_absence": 2, "distractor": 1, "split_distill": 3,
+              "preserve": 4, "preserve_embeds": 4}
+    first = json.loads((out / "train_log.jsonl").read_text().splitlines()[0])
+    assert first == {"eligible": expect, "records": 4}
+    printed = capsys.readouterr().out
+    assert "eligible records (of 4): infonce 3, mcq 2, omni_presence 1, omni_absence 2, distractor 1, " \
+           "split_distill 3, preserve 4, preserve_embeds 4" in printed, printed
+    # only enabled terms are counted
+    out2 = tmp_path / "counted2"
+    args2 = _train_args(world, out2, "--set", "infonce=0", "mcq=1")
+    args2[args2.index("--data") + 1] = str(data)
+    assert main(args2) == 0
+    assert json.loads((out2 / "train_log.jsonl").read_text().splitlines()[0]) == {"eligible": {"mcq": 2}, "records": 4}

@@ -84,9 +84,11 @@ def test_killed_and_resumed_run_matches_uninterrupted(world, tmp_path):
     a, b = _text_state(straight.out / "model"), _text_state(resumed.out / "model")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=f"{k} differs after resume")
-    # the log is cut back to the checkpoint's step before the resumed steps are appended: no step twice
-    log = [json.loads(x) for x in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
-    straight_log = [json.loads(x) for x in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    # the log is cut back to the checkpoint's step before the resumed steps are appended: no step twice,
+    # and the eligibility counts stay its first line
+    header, *log = [json.loads(x) for x in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    straight_header, *straight_log = [json.loads(x) for x in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    assert header == straight_header == {"eligible": straight.eligible, "records": straight.records}
     assert [e["step"] for e in log] == [1, 2, 3, 4, 5, 6]
     for x, y in zip(log, straight_log, strict=True):
         assert x["loss"] == pytest.approx(y["loss"], abs=1e-5), (x, y)
@@ -194,3 +196,21 @@ def test_embedding_preservation_keeps_affirmative_embeddings_at_the_base(world, 
     kept, res = drift(preserve_embeds=10.0)
     assert all("preserve_embeds" in e for e in res.log)
     assert kept < free, (kept, free)  # the term holds affirmative captions' embeddings nearer the base's
+
+
+def test_rewritten_negations_train_infonce(world, tmp_path):
+    """LLM rewrites rarely keep the caption verbatim ("a cup with no dog" from "a photo of a cup on a
+    table"); they still affirm their image's content, so InfoNCE trains on them."""
+    from negation_encoder.data import NegationRecord, write_records
+
+    objects = ["dog", "cat", "car", "bus", "tree", "cup"]
+    records = [NegationRecord(id=f"w{i}", image=f"{i}.png", caption=f"a photo of a {objects[i % 6]} on a table",
+                              negated_caption=f"a {objects[i % 6]} with no {objects[(i + 2) % 6]}",
+                              negation_type="absence", negated_concept=objects[(i + 2) % 6], source="test")
+               for i in range(12)]
+    data = tmp_path / "rewritten.jsonl"
+    write_records(data, records)
+    res = train(_cfg(world, tmp_path / "run", data=[str(data)], steps=3, save_every=3, infonce=1.0, mcq=0.0,
+                     omni_presence=0.0, omni_absence=0.0, preserve=0.0), progress=False)
+    assert all(e["infonce"] > 0 for e in res.log), res.log
+    assert res.eligible == {"infonce": 12}

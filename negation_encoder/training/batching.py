@@ -1,19 +1,26 @@
-"""From NegationRecords to padded token batches.
+"""From NegationRecords to padded token batches that carry every loss term's targets.
 
 Each record becomes one example: the caption that is true for its image (the negated caption, or
 for presence records the original), the original caption, and its foils. Every distinct text is
 tokenized once up front; a batch is padded to its longest caption, not to 77 tokens, which is exact
 for the pooled output because CLIP's causal mask keeps later tokens out of the eos state.
+
+What the terms compare against is fixed before the first step (`ExampleTargets`: the cached image
+embeddings and the frozen base's per-example readings) and `collate` copies each example's rows into
+its batch, so the objective reads a batch and nothing else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ..data.records import NegationRecord
+from ..splitting import EMPTY_AFFIRMATIVE, NegationSplit, split_negation
+from .losses import TERMS
 
 
 @dataclass(frozen=True)
@@ -25,8 +32,9 @@ class Example:
     presence_negated: str | None  # Omni presence: negates an object that IS there
     absence_negated: str | None  # Omni absence: negates an object that is NOT there
     extra_positives: tuple[str, ...] = ()  # more true captions scored against the same foils (MCQ only)
-    bare: bool = False  # the true caption dropped the original content ("a photo with no fork")
+    bare: bool = False  # the true caption affirms nothing ("a photo with no fork"): see `is_bare`
     distractors: tuple[int, ...] = ()  # image indices: the scene plus the negated concept (text-to-image)
+    eligible: frozenset[str] = frozenset(TERMS)  # the loss terms this example feeds (`eligibility`)
 
 
 def distractor_keys(rec: NegationRecord) -> tuple[str, ...]:
@@ -36,19 +44,86 @@ def distractor_keys(rec: NegationRecord) -> tuple[str, ...]:
     return tuple(str(k) for k in keys if isinstance(k, str) and k != rec.image)
 
 
-def example_from_record(rec: NegationRecord, image_index: int, key_index: dict[str, int] | None = None) -> Example:
-    """`extra_positives` (an optional record key) lists further captions true for the image, e.g. the
-    affirmative twin of a presence foil ("a photo with a cup" beside "a photo with no cup"): without
-    such positives the MCQ term only ever pushes affirmative phrasings away from images.
-    `distractor_images` of absence records become text-to-image negatives of the negated caption."""
+def true_caption(rec: NegationRecord) -> str:
+    """The caption that is true for the record's image: the original for presence records (their negated
+    caption negates an object the image shows), the negated caption for every other type."""
+    return rec.caption if rec.negation_type == "presence" else rec.negated_caption
+
+
+def is_bare(split: NegationSplit) -> bool:
+    """A negation that affirms nothing ("a photo with no fork here"): the splitter finds a negation and
+    nothing but `EMPTY_AFFIRMATIVE` is left. Such a caption cannot pick its image out of a batch, so it
+    stays out of InfoNCE. Decided by what the caption says, never by whether the original caption
+    appears in it verbatim: an LLM rewrite ("a red cup with no fork" from "a red cup on a table") keeps
+    its content without keeping its words."""
+    return split.has_negation and split.affirmative == EMPTY_AFFIRMATIVE
+
+
+def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce_on_bare: bool = False
+                ) -> dict[str, bool]:
+    """Which loss terms (`TERMS`) the record feeds, from its fields and `negation_type` alone (and, for
+    InfoNCE and split distillation, from the splitter's reading of its true caption; pass `split` =
+    `split_negation(true_caption(rec))` when already computed). The one rule: `example_from_record`
+    builds examples from it, `collate` masks terms by it, the trainer counts it before compute.
+
+    infonce: the true caption, unless it is a bare negation (`is_bare`) and not `infonce_on_bare`;
+    mcq: records with foils (hard_negatives, or presence records, whose negated caption is a foil);
+    omni_presence / omni_absence: presence / absence records; distractor: non-presence records that
+    list distractor_images; split_distill: true captions the splitter finds a negation in;
+    preserve / preserve_embeds: every record (their original caption)."""
+    split = split if split is not None else split_negation(true_caption(rec))
+    presence = rec.negation_type == "presence"
+    ok = {
+        "infonce": infonce_on_bare or not is_bare(split),
+        "mcq": presence or bool(rec.hard_negatives),
+        "omni_presence": presence,
+        "omni_absence": rec.negation_type == "absence",
+        "distractor": not presence and bool(distractor_keys(rec)),
+        "split_distill": split.has_negation,
+        "preserve": True,
+        "preserve_embeds": True,
+    }
+    return {t: ok[t] for t in TERMS}
+
+
+def example_from_record(rec: NegationRecord, image_index: int, key_index: dict[str, int] | None = None,
+                        infonce_on_bare: bool = False, split: NegationSplit | None = None) -> Example:
+    """The record as the terms it feeds (`eligibility`) see it. `extra_positives` (an optional record
+    key) lists further captions true for the image, e.g. the affirmative twin of a presence foil ("a
+    photo with a cup" beside "a photo with no cup"): without such positives the MCQ term only ever
+    pushes affirmative phrasings away from images. `distractor_images` become text-to-image negatives
+    of the negated caption when `key_index` (the image table's keys) is given."""
+    split = split if split is not None else split_negation(true_caption(rec))
+    ok = eligibility(rec, split, infonce_on_bare)
     extra = tuple(str(t) for t in rec.extra.get("extra_positives", ()) if isinstance(t, str))
-    if rec.negation_type == "presence":
-        foils = (rec.negated_caption, *rec.hard_negatives)
-        return Example(image_index, rec.caption, rec.caption, foils, rec.negated_caption, None, extra)
-    bare = rec.caption.strip().lower().rstrip(".") not in rec.negated_caption.lower()
-    distractors = tuple(key_index[k] for k in distractor_keys(rec)) if key_index is not None else ()
-    return Example(image_index, rec.negated_caption, rec.caption, tuple(rec.hard_negatives), None,
-                   rec.negated_caption if rec.negation_type == "absence" else None, extra, bare, distractors)
+    presence = rec.negation_type == "presence"
+    foils = (rec.negated_caption, *rec.hard_negatives) if presence else tuple(rec.hard_negatives)
+    distractors = (tuple(key_index[k] for k in distractor_keys(rec))
+                   if ok["distractor"] and key_index is not None else ())
+    return Example(image_index, true_caption(rec), rec.caption, foils,
+                   rec.negated_caption if ok["omni_presence"] else None,
+                   rec.negated_caption if ok["omni_absence"] else None,
+                   extra, is_bare(split), distractors, frozenset(t for t, v in ok.items() if v))
+
+
+def examples_from_records(records: Sequence[NegationRecord], key_index: dict[str, int], distractors: bool = False,
+                          infonce_on_bare: bool = False) -> list[Example]:
+    """`example_from_record` for every record, splitting each distinct true caption once (the rule
+    splitter costs about a millisecond a caption, and datasets repeat captions)."""
+    splits: dict[str, NegationSplit] = {}
+    out = []
+    for rec in records:
+        text = true_caption(rec)
+        if text not in splits:
+            splits[text] = split_negation(text)
+        out.append(example_from_record(rec, key_index[rec.image], key_index if distractors else None,
+                                       infonce_on_bare, splits[text]))
+    return out
+
+
+def eligible_counts(examples: Sequence[Example], terms: Sequence[str] = TERMS) -> dict[str, int]:
+    """How many examples feed each of `terms`."""
+    return {t: sum(t in ex.eligible for ex in examples) for t in terms}
 
 
 class TokenTable:
@@ -79,6 +154,17 @@ def all_texts(examples: Sequence[Example]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class ExampleTargets:
+    """Targets fixed before any step, indexed by `collate`: the image-embedding table (one row per image
+    key) and, per example (training-set order), the frozen base's readings that some terms need."""
+
+    images: torch.Tensor  # (K, D) cached image embeddings
+    distractors: bool = False  # batches carry the embeddings of each example's distractor images
+    base_embed: torch.Tensor | None = None  # (N, D) base embedding of each original caption (preserve_embeds)
+    split_target: torch.Tensor | None = None  # (N, D) base split reading of each true caption (split_distill)
+
+
 @dataclass
 class Batch:
     image_index: torch.Tensor  # (B,)
@@ -91,13 +177,25 @@ class Batch:
     absence_negated: torch.Tensor  # (B,) row or -1
     mcq_example: torch.Tensor  # (R,) the example (row of the batch) each MCQ question belongs to
     mcq_choices: torch.Tensor  # (R, 1 + F) text rows: the true caption first, then foils; -1 padding
-    in_pool: torch.Tensor  # (B,) bool: the true caption joins the InfoNCE pool
+    in_pool: torch.Tensor  # (B,) bool: the true caption joins the InfoNCE pool (eligible for infonce)
     distractors: torch.Tensor  # (B, K) image indices of each example's counterfactual images, -1 padding
     example_index: torch.Tensor  # (B,) index of each example in the training set (per-example targets)
+    # targets, copied from `ExampleTargets` (None when collated without them or when no term needs them)
+    image_emb: torch.Tensor | None = None  # (B, D) each example's cached image embedding
+    distractor_emb: torch.Tensor | None = None  # (B, K, D) of `distractors`; padding rows masked by distractors >= 0
+    base_embed: torch.Tensor | None = None  # (B, D)
+    split_target: torch.Tensor | None = None  # (B, D)
+    split_mask: torch.Tensor | None = None  # (B,) bool: the example feeds split_distill (with split_target)
+
+    def to(self, device) -> Batch:
+        return dataclasses.replace(self, **{k: v.to(device) for k, v in vars(self).items() if v is not None})
 
 
-def collate(examples: Sequence[Example], table: TokenTable, max_foils: int, bare_in_pool: bool = False,
-            max_distractors: int = 4, example_index: Sequence[int] | None = None) -> Batch:
+def collate(examples: Sequence[Example], table: TokenTable, max_foils: int, max_distractors: int = 4,
+            example_index: Sequence[int] | None = None, targets: ExampleTargets | None = None) -> Batch:
+    """One batch of `examples` (rows `example_index` of the training set, needed with `targets`). Each
+    term sees the examples its `eligible` set names: the InfoNCE pool (`in_pool`), MCQ questions,
+    the Omni rows, distractors and the split-distillation mask all follow it."""
     texts: list[str] = []
     where: dict[str, int] = {}
 
@@ -112,16 +210,23 @@ def collate(examples: Sequence[Example], table: TokenTable, max_foils: int, bare
     positive = [row(ex.positive) for ex in examples]
     original = [row(ex.original) for ex in examples]
     foils = [[row(f) for f in ex.foils[:max_foils]] + [-1] * (max_foils - len(ex.foils[:max_foils])) for ex in examples]
-    presence = [row(ex.presence_negated) for ex in examples]
-    absence = [row(ex.absence_negated) for ex in examples]
+    presence = [row(ex.presence_negated if "omni_presence" in ex.eligible else None) for ex in examples]
+    absence = [row(ex.absence_negated if "omni_absence" in ex.eligible else None) for ex in examples]
     mcq_example, mcq_choices = [], []
     for b, ex in enumerate(examples):
+        if "mcq" not in ex.eligible:
+            continue
         for true in (ex.positive, *ex.extra_positives):
             mcq_example.append(b)
             mcq_choices.append([row(true), *foils[b]])
     input_ids, mask = table.pad(texts)
+    image_index = torch.tensor([ex.image for ex in examples])
+    kept = [ex.distractors[:max_distractors] if "distractor" in ex.eligible else () for ex in examples]
+    distractors = torch.tensor([[*d, *[-1] * (max_distractors - len(d))] for d in kept],
+                               dtype=torch.long).reshape(len(examples), max_distractors)
+    index = torch.tensor(list(example_index) if example_index is not None else [-1] * len(examples), dtype=torch.long)
     return Batch(
-        image_index=torch.tensor([ex.image for ex in examples]),
+        image_index=image_index,
         input_ids=input_ids,
         attention_mask=mask,
         positive=torch.tensor(positive),
@@ -129,15 +234,30 @@ def collate(examples: Sequence[Example], table: TokenTable, max_foils: int, bare
         foils=torch.tensor(foils, dtype=torch.long).reshape(len(examples), max_foils),
         presence_negated=torch.tensor(presence),
         absence_negated=torch.tensor(absence),
-        mcq_example=torch.tensor(mcq_example),
+        mcq_example=torch.tensor(mcq_example, dtype=torch.long),  # may be empty: no example with foils
         mcq_choices=torch.tensor(mcq_choices, dtype=torch.long).reshape(len(mcq_example), 1 + max_foils),
-        in_pool=torch.tensor([bare_in_pool or not ex.bare for ex in examples], dtype=torch.bool),
-        distractors=torch.tensor([list(ex.distractors[:max_distractors])
-                                  + [-1] * (max_distractors - len(ex.distractors[:max_distractors]))
-                                  for ex in examples], dtype=torch.long).reshape(len(examples), max_distractors),
-        example_index=torch.tensor(list(example_index) if example_index is not None else [-1] * len(examples),
-                                   dtype=torch.long),
+        in_pool=torch.tensor(["infonce" in ex.eligible for ex in examples], dtype=torch.bool),
+        distractors=distractors,
+        example_index=index,
+        **({} if targets is None else target_rows(targets, image_index, distractors, index)),
+        **({} if targets is None or targets.split_target is None else
+           {"split_mask": torch.tensor(["split_distill" in ex.eligible for ex in examples], dtype=torch.bool)}),
     )
+
+
+def target_rows(targets: ExampleTargets, image_index: torch.Tensor, distractors: torch.Tensor,
+                example_index: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A batch's rows of the precomputed targets (the `Batch` fields after `example_index`)."""
+    if bool((example_index < 0).any()):
+        raise ValueError("collate: targets need the examples' training-set indices (example_index)")
+    out = {"image_emb": targets.images[image_index]}
+    if targets.distractors:
+        out["distractor_emb"] = targets.images[distractors.clamp_min(0)]
+    for name in ("base_embed", "split_target"):
+        table = getattr(targets, name)
+        if table is not None:
+            out[name] = table[example_index]
+    return out
 
 
 def batch_indices(step: int, micro: int, n_examples: int, batch_size: int, grad_accum: int, seed: int) -> list[int]:

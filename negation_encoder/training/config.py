@@ -69,8 +69,8 @@ class TrainConfig:
     # objectives: weights, 0 turns a term off (the names are `losses.TERMS`)
     infonce: float = _f(1.0, "symmetric InfoNCE on the caption that is true for each image", group="objective")
     hard_negatives: bool = _f(False, "each image's foils join the InfoNCE image-to-text pool", group="objective")
-    infonce_on_bare: bool = _f(False, "bare negations ('a photo with no fork') also join the InfoNCE pool",
-                               group="objective")
+    infonce_on_bare: bool = _f(False, "bare negations (captions that affirm nothing: 'a photo with no fork') "
+                               "also join the InfoNCE pool", group="objective")
     mcq: float = _f(1.0, "per-image softmax over its true caption(s) and minimal foils", group="objective")
     omni_presence: float = _f(0.0, "Omni-NegCLIP presence objective (push from captions negating present objects)",
                               group="objective")

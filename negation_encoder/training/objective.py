@@ -3,7 +3,8 @@
 Rows are this process's examples; columns of the contrastive terms are gathered from every process
 (`distributed.gather`, with gradients), and each term's local mean is rescaled so that, after DDP
 averages gradients, the result is the mean over all processes' rows. Like open_clip's losses it owns
-no model: it takes text embeddings, hidden states and cached image embeddings.
+no model: it takes text embeddings and hidden states, and reads every target (cached image embeddings,
+the frozen base's per-example readings) from the batch.
 """
 
 from __future__ import annotations
@@ -44,20 +45,18 @@ class NegationObjective(nn.Module):
         self.split_distill = SplitDistillLoss()
         self.preserve_embeds = EmbeddingPreservationLoss()
 
-    def forward(self, *, emb: torch.Tensor, hidden: torch.Tensor, batch: Batch, image_emb: torch.Tensor,
-                logit_scale: torch.Tensor, base_hidden: torch.Tensor | None = None,
-                distractor_emb: torch.Tensor | None = None, split_target: torch.Tensor | None = None,
-                split_mask: torch.Tensor | None = None, base_embeds: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """`emb` (T, D) normalised embeddings of the batch's distinct texts, `hidden` their last hidden
-        states, `image_emb` (B, D) the batch's cached image embeddings, `base_hidden` the frozen base's
-        hidden states of the original captions (needed only by the preservation term), `distractor_emb`
-        (B, K, D) the cached embeddings of `batch.distractors` (only for the distractor term),
-        `split_target` (B, D) / `split_mask` (B,) the base's split reading of each true caption (only for
-        the split-distillation term), `base_embeds` (B, D) the base's projected embedding of each
-        original caption (only for the embedding-preservation term)."""
+    def forward(self, emb: torch.Tensor, hidden: torch.Tensor, batch: Batch, logit_scale: torch.Tensor,
+                base_hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`emb` (T, D) normalised embeddings of the batch's distinct texts and `hidden` their last hidden
+        states; every target comes with the batch (`batch.image_emb`, and for the terms that need them
+        `distractor_emb`, `split_target`/`split_mask`, `base_embed`). `base_hidden` is the frozen base's
+        hidden states of the original captions, computed in the step for the preservation term (storing
+        77 x D states per example would not scale to a real CLIP)."""
         w = self.weights
         ids = batch.image_index
+        image_emb = batch.image_emb
+        if image_emb is None:
+            raise ValueError("NegationObjective: the batch carries no image embeddings (collate with targets)")
         parts: dict[str, torch.Tensor] = {}
         counts: dict[str, torch.Tensor] = {}
         if w["infonce"]:
@@ -92,16 +91,17 @@ class NegationObjective(nn.Module):
                                                      all_original=all_orig, all_negated=gather(neg), all_ids=all_ids,
                                                      all_has_negated=gather(has))
                 counts["omni_absence"] = has.sum()
-        if w["distractor"] and distractor_emb is not None:
+        if w["distractor"] and batch.distractor_emb is not None:
             mask = batch.distractors >= 0
-            parts["distractor"] = self.distractor(emb[batch.positive], image_emb, distractor_emb, mask, logit_scale)
+            parts["distractor"] = self.distractor(emb[batch.positive], image_emb, batch.distractor_emb, mask,
+                                                  logit_scale)
             counts["distractor"] = mask.any(dim=1).sum()
-        if w["split_distill"] and split_target is not None:
-            parts["split_distill"] = self.split_distill(emb[batch.positive], split_target, split_mask)
-            counts["split_distill"] = split_mask.sum()
-        if w["preserve_embeds"] and base_embeds is not None:
-            every = torch.ones(len(base_embeds), dtype=torch.bool, device=base_embeds.device)
-            parts["preserve_embeds"] = self.preserve_embeds(emb[batch.original], base_embeds, every)
+        if w["split_distill"] and batch.split_target is not None:
+            parts["split_distill"] = self.split_distill(emb[batch.positive], batch.split_target, batch.split_mask)
+            counts["split_distill"] = batch.split_mask.sum()
+        if w["preserve_embeds"] and batch.base_embed is not None:
+            every = torch.ones(len(batch.base_embed), dtype=torch.bool, device=batch.base_embed.device)
+            parts["preserve_embeds"] = self.preserve_embeds(emb[batch.original], batch.base_embed, every)
             counts["preserve_embeds"] = every.sum()
         if w["preserve"] and base_hidden is not None:
             rows = batch.original

@@ -8,7 +8,8 @@ Layout: `checkpoints/step_N/` (accelerate state + trainer_state.json), `train_lo
 - checkpoints are written to `step_N.tmp` and renamed, and rotated keeping the newest `keep`
   (accelerate's own rotation needs its automatic `checkpoint_<i>` naming, which is neither atomic
   nor keyed by optimizer step, so we keep ours);
-- a resumed run cuts the log back to the checkpoint's step, so no step is logged twice.
+- the log's first line is the run's header (the records each loss term trains on); a resumed run
+  cuts the entries after it back to the checkpoint's step, so no step is logged twice.
 """
 
 from __future__ import annotations
@@ -77,11 +78,13 @@ class RunDir(RunFolder):
         accelerator.wait_for_everyone()
 
     # ---- the log
-    def truncate_log(self, step: int) -> None:
-        """Keep the entries up to `step` (a resumed run re-logs what follows)."""
+    def start_log(self, step: int, header: dict) -> None:
+        """Begin the log at `step` (0 for a fresh run): `header` as its first line, then the step entries
+        up to `step` (a resumed run re-logs what follows). The header of a resumed run is the one it
+        started with: a resume is refused when the config or data changed, and those decide it."""
         log = JsonlLog(self.log_path, fsync=False)
-        if self.log_path.exists():
-            log.rewrite([e for e in log.records() if e.get("step", 0) <= step])
+        kept = [e for e in log.records() if isinstance(e.get("step"), int) and e["step"] <= step]
+        log.rewrite([header, *kept])
 
     def append_log(self, entry: dict) -> None:
         JsonlLog(self.log_path, fsync=False).append([entry])

@@ -9,8 +9,13 @@ CPU, 2 procs:  torchrun --nproc_per_node 2 -m negation_encoder.cli train --confi
 process's texts (gathered with gradients), so N processes train the same weights as one process.
 Everything a user can get wrong (config values, the base model's type and layer count, the output
 folder, a resumed run's config and data, record captions, image files) is checked before the image
-cache is built. Checkpoints (`<out>/checkpoints/step_N`) are written atomically, and `resume=True`
-continues from the newest one with the same data order, optimizer, scheduler and RNG.
+cache is built, and so is which records feed each enabled loss term (`batching.eligibility`, from the
+records' fields, never string containment): a term no record feeds stops the run, and the counts are
+the first line of `train_log.jsonl`. Checkpoints (`<out>/checkpoints/step_N`) are written atomically,
+and `resume=True` continues from the newest one with the same data order, optimizer, scheduler and RNG.
+
+Shape: `check_inputs` (no compute) -> `setup` (a `TrainState`: base, image cache, per-example targets,
+tower, optimizer, schedule) -> `train_step` per optimizer step in a short loop (log, checkpoint) -> export.
 """
 
 from __future__ import annotations
@@ -37,12 +42,15 @@ from ..errors import InputError, RunFailed
 from ..image_cache import ImageEmbeddingCache
 from .batching import (
     Batch,
+    Example,
+    ExampleTargets,
     TokenTable,
     all_texts,
     batch_indices,
     collate,
     distractor_keys,
-    example_from_record,
+    eligible_counts,
+    examples_from_records,
 )
 from .config import TrainConfig, resume_conflicts
 from .freezing import configure_trainable, text_layer_indices
@@ -79,6 +87,8 @@ class TrainResult:
     log: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int | None = None
+    eligible: dict[str, int] = field(default_factory=dict)  # records feeding each enabled term
+    records: int = 0
 
     @property
     def model_dir(self) -> Path:
@@ -172,6 +182,36 @@ def data_fingerprint(paths: list[str]) -> str:
     return h.hexdigest()[:20]
 
 
+def enabled_terms(cfg: TrainConfig) -> list[str]:
+    return [t for t in TERMS if getattr(cfg, t) > 0]
+
+
+def no_eligible_reason(term: str, examples: list[Example]) -> str:
+    """Why no record feeds `term` (it has weight > 0 and zero eligible records), for the one-line error."""
+    n = len(examples)
+    if term == "infonce":
+        return (f"all {n} true captions are bare negations (they affirm nothing; set infonce_on_bare: true "
+                "to use them)")
+    why = {
+        "mcq": f"none of the {n} records has foils (hard_negatives, or a presence record)",
+        "omni_presence": f"none of the {n} records is a presence record (negation_type 'presence')",
+        "omni_absence": f"none of the {n} records is an absence record (negation_type 'absence')",
+        "distractor": f"none of the {n} records other than presence ones lists distractor_images",
+        "split_distill": f"the negation splitter finds no negation in any of the {n} true captions",
+    }.get(term, f"none of the {n} records")
+    return f"{why}; set {term}: 0 to train without it"
+
+
+def check_eligible(cfg: TrainConfig, examples: list[Example]) -> dict[str, int]:
+    """Records feeding each enabled term (`batching.eligibility`); a term with weight > 0 that no
+    record feeds would train silently without it, so the run stops here, before any compute."""
+    counts = eligible_counts(examples, enabled_terms(cfg))
+    empty = [t for t, c in counts.items() if c == 0]
+    if empty:
+        raise InputError("; ".join(f"{t}: no eligible record: {no_eligible_reason(t, examples)}" for t in empty))
+    return counts
+
+
 def default_image_loader(root: str) -> Callable[[str], object]:
     from PIL import Image, UnidentifiedImageError
 
@@ -210,34 +250,31 @@ def _scheduler(optimizer, cfg: TrainConfig):
                                                        num_training_steps=cfg.steps, min_lr_rate=cfg.min_lr_ratio)
 
 
-def train(
-    cfg: TrainConfig,
-    resume: bool = False,
-    overwrite: bool = False,
-    image_loader: Callable[[str], object] | None = None,
-    progress: bool = True,
-    accelerator=None,
-) -> TrainResult:
-    """Fine-tune `cfg.base` on `cfg.data`; write checkpoints, a JSON-lines log and `<out>/model`.
+@dataclass
+class RunInputs:
+    """What the checks before compute found: the records, their examples, the tokenizer and image
+    processor, and the checkpoint a resumed run continues (None for a fresh run)."""
 
-    `resume` continues the newest checkpoint in `cfg.out` (refusing a config or data that differ in
-    anything that changes training); `overwrite` replaces a run already in `cfg.out`. Without either,
-    a folder holding a run is refused.
-    """
-    from accelerate import Accelerator
+    records: list[NegationRecord]
+    keys: list[str]  # image keys, in the order of the image-embedding table
+    examples: list[Example]
+    tokenizer: object
+    image_processor: object
+    found: tuple[int, Path] | None
+    fingerprint: str
+    eligible: dict[str, int]  # records feeding each enabled term
+
+    @property
+    def log_header(self) -> dict:
+        """The first line of train_log.jsonl: what the run trains on, counted before compute."""
+        return {"eligible": self.eligible, "records": len(self.records)}
+
+
+def check_inputs(cfg: TrainConfig, accelerator, run: RunDir, resume: bool, overwrite: bool,
+                 image_loader: Callable[[str], object] | None) -> RunInputs:
+    """Everything a user can get wrong, checked before any compute (each problem is one InputError)."""
     from transformers import AutoImageProcessor, CLIPTokenizer
 
-    from ..checkpoint.export import export_checkpoint
-
-    t0 = time.perf_counter()
-    run = RunDir(cfg.out)
-    # step_scheduler_with_optimizer=False: accelerate would otherwise advance the schedule once per
-    # process per step; `batch_size` is already the global batch, so the schedule counts optimizer steps.
-    accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision,
-                                             gradient_accumulation_steps=cfg.grad_accum,
-                                             step_scheduler_with_optimizer=False,
-                                             cpu=not torch.cuda.is_available())
-    # ---- everything checkable before compute
     if cfg.batch_size % accelerator.num_processes:
         raise InputError(f"batch_size={cfg.batch_size} must be divisible by the {accelerator.num_processes} processes")
     base_config = load_base_config(cfg.base)
@@ -270,31 +307,73 @@ def train(
     records = loaded.records
     keys = list(dict.fromkeys([r.image for r in records]
                               + ([k for r in records for k in distractor_keys(r)] if cfg.distractor else [])))
-    cache = ImageEmbeddingCache(cfg.cache_dir or run.out / "image_cache")
+    examples = examples_from_records(records, {k: i for i, k in enumerate(keys)}, bool(cfg.distractor),
+                                     cfg.infonce_on_bare)
+    eligible = check_eligible(cfg, examples)
     if image_loader is None:
         check_images_exist(loaded, cfg.images, distractors=bool(cfg.distractor))
-    if resume and found is None:
-        accelerator.print(f"--resume: no checkpoint under {run.out / 'checkpoints'}; starting from step 0")
-    lock = run.lock() if accelerator.is_main_process else contextlib.nullcontext()
-    with lock:
-        if overwrite and accelerator.is_main_process:
-            run.remove_run()
-        accelerator.wait_for_everyone()
-        result = _train_locked(cfg, run, accelerator, records, keys, cache, tokenizer, image_processor,
-                               image_loader, found, fingerprint, progress, t0)
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            export_checkpoint(result.pop("model"), tokenizer, image_processor, run.out / "model",
-                              training_config={**cfg.to_dict(), "base_model": describe_base(cfg.base),
-                                               "objectives": objective_weights(cfg)},
-                              trainable=result.pop("trainable"))
-        accelerator.wait_for_everyone()
-    return TrainResult(out=run.out, steps=cfg.steps, log=result["log"], seconds=time.perf_counter() - t0,
-                       resumed_from=found[0] if found else None)
+    return RunInputs(records, keys, examples, tokenizer, image_processor, found, fingerprint, eligible)
 
 
-def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer, image_processor, image_loader,
-                  found, fingerprint, progress, t0) -> dict:
+@dataclass
+class TrainState:
+    """Everything `train_step` needs, built once by `setup`. `tower`, `optimizer` and `scheduler` are
+    accelerate's prepared objects; `model` is the CLIPModel whose text tower `tower` trains."""
+
+    cfg: TrainConfig
+    accelerator: object
+    run: RunDir
+    model: nn.Module
+    tower: nn.Module
+    params: list[nn.Parameter]  # the trainable parameters (clipped together)
+    trainable: list[str]  # their names, for the model card
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    objective: NegationObjective
+    examples: list[Example]
+    table: TokenTable
+    targets: ExampleTargets  # image-embedding table and per-example targets, fixed before any step
+    base_text: nn.Module | None  # the frozen base text tower (preservation term only)
+    start_step: int = 0
+
+    def batch(self, step: int, micro: int) -> Batch:
+        """This process's slice of micro-batch `micro` of optimizer step `step`, with its targets."""
+        cfg, acc = self.cfg, self.accelerator
+        idx = batch_indices(step, micro, len(self.examples), cfg.batch_size, cfg.grad_accum, cfg.seed)
+        local = cfg.batch_size // acc.num_processes
+        mine = idx[acc.process_index * local: (acc.process_index + 1) * local]
+        return collate([self.examples[i] for i in mine], self.table, cfg.max_foils, cfg.max_distractors,
+                       example_index=mine, targets=self.targets)
+
+    def logit_scale(self) -> torch.Tensor:
+        return self.accelerator.unwrap_model(self.tower).logit_scale
+
+
+def precompute_targets(cfg: TrainConfig, model, tokenizer, examples: list[Example],
+                       images: torch.Tensor) -> ExampleTargets:
+    """The per-example targets the frozen base gives, computed once before any step changes it: the
+    projected embedding of each original caption (preserve_embeds) and the split reading of each true
+    caption (split_distill). `images` is the image-embedding table."""
+    base_embed = split_target = None
+    if cfg.preserve_embeds:
+        from ..encoding import encode_texts
+
+        base_embed = encode_texts(model, tokenizer, [ex.original for ex in examples]).cpu()
+    if cfg.split_distill:
+        split_target, has_target = split_reading_targets(model, tokenizer, [ex.positive for ex in examples],
+                                                         cfg.split_distill_w)
+        eligible = torch.tensor(["split_distill" in ex.eligible for ex in examples], dtype=torch.bool)
+        if not torch.equal(has_target.cpu(), eligible):  # one splitter reads both; a mismatch is a bug
+            raise RuntimeError("split_distill: the split reading and the eligibility rule disagree")
+        split_target = split_target.cpu()
+    return ExampleTargets(images=images, distractors=bool(cfg.distractor), base_embed=base_embed,
+                          split_target=split_target)
+
+
+def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: ImageEmbeddingCache,
+          image_loader: Callable[[str], object] | None = None, progress: bool = True) -> TrainState:
+    """Load the base, build the image cache, fix the targets, then the trainable tower, AdamW (decay on
+    matrices only) and the schedule, prepared by accelerate; a resumed run loads its checkpoint."""
     from accelerate.utils import set_seed
     from transformers import CLIPModel
 
@@ -305,22 +384,11 @@ def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer
     model.to(accelerator.device)
     with accelerator.main_process_first():
         if accelerator.is_main_process:
-            cache.build(model, image_processor, keys, image_loader or default_image_loader(cfg.images),
+            cache.build(model, inputs.image_processor, inputs.keys, image_loader or default_image_loader(cfg.images),
                         batch_size=cfg.image_batch_size, progress=progress)
-    image_table = cache.load(keys).to(accelerator.device)
-    key_index = {k: i for i, k in enumerate(keys)}
-    examples = [example_from_record(r, key_index[r.image], key_index if cfg.distractor else None) for r in records]
-    table = TokenTable(tokenizer, all_texts(examples))
-    base_embeds = None
-    if cfg.preserve_embeds:  # the base's projected embedding of every original caption, before any step
-        from ..encoding import encode_texts
-
-        base_embeds = encode_texts(model, tokenizer, [ex.original for ex in examples]).to(accelerator.device)
-    split_targets = split_mask = None
-    if cfg.split_distill:  # the base's split reading of every true caption, before any step changes the base
-        split_targets, split_mask = split_reading_targets(model, tokenizer, [ex.positive for ex in examples],
-                                                          cfg.split_distill_w)
-        split_targets, split_mask = split_targets.to(accelerator.device), split_mask.to(accelerator.device)
+    examples = inputs.examples
+    table = TokenTable(inputs.tokenizer, all_texts(examples))
+    targets = precompute_targets(cfg, model, inputs.tokenizer, examples, cache.load(inputs.keys).cpu())
 
     text_model = model.text_model
     base_text = copy.deepcopy(text_model).requires_grad_(False).eval() if cfg.preserve else None
@@ -336,91 +404,167 @@ def _train_locked(cfg, run: RunDir, accelerator, records, keys, cache, tokenizer
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     scheduler = _scheduler(optimizer, cfg)
-    objective = NegationObjective(cfg)
     tower, optimizer, scheduler = accelerator.prepare(tower, optimizer, scheduler)
     if base_text is not None:
         base_text.to(accelerator.device)
-
     start_step = 0
-    if found is not None:
-        start_step, path = found
+    if inputs.found is not None:
+        start_step, path = inputs.found
         accelerator.load_state(str(path))
         accelerator.print(f"resumed from {path} (step {start_step})")
+    return TrainState(cfg, accelerator, run, model, tower, params, trainable, optimizer, scheduler,
+                      NegationObjective(cfg), examples, table, targets, base_text, start_step)
+
+
+def compute_loss(state: TrainState, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The objective on one micro-batch; the frozen base's hidden states (preservation) are computed here."""
+    emb, hidden = state.tower(batch.input_ids, batch.attention_mask)
+    base_hidden = None
+    if state.base_text is not None:
+        rows = batch.original
+        with torch.no_grad():
+            base_hidden = state.base_text(input_ids=batch.input_ids[rows],
+                                          attention_mask=batch.attention_mask[rows]).last_hidden_state
+    return state.objective(emb, hidden, batch, state.logit_scale().exp(), base_hidden=base_hidden)
+
+
+def train_step(state: TrainState, step: int) -> dict[str, float]:
+    """Optimizer step `step` (0-based): `grad_accum` micro-batches through accelerate's `accumulate`,
+    each checked for a finite loss before its backward; clip, step and schedule on the synced one.
+    Returns the loss and each term, averaged over the micro-batches."""
+    cfg, accelerator = state.cfg, state.accelerator
+    out: dict[str, float] = {}
+    for micro in range(cfg.grad_accum):
+        batch = state.batch(step, micro).to(accelerator.device)
+        with accelerator.accumulate(state.tower):
+            with accelerator.autocast():
+                loss, parts = compute_loss(state, batch)
+            if not torch.isfinite(loss):
+                last = state.run.latest()
+                raise RunFailed(f"non-finite loss ({loss.item()}) at step {step + 1}; "
+                                f"last good checkpoint: {last[1] if last else 'none'}")
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(state.params, cfg.max_grad_norm)
+            state.optimizer.step()
+            if accelerator.sync_gradients:
+                state.scheduler.step()
+            state.optimizer.zero_grad(set_to_none=True)
+        for k, v in {"loss": loss, **parts}.items():
+            out[k] = out.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
+    if cfg.learn_logit_scale:
+        with torch.no_grad():
+            state.logit_scale().clamp_(0, LOGIT_SCALE_MAX)
+    return out
+
+
+class RunningMean:
+    """Per-key means of the step dicts added since the last `pop` (one log entry's averages)."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.n = 0
+
+    def add(self, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.n += 1
+
+    def pop(self) -> dict[str, float]:
+        out = {k: round(v / self.n, 6) for k, v in self.sums.items()}
+        self.sums, self.n = {}, 0
+        return out
+
+
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    image_loader: Callable[[str], object] | None = None,
+    progress: bool = True,
+    accelerator=None,
+    echo: Callable[[str], None] | None = print,
+) -> TrainResult:
+    """Fine-tune `cfg.base` on `cfg.data`; write checkpoints, a JSON-lines log and `<out>/model`.
+
+    `resume` continues the newest checkpoint in `cfg.out` (refusing a config or data that differ in
+    anything that changes training); `overwrite` replaces a run already in `cfg.out`. Without either,
+    a folder holding a run is refused. `echo` (default `print`; None for silence) gets, on the main
+    process, one line with the records each enabled term trains on, counted before any compute.
+    """
+    from accelerate import Accelerator
+
+    t0 = time.perf_counter()
+    run = RunDir(cfg.out)
+    # step_scheduler_with_optimizer=False: accelerate would otherwise advance the schedule once per
+    # process per step; `batch_size` is already the global batch, so the schedule counts optimizer steps.
+    accelerator = accelerator or Accelerator(mixed_precision=cfg.mixed_precision,
+                                             gradient_accumulation_steps=cfg.grad_accum,
+                                             step_scheduler_with_optimizer=False,
+                                             cpu=not torch.cuda.is_available())
+    inputs = check_inputs(cfg, accelerator, run, resume, overwrite, image_loader)
+    if echo is not None and accelerator.is_main_process:
+        echo(f"eligible records (of {len(inputs.records)}): "
+             + ", ".join(f"{t} {n}" for t, n in inputs.eligible.items()))
+    if resume and inputs.found is None:
+        accelerator.print(f"--resume: no checkpoint under {run.out / 'checkpoints'}; starting from step 0")
+    cache = ImageEmbeddingCache(cfg.cache_dir or run.out / "image_cache")
+    with run.lock() if accelerator.is_main_process else contextlib.nullcontext():
+        if overwrite and accelerator.is_main_process:
+            run.remove_run()
+        accelerator.wait_for_everyone()
+        state = setup(cfg, inputs, accelerator, run, cache, image_loader, progress)
+        log = _loop(state, inputs, progress, t0)
+        _export(state, inputs)
+    return TrainResult(out=run.out, steps=cfg.steps, log=log, seconds=time.perf_counter() - t0,
+                       resumed_from=inputs.found[0] if inputs.found else None, eligible=inputs.eligible,
+                       records=len(inputs.records))
+
+
+def _loop(state: TrainState, inputs: RunInputs, progress: bool, t0: float) -> list[dict]:
+    """Steps from `state.start_step`: a log entry every `log_every`, a checkpoint every `save_every`."""
+    cfg, accelerator, run = state.cfg, state.accelerator, state.run
     if accelerator.is_main_process:
-        run.truncate_log(start_step)  # a resumed run never logs a step twice; a fresh one starts empty
+        # the eligibility counts first; a resumed run never logs a step twice, a fresh one starts empty
+        run.start_log(state.start_step, inputs.log_header)
         atomic_write_text(run.out / "training_config.json", cfg.to_json())
     accelerator.wait_for_everyone()
-
-    state = {"config": cfg.to_dict(), "data_fingerprint": fingerprint}
+    saved = {"config": cfg.to_dict(), "data_fingerprint": inputs.fingerprint}
     log: list[dict] = []
-    rank, world = accelerator.process_index, accelerator.num_processes
-    local = cfg.batch_size // world
-    bar = tqdm(total=cfg.steps, initial=start_step, desc="fine-tune",
+    mean = RunningMean()
+    bar = tqdm(total=cfg.steps, initial=state.start_step, desc="fine-tune",
                disable=not progress or not accelerator.is_main_process)
-    running: dict[str, float] = {}
-    running_steps = 0
-    for step in range(start_step, cfg.steps):
-        for micro in range(cfg.grad_accum):
-            idx = batch_indices(step, micro, len(examples), cfg.batch_size, cfg.grad_accum, cfg.seed)
-            mine = idx[rank * local: (rank + 1) * local]
-            batch = collate([examples[i] for i in mine], table, cfg.max_foils, cfg.infonce_on_bare, cfg.max_distractors,
-                            example_index=mine)
-            batch = Batch(*[t.to(accelerator.device) for t in vars(batch).values()])
-            with accelerator.accumulate(tower):
-                with accelerator.autocast():
-                    emb, hidden = tower(batch.input_ids, batch.attention_mask)
-                    base_hidden = None
-                    if base_text is not None:
-                        rows = batch.original
-                        with torch.no_grad():
-                            base_hidden = base_text(input_ids=batch.input_ids[rows],
-                                                    attention_mask=batch.attention_mask[rows]).last_hidden_state
-                    distractor_emb = image_table[batch.distractors.clamp_min(0)] if cfg.distractor else None
-                    split_kw = {} if split_targets is None else {"split_target": split_targets[batch.example_index],
-                                                                 "split_mask": split_mask[batch.example_index]}
-                    if base_embeds is not None:
-                        split_kw["base_embeds"] = base_embeds[batch.example_index]
-                    loss, parts = objective(emb=emb, hidden=hidden, batch=batch,
-                                            image_emb=image_table[batch.image_index],
-                                            logit_scale=accelerator.unwrap_model(tower).logit_scale.exp(),
-                                            base_hidden=base_hidden, distractor_emb=distractor_emb, **split_kw)
-                if not torch.isfinite(loss):
-                    last = run.latest()
-                    raise RunFailed(f"non-finite loss ({loss.item()}) at step {step + 1}; "
-                                    f"last good checkpoint: {last[1] if last else 'none'}")
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                if accelerator.sync_gradients:
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            for k, v in {"loss": loss, **parts}.items():
-                running[k] = running.get(k, 0.0) + float(v.detach()) / cfg.grad_accum
-        if cfg.learn_logit_scale:
-            with torch.no_grad():
-                accelerator.unwrap_model(tower).logit_scale.clamp_(0, LOGIT_SCALE_MAX)
+    for step in range(state.start_step, cfg.steps):
+        mean.add(train_step(state, step))
         done = step + 1
-        running_steps += 1
         bar.update(1)
         if done % cfg.log_every == 0 or done == cfg.steps:
-            entry = {"step": done, **{k: round(v / running_steps, 6) for k, v in running.items()},
-                     "lr": scheduler.get_last_lr()[0],
-                     "logit_scale": float(accelerator.unwrap_model(tower).logit_scale.exp()),
-                     "seconds": round(time.perf_counter() - t0, 2)}
-            running, running_steps = {}, 0
+            entry = {"step": done, **mean.pop(), "lr": state.scheduler.get_last_lr()[0],
+                     "logit_scale": float(state.logit_scale().exp()), "seconds": round(time.perf_counter() - t0, 2)}
             log.append(entry)
             if accelerator.is_main_process:
                 run.append_log(entry)
                 bar.set_postfix(loss=f"{entry['loss']:.3f}")
         if done % cfg.save_every == 0 or done == cfg.steps:
-            run.save_checkpoint(accelerator, done, cfg.keep_checkpoints, state)
+            run.save_checkpoint(accelerator, done, cfg.keep_checkpoints, saved)
     bar.close()
+    return log
+
+
+def _export(state: TrainState, inputs: RunInputs) -> None:
+    """Copy the trained logit scale into the CLIPModel and export it (main process) to `<out>/model`."""
+    from ..checkpoint.export import export_checkpoint
+
+    cfg, accelerator = state.cfg, state.accelerator
     accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(tower)
-    model.logit_scale.data.copy_(unwrapped.logit_scale.data)
-    model.to("cpu")
-    return {"log": log, "model": model, "trainable": trainable}
+    state.model.logit_scale.data.copy_(state.logit_scale().data)
+    state.model.to("cpu")
+    if accelerator.is_main_process:
+        export_checkpoint(state.model, inputs.tokenizer, inputs.image_processor, state.run.out / "model",
+                          training_config={**cfg.to_dict(), "base_model": describe_base(cfg.base),
+                                           "objectives": objective_weights(cfg)},
+                          trainable=state.trainable)
+    accelerator.wait_for_everyone()
 
 
 @torch.no_grad()
