@@ -46,6 +46,24 @@ def probabilities_at_mask_size(logits: torch.Tensor, size: tuple[int, int]) -> t
     return p
 
 
+def histograms_from_probabilities(probs: torch.Tensor | Sequence[torch.Tensor],
+                                  masks: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """Like `confusion_histograms`, from probabilities at prediction size (a route that combines several
+    maps, e.g. CLIPSeg's split route, has no single logit): resized to each mask, then binned."""
+    if len(probs) != len(masks):
+        raise ValueError(f"got {len(probs)} predictions but {len(masks)} masks")
+    return probability_histograms([histogram_ready(p, tuple(m.shape)) for p, m in zip(probs, masks, strict=True)],
+                                  masks)
+
+
+def histogram_ready(prob: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(h, w) probabilities -> (H, W) float32 at the mask's size (bilinear, align_corners=True)."""
+    p = prob.detach().float()
+    if tuple(p.shape[-2:]) != tuple(size):
+        p = F.interpolate(p[None, None], size=tuple(size), mode="bilinear", align_corners=True)[0, 0]
+    return p
+
+
 def confusion_histograms(logits: torch.Tensor | Sequence[torch.Tensor],
                          masks: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
     """Per-sample histograms (B, 2, 50) int64 from raw (B, h, w) logits at prediction size and ground

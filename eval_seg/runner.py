@@ -26,7 +26,14 @@ from negation_encoder.runio import RunFolder, atomic_write_bytes, atomic_write_j
 from negation_encoder.stats import paired_bootstrap
 
 from .datasets import DatasetConfig, SegDataset, SegSample, load_dataset
-from .metrics import FixedIntervalMetrics, confusion_histograms, probabilities_at_mask_size, sample_iou
+from .metrics import (
+    FixedIntervalMetrics,
+    confusion_histograms,
+    histogram_ready,
+    histograms_from_probabilities,
+    probabilities_at_mask_size,
+    sample_iou,
+)
 from .report import comparison_markdown, metrics_markdown, overlay_png
 from .store import ARM_FILES, RUN_FILE, SampleLog
 
@@ -44,6 +51,10 @@ class SegEvalConfig(Validated):
     batch_size: int = option(8, "samples per forward pass")
     device: str = option("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
     dtype: str = option("auto", "auto: fp16 on CUDA, fp32 on CPU", choices=DTYPES)
+    route: str = option("plain", "plain: the text as is; split: the affirmative part minus the negated concepts "
+                        "(the training-free route, integrations.segment), weight from --split-route or the model "
+                        "folder's negation_split_route.json", choices=("plain", "split"))
+    split_route: str | None = option(None, "a folder holding negation_split_route.json (default: the model's)")
     resume: bool = option(False, "continue a killed run in --out without recomputing finished samples")
     overwrite: bool = option(False, "replace the results in --out (other files there are left alone)")
     seed: int = option(0, "seed for torch and the bootstrap")
@@ -112,8 +123,9 @@ def swapped_copy(seg, encoder: str, model: str):
 def _fingerprint(cfg: SegEvalConfig, arm: str, dtype: torch.dtype) -> dict:
     d = asdict(cfg.dataset)
     d["cues"] = list(d["cues"])
-    return {"arm": arm, "model": cfg.model, "encoder": cfg.encoder if arm == "swapped" else None,
-            "batch_size": cfg.batch_size, "dtype": str(dtype), "dataset": d}
+    return {"arm": arm, "model": cfg.model, "encoder": cfg.encoder if arm.startswith("swapped") else None,
+            "batch_size": cfg.batch_size, "dtype": str(dtype), "dataset": d, "route": cfg.route,
+            "split_route": cfg.split_route}
 
 
 @torch.no_grad()
@@ -134,11 +146,37 @@ def _predict(seg, processor, samples: list[SegSample], device, dtype) -> torch.T
     return logits.reshape(len(samples), *logits.shape[-2:]).float().cpu()
 
 
+def _split_probabilities(seg, processor, samples: list[SegSample], route) -> torch.Tensor:
+    from integrations.clipseg import segment
+
+    images = []
+    for s in samples:
+        with Image.open(s.image) as im:
+            images.append(im.convert("RGB"))
+    return segment(seg, processor, images, [s.text for s in samples], route="split", split_route=route)
+
+
+def load_split_route(cfg: SegEvalConfig):
+    """The fitted split route of `cfg` (checked before any compute), or None for the plain route."""
+    from integrations.clipseg import SplitRoute
+
+    if cfg.route != "split":
+        return None
+    folder = cfg.split_route or cfg.model
+    try:
+        return SplitRoute.load(folder)
+    except (FileNotFoundError, TypeError, ValueError) as e:
+        raise InputError(f"--route split: {e}") from None
+
+
 def run_arm(seg, processor, data: SegDataset, cfg: SegEvalConfig, folder: Path, arm: str,
-            device: torch.device, dtype: torch.dtype) -> RunResult:
-    """Evaluate one model over `data` into `folder` (resumable); writes metrics.json, summary.md, overlays.png."""
+            device: torch.device, dtype: torch.dtype, split_route=None) -> RunResult:
+    """Evaluate one model over `data` into `folder` (resumable); writes metrics.json, summary.md, overlays.png.
+    With `cfg.route == "split"` the model reads each text through the split route (`split_route`)."""
     from tqdm.auto import tqdm
 
+    if cfg.route == "split" and split_route is None:
+        split_route = load_split_route(cfg)
     RunFolder(folder, ARM_FILES, RUN_FILE).prepare(cfg.resume, cfg.overwrite, _fingerprint(cfg, arm, dtype))
     log = SampleLog(folder)
     torch.manual_seed(cfg.seed)
@@ -150,9 +188,12 @@ def run_arm(seg, processor, data: SegDataset, cfg: SegEvalConfig, folder: Path, 
         todo = [s for s in batch if s.id not in log.records]
         if not todo:
             continue
-        logits = _predict(seg, processor, batch, device, dtype)  # the whole fixed batch: same padding as ever
         masks = [torch.from_numpy(s.load_mask()) for s in batch]
-        hist = confusion_histograms(logits, masks)
+        if cfg.route == "split":
+            hist = histograms_from_probabilities(_split_probabilities(seg, processor, batch, split_route), masks)
+        else:
+            logits = _predict(seg, processor, batch, device, dtype)  # the whole fixed batch: same padding as ever
+            hist = confusion_histograms(logits, masks)
         ious = sample_iou(hist, 0.3)
         log.append([{"id": s.id, "text": s.text, "hist": hist[i].tolist(), "iou_0.3": float(ious[i]),
                      "gt_pixels": int(hist[i, 1].sum())}
@@ -163,18 +204,19 @@ def run_arm(seg, processor, data: SegDataset, cfg: SegEvalConfig, folder: Path, 
         metric.update_histograms(torch.tensor(log.records[s.id]["hist"]))
     metrics = metric.compute()
     ious = {s.id: float(log.records[s.id]["iou_0.3"]) for s in data.samples}
-    info = {"arm": arm, "dataset": data.name, "model": cfg.model, "encoder": cfg.encoder if arm == "swapped" else None,
+    info = {"arm": arm, "route": cfg.route, "dataset": data.name, "model": cfg.model,
+            "encoder": cfg.encoder if arm.startswith("swapped") else None,
             "dtype": str(dtype).replace("torch.", ""), "device": device.type, "computed": computed,
             "seconds": round(time.perf_counter() - start, 2), **data.counts}
     atomic_write_json(folder / "metrics.json", {**metrics, **{f"info_{k}": v for k, v in info.items()}})
     atomic_write_text(folder / "summary.md", metrics_markdown(f"CLIPSeg ({arm}) on {data.name}", metrics, info))
-    _write_overlays(seg, processor, data, ious, cfg.overlays, folder, device, dtype)
+    _write_overlays(seg, processor, data, ious, cfg.overlays, folder, device, dtype, split_route)
     seg.to("cpu")
     return RunResult(folder, metrics, computed, len(data.samples) - computed, ious)
 
 
 def _write_overlays(seg, processor, data: SegDataset, ious: dict[str, float], k: int, folder: Path,
-                    device, dtype) -> None:
+                    device, dtype, split_route=None) -> None:
     if k <= 0 or not data.samples:
         return
     order = sorted(range(len(data.samples)), key=lambda i: (ious[data.samples[i].id], i))
@@ -182,11 +224,15 @@ def _write_overlays(seg, processor, data: SegDataset, ious: dict[str, float], k:
     rows = []
     for label, picks in (("best", best), ("worst", worst)):
         samples = [data.samples[i] for i in picks]
-        logits = _predict(seg, processor, samples, device, dtype)
+        if split_route is not None:
+            preds = _split_probabilities(seg, processor, samples, split_route)
+        else:
+            preds = _predict(seg, processor, samples, device, dtype)
         tiles = []
-        for s, lg in zip(samples, logits, strict=True):
+        for s, pred in zip(samples, preds, strict=True):
             mask = s.load_mask()
-            prob = probabilities_at_mask_size(lg, mask.shape).numpy()
+            prob = (histogram_ready(pred, mask.shape) if split_route is not None
+                    else probabilities_at_mask_size(pred, mask.shape)).numpy()
             with Image.open(s.image) as im:
                 tiles.append((im.convert("RGB"), mask, prob, f"{ious[s.id]:.2f} {s.text}"))
         rows.append((label, tiles))
@@ -199,11 +245,14 @@ def evaluate(cfg: SegEvalConfig) -> RunResult:
     data = load_dataset(cfg.dataset)
     if not data.samples:
         raise InputError("the dataset selection is empty (check --split, --negation-only/--cues and --limit)")
+    route = load_split_route(cfg)
     seg, processor = load_clipseg(cfg.model)
     arm = "original"
     if cfg.encoder:
         seg, arm = swapped_copy(seg, cfg.encoder, cfg.model), "swapped"
-    return run_arm(seg, processor, data, cfg, Path(cfg.out), arm, device, dtype)
+    if route is not None:
+        arm = "split" if arm == "original" else "swapped+split"
+    return run_arm(seg, processor, data, cfg, Path(cfg.out), arm, device, dtype, route)
 
 
 @dataclass
@@ -222,11 +271,12 @@ def compare(cfg: SegEvalConfig) -> CompareResult:
     data = load_dataset(cfg.dataset)
     if not data.samples:
         raise InputError("the dataset selection is empty (check --split, --negation-only/--cues and --limit)")
+    route = load_split_route(cfg)
     seg, processor = load_clipseg(cfg.model)
     swapped = swapped_copy(seg, cfg.encoder, cfg.model)  # fails here, before any compute
     out = Path(cfg.out)
-    a = run_arm(seg, processor, data, cfg, out / "original", "original", device, dtype)
-    b = run_arm(swapped, processor, data, cfg, out / "swapped", "swapped", device, dtype)
+    a = run_arm(seg, processor, data, cfg, out / "original", "original", device, dtype, route)
+    b = run_arm(swapped, processor, data, cfg, out / "swapped", "swapped", device, dtype, route)
     ids = [s.id for s in data.samples]
     diff = paired_bootstrap([a.sample_ious[i] for i in ids], [b.sample_ious[i] for i in ids],
                             resamples=cfg.bootstrap, seed=cfg.seed)

@@ -115,9 +115,11 @@ class SplitRoute:
 @torch.no_grad()
 def clipseg_probabilities(model, processor, images, texts) -> torch.Tensor:
     """(N, H, W) sigmoid probabilities of CLIPSeg for image i and text i (one batch, padded together)."""
-    device = next(model.parameters()).device
-    enc = processor(text=list(texts), images=list(images), padding=True, return_tensors="pt")
-    enc = {k: v.to(device) for k, v in enc.items()}
+    param = next(model.parameters())
+    max_len = min(getattr(processor.tokenizer, "model_max_length", 77), model.config.text_config.max_position_embeddings)
+    enc = processor(text=list(texts), images=list(images), padding=True, truncation=True, max_length=max_len,
+                    return_tensors="pt")
+    enc = {k: v.to(param.device, param.dtype) if v.is_floating_point() else v.to(param.device) for k, v in enc.items()}
     logits = model(**enc).logits
     return torch.sigmoid(logits.reshape(len(texts), *logits.shape[-2:]).float()).cpu()
 

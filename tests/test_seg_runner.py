@@ -150,3 +150,34 @@ def test_cli_bad_input_exits_2_with_one_line_before_compute(world, tmp_path, cap
     assert rc == 2
     assert len(err.strip().splitlines()) == 1 and culprit in err, err
     assert not (out / "samples.jsonl").exists()
+
+
+def test_split_route_through_the_cli_matches_segment_by_hand(world, tmp_path, capsys):
+    """`negenc seg eval --route split`: per-sample IoU@0.3 from integrations.segment's split probabilities,
+    with the route's weight read from the model folder; without a fitted route: one line, exit 2."""
+    from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+
+    from eval_seg.metrics import histograms_from_probabilities, sample_iou
+    from integrations import SplitRoute, segment
+
+    model_dir = tmp_path / "clipseg"
+    shutil.copytree(world / "clipseg", model_dir)
+    args = ["seg", "eval", "--dataset", "jsonl", "--jsonl", str(world / "data.jsonl"), "--model", str(model_dir),
+            "--route", "split", "--batch-size", "2", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "none")]) == 2
+    assert "--route split: " in capsys.readouterr().err and not (tmp_path / "none" / "samples.jsonl").exists()
+    SplitRoute(weight=0.5).save(model_dir)
+    assert main([*args, "--out", str(tmp_path / "o")]) == 0
+    got = {json.loads(x)["id"]: json.loads(x)["iou_0.3"] for x in (tmp_path / "o" / "samples.jsonl").open()}
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["info_arm"] == "split"
+    seg = CLIPSegForImageSegmentation.from_pretrained(model_dir).eval()
+    proc = CLIPSegProcessor.from_pretrained(model_dir)
+    rows = [json.loads(x) for x in (world / "data.jsonl").open()]
+    for i in range(0, len(rows), 2):
+        chunk = rows[i: i + 2]
+        images = [Image.open(world / r["image"]).convert("RGB") for r in chunk]
+        probs = segment(seg, proc, images, [r["text"] for r in chunk], route="split", split_route=SplitRoute(0.5))
+        masks = [torch.from_numpy(np.array(Image.open(world / r["mask"]))) for r in chunk]
+        ious = sample_iou(histograms_from_probabilities(probs, masks), 0.3)
+        for r, v in zip(chunk, ious.tolist(), strict=True):
+            assert got[r["id"]] == pytest.approx(v), r["text"]
