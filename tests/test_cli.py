@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from negation_encoder.cli import main
 
 
@@ -56,3 +58,28 @@ def test_bad_arguments_exit_2_with_one_line(capsys):
 def test_missing_file_exit_2(tmp_path, capsys):
     assert main(["data", "validate", str(tmp_path / "nope.jsonl")]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_version_and_defaults_in_help(capsys):
+    from negation_encoder import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"negenc {__version__}"
+    with pytest.raises(SystemExit):
+        main(["testbed", "seg-compare", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: 400)" in text and "(default: 32)" in text, text
+
+
+@pytest.mark.parametrize("name", ["real", "default", "preserve-embeds"])
+def test_print_config_writes_a_starter_config_that_loads(name, tmp_path, capsys):
+    from negation_encoder.training import TrainConfig
+
+    assert main(["train", "--print-config", name]) == 0
+    path = tmp_path / "cfg.json"
+    path.write_text(capsys.readouterr().out)
+    cfg = TrainConfig.from_file(path)
+    assert cfg.base and cfg.data and cfg.recipe == ("" if name == "real" else name)
+    assert main(["train", "--print-config", "nope"]) == 2
+    assert "expected 'real' or a recipe" in capsys.readouterr().err

@@ -225,3 +225,28 @@ def test_compare_runs_all_four_arms_with_paired_differences(world, tmp_path, cap
     assert neg[("base+negprompt", "t0")] == ("a street", "cars") == neg[("swapped+negprompt", "t0")]
     assert neg[("base", "t0")] == ("a street with no cars", None)
     assert "| swapped+negprompt |" in capsys.readouterr().out
+
+
+def test_no_progress_silences_every_bar(world, tmp_path):
+    """A real process, with no progress setting inherited: bars without the flag (so the check can fail),
+    none with it, from our runner, transformers' weight loading and diffusers' pipeline loading alike."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE")}
+    env["OMP_NUM_THREADS"] = "1"
+    bar = re.compile(r"\d+%\|| \d+/\d+ \[|it/s\]|s/it\]")
+
+    def stderr(out, quiet):
+        argv = [a for a in _args(world, out) if quiet or a != "--no-progress"]
+        done = subprocess.run([sys.executable, "-m", "negation_encoder", *argv, "--limit", "1", "--seeds", "0"],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stderr
+
+    loud = stderr(tmp_path / "loud", quiet=False)
+    assert bar.search(loud), "no progress bar without --no-progress: this test cannot see bars"
+    quiet = stderr(tmp_path / "quiet", quiet=True)
+    assert not bar.search(quiet), f"a bar survived --no-progress:\n{quiet[-1500:]}"

@@ -13,17 +13,39 @@ import sys
 from ..errors import InputError, RunFailed
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help (unless the help already says it, or there is none to say)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        if "(default" in text or "%(default)" in text or d is None or d is False or d is argparse.SUPPRESS \
+                or (isinstance(d, (list, tuple)) and not d):
+            return text
+        if action.option_strings and action.nargs != 0:
+            return text + " (default: %(default)s)"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad argument as one line (no usage dump) and exits 2."""
+    """argparse that reports a bad argument as one line (no usage dump) and exits 2, and shows defaults."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        if kwargs["formatter_class"] is argparse.RawDescriptionHelpFormatter:
+            kwargs["formatter_class"] = _HelpFormatter
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse API
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
     from . import data, demo, evaluate, generate, publish, seg, t2i, testbed, train
 
     parser = _Parser(prog="negenc", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"negenc {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     demo.demo_command_parser(sub)
     data.data_command_parser(sub)
@@ -44,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         # `negenc` alone, or a command group without its subcommand: show the relevant help.
         (getattr(args, "_group_parser", None) or parser).print_help()
         return 0 if argv is None or not argv else 2
+    if getattr(args, "no_progress", False):
+        from .progress import silence_progress
+
+        silence_progress()
     try:
         return int(args.func(args) or 0)
     except InputError as e:

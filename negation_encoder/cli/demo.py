@@ -21,10 +21,6 @@ def demo_command_parser(subparsers) -> argparse.ArgumentParser:
 def demo_command(args: argparse.Namespace) -> int:
     from negation_testbed.demo import add_drop_in_check, run_demo
 
-    if args.no_progress:
-        from .progress import silence_progress
-
-        silence_progress()
     results = run_demo(args.out, recipe=args.recipe, seed=args.seed, steps=args.steps, n_scenes=args.scenes,
                        overwrite=args.overwrite, progress=not args.no_progress)
     try:

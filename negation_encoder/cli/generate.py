@@ -103,10 +103,6 @@ def generate_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise InputError(f"--out {out}: is a folder, expected a .jsonl file path")
-    if args.no_progress:
-        from .progress import silence_progress
-
-        silence_progress()
     if pipeline == "p2":
         items = load_vqa_no_items(args.vqa_questions, args.vqa_annotations, args.coco_captions, args.images, limit=args.limit)
     else:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from .progress import silence_progress
-
 
 def train_command_parser(subparsers) -> argparse.ArgumentParser:
     from ..training.config import config_help
@@ -29,6 +27,9 @@ def train_command_parser(subparsers) -> argparse.ArgumentParser:
                       "log and model/ are deleted; the image cache is kept)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--print-config", metavar="RECIPE", default=None,
+                   help="print a starter config and exit: 'real' (the defaults for a real CLIP checkpoint) or a "
+                        "testbed recipe name (`negenc testbed recipes`); save it, edit base/data/images, pass --config")
     p.set_defaults(func=train_command)
     return p
 
@@ -36,8 +37,9 @@ def train_command_parser(subparsers) -> argparse.ArgumentParser:
 def train_command(args: argparse.Namespace) -> int:
     from ..training import TrainConfig, train
 
-    if args.no_progress:
-        silence_progress()
+    if args.print_config:
+        print(starter_config(args.print_config).to_json(), end="")
+        return 0
     cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
     overrides = {k: v for k, v in (("base", args.base), ("data", args.data), ("images", args.images),
                                    ("out", args.out)) if v}
@@ -45,3 +47,24 @@ def train_command(args: argparse.Namespace) -> int:
     result = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     print(f"trained {result.steps} steps in {result.seconds:.0f} s -> {result.model_dir}")
     return 0
+
+
+STARTER_PATHS = {"base": "openai/clip-vit-large-patch14", "data": ["negation_records.jsonl"], "images": "images",
+                 "out": "runs/negenc"}
+
+
+def starter_config(name: str):
+    """The TrainConfig a user starts from: the library's defaults for a real checkpoint, or a recipe's."""
+    from ..errors import InputError
+    from ..training import TrainConfig
+
+    if name == "real":
+        return TrainConfig(**STARTER_PATHS)
+    from negation_testbed.pretrain import BASE_DIR
+    from negation_testbed.recipes import RECIPES
+
+    if name not in RECIPES:
+        raise InputError(f"--print-config: expected 'real' or a recipe ({', '.join(RECIPES)}), got {name!r}")
+    recipe = RECIPES[name]  # sized for the testbed's world CLIP, which it names as its base
+    return recipe.to_config(base=BASE_DIR, data={s: f"{s}.jsonl" for s in recipe.sources},
+                            images=STARTER_PATHS["images"], out=STARTER_PATHS["out"])
