@@ -51,3 +51,28 @@ def encode_images(model, image_processor, images: Sequence, batch_size: int = 25
 def batched(fn: Callable, items: Sequence, batch_size: int):
     for i in range(0, len(items), batch_size):
         yield fn(items[i: i + batch_size])
+
+
+def processor_output_size(image_processor) -> tuple[int, int] | None:
+    """(height, width) every image leaves the processor with, or None when it passes sizes through
+    (no resize and no centre crop: the image itself must then be the model's size)."""
+    crop = getattr(image_processor, "crop_size", None) or {}
+    if getattr(image_processor, "do_center_crop", False) and crop:
+        return int(crop.get("height", 0)), int(crop.get("width", 0))
+    size = getattr(image_processor, "size", None) or {}
+    if getattr(image_processor, "do_resize", False) and "height" in size:
+        return int(size["height"]), int(size["width"])
+    return None
+
+
+def image_size_problem(image_processor, model_image_size: int, size: tuple[int, int]) -> str | None:
+    """Why an image of PIL `size` (width, height) cannot go through this processor into a vision tower
+    of `model_image_size`, or None. A processor that resizes (or crops) takes any size; one that passes
+    sizes through needs exactly the model's, or the patch embedding crashes mid-run."""
+    if processor_output_size(image_processor) is not None or getattr(image_processor, "do_resize", False):
+        return None
+    w, h = size
+    if (h, w) != (model_image_size, model_image_size):
+        return (f"is {w}x{h} but the model takes {model_image_size}x{model_image_size} and its image processor does "
+                "not resize (do_resize false); resize the images, or set do_resize in preprocessor_config.json")
+    return None

@@ -50,10 +50,12 @@ def world_tokenizer():
 
 
 def world_image_processor():
-    """No resize or crop: world images are already model-sized, and the identity keeps it exact."""
+    """Resize (shortest edge) and centre-crop to the world's 32x32, as CLIP's processor does: world images
+    pass through unchanged (a 32x32 image is its own resize and crop, bit for bit), and an image of any
+    other size a user brings is brought to the size the vision tower takes instead of crashing it."""
     from transformers import CLIPImageProcessor
 
-    return CLIPImageProcessor(do_resize=False, do_center_crop=False,
+    return CLIPImageProcessor(do_resize=True, do_center_crop=True,
                               size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
 
 

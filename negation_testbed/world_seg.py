@@ -103,10 +103,11 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def world_seg_processor(tokenizer=None):
-    """`CLIPSegProcessor` that feeds 32x32 world images as the base CLIP saw them (no resize)."""
+    """`CLIPSegProcessor` that feeds world images as the base CLIP saw them: resized to 32x32, which leaves a
+    world image unchanged and brings any other size to what the model takes."""
     from transformers import CLIPSegProcessor, ViTImageProcessor
 
-    image_processor = ViTImageProcessor(do_resize=False, size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+    image_processor = ViTImageProcessor(do_resize=True, size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
                                         image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
     return CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer or world_tokenizer())
 

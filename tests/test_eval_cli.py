@@ -222,3 +222,56 @@ def test_split_scoring_reads_the_split_scorer_saved_beside_the_checkpoint(setup,
     pred = [json.loads(r) for r in (tmp_path / "saved/predictions/valse.jsonl").open()]
     assert pred == [json.loads(r) for r in (tmp_path / "hand/predictions/valse.jsonl").open()]
     assert saved["valse_existence"] == hand["valse_existence"]
+
+
+def test_eval_folder_rules_refuse_resume_overwrite(setup, tmp_path, capsys):
+    """A folder holding results is refused (nothing touched); --overwrite leaves nothing stale behind;
+    --resume keeps the parts a killed run finished and equals an uninterrupted run."""
+    root, model = setup
+    out = tmp_path / "o"
+    assert _run(model, root, out, "--bench", "valse,negbench-mcq-voc") == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and "image_cache" not in p.parts}
+    capsys.readouterr()
+    assert _run(model, root, out, "--bench", "valse") == 2
+    assert "already holds results" in _error_line(capsys)
+    assert {p: p.read_bytes() for p in before} == before
+
+    # a killed run: one part finished, the merged files never written
+    full = json.loads((out / "eval_results.json").read_text())
+    for name in ("eval_results.json", "summary.md"):
+        (out / name).unlink()
+    (out / "parts" / "negbench_mcq_voc.json").unlink()
+    kept = (out / "parts" / "valse_existence.json").stat().st_mtime_ns
+    assert _run(model, root, out, "--bench", "valse,negbench-mcq-voc", "--resume") == 0
+    assert (out / "parts" / "valse_existence.json").stat().st_mtime_ns == kept, "a finished part was recomputed"
+    again = json.loads((out / "eval_results.json").read_text())
+    assert {k: v for k, v in again.items() if k != "meta"} == {k: v for k, v in full.items() if k != "meta"}
+    assert _run(model, root, out, "--bench", "valse", "--resume") == 2  # other settings: refused
+    assert "--resume" in _error_line(capsys)
+
+    assert _run(model, root, out, "--bench", "valse", "--overwrite") == 0
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == ["valse.jsonl"], "stale predictions left"
+    assert sorted(p.name for p in (out / "parts").iterdir()) == ["valse_existence.json"]
+    res = json.loads((out / "eval_results.json").read_text())
+    assert "negbench_mcq_voc" not in res and res["valse_existence"] == full["valse_existence"]
+
+
+def test_an_image_the_model_cannot_take_is_one_line_before_compute(setup, tmp_path, capsys):
+    import shutil
+
+    from PIL import Image
+
+    from negation_encoder.testing import tiny
+
+    root, model = setup
+    data, folder = tmp_path / "data", tmp_path / "model"
+    shutil.copytree(root, data)
+    shutil.copytree(model, folder)
+    first = json.loads((data / "valse/existence.json").read_text())
+    image = data / "valse/images" / next(iter(first.values()))["image_file"]
+    Image.open(image).resize((40, 40)).save(image)
+    assert _run(folder, data, tmp_path / "ok", "--bench", "valse") == 0  # this processor resizes
+    tiny.build_clip_image_processor(32).__class__(do_resize=False, do_center_crop=False).save_pretrained(folder)
+    assert _run(folder, data, tmp_path / "no", "--bench", "valse") == 2
+    assert "is 40x40 but the model takes 32x32" in _error_line(capsys)
+    assert not (tmp_path / "no" / "eval_results.json").exists()

@@ -329,3 +329,25 @@ def test_eligibility_counts_head_the_log_and_are_printed(world, tmp_path, capsys
     args2[args2.index("--data") + 1] = str(data)
     assert main(args2) == 0
     assert json.loads((out2 / "train_log.jsonl").read_text().splitlines()[0]) == {"eligible": {"mcq": 2}, "records": 4}
+
+
+def test_image_sizes_go_through_the_processor_or_are_refused_before_compute(world, tmp_path, capsys):
+    """A 48x48 image: a processor that resizes takes it; one that passes sizes through (do_resize false,
+    as the world base once had) is refused with one line naming the image, before any compute."""
+    import shutil
+
+    from PIL import Image
+
+    from negation_encoder.testing import tiny
+
+    images = tmp_path / "images"
+    shutil.copytree(world["images"], images)
+    Image.open(images / "3.png").resize((48, 48)).save(images / "3.png")
+    base = tmp_path / "base"
+    shutil.copytree(world["base"], base)
+    args = ["train", "--base", str(base), "--data", world["data"], "--images", str(images), "--no-progress",
+            "--set", "steps=2", "batch_size=8", "save_every=2", "log_every=1", "--out"]
+    assert main([*args, str(tmp_path / "resizes")]) == 0  # the tiny processor resizes and crops
+    tiny.build_clip_image_processor(32).__class__(do_resize=False, do_center_crop=False).save_pretrained(base)
+    _one_line_exit_2(capsys, [*args, str(tmp_path / "passes")], "image '3.png' is 48x48 but the model takes 32x32")
+    assert not (tmp_path / "passes" / "image_cache").exists(), "computed before refusing"

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..checkpoint.layout import tokenizer_source
 from ..devices import inference_dtype, resolve_device
-from ..encoding import encode_texts
+from ..encoding import encode_texts, image_size_problem
 from ..errors import InputError
 from ..image_cache import ImageEmbeddingCache, cache_fingerprint
 from ..split_scorer import SplitScorer
@@ -31,6 +31,34 @@ CROP_MARK = "#crop="
 
 def crop_key(image: str, box: tuple[float, float, float, float]) -> str:
     return f"{image}{CROP_MARK}{','.join(repr(float(v)) for v in box)}"
+
+
+def image_key_size(key: str) -> tuple[int, int]:
+    """(width, height) of the image a cache key stands for, reading the file's header only."""
+    path, _, crop = key.partition(CROP_MARK)
+    if crop:
+        _, _, w, h = (float(v) for v in crop.split(","))
+        return round(w), round(h)
+    with Image.open(path) as im:
+        return im.size
+
+
+def check_image_sizes(keys, model: str) -> None:
+    """Before any weights load: when the model's image processor passes sizes through (no resize, no
+    crop), every image must already be the vision tower's size; the first that is not is one line."""
+    from transformers import AutoConfig, AutoImageProcessor
+
+    try:
+        processor = AutoImageProcessor.from_pretrained(model)
+        image_size = AutoConfig.from_pretrained(model).vision_config.image_size
+    except (OSError, ValueError, AttributeError):
+        return  # load_model reports a model it cannot load
+    if image_size_problem(processor, image_size, (-1, -1)) is None:
+        return
+    for key in dict.fromkeys(keys):
+        problem = image_size_problem(processor, image_size, image_key_size(key))
+        if problem:
+            raise InputError(f"image {key}: {problem}")
 
 
 def load_image_key(key: str) -> Image.Image:

@@ -31,7 +31,7 @@ from .datasets import (
     load_retrieval_csv,
     load_valse_existence,
 )
-from .encoder import Encoder, load_model
+from .encoder import Encoder, check_image_sizes, load_model
 from .paths import BENCHMARKS, BenchFiles, bench_files
 
 
@@ -42,18 +42,19 @@ class Part:
     key: str
     loader: Callable[..., Loaded]
     evaluate: Callable[..., bench.BenchOutput]
+    images: Callable[[Loaded], list[str]]  # the image keys it embeds (checked before any compute)
     file_attr: str = "file"
 
 
 BENCH_PARTS: dict[str, tuple[Part, ...]] = {
-    "valse": (Part("valse_existence", load_valse_existence, bench.existence.evaluate),),
-    "negrefcocog": (Part("negrefcocog", load_negrefcocog, bench.referring.evaluate),),
-    "negbench-mcq-coco": (Part("negbench_mcq_coco", load_negbench_mcq, bench.mcq.evaluate),),
-    "negbench-mcq-voc": (Part("negbench_mcq_voc", load_negbench_mcq, bench.mcq.evaluate),),
-    "negbench-retrieval": (Part("negbench_negated", load_retrieval_csv, bench.retrieval.evaluate),
-                           Part("negbench_plain", load_retrieval_csv, bench.retrieval.evaluate, "plain_file")),
-    "coco-retrieval": (Part("coco", load_karpathy_coco, bench.retrieval.evaluate),),
-    "zeroshot": (Part("zeroshot", load_imagefolder, bench.zeroshot.evaluate),),
+    "valse": (Part("valse_existence", load_valse_existence, bench.existence.evaluate, bench.existence.image_keys),),
+    "negrefcocog": (Part("negrefcocog", load_negrefcocog, bench.referring.evaluate, bench.referring.image_keys),),
+    "negbench-mcq-coco": (Part("negbench_mcq_coco", load_negbench_mcq, bench.mcq.evaluate, bench.mcq.image_keys),),
+    "negbench-mcq-voc": (Part("negbench_mcq_voc", load_negbench_mcq, bench.mcq.evaluate, bench.mcq.image_keys),),
+    "negbench-retrieval": (Part("negbench_negated", load_retrieval_csv, bench.retrieval.evaluate, bench.retrieval.image_keys),
+                           Part("negbench_plain", load_retrieval_csv, bench.retrieval.evaluate, bench.retrieval.image_keys, "plain_file")),
+    "coco-retrieval": (Part("coco", load_karpathy_coco, bench.retrieval.evaluate, bench.retrieval.image_keys),),
+    "zeroshot": (Part("zeroshot", load_imagefolder, bench.zeroshot.evaluate, bench.zeroshot.image_keys),),
 }
 assert tuple(BENCH_PARTS) == BENCHMARKS
 
@@ -202,6 +203,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
         raise InputError(f"--data-root {cfg.data_root}: not a folder")
     parts, skipped_benchmarks = load_all(cfg, log)
     scorer = resolve_scorer(cfg)
+    check_image_sizes([k for lp in parts for k in lp.part.images(lp.data)], cfg.model)
     loaded = load_model(cfg.model)
     with folder.lock():
         folder.prepare(cfg.resume, cfg.overwrite, cfg.fingerprint())

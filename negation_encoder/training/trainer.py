@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from ..data.records import NegationRecord, RecordError, iter_numbered_records
 from ..data.validation import record_length_problem
+from ..encoding import image_size_problem
 from ..errors import InputError, RunFailed
 from ..image_cache import ImageEmbeddingCache
 from .batching import (
@@ -227,15 +228,31 @@ def default_image_loader(root: str) -> Callable[[str], object]:
     return load
 
 
-def check_images_exist(loaded: LoadedRecords, root: str, distractors: bool = False) -> None:
+def check_images_exist(loaded: LoadedRecords, root: str, distractors: bool = False, image_processor=None,
+                       model_image_size: int | None = None) -> None:
+    """Every image the records name exists, and (when the processor passes sizes through) has the size
+    the vision tower takes: both found before the image cache is built, not mid-run."""
+    from PIL import Image, UnidentifiedImageError
+
+    check_size = image_processor is not None and model_image_size is not None and \
+        image_size_problem(image_processor, model_image_size, (-1, -1)) is not None
     seen: set[str] = set()
     for rec, where in zip(loaded.records, loaded.where, strict=True):
         for key in (rec.image, *(distractor_keys(rec) if distractors else ())):
             if key in seen:
                 continue
             seen.add(key)
-            if not (Path(root) / key).is_file():
+            path = Path(root) / key
+            if not path.is_file():
                 raise InputError(f"{where}: image {key!r} not found under --images {root or '.'}")
+            if check_size:
+                try:
+                    with Image.open(path) as im:
+                        problem = image_size_problem(image_processor, model_image_size, im.size)
+                except (UnidentifiedImageError, OSError) as e:
+                    raise InputError(f"{where}: image {key!r} cannot be read ({e})") from None
+                if problem:
+                    raise InputError(f"{where}: image {key!r} {problem}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +328,8 @@ def check_inputs(cfg: TrainConfig, accelerator, run: RunDir, resume: bool, overw
                                      cfg.infonce_on_bare)
     eligible = check_eligible(cfg, examples)
     if image_loader is None:
-        check_images_exist(loaded, cfg.images, distractors=bool(cfg.distractor))
+        check_images_exist(loaded, cfg.images, distractors=bool(cfg.distractor), image_processor=image_processor,
+                           model_image_size=base_config.vision_config.image_size)
     return RunInputs(records, keys, examples, tokenizer, image_processor, found, fingerprint, eligible)
 
 

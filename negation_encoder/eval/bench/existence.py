@@ -8,6 +8,10 @@ from ..scoring import existence_accuracy
 from .base import BenchOutput, number
 
 
+def image_keys(data: Loaded[ExistenceItem]) -> list[str]:
+    return [it.image for it in data.items]
+
+
 def evaluate(data: Loaded[ExistenceItem], encoder: Encoder, key: str = "valse_existence") -> BenchOutput:
     items = data.items
     image = encoder.images([it.image for it in items])

@@ -18,6 +18,10 @@ from .base import BenchOutput, number
 WRONG_OPTION_TEMPLATES = ("hybrid", "positive", "negative")  # options 1, 2, 3 when the answer is option 0
 
 
+def image_keys(data: Loaded[MCQItem]) -> list[str]:
+    return [it.image for it in data.items]
+
+
 def evaluate(data: Loaded[MCQItem], encoder: Encoder, key: str = "negbench_mcq") -> BenchOutput:
     items = data.items
     image = encoder.images([it.image for it in items])

@@ -9,6 +9,10 @@ from ..scoring import pairwise_accuracy
 from .base import BenchOutput, number
 
 
+def image_keys(data: Loaded[ReferringItem]) -> list[str]:
+    return [crop_key(it.image, box) for it in data.items for box in it.boxes]
+
+
 def evaluate(data: Loaded[ReferringItem], encoder: Encoder, key: str = "negrefcocog") -> BenchOutput:
     items = data.items
     keys = [crop_key(it.image, box) for it in items for box in it.boxes]

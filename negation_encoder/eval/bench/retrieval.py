@@ -11,6 +11,10 @@ from .base import BenchOutput, number
 KS = (1, 5, 10)
 
 
+def image_keys(data: Loaded[RetrievalSet]) -> list[str]:
+    return list(data.items[0].gallery)
+
+
 def evaluate(data: Loaded[RetrievalSet], encoder: Encoder, key: str = "coco") -> BenchOutput:
     rs = data.items[0]
     image = encoder.images(rs.gallery)

@@ -25,6 +25,10 @@ TEMPLATES = (
 )
 
 
+def image_keys(data: Loaded[ZeroshotSet]) -> list[str]:
+    return list(data.items[0].images)
+
+
 def evaluate(data: Loaded[ZeroshotSet], encoder: Encoder, key: str = "zeroshot") -> BenchOutput:
     zs = data.items[0]
     image = encoder.images(zs.images)
