@@ -30,11 +30,19 @@ def arm_label(arm: str, label: str | None) -> str:
     return arm.replace("swapped", f"swapped-{label}", 1)
 
 
+def check_encoders(pipe, encoders: Mapping[str, str]) -> None:
+    """Load every encoder and swap it in and out once, before any image: one that does not fit the
+    pipeline (width, vocabulary, positions) is one line, exit 2, not a failure after the base arms ran."""
+    for path in encoders.values():
+        ArmSwitcher(pipe, path).use(ARMS["base"])
+
+
 def compare_encoders(pipe, items: Sequence[PromptItem], encoders: Mapping[str, str], judge, out: str | Path,
                      config: NegScoreConfig, generation: GenerationConfig, resume: bool = False,
                      overwrite: bool = False, splitter=None) -> tuple[dict, list[dict], list[str]]:
     """Run `config.arms` for every encoder in `encoders` (label -> path); returns (summary, records, arms)."""
     out = Path(out)
+    check_encoders(pipe, encoders)
     base_arms = tuple(a for a in config.arms if not ARMS[a].swapped)
     swapped_arms = tuple(a for a in config.arms if ARMS[a].swapped)
     several = len(encoders) > 1

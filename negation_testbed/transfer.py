@@ -165,7 +165,7 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
     from diffusers.utils import logging as diffusers_logging
 
     from eval_t2i.generation import GenerationConfig, load_pipeline, resolve_device_dtype
-    from eval_t2i.multi import compare_encoders
+    from eval_t2i.multi import check_encoders, compare_encoders
     from eval_t2i.negscore import NegScoreConfig
     from eval_t2i.prompts import load_prompts
     from eval_t2i.report import image_grid, markdown_table, write_summary
@@ -189,6 +189,7 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
         diffusers_logging.disable_progress_bar()  # "Loading pipeline components" too
     device, dtype = resolve_device_dtype("cpu", "fp32")
     pipe = load_pipeline(cfg.pipeline, device, dtype)
+    check_encoders(pipe, encoders)  # before the folder is touched or any image is made
     negated, control = world_prompt_sets(cfg.forms)
     if cfg.limit:
         negated, control = negated[: cfg.limit], control[: cfg.limit]

@@ -270,3 +270,24 @@ def test_pretrain_commands_are_deterministic(asset, tmp_path):
         assert info["command"] == f"negenc testbed pretrain-{asset}" and info["config"]["steps"] == 2
     differing = [name for name in runs[0] if not torch.equal(runs[0][name], runs[1][name])]
     assert not differing and set(runs[0]) == set(runs[1]), f"{asset}: tensors differ between runs: {differing[:5]}"
+
+
+def test_t2i_compare_checks_every_encoder_before_any_image(tmp_path, base_encoder_folder, capsys):
+    """An encoder of the wrong width is refused in one line before the base arms run, so the folder can
+    be reused for the corrected run (no --resume/--overwrite needed)."""
+    from negation_encoder.checkpoint.export import export_checkpoint
+    from negation_encoder.testing import tiny
+    from negation_testbed.pretrain import world_tokenizer
+
+    tok = world_tokenizer()
+    wide = tmp_path / "wide"
+    export_checkpoint(tiny.build_clip_model(seed=0, tokenizer=tok, text_hidden_size=48), tok,
+                      tiny.build_clip_image_processor(32), wide)
+    out = tmp_path / "t2i"
+    argv = ["testbed", "t2i-compare", "--limit", "1", "--seeds", "0", "--steps", "2", "--out", str(out),
+            "--no-progress"]
+    assert main([*argv, "--encoder", base_encoder_folder, "--encoder", str(wide)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hidden size 48 does not match the UNet's cross_attention_dim 64" in err, err
+    assert not out.exists() or not any(out.rglob("*.png")), "images were made before the check"
+    assert main([*argv, "--encoder", base_encoder_folder]) == 0  # the same folder takes the corrected run
