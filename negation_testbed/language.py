@@ -263,11 +263,20 @@ def heldout_mcq(a: str, b: str, n: str) -> dict[str, str]:
 NEGATED_BENCHMARK_FRAMES = ("not feature", "not include")
 
 
+# Negated referring expressions that EVALUATE (the pairwise twin, `negenc testbed seg-compare`) ...
 REFERRING_FORMS = (
     "the {kind} that is not {value}",
     "a {kind}, but not the {value} one",
     "not the {value} {kind}, the other {kind}",
     "the {kind} which isn't {value}",
+)
+# ... and the ones anything may be FITTED or TRAINED on (the segmenter's split route, a segmentation-aware
+# fine-tuning term): disjoint wordings, so no evaluation phrase is ever seen before it is scored.
+TRAIN_REFERRING_FORMS = (
+    "a {kind} which is not {value}",
+    "the {kind} that isn't {value}",
+    "the other {kind}, not the {value} one",
+    "the {kind} that is not the {value} one",
 )
 
 

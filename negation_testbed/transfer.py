@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from integrations.clipseg import SplitRoute
 from negation_encoder.checkpoint.layout import check_encoder_folder
+from negation_encoder.configs import Validated, at_least, collect, option
 from negation_encoder.errors import InputError
 from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_json, atomic_write_text
@@ -62,26 +64,34 @@ def world_prompt_sets(forms_per_kind: int = 3, seed: int = 0) -> tuple[list[dict
     return negated, control
 
 
-def write_referring_set(out: Path, n: int, seed: int, negated: bool) -> Path:
-    """A JSONL set for `eval_seg` (`{"id", "image", "text", "mask"}`): scenes with two objects of one kind
-    in different colours; the phrase picks one. Negated: a world referring form ("the cup that is not
-    red", `language.REFERRING_FORMS`) naming the *other* object's colour; control: "the blue cup".
-    The same seed gives the same scenes and targets for both, so the two sets pair sample by sample."""
+def referring_samples(n: int, seed: int, negated: bool, forms: tuple[str, ...] = L.REFERRING_FORMS,
+                      prefix: str = "ref"):
+    """(image, text, target mask, other mask) for scenes with two objects of one kind in different colours;
+    the phrase picks one. Negated: a referring form ("the cup that is not red") naming the *other*
+    object's colour; control: "the blue cup". The same seed gives the same scenes and targets for both."""
     from .world_seg import object_masks, pair_scene
 
     rng = np.random.default_rng(seed)
-    out.mkdir(parents=True, exist_ok=True)
-    lines = []
     for i in range(n):
-        scene, a, b = pair_scene(rng, f"ref-{i}", kind=OBJECTS[i % len(OBJECTS)])
+        scene, a, b = pair_scene(rng, f"{prefix}-{i}", kind=OBJECTS[i % len(OBJECTS)])
         target, other = (a, b) if rng.random() < 0.5 else (b, a)
-        form = L.REFERRING_FORMS[int(rng.integers(len(L.REFERRING_FORMS)))]
+        form = forms[int(rng.integers(len(forms)))]
         t, o = scene.objects[target], scene.objects[other]
         text = form.format(kind=t.kind, value=o.colour) if negated else f"the {t.colour} {t.kind}"
         image, masks = object_masks(scene)
+        yield image, text, masks[target], masks[other]
+
+
+def write_referring_set(out: Path, n: int, seed: int, negated: bool) -> Path:
+    """A JSONL set for `eval_seg` (`{"id", "image", "text", "mask", "other_mask"}`) of `referring_samples`
+    with the EVALUATION forms (`language.REFERRING_FORMS`); negated and control sets of one seed pair
+    sample by sample."""
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, (image, text, target, other) in enumerate(referring_samples(n, seed, negated)):
         Image.fromarray(image).save(out / f"{i:04d}.png")
-        Image.fromarray(masks[target].astype(np.uint8) * 255).save(out / f"{i:04d}_mask.png")
-        Image.fromarray(masks[other].astype(np.uint8) * 255).save(out / f"{i:04d}_other.png")
+        Image.fromarray(target.astype(np.uint8) * 255).save(out / f"{i:04d}_mask.png")
+        Image.fromarray(other.astype(np.uint8) * 255).save(out / f"{i:04d}_other.png")
         lines.append(json.dumps({"id": f"{i:04d}", "image": f"{i:04d}.png", "text": text, "mask": f"{i:04d}_mask.png",
                                  "other_mask": f"{i:04d}_other.png"}))
     path = out / "set.jsonl"
@@ -89,11 +99,48 @@ def write_referring_set(out: Path, n: int, seed: int, negated: bool) -> Path:
     return path
 
 
-def target_wins(seg, processor, jsonl: Path, batch_size: int = 64) -> list[float]:
+ROUTE_FIT_SEED = 1000  # training scenes for the split route; seg-compare draws its sets from seed 0
+
+
+def fit_seg_route(model: str | Path, samples: int = 800, seed: int = ROUTE_FIT_SEED, batch_size: int = 64,
+                  save: bool = True):
+    """Fit the segmenter's split route (`integrations.SplitRoute`) on TRAINING scenes with the training
+    referring forms (`language.TRAIN_REFERRING_FORMS`, disjoint from the evaluated ones) and save it
+    beside the CLIPSeg weights, where `segment(..., route="split")` and seg-compare read it."""
+    import torch
+    from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+
+    from integrations.clipseg import SplitRoute, clipseg_probabilities
+    from negation_encoder.splitting import split_negation
+
+    seg = CLIPSegForImageSegmentation.from_pretrained(model).eval()
+    processor = CLIPSegProcessor.from_pretrained(model)
+    template = SplitRoute().concept_template
+    rows = list(referring_samples(samples, seed, True, L.TRAIN_REFERRING_FORMS, prefix="route"))
+    aff, neg = [], []
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i: i + batch_size]
+        parts = [split_negation(r[1]) for r in chunk]
+        if not all(s.has_negation for s in parts):
+            bad = next(r[1] for r, s in zip(chunk, parts, strict=True) if not s.has_negation)
+            raise ValueError(f"the splitter finds no negation in the training phrase {bad!r}")
+        images = [r[0] for r in chunk]
+        aff.append(clipseg_probabilities(seg, processor, images, [s.affirmative for s in parts]))
+        neg.append(clipseg_probabilities(seg, processor, images, [template.format(s.negated[0]) for s in parts]))
+    masks = torch.from_numpy(np.stack([r[2] for r in rows]))
+    route = SplitRoute.fit_on(torch.cat(aff), torch.cat(neg), masks, concept_template=template, seed=seed,
+                              forms="language.TRAIN_REFERRING_FORMS", command="negenc testbed fit-seg-route")
+    if save:
+        route.save(model)
+    return route
+
+
+def target_wins(seg, processor, jsonl: Path, batch_size: int = 64, split_route=None) -> list[float]:
     """Per sample, 1.0 if the mean probability on the referred object exceeds that on the other object of
     its kind (the one a negated expression excludes), else 0.0: which object the model picked, which
-    IoU mixes with how well it outlines it. Chance is 0.5."""
-    import torch
+    IoU mixes with how well it outlines it. Chance is 0.5. With `split_route`, the model reads the text
+    through the split route (`integrations.segment`)."""
+    from integrations.clipseg import segment
 
     rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
     root = jsonl.parent
@@ -101,10 +148,9 @@ def target_wins(seg, processor, jsonl: Path, batch_size: int = 64) -> list[float
     for i in range(0, len(rows), batch_size):
         chunk = rows[i: i + batch_size]
         images = [np.asarray(Image.open(root / r["image"]).convert("RGB")) for r in chunk]
-        enc = processor(text=[r["text"] for r in chunk], images=images, padding=True, return_tensors="pt")
-        with torch.no_grad():
-            probs = torch.sigmoid(seg(**enc).logits).reshape(len(chunk), *images[0].shape[:2]).numpy()
-        for r, p in zip(chunk, probs, strict=True):
+        route = "plain" if split_route is None else "split"
+        probs = segment(seg, processor, images, [r["text"] for r in chunk], route=route, split_route=split_route)
+        for r, p in zip(chunk, probs.numpy(), strict=True):
             target = np.asarray(Image.open(root / r["mask"])) > 0
             other = np.asarray(Image.open(root / r["other_mask"])) > 0
             wins.append(float(p[target].mean() > p[other].mean()))
@@ -136,28 +182,44 @@ def encoder_drift(encoder: str, texts: list[str], base: str | Path = BASE_DIR) -
     return {"projected_cos": float((proj[0] * proj[1]).sum(-1).mean()), "token_cos": float(tokens.mean())}
 
 
-def _check_seeds(seeds: tuple[int, ...]) -> None:
-    if not seeds:
-        raise InputError("--seeds: expected at least one seed")
-
-
 @dataclass
-class T2ICompareConfig:
-    encoders: list[str]
-    out: str = "t2i_compare_out"
-    pipeline: str = str(ASSETS / "t2i")
-    judge: str = str(ASSETS / "judge")
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    forms: int = 2  # prompts per object kind (16 kinds)
-    limit: int | None = None  # first N prompts (smoke runs)
-    steps: int = 50
-    guidance_scale: float = 4.0
-    batch_size: int = 16
-    resume: bool = False
-    overwrite: bool = False
-    progress: bool = True
-    arms: tuple[str, ...] = ("base", "base+negprompt", "swapped", "swapped+negprompt")
-    control_arms: tuple[str, ...] = ("base", "swapped")
+class T2ICompareConfig(Validated):
+    """`negenc testbed t2i-compare`: Neg Score of the world generator, base vs negative prompt vs swapped."""
+
+    encoders: tuple[str, ...] = option(help="fine-tuned encoder folders (<out>/run/model of `negenc demo`), comma list",
+                                       flag="--encoder")
+    out: str = option("t2i_compare_out", "output folder")
+    pipeline: str = option(str(ASSETS / "t2i"), "pipeline folder (default: the committed world generator)")
+    judge: str = option(str(ASSETS / "judge"), "judge folder (default: the committed world judge)")
+    seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "comma list of seeds (every arm uses the same)")
+    forms: int = option(2, f"negated prompts per object kind (1-{len(T2I_FORMS)}; 16 kinds)")
+    limit: int | None = option(None, "only the first N prompts (smoke runs)")
+    steps: int = option(50, "denoising steps")
+    guidance_scale: float = option(4.0, "classifier-free guidance scale")
+    batch_size: int = option(16, "images per pipeline call")
+    resume: bool = option(False, "continue a run in --out")
+    overwrite: bool = option(False, "replace the results in --out")
+    progress: bool = option(True, cli=False)
+    arms: tuple[str, ...] = option(("base", "base+negprompt", "swapped", "swapped+negprompt"), cli=False)
+    control_arms: tuple[str, ...] = option(("base", "swapped"), cli=False)
+
+    def __post_init__(self) -> None:
+        self.encoders = tuple(self.encoders) if not isinstance(self.encoders, str) else (self.encoders,)
+        self.seeds = tuple(self.seeds)
+        super().__post_init__()
+
+    def problems(self) -> list[str]:
+        p = collect(at_least(self, "steps", 1), at_least(self, "batch_size", 1), at_least(self, "limit", 1, True),
+                    at_least(self, "guidance_scale", 0))
+        if not 1 <= self.forms <= len(T2I_FORMS):
+            p.append(f"forms must be in 1..{len(T2I_FORMS)}, got {self.forms}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            p.append(f"seeds must be distinct integers, at least one, got {list(self.seeds)}")
+        if not self.encoders:
+            p.append("encoders: at least one encoder folder is needed")
+        if self.resume and self.overwrite:
+            p.append("resume and overwrite contradict each other; pass one")
+        return p
 
 
 def t2i_compare(cfg: T2ICompareConfig) -> dict:
@@ -173,11 +235,7 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
 
     from .world_judge import WorldJudge
 
-    _check_seeds(cfg.seeds)
-    if cfg.steps < 1 or cfg.batch_size < 1 or not 1 <= cfg.forms <= len(T2I_FORMS):
-        raise InputError(f"--steps and --batch-size must be >= 1 and --forms in 1..{len(T2I_FORMS)}; got "
-                         f"{cfg.steps}, {cfg.batch_size}, {cfg.forms}")
-    encoders = encoder_labels(cfg.encoders)
+    encoders = encoder_labels(list(cfg.encoders))
     try:
         judge = WorldJudge.from_pretrained(cfg.judge)
     except OSError as e:
@@ -249,16 +307,33 @@ SEG_COMPARE_FILES = ("negated", "control", "data", "results.json", "report.md", 
 
 
 @dataclass
-class SegCompareConfig:
-    encoders: list[str]
-    out: str = "seg_compare_out"
-    model: str = str(ASSETS / "seg")
-    samples: int = 400
-    seed: int = 0
-    batch_size: int = 32
-    resume: bool = False
-    overwrite: bool = False
-    progress: bool = True
+class SegCompareConfig(Validated):
+    """`negenc testbed seg-compare`: the world CLIPSeg, original vs swapped, plain vs split route."""
+
+    encoders: tuple[str, ...] = option(help="fine-tuned encoder folders (<out>/run/model of `negenc demo`), comma list",
+                                       flag="--encoder")
+    out: str = option("seg_compare_out", "output folder")
+    model: str = option(str(ASSETS / "seg"), "CLIPSeg folder (default: the committed world segmenter)")
+    samples: int = option(400, "referring expressions per set (negated, control)")
+    seed: int = option(0, "seed of the referring sets and the bootstrap")
+    batch_size: int = option(32, "samples per CLIPSeg call")
+    split: bool = option(True, "also the training-free split route, alone and stacked on each encoder (needs "
+                         "the model folder's negation_split_route.json: `negenc testbed fit-seg-route`)")
+    resume: bool = option(False, "continue a run in --out")
+    overwrite: bool = option(False, "replace the results in --out")
+    progress: bool = option(True, cli=False)
+
+    def __post_init__(self) -> None:
+        self.encoders = tuple(self.encoders) if not isinstance(self.encoders, str) else (self.encoders,)
+        super().__post_init__()
+
+    def problems(self) -> list[str]:
+        p = collect(at_least(self, "samples", 1), at_least(self, "batch_size", 1))
+        if not self.encoders:
+            p.append("encoders: at least one encoder folder is needed")
+        if self.resume and self.overwrite:
+            p.append("resume and overwrite contradict each other; pass one")
+        return p
 
 
 def seg_compare(cfg: SegCompareConfig) -> dict:
@@ -268,18 +343,25 @@ def seg_compare(cfg: SegCompareConfig) -> dict:
     from eval_seg.runner import SegEvalConfig, check_config, load_clipseg, run_arm, swapped_copy
     from negation_encoder.stats import paired_bootstrap
 
-    if cfg.samples < 1:
-        raise InputError(f"--samples must be >= 1, got {cfg.samples}")
-    encoders = encoder_labels(cfg.encoders)
+    encoders = encoder_labels(list(cfg.encoders))
     out = Path(cfg.out)
     RunFolder(out, SEG_COMPARE_FILES).prepare(cfg.resume, cfg.overwrite)
     start = time.perf_counter()
     seg, processor = load_clipseg(cfg.model)
+    try:
+        route = SplitRoute.load(cfg.model) if cfg.split else None
+    except FileNotFoundError as e:
+        raise InputError(f"--split: {e} (or pass --no-split)") from None
     models = {"original": (seg, None)}
     for label, path in encoders.items():
         arm = "swapped" if len(encoders) == 1 else f"swapped-{label}"
         models[arm] = (swapped_copy(seg, path, cfg.model), path)  # every encoder checked before any compute
-    results: dict = {"encoders": encoders, "sets": {}}
+    arm_specs = [(arm, model, path, None) for arm, (model, path) in models.items()]
+    if route is not None:  # the training-free route, alone ("split") and stacked on each swapped encoder
+        arm_specs += [("split" if arm == "original" else f"{arm}+split", model, path, route)
+                      for arm, (model, path) in models.items()]
+    results: dict = {"encoders": encoders, "sets": {},
+                     "split_route": None if route is None else {"weight": route.weight, "fit": route.fit}}
     for name, negated in (("negated", True), ("control", False)):
         jsonl = write_referring_set(out / "data" / name, cfg.samples, cfg.seed, negated)
         base_cfg = SegEvalConfig(dataset=DatasetConfig(kind="jsonl", jsonl=str(jsonl)), model=cfg.model,
@@ -287,13 +369,13 @@ def seg_compare(cfg: SegCompareConfig) -> dict:
                                  resume=cfg.resume, seed=cfg.seed, progress=cfg.progress)
         device, dtype = check_config(base_cfg)
         data = load_dataset(base_cfg.dataset)
-        runs = {}
-        for arm, (model, path) in models.items():
-            arm_cfg = replace(base_cfg, encoder=path)
-            runs[arm] = run_arm(copy.deepcopy(model), processor, data, arm_cfg, out / name / arm,
-                                "original" if path is None else "swapped", device, dtype)
+        runs, wins = {}, {}
+        for arm, model, path, arm_route in arm_specs:
+            arm_cfg = replace(base_cfg, encoder=path, route="plain" if arm_route is None else "split")
+            runs[arm] = run_arm(copy.deepcopy(model), processor, data, arm_cfg, out / name / arm.replace("+", "_"),
+                                arm, device, dtype, arm_route)
+            wins[arm] = target_wins(model, processor, jsonl, cfg.batch_size, arm_route)
         ids = [s.id for s in data.samples]
-        wins = {arm: target_wins(model, processor, jsonl, cfg.batch_size) for arm, (model, _) in models.items()}
         arms = {}
         for arm, r in runs.items():
             entry = {k: r.metrics[k] for k in ("miou_0.3", "iou_bin_0.3", "fgiou_0.3", "miou_best", "ap")}

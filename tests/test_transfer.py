@@ -206,12 +206,17 @@ def test_seg_compare_two_encoders_through_cli(tmp_path, base_encoder_folder, oth
     res = json.loads((out / "results.json").read_text())
     for name in ("negated", "control"):
         arms = res["sets"][name]
-        assert set(arms) == {"original", "swapped-e1", "swapped-e2"}
+        assert set(arms) == {"original", "swapped-e1", "swapped-e2", "split", "swapped-e1+split", "swapped-e2+split"}
+        assert arms["swapped-e1+split"]["miou_0.3"] == arms["split"]["miou_0.3"]
         assert arms["swapped-e1"]["miou_0.3"] == arms["original"]["miou_0.3"]
         assert arms["swapped-e1"]["paired_iou_0.3_vs_original"]["mean"] == 0.0
         assert arms["swapped-e1"]["target_wins"] == arms["original"]["target_wins"]
         assert arms["original"]["target_wins"] == pytest.approx(np.mean(_wins_by_hand(out / "data" / name)))
         assert arms["swapped-e2"]["ap"] != arms["original"]["ap"], "a different encoder changed nothing"
+    # the control set negates nothing: the split route reads it exactly as the plain one
+    assert res["sets"]["control"]["split"]["miou_0.3"] == res["sets"]["control"]["original"]["miou_0.3"]
+    assert res["sets"]["negated"]["split"]["miou_0.3"] != res["sets"]["negated"]["original"]["miou_0.3"]
+    assert res["split_route"]["weight"] == json.loads((SEG_DIR / "negation_split_route.json").read_text())["weight"]
     texts = [json.loads(line)["text"] for line in (out / "data" / "negated" / "set.jsonl").read_text().splitlines()]
     assert all(re.search(r"\bnot\b|\bisn't\b", t) for t in texts), texts
     assert (out / "report.md").read_text().startswith("| set | arm | mIoU@0.3")
@@ -221,7 +226,7 @@ def test_seg_compare_two_encoders_through_cli(tmp_path, base_encoder_folder, oth
 @pytest.mark.parametrize("argv, needle", [
     (["testbed", "t2i-compare", "--encoder", "/nonexistent/model"], "--encoder /nonexistent/model: not a folder"),
     (["testbed", "seg-compare", "--encoder", "/nonexistent/model"], "--encoder /nonexistent/model: not a folder"),
-    (["testbed", "t2i-compare", "--encoder", "x", "--seeds", "a,b"], "--seeds expects a comma list"),
+    (["testbed", "t2i-compare", "--encoder", "x", "--seeds", "a,b"], "--seeds: expected a comma list of int"),
     (["testbed", "pretrain-judge", "--steps", "0"], "--steps must be >= 1"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, needle, capsys, tmp_path):

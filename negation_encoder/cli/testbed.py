@@ -9,6 +9,8 @@ from pathlib import Path
 
 
 def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
+    from ..configs import add_config_arguments
+
     p = subparsers.add_parser("testbed", help="the offline world: pretrain its base CLIP, list recipes")
     p.set_defaults(_group_parser=p)
     sub = p.add_subparsers(title="testbed commands", metavar="COMMAND", parser_class=type(p))
@@ -36,34 +38,39 @@ def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
         pp.add_argument("--steps", type=int, default=None, help="override the training steps")
         pp.add_argument("--seed", type=int, default=0, help="seed of the run")
         pp.set_defaults(func=pretrain_asset_command, asset=name.split("-")[1])
-    tc = sub.add_parser("t2i-compare", help="Neg Score of the world generator: base, negative prompt, swapped encoder(s)")
-    _transfer_args(tc, "t2i_compare_out")
-    tc.add_argument("--seeds", default="0,1,2,3,4", help="comma list of seeds (every arm uses the same)")
-    tc.add_argument("--forms", type=int, default=2, help="negated prompts per object kind (1-3; 16 kinds)")
-    tc.add_argument("--limit", type=int, default=None, help="only the first N prompts (smoke runs)")
-    tc.add_argument("--steps", type=int, default=50, help="denoising steps")
-    tc.add_argument("--guidance-scale", type=float, default=4.0, help="classifier-free guidance scale")
-    tc.add_argument("--batch-size", type=int, default=16, help="images per pipeline call")
-    tc.add_argument("--pipeline", default=None, help="pipeline folder (default: the committed world generator)")
-    tc.add_argument("--judge", default=None, help="judge folder (default: the committed world judge)")
-    tc.set_defaults(func=t2i_compare_command)
-    sc = sub.add_parser("seg-compare", help="mIoU / IoU_BIN of the world CLIPSeg, original vs swapped encoder(s)")
-    _transfer_args(sc, "seg_compare_out")
-    sc.add_argument("--samples", type=int, default=400, help="referring expressions per set (negated, control)")
-    sc.add_argument("--seed", type=int, default=0, help="seed of the referring sets and the bootstrap")
-    sc.add_argument("--batch-size", type=int, default=32, help="samples per CLIPSeg call")
-    sc.add_argument("--model", default=None, help="CLIPSeg folder (default: the committed world segmenter)")
-    sc.set_defaults(func=seg_compare_command)
+    fr = sub.add_parser("fit-seg-route", help="fit the world segmenter's training-free split route on training "
+                        "scenes (written beside its weights as negation_split_route.json)")
+    fr.add_argument("--model", default=None, help="CLIPSeg folder (default: the committed world segmenter)")
+    fr.add_argument("--samples", type=int, default=800, help="training referring expressions")
+    fr.add_argument("--seed", type=int, default=1000, help="seed of the training scenes (seg-compare's sets use 0)")
+    fr.set_defaults(func=fit_seg_route_command)
+    from negation_testbed.transfer import SegCompareConfig, T2ICompareConfig
+
+    for name, help_text, cls, func in (
+            ("t2i-compare", "Neg Score of the world generator: base, negative prompt, swapped encoder(s)",
+             T2ICompareConfig, t2i_compare_command),
+            ("seg-compare", "mIoU / IoU_BIN of the world CLIPSeg: original, swapped encoder(s), split route",
+             SegCompareConfig, seg_compare_command)):
+        c = sub.add_parser(name, help=help_text)
+        c.add_argument("--encoder", action="append", required=True, metavar="PATH", dest="encoders",
+                       help="a fine-tuned encoder folder (<out>/run/model of `negenc demo`); repeatable")
+        add_config_arguments(c, cls, skip=("encoders",))
+        c.add_argument("--no-progress", action="store_true", help="no progress bars")
+        c.set_defaults(func=func)
     return p
 
 
-def _transfer_args(p: argparse.ArgumentParser, out: str) -> None:
-    p.add_argument("--encoder", action="append", required=True, metavar="PATH",
-                   help="a fine-tuned encoder folder (<out>/run/model of `negenc demo`); repeatable")
-    p.add_argument("--out", default=out, help=f"output folder (default: {out})")
-    p.add_argument("--resume", action="store_true", help="continue a run in --out")
-    p.add_argument("--overwrite", action="store_true", help="replace the results in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+def fit_seg_route_command(args: argparse.Namespace) -> int:
+    from negation_testbed.transfer import fit_seg_route
+    from negation_testbed.world_seg import SEG_DIR
+
+    from ..errors import InputError
+
+    if args.samples < 1:
+        raise InputError(f"--samples must be >= 1, got {args.samples}")
+    route = fit_seg_route(args.model or SEG_DIR, samples=args.samples, seed=args.seed)
+    print(json.dumps({"weight": route.weight, "concept_template": route.concept_template, "fit": route.fit}, indent=2))
+    return 0
 
 
 # asset -> (module, default folder, config class, trainer): the three world models the drop-in runs on
@@ -88,44 +95,25 @@ def pretrain_asset_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seeds(text: str) -> tuple[int, ...]:
-    from ..errors import InputError
-
-    try:
-        seeds = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise InputError(f"--seeds expects a comma list of integers, got {text!r}") from None
-    if not seeds:
-        raise InputError(f"--seeds expects at least one integer, got {text!r}")
-    return seeds
-
-
 def t2i_compare_command(args: argparse.Namespace) -> int:
     from negation_testbed.transfer import T2ICompareConfig, t2i_compare
 
-    cfg = T2ICompareConfig(encoders=args.encoder, out=args.out, seeds=_seeds(args.seeds), forms=args.forms,
-                           limit=args.limit, steps=args.steps, guidance_scale=args.guidance_scale,
-                           batch_size=args.batch_size, resume=args.resume, overwrite=args.overwrite,
-                           progress=not args.no_progress)
-    if args.pipeline:
-        cfg.pipeline = args.pipeline
-    if args.judge:
-        cfg.judge = args.judge
+    from ..configs import config_from_args
+
+    cfg = config_from_args(T2ICompareConfig, args, progress=not args.no_progress)
     t2i_compare(cfg)
-    print((Path(args.out) / "report.md").read_text())
+    print((Path(cfg.out) / "report.md").read_text())
     return 0
 
 
 def seg_compare_command(args: argparse.Namespace) -> int:
     from negation_testbed.transfer import SegCompareConfig, seg_compare
 
-    cfg = SegCompareConfig(encoders=args.encoder, out=args.out, samples=args.samples, seed=args.seed,
-                           batch_size=args.batch_size, resume=args.resume, overwrite=args.overwrite,
-                           progress=not args.no_progress)
-    if args.model:
-        cfg.model = args.model
+    from ..configs import config_from_args
+
+    cfg = config_from_args(SegCompareConfig, args, progress=not args.no_progress)
     seg_compare(cfg)
-    print((Path(args.out) / "report.md").read_text())
+    print((Path(cfg.out) / "report.md").read_text())
     return 0
 
 
