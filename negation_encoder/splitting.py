@@ -45,7 +45,9 @@ whole-word matching: a user's own list means exactly its words.
 - postfix cues ("X is missing", "with the X missing", "X is absent from ...") negate the phrase before
   them; "from PLACE" names the affirmed place when the negation opened the sentence ("A chair is missing
   from this room" -> "this room"), and goes with the negation otherwise;
-- "not X but Y" keeps Y and drops the "but" ("not a cat but a dog" -> "a dog").
+- "not X but Y" keeps Y and drops the "but" ("not a cat but a dog" -> "a dog", "a yard with no cats but
+  two dogs" -> "a yard with two dogs"); so does "and" before a verbless phrase when the negation took a
+  "with" ("a cup with no handle and chipped edges" -> "a cup with chipped edges").
 
 A caption that affirms nothing ("there is no dog", "a photo with no fork here") has the affirmative
 part `EMPTY_AFFIRMATIVE`; the trainer reads `has_negation and affirmative == EMPTY_AFFIRMATIVE` as a
@@ -262,7 +264,8 @@ _SAY_VERBS = frozenset({"says", "say", "saying", "said", "reads", "reading", "re
                         "marked", "stamped", "printed", "written", "titled", "entitled", "called", "named", "spells",
                         "spelling"})
 _FIXED = (("nothing", "but"), ("none", "other", "than"), ("not", "only"), ("not", "just"), ("no", "doubt"),
-          ("no", "matter"), ("not", "to", "mention"), ("never", "mind"), ("no", "wonder"), ("no", "sooner"))
+          ("no", "matter"), ("not", "to", "mention"), ("never", "mind"), ("no", "wonder"), ("no", "sooner"),
+          ("without", "a", "doubt"))
 _TITLE_CUES = frozenset({"No", "Not", "Never", "Nothing", "None", "Nobody"})
 _HYPHEN_CUES = frozenset({"no", "not", "never", "none", "nothing"})
 
@@ -353,17 +356,12 @@ def _sign_name(t: _Text, k: int) -> bool:
     """'no' naming a sign or zone: after a determiner ('a no entry sign') or before SIGNWORD [WORD] SIGN."""
     if t.at(k) != "no":
         return False
-    if t.at(k - 1) in _ARTICLES | {"this", "that", "its", "their", "his", "her", "our"}:
-        return True
+    if t.at(k - 1) in _ARTICLES | {"its", "their", "his", "her", "our"}:
+        return True  # a determiner never precedes the quantifier "no"
     x = t.at(k + 1)
     if t.at(k + 2) in ("allowed", "permitted") and t.at(k + 3) in ("", "sign", "signs", "notice"):
         return True  # the text of a sign: "no dogs allowed"
-    for noun_at in (k + 2, k + 3):
-        noun = t.at(noun_at)
-        if noun in _SIGN_NOUNS and (x in _SIGN_WORDS or (_is_ing(x) and noun not in ("zone", "zones"))
-                                    or (noun in ("zone", "zones") and x.endswith("ing"))):
-            return True
-    return False
+    return (x in _SIGN_WORDS or x.endswith("ing")) and (t.at(k + 2) in _SIGN_NOUNS or t.at(k + 3) in _SIGN_NOUNS)
 
 
 def _title(t: _Text, k: int) -> bool:
@@ -409,7 +407,6 @@ class _Scope:
     concepts: tuple[tuple[str, str], ...]
     keep: frozenset[int] = frozenset()
     lead: tuple[int, ...] = ()
-    contrast: bool = True  # "not X but Y": a following "but" goes
 
 
 def _cue_at(t: _Text, k: int) -> tuple[str, int] | None:
@@ -500,6 +497,7 @@ class _Reader:
 
     # ---- phrase readers: each returns the end (exclusive) of the phrase starting at j
     def noun_phrase(self, j: int) -> int:
+        """Up to the head noun and its of/with/for/to complements; a modifier after the head ends it."""
         k, headed = j, False
         while k < self.n and not self.stops(k):
             if headed and self.trails(k):
@@ -511,6 +509,8 @@ class _Reader:
         return k
 
     def verb_phrase(self, j: int) -> int:
+        """The verb, its object, and a prepositional complement only where the verb takes one ('sitting
+        on the mat', 'looking at the camera'); 'running in the park' ends before 'in'."""
         verb, k = self.t.at(j), j + 1
         while self.t.at(k) in _PARTICLES:
             k += 1
@@ -830,7 +830,7 @@ class _Reader:
         with_lead = [k for k in scope.lead if self.t.at(k) == "with"]
         if not but and self.t.at(e) == "and" and with_lead and self.affirmed_phrase(e + 1):
             return [e], with_lead  # "a cup with no handle and chipped edges" -> "a cup with chipped edges"
-        if not but or not scope.contrast:
+        if not but:
             return [], []
         after = but[-1] + 1
         if after >= self.n or self.cue(after) is not None or self.t.at(after) in ("also", "there", "it", "not"):
@@ -925,6 +925,7 @@ def _join(t: _Text, kept: list[int]) -> str:
         elif n:
             out += " "
         out += t.words[k]
+    out = re.sub(r"\s*(?:\(\s*\)|\[\s*\])", "", out)  # brackets the negation emptied
     out = re.sub(r"\s+([,.;:!?)])", r"\1", out)
     out = re.sub(r"([,;:])(?:\s*[,;:])+", r"\1", out)
     out = re.sub(r",\s*([.!?])", r"\1", out)

@@ -36,6 +36,7 @@ SCOPE = [  # the scope ends before trailing place / time / manner modifiers, whi
     ("an empty street with no cars in sight", "an empty street", ["cars"], [OBJ]),
     ("a room with no light at all", "a room", ["light"], [OBJ]),
     ("a street without people or cars, at dawn", "a street, at dawn", ["people", "cars"], [OBJ, OBJ]),
+    ("A dog (without a leash) in the park.", "A dog in the park.", ["leash"], [OBJ]),
 ]
 
 LEXICALISED = [  # names, signs, fixed phrases and non-/un- words negate nothing
@@ -53,6 +54,7 @@ LEXICALISED = [  # names, signs, fixed phrases and non-/un- words negate nothing
     ("nothing but sand", "nothing but sand", [], []),
     ("a desert with nothing but sand and rocks", "a desert with nothing but sand and rocks", [], []),
     ("not only a cat but also a dog", "not only a cat but also a dog", [], []),
+    ("without a doubt the tallest tree here", "without a doubt the tallest tree here", [], []),
     ("a knot on a rope", "a knot on a rope", [], []),
     ("a nobleman in armour", "a nobleman in armour", [], []),
 ]
