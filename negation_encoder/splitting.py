@@ -112,8 +112,10 @@ def has_negation_cue(text: str) -> bool:
 
 def cue_matcher(cues: Iterable[str] | None = None) -> Callable[[str], bool]:
     """A predicate for a custom cue list (e.g. `negenc seg eval --cues`): plain whole words, as the user
-    listed them; ValueError if it is empty. None: `has_negation_cue` (the lexicon, lexicalisation aware)."""
-    if cues is None:
+    listed them; ValueError if it is empty. None or the lexicon itself (eval_seg passes `NEGATION_CUES`
+    as its default): `has_negation_cue`, which leaves lexicalised negation out."""
+    cues = None if cues is None else tuple(cues)
+    if cues is None or tuple(c.strip().lower() for c in cues) == NEGATION_CUES:
         return has_negation_cue
     rx = _cue_regex(cues)
     return lambda text: bool(rx.search(_normalise(text).lower()))

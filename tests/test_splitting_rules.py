@@ -9,6 +9,7 @@ import pytest
 
 from negation_encoder.splitting import (
     EMPTY_AFFIRMATIVE,
+    NEGATION_CUES,
     cue_matcher,
     find_cues,
     has_negation_cue,
@@ -160,6 +161,7 @@ def test_lexicalised_cues_and_custom_cue_lists():
     assert not has_negation_cue("a no entry sign") and find_cues("a no entry sign next to no cars") == ["no"]
     assert find_cues("a street with no cars, and it isn't raining") == ["no", "isn't"]
     assert cue_matcher()("a no parking zone") is False and cue_matcher()("a street with no cars")
+    assert cue_matcher(NEGATION_CUES)("a no parking zone") is False  # eval_seg's default is the lexicon
     # a user's own list keeps plain whole-word matching, lexicalised or not
     plain = cue_matcher(["no"])
     assert plain("a no entry sign") and not plain("a nonstick pan") and not plain("nothing but sand")
