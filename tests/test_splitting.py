@@ -7,6 +7,8 @@ import pytest
 from negation_encoder.splitting import (
     EMPTY_AFFIRMATIVE,
     LLMSplitter,
+    NegatedConcept,
+    NegationSplit,
     RuleSplitter,
     negative_prompt_pair,
     parse_split_answer,
@@ -26,13 +28,15 @@ from negation_encoder.splitting import (
     ("a desk with no lamp or book", "a desk", ["lamp", "book"]),
     ("neither a cup nor a fork", EMPTY_AFFIRMATIVE, ["cup", "fork"]),
     ("a street with no cars and no buses", "a street", ["cars", "buses"]),
-    ("no parking sign and a car", "a car", ["parking sign"]),
+    # a "no parking" sign is a sign (lexicalised negation), not the absence of a parking sign
+    ("no parking sign and a car", "no parking sign and a car", []),
     ("a man not wearing a hat", "a man", ["wearing a hat"]),
     ("a road not crowded with cars", "a road", ["crowded with cars"]),
     ("a not white cat", "a cat", ["white cat"]),
     ("the ball that is not green", "the ball", ["green ball"]),
     ("a bus, but not the yellow one", "a bus", ["yellow bus"]),
-    ("A chair is missing from this room.", EMPTY_AFFIRMATIVE, ["chair"]),
+    # the room is affirmed: "from PLACE" names the place when the negation opens the sentence
+    ("A chair is missing from this room.", "this room.", ["chair"]),
     ("a table, with the vase missing", "a table", ["vase"]),
     ("a garden free of any weeds", "a garden", ["weeds"]),
     ("a beach lacking umbrellas", "a beach", ["umbrellas"]),
@@ -68,22 +72,104 @@ class _Chat:
 
 
 def test_llm_splitter_parses_json_caches_and_falls_back():
+    # prompt v1 answers plain strings; they stay readable and are typed "object"
     good = 'Sure: {"affirmative": "a street", "negated": ["cars"]}'
     chat = _Chat([good, "no idea"])
-    sp = LLMSplitter(chat)
+    sp = LLMSplitter(chat, prompt_version="v1")
     a, b = sp.split_batch(["a street with no cars", "a desk with no lamp"])
-    assert (a.affirmative, a.negated) == ("a street", ("cars",))
+    assert (a.affirmative, a.negated, a.negation_types, a.cues) == ("a street", ("cars",), ("object",), ("no",))
     assert b == RuleSplitter().split("a desk with no lamp") and sp.fallbacks == 1
     sp.split_batch(["a street with no cars"])
     assert chat.calls == 1  # cached
     assert sp.name == "llm:fake-chat:v1"
 
 
+def test_llm_splitter_v2_gives_typed_concepts_and_unwraps_a_prompted_llm():
+    answer = ('{"affirmative": "a mug", "negated": [{"concept": "blue mug", "type": "attribute", "cue": "not"}, '
+              '{"concept": "steam", "type": "object"}]}')
+    chat = _Chat([answer])
+    prompted = type("PromptedLLM", (), {"chat_backend": chat, "name": chat.name})()  # what make_llm returns
+    sp = LLMSplitter(prompted)
+    s = sp.split("a mug that is not blue and has no steam")
+    assert sp.name == "llm:fake-chat:v2" and sp.fallbacks == 0
+    assert s.concepts == (NegatedConcept("blue mug", "attribute", "not"), NegatedConcept("steam", "object", "no"))
+    assert s.cues == ("not", "no") and s.affirmative == "a mug"  # the unnamed cue: the nearest before "steam"
+    # an unknown type is a malformed answer: the rules answer instead, and it is counted
+    bad = _Chat(['{"affirmative": "a mug", "negated": [{"concept": "blue", "type": "colour"}]}'])
+    sp = LLMSplitter(bad)
+    assert sp.split("a mug that is not blue") == split_negation("a mug that is not blue") and sp.fallbacks == 1
+    # the v2 prompt names every type and keeps the caption slot
+    from negation_encoder.prompt_files import load_prompt
+
+    text = load_prompt("split_negation", "v2").format(caption="x")
+    assert all(t in text for t in ("object", "attribute", "action", "relation")) and 'Caption: "x"' in text
+
+
 def test_parse_split_answer_is_strict():
     assert parse_split_answer("x", json.dumps({"affirmative": "a", "negated": "cars"})) is None
+    assert parse_split_answer("x", json.dumps({"affirmative": "a", "negated": ["cars", 3]})) is None
     assert parse_split_answer("x", None) is None
     s = parse_split_answer("a dog", '{"affirmative": "a dog", "negated": []}')
     assert s is not None and not s.has_negation and s.affirmative == "a dog"
+    # an affirmative that names nothing is EMPTY_AFFIRMATIVE, so the trainer's bare rule reads it too
+    for aff in ("", "an image", "the picture"):
+        s = parse_split_answer("no fork here", json.dumps({"affirmative": aff, "negated": ["fork"]}))
+        assert s.affirmative == EMPTY_AFFIRMATIVE and s.is_bare
+
+
+def test_negation_split_fills_types_and_cues_and_round_trips():
+    s = NegationSplit("a desk with no lamp or book", "a desk", ("lamp", "book"), ("no",))
+    assert s.negation_types == ("object", "object") and s.concept_cues == ("no", "no")
+    assert NegationSplit.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    d = split_negation("the cup which isn't red").to_dict()
+    assert d["concepts"] == [{"text": "red cup", "type": "attribute", "cue": "isn't"}]
+    assert (d["has_negation"], d["is_bare"]) == (True, False)
+    assert split_negation("there is no dog").is_bare
+    with pytest.raises(ValueError, match="colour"):
+        NegationSplit("x", "y", ("red",), negation_types=("colour",))
+    with pytest.raises(ValueError, match="2 negated concepts but 1 types"):
+        NegationSplit("x", "y", ("a", "b"), negation_types=("object",))
+
+
+def test_the_package_top_exports_split_negation():
+    import negation_encoder
+
+    assert negation_encoder.split_negation is split_negation
+
+
+# ---------------------------------------------------------------------------------------------
+# the world's wordings (negation_testbed.language): the splitter must read every one of them
+
+
+def test_every_world_negation_form_splits_into_its_caption_and_the_concept():
+    from negation_testbed.language import negation_forms
+
+    caption = "a red cup in a kitchen"
+    forms = {negation_forms(style)[0] for style in range(2560)}
+    assert len(forms) > 100
+    for form in sorted(forms):
+        s = split_negation(form.format(caption=caption, concept="fork"))
+        # a bare form affirms nothing: the trainer keeps it out of InfoNCE by `is_bare`
+        want = caption if "{caption}" in form else EMPTY_AFFIRMATIVE
+        assert (s.affirmative, s.negated, s.negation_types) == (want, ("fork",), ("object",)), form
+
+
+@pytest.mark.parametrize("kind,value", [("cup", "red"), ("bus", "yellow")])
+def test_world_referring_attribute_and_relation_forms(kind, value):
+    from negation_testbed.language import ATTRIBUTE_FORMS, REFERRING_FORMS, RELATION_FORMS
+
+    for form in REFERRING_FORMS:
+        s = split_negation(form.format(kind=kind, value=value))
+        assert (s.negated, s.negation_types) == ((f"{value} {kind}",), ("attribute",)), form
+        assert s.affirmative.split()[-1] == kind, form  # "the cup", "a cup", "the other cup"
+    caption = "a green plate on a table"
+    for form in ATTRIBUTE_FORMS:
+        s = split_negation(form.format(caption=caption, kind=kind, value=value))
+        assert (s.negated, s.negation_types) == ((f"{value} {kind}",), ("attribute",)), form
+    for form in RELATION_FORMS:
+        s = split_negation(form.format(caption=caption, kind=kind, value="bench"))
+        assert (s.negated, s.negation_types) == ((f"{kind} on the bench",), ("relation",)), form
+        assert caption in s.affirmative and f"the {kind}" in s.affirmative, form
 
 
 # ---------------------------------------------------------------------------------------------
