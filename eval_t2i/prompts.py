@@ -31,7 +31,7 @@ from negation_encoder.errors import InputError
 from negation_encoder.splitting import split_negation
 
 BUILTIN_SETS = ("negation_v1", "negation_v1_control")
-NEGATION_TYPES = ("object", "attribute", "action", "scene", "none")
+NEGATION_TYPES = ("object", "attribute", "action", "relation", "scene", "none")
 
 
 @dataclass(frozen=True)

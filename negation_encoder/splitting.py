@@ -175,7 +175,8 @@ class NegationSplit:
 
     @property
     def is_bare(self) -> bool:
-        """A negation that affirms nothing (the trainer's rule, `training.batching.is_bare`)."""
+        """A negation that affirms nothing ("a photo with no fork here"): nothing but `EMPTY_AFFIRMATIVE` is
+        left. Such a caption cannot pick its image out of a batch, so the trainer keeps it out of InfoNCE."""
         return self.has_negation and self.affirmative == EMPTY_AFFIRMATIVE
 
     @property
@@ -1049,11 +1050,3 @@ def split_negation(text: str) -> NegationSplit:
     """Split one caption with the rule-based splitter."""
     return _DEFAULT.split(text)
 
-
-def negative_prompt_pair(text: str, splitter: RuleSplitter | LLMSplitter | None = None) -> tuple[str, str | None]:
-    """(prompt, negative_prompt) for a text-to-image pipeline: the affirmative part, and the negated
-    concepts joined by commas (None when the prompt negates nothing)."""
-    s = (splitter or _DEFAULT).split(text)
-    if not s.has_negation:
-        return text, None
-    return s.affirmative, ", ".join(s.negated)

@@ -4,13 +4,13 @@ import json
 
 import pytest
 
+from integrations.routes import negation_prompts
 from negation_encoder.splitting import (
     EMPTY_AFFIRMATIVE,
     LLMSplitter,
     NegatedConcept,
     NegationSplit,
     RuleSplitter,
-    negative_prompt_pair,
     parse_split_answer,
     split_negation,
 )
@@ -49,11 +49,12 @@ def test_rule_splitter_cases(text, affirmative, negated):
 def test_plain_caption_is_untouched():
     s = split_negation("a red cup and a fork on the top left")
     assert not s.has_negation and s.affirmative == "a red cup and a fork on the top left" and s.negated == ()
-    assert negative_prompt_pair("a photo of a dog") == ("a photo of a dog", None)
+    assert negation_prompts(["a photo of a dog"]) == (["a photo of a dog"], [None])
 
 
-def test_negative_prompt_pair_and_types():
-    assert negative_prompt_pair("a desk with no lamp or book") == ("a desk", "lamp, book")
+def test_negative_prompts_and_types():
+    assert negation_prompts(["a desk with no lamp or book"]) == (["a desk"], ["lamp, book"])
+    assert negation_prompts(["a desk with no lamp"], ["blurry, lamp"]) == (["a desk"], ["blurry, lamp"])
     s = split_negation("the ball that is not green")
     assert s.negation_types == ("attribute",) and s.cues == ("not",)
     assert split_negation("a dog not running").negation_types == ("action",)

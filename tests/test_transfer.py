@@ -236,13 +236,13 @@ def test_bad_input_is_one_line_exit_2(argv, needle, capsys, tmp_path):
 
 
 def test_world_prompt_sets_pair_negated_and_control():
-    from negation_encoder.splitting import negative_prompt_pair
+    from integrations.routes import negation_prompts
     from negation_testbed.transfer import world_prompt_sets
 
     negated, control = world_prompt_sets()
     assert len(negated) == len(control) == 3 * len(OBJECTS)
     for n, c in zip(negated, control, strict=True):
-        affirmative, negative = negative_prompt_pair(n["prompt"])
+        (affirmative,), (negative,) = negation_prompts([n["prompt"]])
         assert negative == n["negated_concepts"][0], n["prompt"]  # the negative-prompt arm removes the right object
         assert affirmative == c["prompt"] and n["subject"] == c["subject"]
         assert n["negated_concepts"][0] != n["subject"]

@@ -62,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a bad flag (2), or --help / --version (0): the code, also in-process
+        return int(e.code or 0)
     if not hasattr(args, "func"):
         # `negenc` alone, or a command group without its subcommand: show the relevant help.
         (getattr(args, "_group_parser", None) or parser).print_help()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.records import NegationRecord
-from ..splitting import EMPTY_AFFIRMATIVE, NegationSplit, split_negation
+from ..splitting import NegationSplit, split_negation
 from .losses import TERMS
 
 
@@ -32,7 +32,7 @@ class Example:
     presence_negated: str | None  # Omni presence: negates an object that IS there
     absence_negated: str | None  # Omni absence: negates an object that is NOT there
     extra_positives: tuple[str, ...] = ()  # more true captions scored against the same foils (MCQ only)
-    bare: bool = False  # the true caption affirms nothing ("a photo with no fork"): see `is_bare`
+    bare: bool = False  # the true caption affirms nothing ("a photo with no fork"): see `NegationSplit.is_bare`
     distractors: tuple[int, ...] = ()  # image indices: the scene plus the negated concept (text-to-image)
     eligible: frozenset[str] = frozenset(TERMS)  # the loss terms this example feeds (`eligibility`)
 
@@ -50,15 +50,6 @@ def true_caption(rec: NegationRecord) -> str:
     return rec.caption if rec.negation_type == "presence" else rec.negated_caption
 
 
-def is_bare(split: NegationSplit) -> bool:
-    """A negation that affirms nothing ("a photo with no fork here"): the splitter finds a negation and
-    nothing but `EMPTY_AFFIRMATIVE` is left. Such a caption cannot pick its image out of a batch, so it
-    stays out of InfoNCE. Decided by what the caption says, never by whether the original caption
-    appears in it verbatim: an LLM rewrite ("a red cup with no fork" from "a red cup on a table") keeps
-    its content without keeping its words."""
-    return split.has_negation and split.affirmative == EMPTY_AFFIRMATIVE
-
-
 def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce_on_bare: bool = False
                 ) -> dict[str, bool]:
     """Which loss terms (`TERMS`) the record feeds, from its fields and `negation_type` alone (and, for
@@ -66,7 +57,7 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
     `split_negation(true_caption(rec))` when already computed). The one rule: `example_from_record`
     builds examples from it, `collate` masks terms by it, the trainer counts it before compute.
 
-    infonce: the true caption, unless it is a bare negation (`is_bare`) and not `infonce_on_bare`;
+    infonce: the true caption, unless it is a bare negation (`NegationSplit.is_bare`) and not `infonce_on_bare`;
     mcq: records with foils (hard_negatives, or presence records, whose negated caption is a foil);
     omni_presence / omni_absence: presence / absence records; distractor: non-presence records that
     list distractor_images; split_distill: true captions the splitter finds a negation in;
@@ -74,7 +65,7 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
     split = split if split is not None else split_negation(true_caption(rec))
     presence = rec.negation_type == "presence"
     ok = {
-        "infonce": infonce_on_bare or not is_bare(split),
+        "infonce": infonce_on_bare or not split.is_bare,
         "mcq": presence or bool(rec.hard_negatives),
         "omni_presence": presence,
         "omni_absence": rec.negation_type == "absence",
@@ -103,7 +94,7 @@ def example_from_record(rec: NegationRecord, image_index: int, key_index: dict[s
     return Example(image_index, true_caption(rec), rec.caption, foils,
                    rec.negated_caption if ok["omni_presence"] else None,
                    rec.negated_caption if ok["omni_absence"] else None,
-                   extra, is_bare(split), distractors, frozenset(t for t, v in ok.items() if v))
+                   extra, split.is_bare, distractors, frozenset(t for t, v in ok.items() if v))
 
 
 def examples_from_records(records: Sequence[NegationRecord], key_index: dict[str, int], distractors: bool = False,
