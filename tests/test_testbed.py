@@ -275,7 +275,15 @@ def test_base_is_negation_blind_and_short_finetune_raises_mcq(tmp_path):
     assert tuned["existence"] > base["existence"] + 0.05
     assert tuned["zeroshot"] > base["zeroshot"] - 0.05
     assert res["base_split"]["mcq"] > base["mcq"]  # the training-free reader already helps a blind base
-    assert all(0.0 <= res["split_weights"][m]["weight"] for m in ("base", "finetuned"))
+    # the fine-tuned reader is saved beside the checkpoint, which `negenc eval --split-scoring` reads
+    from negation_encoder.split_scorer import SplitScorer
+
+    saved = SplitScorer.load(res["checkpoint"])
+    assert (saved.weight, saved.offset) == (res["split_weights"]["finetuned"]["weight"],
+                                            res["split_weights"]["finetuned"]["offset"])
+    assert saved.fit["items"] == res["split_weights"]["finetuned"]["items"]
+    card = (tmp_path / "demo" / "run" / "model" / "README.md").read_text()
+    assert "negation-encoder testbed world" in card and "/tmp" not in card
     assert (tmp_path / "demo" / "results.json").exists() and (tmp_path / "demo" / "report.png").exists()
     with pytest.raises(InputError, match="already holds results .*pass --overwrite to replace it"):
         run_demo(tmp_path / "demo", n_scenes=60, steps=2, bench_size=20, progress=False)
