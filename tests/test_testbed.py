@@ -285,6 +285,12 @@ def test_base_is_negation_blind_and_short_finetune_raises_mcq(tmp_path):
     card = (tmp_path / "demo" / "run" / "model" / "README.md").read_text()
     assert "negation-encoder testbed world" in card and "/tmp" not in card
     assert (tmp_path / "demo" / "results.json").exists() and (tmp_path / "demo" / "report.png").exists()
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert "## Targets" in report and "Verdict:" in report and "A weight of 0 means" in report
+    from negation_testbed.demo import example_items, outcome
+
+    assert example_items(500, 6, seed=0) == example_items(500, 6, seed=0) != example_items(500, 6, seed=1)
+    assert outcome(True, False)[0] == "broken by fine-tuning" and outcome(False, True)[0] == "fixed by fine-tuning"
     with pytest.raises(InputError, match="already holds results .*pass --overwrite to replace it"):
         run_demo(tmp_path / "demo", n_scenes=60, steps=2, bench_size=20, progress=False)
 

@@ -38,6 +38,13 @@ def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
         pp.add_argument("--steps", type=int, default=None, help="override the training steps")
         pp.add_argument("--seed", type=int, default=0, help="seed of the run")
         pp.set_defaults(func=pretrain_asset_command, asset=name.split("-")[1])
+    rp = sub.add_parser("report", help="regenerate the docs' result tables from docs/results/data/*.json "
+                        "(stamped with the commit that produced them)")
+    rp.add_argument("--data", default="docs/results/data", help="folder of result JSON files")
+    rp.add_argument("--docs", default="docs/results", help="folder the pages are written to")
+    rp.add_argument("--readme", default="README.md", help="README whose results block is regenerated")
+    rp.add_argument("--check", action="store_true", help="write nothing; exit 1 if a page is stale")
+    rp.set_defaults(func=report_command)
     fr = sub.add_parser("fit-seg-route", help="fit the world segmenter's training-free split route on training "
                         "scenes (written beside its weights as negation_split_route.json)")
     fr.add_argument("--model", default=None, help="CLIPSeg folder (default: the committed world segmenter)")
@@ -58,6 +65,21 @@ def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
         c.add_argument("--no-progress", action="store_true", help="no progress bars")
         c.set_defaults(func=func)
     return p
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from negation_testbed.reports import report
+
+    from ..errors import InputError
+
+    if not Path(args.data).is_dir():
+        raise InputError(f"--data {args.data}: not a folder of result files")
+    stale = report(args.data, args.docs, args.readme, check=args.check)
+    if args.check and stale:
+        print("stale (run `negenc testbed report`): " + ", ".join(stale))
+        return 1
+    print("up to date" if args.check else f"wrote {len(stale)} changed file(s): " + ", ".join(stale))
+    return 0
 
 
 def fit_seg_route_command(args: argparse.Namespace) -> int:
