@@ -149,12 +149,13 @@ def test_eligibility_reads_fields_and_the_split_never_string_containment():
 
     always = {"preserve", "preserve_embeds"}
     # a rewrite that drops the caption's words but still affirms "a red cup": InfoNCE takes it
-    assert fed(rec()) == {"infonce", "omni_absence", "split_distill"} | always
+    negated = {"split_distill", "omit_states"}  # read from the splitter: the true caption negates something
+    assert fed(rec()) == {"infonce", "omni_absence"} | negated | always
     # the caption verbatim inside a negation that affirms it: the same terms (containment plays no part)
     assert fed(rec(negated_caption="a red cup on a white table with no fork")) == fed(rec())
     # a bare negation affirms nothing: out of InfoNCE, unless asked for
     bare = rec(negated_caption="a photo with no fork here", hard_negatives=["a photo with a fork"])
-    assert fed(bare) == {"mcq", "omni_absence", "split_distill"} | always
+    assert fed(bare) == {"mcq", "omni_absence"} | negated | always
     assert "infonce" in fed(bare, infonce_on_bare=True)
     # presence: the original caption is the true one; its negated caption is a foil
     presence = rec(negated_caption="a photo with no cup", negation_type="presence", negated_concept="cup")

@@ -35,6 +35,7 @@ class Example:
     bare: bool = False  # the true caption affirms nothing ("a photo with no fork"): see `NegationSplit.is_bare`
     distractors: tuple[int, ...] = ()  # image indices: the scene plus the negated concept (text-to-image)
     eligible: frozenset[str] = frozenset(TERMS)  # the loss terms this example feeds (`eligibility`)
+    affirmative: str | None = None  # the splitter's affirmative part of `positive` (omit_states' target text)
 
 
 def distractor_keys(rec: NegationRecord) -> tuple[str, ...]:
@@ -60,8 +61,9 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
     infonce: the true caption, unless it is a bare negation (`NegationSplit.is_bare`) and not `infonce_on_bare`;
     mcq: records with foils (hard_negatives, or presence records, whose negated caption is a foil);
     omni_presence / omni_absence: presence / absence records; distractor: non-presence records that
-    list distractor_images; split_distill: true captions the splitter finds a negation in;
-    preserve / preserve_embeds: every record (their original caption)."""
+    list distractor_images; split_distill and omit_states: true captions the splitter finds a negation
+    in; preserve / preserve_embeds: every record (their original caption); seg_loss: none (it reads
+    ReferringRecords, not NegationRecords)."""
     split = split if split is not None else split_negation(true_caption(rec))
     presence = rec.negation_type == "presence"
     ok = {
@@ -73,6 +75,8 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
         "split_distill": split.has_negation,
         "preserve": True,
         "preserve_embeds": True,
+        "omit_states": split.has_negation,
+        "seg_loss": False,
     }
     return {t: ok[t] for t in TERMS}
 
@@ -94,7 +98,8 @@ def example_from_record(rec: NegationRecord, image_index: int, key_index: dict[s
     return Example(image_index, true_caption(rec), rec.caption, foils,
                    rec.negated_caption if ok["omni_presence"] else None,
                    rec.negated_caption if ok["omni_absence"] else None,
-                   extra, split.is_bare, distractors, frozenset(t for t, v in ok.items() if v))
+                   extra, split.is_bare, distractors, frozenset(t for t, v in ok.items() if v),
+                   split.affirmative if split.has_negation else None)
 
 
 def examples_from_records(records: Sequence[NegationRecord], key_index: dict[str, int], distractors: bool = False,
@@ -154,6 +159,12 @@ class ExampleTargets:
     distractors: bool = False  # batches carry the embeddings of each example's distractor images
     base_embed: torch.Tensor | None = None  # (N, D) base embedding of each original caption (preserve_embeds)
     split_target: torch.Tensor | None = None  # (N, D) base split reading of each true caption (split_distill)
+    # omit_states: each true caption and its affirmative part, tokenized as the downstream pipeline pads them
+    states_ids: torch.Tensor | None = None  # (N, L)
+    states_mask: torch.Tensor | None = None  # (N, L)
+    states_target_ids: torch.Tensor | None = None  # (N, L)
+    states_target_mask: torch.Tensor | None = None  # (N, L)
+    states_rows: torch.Tensor | None = None  # (N,) bool: the example feeds omit_states
 
 
 @dataclass
@@ -177,6 +188,11 @@ class Batch:
     base_embed: torch.Tensor | None = None  # (B, D)
     split_target: torch.Tensor | None = None  # (B, D)
     split_mask: torch.Tensor | None = None  # (B,) bool: the example feeds split_distill (with split_target)
+    states_ids: torch.Tensor | None = None  # (B, L) omit_states: the true captions at the pipeline's padding
+    states_mask: torch.Tensor | None = None
+    states_target_ids: torch.Tensor | None = None  # (B, L) their affirmative parts, padded the same way
+    states_target_mask: torch.Tensor | None = None
+    states_rows: torch.Tensor | None = None  # (B,) bool
 
     def to(self, device) -> Batch:
         return dataclasses.replace(self, **{k: v.to(device) for k, v in vars(self).items() if v is not None})
@@ -244,7 +260,8 @@ def target_rows(targets: ExampleTargets, image_index: torch.Tensor, distractors:
     out = {"image_emb": targets.images[image_index]}
     if targets.distractors:
         out["distractor_emb"] = targets.images[distractors.clamp_min(0)]
-    for name in ("base_embed", "split_target"):
+    for name in ("base_embed", "split_target", "states_ids", "states_mask", "states_target_ids", "states_target_mask",
+                 "states_rows"):
         table = getattr(targets, name)
         if table is not None:
             out[name] = table[example_index]
@@ -265,3 +282,18 @@ def batch_indices(step: int, micro: int, n_examples: int, batch_size: int, grad_
         take = min(batch_size - len(out), n_examples - offset)
         out += perm[offset: offset + take].tolist()
     return out
+
+
+def states_tokens(tokenizer, examples: Sequence[Example], length: int) -> dict[str, torch.Tensor]:
+    """The omit_states inputs of every example: its true caption and the splitter's affirmative part of it,
+    padded to `length` positions as a diffusion pipeline pads prompts (an example with no negation keeps
+    its own caption as target and is masked out by `states_rows`)."""
+    def enc(texts):
+        out = tokenizer(list(texts), padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        return out.input_ids, out.attention_mask
+
+    ids, mask = enc([ex.positive for ex in examples])
+    tids, tmask = enc([ex.affirmative or ex.positive for ex in examples])
+    rows = torch.tensor(["omit_states" in ex.eligible for ex in examples], dtype=torch.bool)
+    return {"states_ids": ids, "states_mask": mask, "states_target_ids": tids, "states_target_mask": tmask,
+            "states_rows": rows}

@@ -89,6 +89,21 @@ class TrainConfig:
                          group="objective")
     preserve_embeds: float = _f(0.0, "projected-embedding preservation on affirmative captions (what CLIPSeg reads)",
                                 group="objective")
+    omit_states: float = _f(0.0, "token-state distillation for generators: a negated caption's padded token states "
+                            "toward the frozen base's states of its affirmative part (the splitter's), so a "
+                            "frozen UNet omits the negated concept", group="objective")
+    states_length: int = _f(77, "token positions the downstream pipeline pads prompts to (omit_states)",
+                            group="objective")
+    states_mask: bool = _f(True, "the downstream pipeline passes the attention mask to the text encoder (the "
+                           "world's IF pipeline does; SD 1.x / SDXL do not)", group="objective")
+    seg_loss: float = _f(0.0, "segmentation through a frozen CLIPSeg (seg_model): BCE + Dice of its decoder's "
+                         "logits on ReferringRecords (seg_data), conditioned on this text tower", group="objective")
+    seg_model: str = _f("", "CLIPSeg folder or Hub id whose frozen decoder the seg_loss term runs", group="io")
+    seg_data: list[str] = _f([], "ReferringRecord .jsonl file(s) for seg_loss", group="io")
+    seg_images: str = _f("", "image root of seg_data's image and mask paths (default: each file's folder)",
+                         group="io")
+    seg_batch_size: int = _f(32, "referring samples per optimizer step for seg_loss (global)", group="objective")
+    seg_dice: float = _f(1.0, "weight of the soft Dice part of seg_loss", group="objective")
     max_foils: int = _f(3, "foils per record used by the MCQ / hard-negative terms", group="objective")
 
     # bookkeeping (may change on --resume)
@@ -106,11 +121,11 @@ class TrainConfig:
         """Every value problem, one phrase each, naming the key (types are checked by `from_dict`)."""
         p = []
         for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "max_foils", "max_distractors",
-                     "image_batch_size", "keep_checkpoints"):
+                     "image_batch_size", "keep_checkpoints", "states_length", "seg_batch_size"):
             if getattr(self, name) <= 0:
                 p.append(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lr", "weight_decay", "min_lr_ratio", "max_grad_norm", "omni_temperature", "omni_margin",
-                     "split_distill_w", *TERMS):
+                     "split_distill_w", "seg_dice", *TERMS):
             v = getattr(self, name)
             if not math.isfinite(v):
                 p.append(f"{name} must be a finite number, got {v}")
@@ -126,6 +141,8 @@ class TrainConfig:
             p.append(f"mixed_precision must be no|fp16|bf16, got {self.mixed_precision!r}")
         if not LAYERS_RE.match(self.layers):
             p.append(f"layers must be all, front:K, back:K or a comma list of indices, got {self.layers!r}")
+        if self.seg_loss and not (self.seg_model and self.seg_data):
+            p.append("seg_loss needs seg_model (a CLIPSeg folder) and seg_data (ReferringRecord .jsonl files)")
         if not any(getattr(self, t) for t in TERMS if t != "preserve"):
             p.append(f"at least one of {', '.join(t for t in TERMS if t != 'preserve')} must be > 0")
         return p
@@ -190,7 +207,7 @@ class TrainConfig:
 # Keys a resumed run may change: where things are written or read from, and how often it logs or saves.
 # The data files are compared by content (`trainer.data_fingerprint`), not by path.
 BOOKKEEPING_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig)
-                         if f.metadata.get("group") in ("bookkeeping", "io") and f.name != "base")
+                         if f.metadata.get("group") in ("bookkeeping", "io") and f.name not in ("base", "seg_model"))
 
 
 def resume_conflicts(saved: dict[str, Any], current: TrainConfig) -> list[str]:

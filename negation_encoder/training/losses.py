@@ -15,7 +15,7 @@ from torch import nn
 # The objective's terms, in one place: TrainConfig has a weight field of each name, the objective
 # (`training.objective`) computes them, and the model card lists them.
 TERMS = ("infonce", "mcq", "omni_presence", "omni_absence", "distractor", "split_distill", "preserve",
-         "preserve_embeds")
+         "preserve_embeds", "omit_states", "seg_loss")
 
 
 def multi_positive_ce(logits: torch.Tensor, positive: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -231,3 +231,43 @@ class PreservationLoss(nn.Module):
         mask = attention_mask.to(hidden.dtype)[..., None]
         sq = ((hidden - base_hidden) ** 2 * mask).sum() / (mask.sum() * hidden.shape[-1]).clamp_min(1)
         return sq
+
+
+class StateDistillationLoss(nn.Module):
+    """Token states of negated captions toward the frozen base's states of their affirmative part, at every
+    padded position a text-conditioned UNet reads ("omit" distillation).
+
+    Why: a generator trained with the base encoder draws what its token states describe, and reads "a
+    kitchen with a cup and no fork" as a kitchen with a cup AND a fork (it learned from web alt-text that
+    "no fork" sits beside forks). A swapped encoder whose states for that prompt equal the base's states
+    for "a kitchen with a cup" makes the frozen generator omit the fork, exactly as if it had been left out
+    of the prompt. `pred` and `target` are (R, L, D), `rows` (R,) marks the rows that have a target;
+    the loss is the mean squared error over those rows, every position and every dimension.
+    """
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if not rows.any():
+            return pred.new_zeros(())
+        return ((pred[rows] - target[rows]) ** 2).mean()
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice per sample, averaged: scale-free, so a small object counts as much as a large one."""
+    p = torch.sigmoid(logits).flatten(1)
+    t = target.flatten(1)
+    return (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()
+
+
+class SegmentationLoss(nn.Module):
+    """A frozen CLIPSeg decoder's logits, conditioned on the trained text tower's projected embedding,
+    against the referred object's mask: binary cross-entropy plus `dice` x soft Dice (objects cover a small
+    share of the pixels; BCE alone leaves predictions timid). The decoder was trained with the base
+    encoder; this term teaches the encoder to say "the cup that is not red" in the decoder's language."""
+
+    def __init__(self, dice: float = 1.0):
+        super().__init__()
+        self.dice = dice
+
+    def forward(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        masks = masks.to(logits.dtype)
+        return F.binary_cross_entropy_with_logits(logits, masks) + self.dice * dice_loss(logits, masks)

@@ -25,7 +25,9 @@ from .losses import (
     OmniAbsenceLoss,
     OmniPresenceLoss,
     PreservationLoss,
+    SegmentationLoss,
     SplitDistillLoss,
+    StateDistillationLoss,
 )
 
 
@@ -44,14 +46,20 @@ class NegationObjective(nn.Module):
         self.distractor = DistractorLoss()
         self.split_distill = SplitDistillLoss()
         self.preserve_embeds = EmbeddingPreservationLoss()
+        self.omit_states = StateDistillationLoss()
+        self.seg_loss = SegmentationLoss(cfg.seg_dice)
 
     def forward(self, emb: torch.Tensor, hidden: torch.Tensor, batch: Batch, logit_scale: torch.Tensor,
-                base_hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                base_hidden: torch.Tensor | None = None,
+                states: tuple[torch.Tensor, torch.Tensor] | None = None,
+                seg: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """`emb` (T, D) normalised embeddings of the batch's distinct texts and `hidden` their last hidden
         states; every target comes with the batch (`batch.image_emb`, and for the terms that need them
         `distractor_emb`, `split_target`/`split_mask`, `base_embed`). `base_hidden` is the frozen base's
         hidden states of the original captions, computed in the step for the preservation term (storing
-        77 x D states per example would not scale to a real CLIP)."""
+        77 x D states per example would not scale to a real CLIP). `states` is (the tower's states of the
+        true captions at the pipeline's padding, the frozen base's states of their affirmative parts) for
+        omit_states; `seg` is (a frozen CLIPSeg's logits on this step's referring samples, their masks)."""
         w = self.weights
         ids = batch.image_index
         image_emb = batch.image_emb
@@ -107,6 +115,13 @@ class NegationObjective(nn.Module):
             rows = batch.original
             parts["preserve"] = self.preserve(hidden[rows], base_hidden, batch.attention_mask[rows])
             counts["preserve"] = batch.attention_mask[rows].sum()
+        if w["omit_states"] and states is not None:
+            rows = batch.states_rows
+            parts["omit_states"] = self.omit_states(states[0], states[1], rows)
+            counts["omit_states"] = rows.sum()
+        if w["seg_loss"] and seg is not None:
+            parts["seg_loss"] = self.seg_loss(*seg)
+            counts["seg_loss"] = torch.tensor(len(seg[0]), device=seg[0].device)
         total = sum(w[k] * global_mean_scale(v, counts[k]) for k, v in parts.items())
         return total, parts
 

@@ -52,8 +52,10 @@ from .batching import (
     distractor_keys,
     eligible_counts,
     examples_from_records,
+    states_tokens,
 )
 from .config import TrainConfig, resume_conflicts
+from .downstream import FrozenSegmenter, SegInputs, check_seg_inputs
 from .freezing import configure_trainable, text_layer_indices
 from .losses import TERMS
 from .objective import NegationObjective
@@ -75,10 +77,21 @@ class TextTower(nn.Module):
         self.text_projection = text_projection
         self.logit_scale = nn.Parameter(logit_scale.detach().clone(), requires_grad=learn_logit_scale)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                states_ids: torch.Tensor | None = None, states_mask: torch.Tensor | None = None,
+                seg_ids: torch.Tensor | None = None, seg_mask: torch.Tensor | None = None):
+        """(normalised embeddings, last hidden states) of the batch's texts, plus, in the same forward (one
+        forward per step keeps DDP's gradient bookkeeping simple), the hidden states of `states_ids` at the
+        pipeline's padding (omit_states) and the UNnormalised projected embeddings of `seg_ids` (CLIPSeg's
+        conditional embeddings, seg_loss)."""
         out = self.text_model(input_ids=input_ids, attention_mask=attention_mask)
         emb = F.normalize(self.text_projection(out.pooler_output), dim=-1)
-        return emb, out.last_hidden_state
+        states = seg = None
+        if states_ids is not None:
+            states = self.text_model(input_ids=states_ids, attention_mask=states_mask).last_hidden_state
+        if seg_ids is not None:
+            seg = self.text_projection(self.text_model(input_ids=seg_ids, attention_mask=seg_mask).pooler_output)
+        return emb, out.last_hidden_state, states, seg
 
 
 @dataclass
@@ -183,8 +196,12 @@ def data_fingerprint(paths: list[str]) -> str:
     return h.hexdigest()[:20]
 
 
+RECORD_FREE_TERMS = ("seg_loss",)  # terms fed by other data (ReferringRecords), checked by their own rule
+
+
 def enabled_terms(cfg: TrainConfig) -> list[str]:
-    return [t for t in TERMS if getattr(cfg, t) > 0]
+    """The enabled terms that NegationRecords feed."""
+    return [t for t in TERMS if getattr(cfg, t) > 0 and t not in RECORD_FREE_TERMS]
 
 
 def no_eligible_reason(term: str, examples: list[Example]) -> str:
@@ -199,6 +216,7 @@ def no_eligible_reason(term: str, examples: list[Example]) -> str:
         "omni_absence": f"none of the {n} records is an absence record (negation_type 'absence')",
         "distractor": f"none of the {n} records other than presence ones lists distractor_images",
         "split_distill": f"the negation splitter finds no negation in any of the {n} true captions",
+        "omit_states": f"the negation splitter finds no negation in any of the {n} true captions",
     }.get(term, f"none of the {n} records")
     return f"{why}; set {term}: 0 to train without it"
 
@@ -280,11 +298,15 @@ class RunInputs:
     found: tuple[int, Path] | None
     fingerprint: str
     eligible: dict[str, int]  # records feeding each enabled term
+    seg: SegInputs | None = None  # seg_loss: the referring records and the frozen CLIPSeg to train through
 
     @property
     def log_header(self) -> dict:
         """The first line of train_log.jsonl: what the run trains on, counted before compute."""
-        return {"eligible": self.eligible, "records": len(self.records)}
+        head = {"eligible": self.eligible, "records": len(self.records)}
+        if self.seg is not None:
+            head["referring_records"] = len(self.seg.records)
+        return head
 
 
 def check_inputs(cfg: TrainConfig, accelerator, run: RunDir, resume: bool, overwrite: bool,
@@ -302,7 +324,7 @@ def check_inputs(cfg: TrainConfig, accelerator, run: RunDir, resume: bool, overw
     if accelerator.is_main_process:  # the other processes would see the main one's lock
         run.check(resume, overwrite)
     loaded = load_training_records(cfg.data)
-    fingerprint = data_fingerprint(cfg.data)
+    fingerprint = data_fingerprint([*cfg.data, *cfg.seg_data])
     found = run.latest() if resume else None
     if found is not None:
         saved = RunDir.read_state(found[1])
@@ -330,7 +352,8 @@ def check_inputs(cfg: TrainConfig, accelerator, run: RunDir, resume: bool, overw
     if image_loader is None:
         check_images_exist(loaded, cfg.images, distractors=bool(cfg.distractor), image_processor=image_processor,
                            model_image_size=base_config.vision_config.image_size)
-    return RunInputs(records, keys, examples, tokenizer, image_processor, found, fingerprint, eligible)
+    seg = check_seg_inputs(cfg, base_config) if cfg.seg_loss else None
+    return RunInputs(records, keys, examples, tokenizer, image_processor, found, fingerprint, eligible, seg)
 
 
 @dataclass
@@ -351,8 +374,9 @@ class TrainState:
     examples: list[Example]
     table: TokenTable
     targets: ExampleTargets  # image-embedding table and per-example targets, fixed before any step
-    base_text: nn.Module | None  # the frozen base text tower (preservation term only)
+    base_text: nn.Module | None  # the frozen base text tower (preserve, omit_states)
     start_step: int = 0
+    seg: FrozenSegmenter | None = None  # seg_loss's frozen CLIPSeg and referring samples
 
     def batch(self, step: int, micro: int) -> Batch:
         """This process's slice of micro-batch `micro` of optimizer step `step`, with its targets."""
@@ -384,8 +408,9 @@ def precompute_targets(cfg: TrainConfig, model, tokenizer, examples: list[Exampl
         if not torch.equal(has_target.cpu(), eligible):  # one splitter reads both; a mismatch is a bug
             raise RuntimeError("split_distill: the split reading and the eligibility rule disagree")
         split_target = split_target.cpu()
+    states = states_tokens(tokenizer, examples, cfg.states_length) if cfg.omit_states else {}
     return ExampleTargets(images=images, distractors=bool(cfg.distractor), base_embed=base_embed,
-                          split_target=split_target)
+                          split_target=split_target, **states)
 
 
 def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: ImageEmbeddingCache,
@@ -409,7 +434,7 @@ def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: 
     targets = precompute_targets(cfg, model, inputs.tokenizer, examples, cache.load(inputs.keys).cpu())
 
     text_model = model.text_model
-    base_text = copy.deepcopy(text_model).requires_grad_(False).eval() if cfg.preserve else None
+    base_text = copy.deepcopy(text_model).requires_grad_(False).eval() if cfg.preserve or cfg.omit_states else None
     trainable = configure_trainable(text_model, model.text_projection, cfg.layers, cfg.train_embeddings,
                                     cfg.train_final_layer_norm, cfg.train_projection)
     tower = TextTower(text_model, model.text_projection, model.logit_scale, cfg.learn_logit_scale)
@@ -431,19 +456,36 @@ def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: 
         accelerator.load_state(str(path))
         accelerator.print(f"resumed from {path} (step {start_step})")
     return TrainState(cfg, accelerator, run, model, tower, params, trainable, optimizer, scheduler,
-                      NegationObjective(cfg), examples, table, targets, base_text, start_step)
+                      NegationObjective(cfg), examples, table, targets, base_text, start_step,
+                      FrozenSegmenter(inputs.seg, inputs.tokenizer, accelerator.device) if inputs.seg else None)
 
 
-def compute_loss(state: TrainState, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def compute_loss(state: TrainState, batch: Batch, step: int = 0, micro: int = 0
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The objective on one micro-batch; the frozen base's hidden states (preservation) are computed here."""
-    emb, hidden = state.tower(batch.input_ids, batch.attention_mask)
-    base_hidden = None
-    if state.base_text is not None:
-        rows = batch.original
-        with torch.no_grad():
+    cfg = state.cfg
+    states_in = seg_in = None
+    if cfg.omit_states:
+        states_in = (batch.states_ids, batch.states_mask if cfg.states_mask else None)
+    if state.seg is not None:
+        acc = state.accelerator
+        seg_in = state.seg.inputs(state.seg.sample(step, micro, cfg, acc.process_index, acc.num_processes))
+    emb, hidden, states, seg_proj = state.tower(batch.input_ids, batch.attention_mask,
+                                                *(states_in or (None, None)), *(seg_in[:2] if seg_in else (None, None)))
+    base_hidden = states_target = seg = None
+    with torch.no_grad():
+        if cfg.preserve:
+            rows = batch.original
             base_hidden = state.base_text(input_ids=batch.input_ids[rows],
                                           attention_mask=batch.attention_mask[rows]).last_hidden_state
-    return state.objective(emb, hidden, batch, state.logit_scale().exp(), base_hidden=base_hidden)
+        if cfg.omit_states:
+            states_target = state.base_text(input_ids=batch.states_target_ids,
+                                            attention_mask=batch.states_target_mask if cfg.states_mask else None
+                                            ).last_hidden_state
+    if seg_in is not None:
+        seg = (state.seg.logits(seg_in[2], seg_proj), seg_in[3])
+    return state.objective(emb, hidden, batch, state.logit_scale().exp(), base_hidden=base_hidden,
+                           states=None if states is None else (states, states_target), seg=seg)
 
 
 def train_step(state: TrainState, step: int) -> dict[str, float]:
@@ -456,7 +498,7 @@ def train_step(state: TrainState, step: int) -> dict[str, float]:
         batch = state.batch(step, micro).to(accelerator.device)
         with accelerator.accumulate(state.tower):
             with accelerator.autocast():
-                loss, parts = compute_loss(state, batch)
+                loss, parts = compute_loss(state, batch, step, micro)
             if not torch.isfinite(loss):
                 last = state.run.latest()
                 raise RunFailed(f"non-finite loss ({loss.item()}) at step {step + 1}; "

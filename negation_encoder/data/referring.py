@@ -1,0 +1,88 @@
+"""ReferringRecord: an image, a referring text and the mask of what it refers to (docs/design.md "Formats").
+
+The segmentation-aware loss term trains the text tower through a frozen CLIPSeg on these, and eval_seg's
+JSONL format is the same shape. One JSON object a line: `id`, `image` (relative to the file's folder or an
+image root), `text`, `mask` (PNG, nonzero = the referred object), optional `other_mask` (the object a
+negated expression excludes) and `negated` (bool). Reading validates every line and names FILE:LINE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .records import RecordError
+
+_REQUIRED = ("id", "image", "text", "mask")
+
+
+@dataclass(frozen=True)
+class ReferringRecord:
+    id: str
+    image: str
+    text: str
+    mask: str
+    other_mask: str | None = None
+    negated: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
+
+
+def _problem(obj) -> str | None:
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    missing = [k for k in _REQUIRED if k not in obj]
+    if missing:
+        return f"missing required field(s) {', '.join(repr(m) for m in missing)}"
+    for k in (*_REQUIRED, "other_mask"):
+        if k in obj and obj[k] is not None and (not isinstance(obj[k], str) or not obj[k].strip()):
+            return f"field {k!r} must be a non-empty string, got {obj[k]!r}"
+    if "negated" in obj and not isinstance(obj["negated"], bool):
+        return f"field 'negated' must be true or false, got {obj['negated']!r}"
+    unknown = set(obj) - {*_REQUIRED, "other_mask", "negated"}
+    if unknown:
+        return f"unknown field(s) {', '.join(sorted(unknown))} (expected {', '.join(_REQUIRED)}, other_mask, negated)"
+    return None
+
+
+def read_referring(path: str | os.PathLike) -> list[ReferringRecord]:
+    """Every record of a ReferringRecord JSONL file; `RecordError` names FILE:LINE on the first bad one.
+    Ids are unique; an empty file is an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecordError(path, 0, "file not found (expected a ReferringRecord .jsonl file)")
+    out, seen = [], {}
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise RecordError(path, lineno, f"not UTF-8 text: byte 0x{raw[e.start]:02x} at column {e.start + 1}") \
+                    from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RecordError(path, lineno, f"invalid JSON: {e.msg} at column {e.colno}") from None
+            problem = _problem(obj)
+            if problem:
+                raise RecordError(path, lineno, problem)
+            if obj["id"] in seen:
+                raise RecordError(path, lineno, f"duplicate id {obj['id']!r} (first seen on line {seen[obj['id']]})")
+            seen[obj["id"]] = lineno
+            out.append(ReferringRecord(**obj))
+    if not out:
+        raise RecordError(path, 0, "no records (the file is empty or holds only blank lines)")
+    return out
+
+
+def write_referring(path: str | os.PathLike, records) -> int:
+    from ..runio import atomic_write_text
+
+    lines = [r.to_json() + "\n" for r in records]
+    atomic_write_text(path, "".join(lines))
+    return len(lines)

@@ -1,0 +1,108 @@
+"""The frozen downstream models a downstream-aware term trains through (docs/design.md: the core may run a
+transformers CLIPSeg *model*; it never runs a diffusers pipeline).
+
+`seg_loss` reads ReferringRecords (image, text, mask) and a frozen `CLIPSegForImageSegmentation`: the
+trained text tower's projected embedding goes in as CLIPSeg's `conditional_embeddings` (CLIPSeg computes
+its own text conditioning under `torch.no_grad()`, so passing it in is the way to train through it). The
+decoder and the vision tower stay frozen, as they will be when the encoder is swapped in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.records import RecordError
+from ..data.referring import ReferringRecord, read_referring
+from ..errors import InputError
+from .batching import TokenTable, batch_indices
+from .config import TrainConfig
+
+SEG_SEED_OFFSET = 7_919  # the referring samples' order is its own seeded stream, independent of the main batches
+
+
+@dataclass
+class SegInputs:
+    """Checked before any compute: the records, where their files live, and the CLIPSeg to load."""
+
+    records: list[ReferringRecord]
+    roots: list[Path]
+    model: str
+
+
+def check_seg_inputs(cfg: TrainConfig, base_config) -> SegInputs:
+    """seg_data readable and complete (every image and mask present), seg_model a CLIPSeg whose text tower
+    has the base's widths (the trained tower must fit it): one line naming the culprit, before compute."""
+    from transformers import AutoConfig
+
+    try:
+        seg_config = AutoConfig.from_pretrained(cfg.seg_model)
+    except (OSError, ValueError) as e:
+        raise InputError(f"seg_model {cfg.seg_model}: cannot load its config ({str(e).splitlines()[0]})") from None
+    if getattr(seg_config, "model_type", None) != "clipseg":
+        raise InputError(f"seg_model {cfg.seg_model}: expected a CLIPSeg checkpoint (model_type 'clipseg'), got "
+                         f"{getattr(seg_config, 'model_type', None)!r}")
+    widths = (seg_config.text_config.hidden_size, seg_config.projection_dim)
+    base = (base_config.text_config.hidden_size, base_config.projection_dim)
+    if widths != base:
+        raise InputError(f"seg_model {cfg.seg_model}: text width {widths[0]} / projection {widths[1]} do not fit the "
+                         f"base's {base[0]} / {base[1]}; seg_loss needs the CLIPSeg built on this CLIP")
+    records, roots = [], []
+    for path in cfg.seg_data:
+        try:
+            recs = read_referring(path)
+        except RecordError as e:
+            raise InputError(str(e)) from None
+        root = Path(cfg.seg_images) if cfg.seg_images else Path(path).parent
+        for i, r in enumerate(recs, start=1):
+            for key in (r.image, r.mask):
+                if not (root / key).is_file():
+                    raise InputError(f"{path}: record {r.id!r} (line {i}): {key!r} not found under {root}")
+        records += recs
+        roots += [root] * len(recs)
+    return SegInputs(records, roots, cfg.seg_model)
+
+
+class FrozenSegmenter:
+    """A frozen CLIPSeg and the referring samples it is fed, a seeded share per step and process."""
+
+    def __init__(self, inputs: SegInputs, tokenizer, device, dtype: torch.dtype = torch.float32):
+        from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+
+        self.model = CLIPSegForImageSegmentation.from_pretrained(inputs.model).to(device, dtype).eval()
+        self.model.requires_grad_(False)
+        self.processor = CLIPSegProcessor.from_pretrained(inputs.model)
+        self.records, self.roots = inputs.records, inputs.roots
+        self.table = TokenTable(tokenizer, [r.text for r in self.records])
+        self.device, self.dtype = device, dtype
+
+    def sample(self, step: int, micro: int, cfg: TrainConfig, rank: int, world: int) -> list[int]:
+        idx = batch_indices(step, micro, len(self.records), cfg.seg_batch_size, cfg.grad_accum,
+                            cfg.seed + SEG_SEED_OFFSET)
+        local = cfg.seg_batch_size // world
+        return idx[rank * local: (rank + 1) * local]
+
+    def inputs(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask, pixel_values, masks at the decoder's output size) for `rows`."""
+        from PIL import Image
+
+        recs = [self.records[i] for i in rows]
+        images = [Image.open(self.roots[i] / r.image).convert("RGB") for i, r in zip(rows, recs, strict=True)]
+        pixels = self.processor.image_processor(images=images, return_tensors="pt").pixel_values
+        masks = torch.from_numpy(np.stack([np.asarray(Image.open(self.roots[i] / r.mask).convert("L")) > 0
+                                           for i, r in zip(rows, recs, strict=True)])).float()
+        size = pixels.shape[-2:]
+        if tuple(masks.shape[-2:]) != tuple(size):
+            masks = (F.interpolate(masks[:, None], size=tuple(size), mode="nearest")[:, 0] > 0.5).float()
+        ids, attn = self.table.pad([r.text for r in recs])
+        return (ids.to(self.device), attn.to(self.device), pixels.to(self.device, self.dtype),
+                masks.to(self.device))
+
+    def logits(self, pixel_values: torch.Tensor, conditional_embeddings: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) decoder logits; gradients flow into `conditional_embeddings` only."""
+        out = self.model(pixel_values=pixel_values, conditional_embeddings=conditional_embeddings.to(self.dtype))
+        return out.logits.reshape(len(pixel_values), *out.logits.shape[-2:]).float()

@@ -1,0 +1,152 @@
+"""The downstream-aware terms: omit_states (token states toward the affirmative part's, as a UNet reads
+them) and seg_loss (through a frozen CLIPSeg), against hand computations and in short real runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from negation_encoder.cli import main
+from negation_encoder.data.referring import ReferringRecord, read_referring, write_referring
+from negation_encoder.errors import InputError
+from negation_encoder.testing import tiny
+from negation_encoder.training import TrainConfig, train
+from negation_encoder.training.losses import SegmentationLoss, StateDistillationLoss
+
+from ._tiny_world import make_tiny_world
+
+
+def test_state_distillation_is_the_mean_squared_error_over_target_rows():
+    pred = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[9.0, 9.0], [9.0, 9.0]]])
+    target = torch.tensor([[[0.0, 2.0], [3.0, 2.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    loss = StateDistillationLoss()(pred, target, torch.tensor([True, False]))
+    assert loss.item() == pytest.approx((1 + 0 + 0 + 4) / 4)  # row 2 has no target
+    assert StateDistillationLoss()(pred, target, torch.tensor([False, False])).item() == 0.0
+
+
+def test_segmentation_loss_is_bce_plus_dice_by_hand():
+    logits = torch.tensor([[[2.0, -1.0], [0.5, -3.0]]])
+    mask = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    p = torch.sigmoid(logits)
+    bce = -(mask * torch.log(p) + (1 - mask) * torch.log(1 - p)).mean()
+    dice = 1 - (2 * (p * mask).sum() + 1) / (p.sum() + mask.sum() + 1)
+    assert SegmentationLoss(dice=0.5)(logits, mask).item() == pytest.approx((bce + 0.5 * dice).item(), rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("downstream")
+    w = make_tiny_world(root)
+    # a tiny CLIPSeg whose CLIP has the tiny base's widths (text 32, projection 24)
+    tiny.build_clipseg(seed=0, projection_dim=24).save_pretrained(root / "clipseg")
+    tok = tiny.build_clip_tokenizer()
+    from transformers import CLIPSegProcessor, ViTImageProcessor
+
+    CLIPSegProcessor(image_processor=ViTImageProcessor(size={"height": 32, "width": 32}),
+                     tokenizer=tok).save_pretrained(root / "clipseg")
+    rng = np.random.default_rng(1)
+    refs = root / "refs"
+    refs.mkdir()
+    records = []
+    for i in range(12):
+        mask = np.zeros((32, 32), np.uint8)
+        mask[4 + i: 14 + i, 3:20] = 255
+        Image.fromarray(mask).save(refs / f"m{i}.png")
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(refs / f"i{i}.png")
+        records.append(ReferringRecord(f"r{i}", f"i{i}.png", "the cup that is not red" if i % 2 else "the red cup",
+                                       f"m{i}.png", negated=bool(i % 2)))
+    write_referring(refs / "refs.jsonl", records)
+    return {**w, "clipseg": str(root / "clipseg"), "refs": str(refs / "refs.jsonl")}
+
+
+def _cfg(world, out, **kw) -> TrainConfig:
+    base = dict(base=world["base"], data=[world["data"]], images=world["images"], out=str(out), steps=6, batch_size=8,
+                lr=5e-3, warmup_steps=0, log_every=1, save_every=6, infonce=0.0, mcq=0.0)
+    return TrainConfig(**{**base, **kw})
+
+
+def _states(model_dir, texts, length=77):
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(model_dir, subfolder="tokenizer")
+    te = CLIPTextModel.from_pretrained(model_dir, subfolder="text_encoder").eval()
+    enc = tok(texts, padding="max_length", max_length=length, return_tensors="pt")
+    with torch.no_grad():
+        return te(enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
+
+
+def test_omit_states_moves_negated_prompts_toward_their_affirmative_part(world, tmp_path):
+    """After a short run with omit_states alone, the exported text encoder's states of a negated caption
+    (at the pipeline's 77 positions) are closer to the base's states of its affirmative part than the
+    base's own states of the negated caption were; the log shows the term going down."""
+    res = train(_cfg(world, tmp_path / "run", omit_states=1.0, states_length=16, lr=1e-3, steps=12, save_every=12),
+                progress=False, echo=None)
+    log = [e for e in res.log if "omit_states" in e]
+    assert log and log[-1]["omit_states"] < log[0]["omit_states"]
+    from transformers import CLIPModel
+
+    base_dir = tmp_path / "basefolder"
+    from negation_encoder.checkpoint.export import export_checkpoint
+
+    export_checkpoint(CLIPModel.from_pretrained(world["base"]), tiny.build_clip_tokenizer(),
+                      tiny.build_clip_image_processor(32), base_dir)
+    negated, affirmative = "a photo of a dog with no cat", "a photo of a dog"
+    before = F.mse_loss(_states(base_dir, [negated], 16), _states(base_dir, [affirmative], 16))
+    after = F.mse_loss(_states(res.model_dir, [negated], 16), _states(base_dir, [affirmative], 16))
+    assert after < before
+
+
+def test_seg_loss_trains_only_the_text_tower_through_a_frozen_clipseg(world, tmp_path):
+    from transformers import CLIPSegForImageSegmentation
+
+    frozen = CLIPSegForImageSegmentation.from_pretrained(world["clipseg"]).state_dict()
+    res = train(_cfg(world, tmp_path / "seg", seg_loss=1.0, seg_model=world["clipseg"], seg_data=[world["refs"]],
+                     seg_batch_size=4, preserve=1.0), progress=False, echo=None)
+    log = [json.loads(x) for x in (tmp_path / "seg" / "train_log.jsonl").read_text().splitlines()]
+    assert log[0]["referring_records"] == 12
+    steps = [e for e in log if "seg_loss" in e]
+    assert len(steps) == 6 and steps[-1]["seg_loss"] < steps[0]["seg_loss"]
+    after = CLIPSegForImageSegmentation.from_pretrained(world["clipseg"]).state_dict()
+    assert all(torch.equal(frozen[k], after[k]) for k in frozen), "the frozen CLIPSeg changed on disk"
+    from transformers import CLIPModel
+
+    tuned, base = CLIPModel.from_pretrained(res.model_dir), CLIPModel.from_pretrained(world["base"])
+    assert not torch.equal(tuned.text_projection.weight, base.text_projection.weight)
+    assert torch.equal(tuned.visual_projection.weight, base.visual_projection.weight)
+
+
+def test_seg_inputs_are_checked_before_compute(world, tmp_path, capsys):
+    def args(out, *sets):
+        return ["train", "--base", world["base"], "--data", world["data"], "--images", world["images"],
+                "--no-progress", "--out", str(out), "--set", "steps=2", "batch_size=8", "infonce=0", "mcq=0",
+                "seg_loss=1", *sets]
+
+    assert main(args(tmp_path / "a")) == 2
+    assert "seg_loss needs seg_model" in capsys.readouterr().err
+    wide = tmp_path / "wide"
+    tiny.build_clipseg(seed=0, projection_dim=16).save_pretrained(wide)
+    assert main(args(tmp_path / "b", f"seg_model={wide}", f"seg_data={world['refs']}")) == 2
+    err = capsys.readouterr().err
+    assert "projection 16 do not fit the base's 32 / 24" in err and err.count("\n") == 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "x", "image": "i0.png", "text": "a cup", "mask": "nope.png"}) + "\n")
+    assert main(args(tmp_path / "c", f"seg_model={world['clipseg']}", f"seg_data={bad}",
+                     f"seg_images={Path(world['refs']).parent}")) == 2
+    assert "'nope.png' not found" in capsys.readouterr().err
+    assert not (tmp_path / "c" / "image_cache").exists()
+
+
+def test_referring_records_name_file_and_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"id": "a", "image": "i.png", "text": "t", "mask": "m.png"}) + "\n"
+                    + json.dumps({"id": "b", "image": "i.png", "text": "t", "mask": "m.png", "negated": "yes"}) + "\n")
+    with pytest.raises(Exception, match=r"r.jsonl:2: field 'negated' must be true or false"):
+        read_referring(path)
+    with pytest.raises(InputError, match="seg_loss needs seg_model"):
+        TrainConfig(seg_loss=1.0)
