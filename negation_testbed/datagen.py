@@ -128,3 +128,35 @@ def generate_negation_data(world: TrainWorld, out_dir: str | Path, sources: tupl
         stats = run_pipeline(items, path, cfg, llm, mllm, tokenizer=tokenizer, progress=progress, distractors=source)
         results[src] = (path, stats)
     return results
+
+
+REFERRING_SEED = 2000  # training scenes for seg_loss; seg-compare draws its sets from seed 0, the route fit from 1000
+
+
+def make_referring_data(out_dir: str | Path, n: int = 2000, seed: int = REFERRING_SEED) -> Path:
+    """ReferringRecords for the segmentation-aware term, on TRAINING scenes: half negated with the training
+    referring forms (`language.TRAIN_REFERRING_FORMS`, disjoint from the evaluated ones), half affirmative
+    (`language.TRAIN_AFFIRMATIVE_REFERRING_FORMS`: "a blue cup", "the blue cup on the top left"; never the
+    control's "the blue cup"), so the term teaches exclusion without unlearning plain reference. Deterministic;
+    an existing file for the same (n, seed) is reused."""
+    from negation_encoder.data.referring import ReferringRecord, write_referring
+
+    from .transfer import referring_samples
+
+    out_dir = Path(out_dir)
+    path = out_dir / f"referring-{n}-{seed}.jsonl"
+    if path.exists():
+        return path
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    for negated in (True, False):
+        tag = "neg" if negated else "aff"
+        samples = referring_samples(n // 2, seed + int(negated), negated, L.TRAIN_REFERRING_FORMS, prefix=f"seg-{tag}",
+                                    affirm_forms=L.TRAIN_AFFIRMATIVE_REFERRING_FORMS)
+        for i, (image, text, target, _) in enumerate(samples):
+            Image.fromarray(image).save(out_dir / f"{tag}-{i:05d}.png")
+            Image.fromarray(target.astype(np.uint8) * 255).save(out_dir / f"{tag}-{i:05d}_mask.png")
+            records.append(ReferringRecord(f"{tag}-{i:05d}", f"{tag}-{i:05d}.png", text, f"{tag}-{i:05d}_mask.png",
+                                           negated=negated))
+    write_referring(path, records)
+    return path

@@ -278,6 +278,8 @@ TRAIN_REFERRING_FORMS = (
     "the other {kind}, not the {value} one",
     "the {kind} that is not the {value} one",
 )
+# affirmative referring phrases a fine-tuning term may train on (seg-compare's control is "the {colour} {kind}")
+TRAIN_AFFIRMATIVE_REFERRING_FORMS = ("a {colour} {kind}", "the {colour} {kind} on the {cell}")
 
 
 def negated_retrieval_query(objs: list[SceneObject], absent: str) -> str:

@@ -20,6 +20,7 @@ class Recipe:
     sources: tuple[str, ...]
     overrides: dict = field(default_factory=dict)
     compositional: bool = False  # generate P1's compositional foils and their true twins for this recipe
+    seg: bool = False  # trains through the world's frozen CLIPSeg (seg_loss): needs referring records
 
     @property
     def data_variant(self) -> str:
@@ -27,13 +28,19 @@ class Recipe:
         return "data-compositional" if self.compositional else "data"
 
     def to_config(self, *, base: str | Path, data: Mapping[str, str | Path], images: str | Path, out: str | Path,
-                  seed: int = 0, steps: int | None = None, cache_dir: str | Path = "") -> TrainConfig:
-        """The TrainConfig of this recipe on generated data (`data` maps each source to its .jsonl).
+                  seed: int = 0, steps: int | None = None, cache_dir: str | Path = "",
+                  seg_data: str | Path | None = None, seg_model: str | Path | None = None) -> TrainConfig:
+        """The TrainConfig of this recipe on generated data (`data` maps each source to its .jsonl; a `seg`
+        recipe also needs `seg_data`, ReferringRecords, and the frozen `seg_model` it trains through).
         `steps` shortens (or lengthens) the run, clipping warmup and checkpoint cadence to it."""
         missing = [s for s in self.sources if s not in data]
         if missing:
             raise ValueError(f"recipe {self.name!r} needs data from {', '.join(missing)}")
         overrides = dict(self.overrides, seed=seed, recipe=self.name)
+        if self.seg:
+            if seg_data is None or seg_model is None:
+                raise ValueError(f"recipe {self.name!r} trains through CLIPSeg: it needs seg_data and seg_model")
+            overrides.update(seg_data=[str(seg_data)], seg_model=str(seg_model))
         if steps is not None:
             overrides.update(steps=steps, warmup_steps=min(overrides.get("warmup_steps", 0), steps),
                              save_every=max(1, min(overrides.get("save_every", 100), steps)))
@@ -68,6 +75,16 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("preserve-embeds", "the default recipe plus preservation of affirmative captions' projected embeddings "
            "(1.0), for drop-in stability in CLIPSeg", ("p1", "p2", "presence"),
            {**_COMMON, "infonce": 0.3, "mcq": 1.0, "preserve": 1.0, "preserve_embeds": 1.0}),
+    Recipe("omit-states", "the default recipe plus omit_states (1.0): negated captions' token states toward their "
+           "affirmative part's, what a frozen UNet reads", ("p1", "p2", "presence"),
+           {**_COMMON, "infonce": 0.3, "mcq": 1.0, "preserve": 1.0, "omit_states": 1.0}),
+    Recipe("seg-aware", "the default recipe plus seg_loss (1.0) through the world's frozen CLIPSeg on training "
+           "referring expressions", ("p1", "p2", "presence"),
+           {**_COMMON, "infonce": 0.3, "mcq": 1.0, "preserve": 1.0, "seg_loss": 1.0}, seg=True),
+    Recipe("drop-in", "the default recipe plus both downstream-aware terms (omit_states 1.0, seg_loss 1.0) and "
+           "projected-embedding preservation (1.0)", ("p1", "p2", "presence"),
+           {**_COMMON, "infonce": 0.3, "mcq": 1.0, "preserve": 1.0, "preserve_embeds": 1.0, "omit_states": 1.0,
+            "seg_loss": 1.0}, seg=True),
     Recipe("compositional", "the default recipe on data with compositional foils ('a N but no B') and their true "
            "twins", ("p1", "p2", "presence"), {**_COMMON, "infonce": 0.3, "mcq": 1.0, "preserve": 1.0},
            compositional=True),

@@ -70,7 +70,14 @@ def run_recipe(recipe: Recipe, *, data: Mapping[str, str | Path], images: str | 
     from transformers import CLIPModel
 
     start = time.perf_counter()
-    cfg = recipe.to_config(base=base, data=data, images=images, out=out, seed=seed, steps=steps, cache_dir=cache_dir)
+    seg_kw = {}
+    if recipe.seg:  # the world's frozen CLIPSeg and referring records on training scenes (made once, cached)
+        from .datagen import make_referring_data
+        from .world_seg import SEG_DIR
+
+        seg_kw = {"seg_data": make_referring_data(Path(images).parent / "referring"), "seg_model": SEG_DIR}
+    cfg = recipe.to_config(base=base, data=data, images=images, out=out, seed=seed, steps=steps, cache_dir=cache_dir,
+                           **seg_kw)
     result = train(cfg, overwrite=overwrite, progress=progress)
     model = CLIPModel.from_pretrained(result.model_dir).eval()  # what users will load
     metrics, details = B.evaluate(model, tokenizer, processor, suite, return_details=True)

@@ -64,8 +64,11 @@ def world_prompt_sets(forms_per_kind: int = 3, seed: int = 0) -> tuple[list[dict
     return negated, control
 
 
+CONTROL_REFERRING_FORMS = ("the {colour} {kind}",)  # seg-compare's affirmative control (evaluation wording)
+
+
 def referring_samples(n: int, seed: int, negated: bool, forms: tuple[str, ...] = L.REFERRING_FORMS,
-                      prefix: str = "ref"):
+                      prefix: str = "ref", affirm_forms: tuple[str, ...] = CONTROL_REFERRING_FORMS):
     """(image, text, target mask, other mask) for scenes with two objects of one kind in different colours;
     the phrase picks one. Negated: a referring form ("the cup that is not red") naming the *other*
     object's colour; control: "the blue cup". The same seed gives the same scenes and targets for both."""
@@ -77,7 +80,8 @@ def referring_samples(n: int, seed: int, negated: bool, forms: tuple[str, ...] =
         target, other = (a, b) if rng.random() < 0.5 else (b, a)
         form = forms[int(rng.integers(len(forms)))]
         t, o = scene.objects[target], scene.objects[other]
-        text = form.format(kind=t.kind, value=o.colour) if negated else f"the {t.colour} {t.kind}"
+        text = form.format(kind=t.kind, value=o.colour) if negated else \
+            affirm_forms[i % len(affirm_forms)].format(colour=t.colour, kind=t.kind, cell=t.cell)
         image, masks = object_masks(scene)
         yield image, text, masks[target], masks[other]
 

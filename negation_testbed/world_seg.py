@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from negation_encoder.training.losses import dice_loss
+
 from .pretrain import ASSETS, BASE_DIR, world_tokenizer
 from .world import CELLS, COLOURS, IMAGE_SIZE, OBJECTS, SIZES, Scene, SceneObject, render, sample_scene
 
@@ -93,13 +95,6 @@ def training_example(rng: np.random.Generator, scene_id: str, pair_prob: float) 
         index = int(rng.integers(len(scene.objects)))
     image, masks = object_masks(scene)
     return image, affirmative_phrase(scene, index, rng), masks[index]
-
-
-def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - soft Dice per sample, averaged: scale-free, so a small object counts as much as a large one."""
-    p = torch.sigmoid(logits).flatten(1)
-    t = target.flatten(1)
-    return (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()
 
 
 def world_seg_processor(tokenizer=None):
