@@ -100,18 +100,10 @@ def build_unet(seed: int, cross_attention_dim: int, **overrides):
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
-    return UNet2DConditionModel(
-        block_out_channels=(4, 8),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=cross_attention_dim,
-        norm_num_groups=2,
-        **overrides,
-    )
+    config = dict(block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), norm_num_groups=2)
+    return UNet2DConditionModel(**{**config, **overrides}, cross_attention_dim=cross_attention_dim)
 
 
 def build_sd_components(seed: int = 0, text_hidden_size: int = 32) -> dict:

@@ -36,6 +36,7 @@ class Example:
     distractors: tuple[int, ...] = ()  # image indices: the scene plus the negated concept (text-to-image)
     eligible: frozenset[str] = frozenset(TERMS)  # the loss terms this example feeds (`eligibility`)
     affirmative: str | None = None  # the splitter's affirmative part of `positive` (omit_states' target text)
+    negated: str | None = None  # its negated concepts joined by ", " (unet_loss's negative prompt)
 
 
 def distractor_keys(rec: NegationRecord) -> tuple[str, ...]:
@@ -77,6 +78,7 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
         "preserve_embeds": True,
         "omit_states": split.has_negation,
         "seg_loss": False,
+        "unet_loss": split.has_negation,
     }
     return {t: ok[t] for t in TERMS}
 
@@ -99,7 +101,8 @@ def example_from_record(rec: NegationRecord, image_index: int, key_index: dict[s
                    rec.negated_caption if ok["omni_presence"] else None,
                    rec.negated_caption if ok["omni_absence"] else None,
                    extra, split.is_bare, distractors, frozenset(t for t, v in ok.items() if v),
-                   split.affirmative if split.has_negation else None)
+                   split.affirmative if split.has_negation else None,
+                   ", ".join(split.negated) if split.has_negation else None)
 
 
 def examples_from_records(records: Sequence[NegationRecord], key_index: dict[str, int], distractors: bool = False,
@@ -165,6 +168,8 @@ class ExampleTargets:
     states_target_ids: torch.Tensor | None = None  # (N, L)
     states_target_mask: torch.Tensor | None = None  # (N, L)
     states_rows: torch.Tensor | None = None  # (N,) bool: the example feeds omit_states
+    states_neg_ids: torch.Tensor | None = None  # (N, L) the negated concepts as a negative prompt (unet_loss)
+    states_neg_mask: torch.Tensor | None = None
 
 
 @dataclass
@@ -193,6 +198,8 @@ class Batch:
     states_target_ids: torch.Tensor | None = None  # (B, L) their affirmative parts, padded the same way
     states_target_mask: torch.Tensor | None = None
     states_rows: torch.Tensor | None = None  # (B,) bool
+    states_neg_ids: torch.Tensor | None = None  # (B, L)
+    states_neg_mask: torch.Tensor | None = None
 
     def to(self, device) -> Batch:
         return dataclasses.replace(self, **{k: v.to(device) for k, v in vars(self).items() if v is not None})
@@ -261,7 +268,7 @@ def target_rows(targets: ExampleTargets, image_index: torch.Tensor, distractors:
     if targets.distractors:
         out["distractor_emb"] = targets.images[distractors.clamp_min(0)]
     for name in ("base_embed", "split_target", "states_ids", "states_mask", "states_target_ids", "states_target_mask",
-                 "states_rows"):
+                 "states_rows", "states_neg_ids", "states_neg_mask"):
         table = getattr(targets, name)
         if table is not None:
             out[name] = table[example_index]
@@ -294,6 +301,7 @@ def states_tokens(tokenizer, examples: Sequence[Example], length: int) -> dict[s
 
     ids, mask = enc([ex.positive for ex in examples])
     tids, tmask = enc([ex.affirmative or ex.positive for ex in examples])
+    nids, nmask = enc([ex.negated or "" for ex in examples])
     rows = torch.tensor(["omit_states" in ex.eligible for ex in examples], dtype=torch.bool)
     return {"states_ids": ids, "states_mask": mask, "states_target_ids": tids, "states_target_mask": tmask,
-            "states_rows": rows}
+            "states_rows": rows, "states_neg_ids": nids, "states_neg_mask": nmask}

@@ -104,6 +104,14 @@ class TrainConfig:
                          group="io")
     seg_batch_size: int = _f(32, "referring samples per optimizer step for seg_loss (global)", group="objective")
     seg_dice: float = _f(1.0, "weight of the soft Dice part of seg_loss", group="objective")
+    unet_loss: float = _f(0.0, "through a frozen diffusion UNet (unet_model): the swapped prompt's prediction "
+                          "toward the negative-prompt teacher (unet_mode teacher) or the plain denoising target "
+                          "(denoise), on the records' images", group="objective")
+    unet_model: str = _f("", "diffusers pipeline folder whose frozen unet/ (and scheduler/, vae/) unet_loss runs",
+                         group="io")
+    unet_mode: str = _f("teacher", "teacher | denoise", group="objective")
+    unet_guidance: float = _f(4.0, "the guidance scale g of the negative-prompt teacher", group="objective")
+    unet_batch_size: int = _f(16, "negated examples per optimizer step fed to the UNet (global)", group="objective")
     max_foils: int = _f(3, "foils per record used by the MCQ / hard-negative terms", group="objective")
 
     # bookkeeping (may change on --resume)
@@ -121,11 +129,11 @@ class TrainConfig:
         """Every value problem, one phrase each, naming the key (types are checked by `from_dict`)."""
         p = []
         for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "max_foils", "max_distractors",
-                     "image_batch_size", "keep_checkpoints", "states_length", "seg_batch_size"):
+                     "image_batch_size", "keep_checkpoints", "states_length", "seg_batch_size", "unet_batch_size"):
             if getattr(self, name) <= 0:
                 p.append(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lr", "weight_decay", "min_lr_ratio", "max_grad_norm", "omni_temperature", "omni_margin",
-                     "split_distill_w", "seg_dice", *TERMS):
+                     "split_distill_w", "seg_dice", "unet_guidance", *TERMS):
             v = getattr(self, name)
             if not math.isfinite(v):
                 p.append(f"{name} must be a finite number, got {v}")
@@ -141,6 +149,12 @@ class TrainConfig:
             p.append(f"mixed_precision must be no|fp16|bf16, got {self.mixed_precision!r}")
         if not LAYERS_RE.match(self.layers):
             p.append(f"layers must be all, front:K, back:K or a comma list of indices, got {self.layers!r}")
+        if self.unet_loss and not self.unet_model:
+            p.append("unet_loss needs unet_model (a diffusers pipeline folder with unet/ and scheduler/)")
+        if self.unet_mode not in ("teacher", "denoise"):
+            p.append(f"unet_mode must be teacher or denoise, got {self.unet_mode!r}")
+        if self.unet_mode == "teacher" and 0 < self.unet_guidance <= 1:
+            p.append(f"unet_guidance must be > 1 for the teacher (a negative prompt acts only then), got {self.unet_guidance}")
         if self.seg_loss and not (self.seg_model and self.seg_data):
             p.append("seg_loss needs seg_model (a CLIPSeg folder) and seg_data (ReferringRecord .jsonl files)")
         if not any(getattr(self, t) for t in TERMS if t != "preserve"):
@@ -207,7 +221,8 @@ class TrainConfig:
 # Keys a resumed run may change: where things are written or read from, and how often it logs or saves.
 # The data files are compared by content (`trainer.data_fingerprint`), not by path.
 BOOKKEEPING_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig)
-                         if f.metadata.get("group") in ("bookkeeping", "io") and f.name not in ("base", "seg_model"))
+                         if f.metadata.get("group") in ("bookkeeping", "io")
+                         and f.name not in ("base", "seg_model", "unet_model"))
 
 
 def resume_conflicts(saved: dict[str, Any], current: TrainConfig) -> list[str]:

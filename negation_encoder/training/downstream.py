@@ -106,3 +106,97 @@ class FrozenSegmenter:
         """(B, H, W) decoder logits; gradients flow into `conditional_embeddings` only."""
         out = self.model(pixel_values=pixel_values, conditional_embeddings=conditional_embeddings.to(self.dtype))
         return out.logits.reshape(len(pixel_values), *out.logits.shape[-2:]).float()
+
+
+# ------------------------------------------------------------------------------------------------
+# through a frozen diffusion UNet
+
+UNET_MODES = ("teacher", "denoise")
+
+
+def check_unet_inputs(cfg: TrainConfig, base_config) -> None:
+    """unet_model holds a UNet and its scheduler, and the UNet cross-attends to states of the base's width."""
+    import json
+
+    folder = Path(cfg.unet_model)
+    for sub in ("unet", "scheduler"):
+        if not (folder / sub).is_dir():
+            raise InputError(f"unet_model {cfg.unet_model}: no {sub}/ folder (expected a diffusers pipeline folder)")
+    try:
+        unet_cfg = json.loads((folder / "unet" / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"unet_model {cfg.unet_model}: cannot read unet/config.json ({e})") from None
+    width = base_config.text_config.hidden_size
+    if unet_cfg.get("cross_attention_dim") != width:
+        raise InputError(f"unet_model {cfg.unet_model}: its UNet's cross_attention_dim {unet_cfg.get('cross_attention_dim')}"
+                         f" does not match the base's text width {width}")
+
+
+class FrozenDenoiser:
+    """A frozen text-conditioned UNet (and its noise schedule) from a diffusers pipeline folder, and the
+    clean samples it is trained on: pixels for a pixel-space pipeline (IF, the world's generator), VAE
+    latents for a latent one (SD), each image's latents computed once and kept (the image-embedding
+    cache's idea: what does not change is computed once).
+
+    Why the teacher target: a pipeline with guidance g and a negative prompt N predicts
+    out(N) + g (out(A) - out(N)); the same pipeline with the encoder swapped and the negated prompt P
+    predicts out(empty) + g (out(P) - out(empty)). They are equal when
+        out(P) = out(A) - (1 - 1/g) (out(N) - out(empty)),
+    so a swapped encoder whose states make the frozen UNet predict that, with the empty prompt's states
+    held at the base's, reproduces the negative-prompt route image for image. Linear in the model's
+    outputs, so it holds for epsilon and v prediction alike.
+    """
+
+    def __init__(self, folder: str, image_root: str, device, dtype: torch.dtype = torch.float32):
+        from diffusers import DDPMScheduler, UNet2DConditionModel
+
+        folder = Path(folder)
+        self.unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet").to(device, dtype).eval()
+        self.unet.requires_grad_(False)
+        self.schedule = DDPMScheduler.from_pretrained(folder, subfolder="scheduler")
+        self.alphas = self.schedule.alphas_cumprod.to(device)
+        self.prediction = self.schedule.config.prediction_type
+        self.vae = None
+        if (folder / "vae").is_dir():
+            from diffusers import AutoencoderKL
+
+            self.vae = AutoencoderKL.from_pretrained(folder, subfolder="vae").to(device, dtype).eval()
+            self.vae.requires_grad_(False)
+        self.channels = self.unet.config.in_channels
+        self.image_root, self.device, self.dtype = Path(image_root), device, dtype
+        self._clean: dict[str, torch.Tensor] = {}
+
+    def clean(self, keys: list[str]) -> torch.Tensor:
+        """(B, C, H, W) clean samples of image keys: pixels in [-1, 1] at the UNet's size, or scaled latents."""
+        from PIL import Image
+
+        todo = [k for k in dict.fromkeys(keys) if k not in self._clean]
+        if todo:
+            size = self.unet.config.sample_size * (8 if self.vae is not None else 1)
+            arr = np.stack([np.asarray(Image.open(self.image_root / k).convert("RGB").resize((size, size)))
+                            for k in todo])
+            x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(self.device, self.dtype)
+            if self.vae is not None:
+                with torch.no_grad():
+                    x = self.vae.encode(x).latent_dist.mean * self.vae.config.scaling_factor
+            self._clean.update(zip(todo, x, strict=True))
+        return torch.stack([self._clean[k] for k in keys])
+
+    def noisy(self, x0: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x_t, t, the model's training target for x_t) at uniformly drawn timesteps."""
+        t = torch.randint(0, len(self.alphas), (len(x0),), generator=generator).to(self.device)
+        noise = torch.randn(x0.shape, generator=generator).to(self.device, self.dtype)
+        a = self.alphas[t].view(-1, 1, 1, 1).to(self.dtype)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        target = noise if self.prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
+        return xt, t, target
+
+    def out(self, xt: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """The UNet's prediction (its first `in_channels` channels: IF adds a variance half) for text states."""
+        return self.unet(xt, t, encoder_hidden_states=states.to(self.dtype)).sample[:, :self.channels].float()
+
+    @torch.no_grad()
+    def teacher(self, xt, t, aff_states, neg_states, empty_states, guidance: float) -> torch.Tensor:
+        """out(A) - (1 - 1/g) (out(N) - out(empty)): what the swapped prompt must predict (class docstring)."""
+        a, n, e = (self.out(xt, t, s) for s in (aff_states, neg_states, empty_states))
+        return a - (1 - 1 / guidance) * (n - e)

@@ -15,7 +15,7 @@ from torch import nn
 # The objective's terms, in one place: TrainConfig has a weight field of each name, the objective
 # (`training.objective`) computes them, and the model card lists them.
 TERMS = ("infonce", "mcq", "omni_presence", "omni_absence", "distractor", "split_distill", "preserve",
-         "preserve_embeds", "omit_states", "seg_loss")
+         "preserve_embeds", "omit_states", "seg_loss", "unet_loss")
 
 
 def multi_positive_ce(logits: torch.Tensor, positive: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

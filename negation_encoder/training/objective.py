@@ -52,7 +52,8 @@ class NegationObjective(nn.Module):
     def forward(self, emb: torch.Tensor, hidden: torch.Tensor, batch: Batch, logit_scale: torch.Tensor,
                 base_hidden: torch.Tensor | None = None,
                 states: tuple[torch.Tensor, torch.Tensor] | None = None,
-                seg: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                seg: tuple[torch.Tensor, torch.Tensor] | None = None,
+                unet: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """`emb` (T, D) normalised embeddings of the batch's distinct texts and `hidden` their last hidden
         states; every target comes with the batch (`batch.image_emb`, and for the terms that need them
         `distractor_emb`, `split_target`/`split_mask`, `base_embed`). `base_hidden` is the frozen base's
@@ -119,6 +120,9 @@ class NegationObjective(nn.Module):
             rows = batch.states_rows
             parts["omit_states"] = self.omit_states(states[0], states[1], rows)
             counts["omit_states"] = rows.sum()
+        if w["unet_loss"] and unet is not None:
+            parts["unet_loss"] = torch.nn.functional.mse_loss(unet[0], unet[1])
+            counts["unet_loss"] = torch.tensor(len(unet[0]), device=unet[0].device)
         if w["seg_loss"] and seg is not None:
             parts["seg_loss"] = self.seg_loss(*seg)
             counts["seg_loss"] = torch.tensor(len(seg[0]), device=seg[0].device)

@@ -55,7 +55,7 @@ from .batching import (
     states_tokens,
 )
 from .config import TrainConfig, resume_conflicts
-from .downstream import FrozenSegmenter, SegInputs, check_seg_inputs
+from .downstream import FrozenDenoiser, FrozenSegmenter, SegInputs, check_seg_inputs, check_unet_inputs
 from .freezing import configure_trainable, text_layer_indices
 from .losses import TERMS
 from .objective import NegationObjective
@@ -217,6 +217,7 @@ def no_eligible_reason(term: str, examples: list[Example]) -> str:
         "distractor": f"none of the {n} records other than presence ones lists distractor_images",
         "split_distill": f"the negation splitter finds no negation in any of the {n} true captions",
         "omit_states": f"the negation splitter finds no negation in any of the {n} true captions",
+        "unet_loss": f"the negation splitter finds no negation in any of the {n} true captions",
     }.get(term, f"none of the {n} records")
     return f"{why}; set {term}: 0 to train without it"
 
@@ -353,6 +354,8 @@ def check_inputs(cfg: TrainConfig, accelerator, run: RunDir, resume: bool, overw
         check_images_exist(loaded, cfg.images, distractors=bool(cfg.distractor), image_processor=image_processor,
                            model_image_size=base_config.vision_config.image_size)
     seg = check_seg_inputs(cfg, base_config) if cfg.seg_loss else None
+    if cfg.unet_loss:
+        check_unet_inputs(cfg, base_config)
     return RunInputs(records, keys, examples, tokenizer, image_processor, found, fingerprint, eligible, seg)
 
 
@@ -377,6 +380,9 @@ class TrainState:
     base_text: nn.Module | None  # the frozen base text tower (preserve, omit_states)
     start_step: int = 0
     seg: FrozenSegmenter | None = None  # seg_loss's frozen CLIPSeg and referring samples
+    unet: FrozenDenoiser | None = None  # unet_loss's frozen UNet
+    keys: list[str] = field(default_factory=list)  # image keys of the image table (unet_loss reads the images)
+    empty_states: torch.Tensor | None = None  # (1, L, D) the base's states of the empty prompt (held fixed)
 
     def batch(self, step: int, micro: int) -> Batch:
         """This process's slice of micro-batch `micro` of optimizer step `step`, with its targets."""
@@ -408,7 +414,7 @@ def precompute_targets(cfg: TrainConfig, model, tokenizer, examples: list[Exampl
         if not torch.equal(has_target.cpu(), eligible):  # one splitter reads both; a mismatch is a bug
             raise RuntimeError("split_distill: the split reading and the eligibility rule disagree")
         split_target = split_target.cpu()
-    states = states_tokens(tokenizer, examples, cfg.states_length) if cfg.omit_states else {}
+    states = states_tokens(tokenizer, examples, cfg.states_length) if cfg.omit_states or cfg.unet_loss else {}
     return ExampleTargets(images=images, distractors=bool(cfg.distractor), base_embed=base_embed,
                           split_target=split_target, **states)
 
@@ -434,7 +440,8 @@ def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: 
     targets = precompute_targets(cfg, model, inputs.tokenizer, examples, cache.load(inputs.keys).cpu())
 
     text_model = model.text_model
-    base_text = copy.deepcopy(text_model).requires_grad_(False).eval() if cfg.preserve or cfg.omit_states else None
+    base_text = copy.deepcopy(text_model).requires_grad_(False).eval() \
+        if cfg.preserve or cfg.omit_states or cfg.unet_loss else None
     trainable = configure_trainable(text_model, model.text_projection, cfg.layers, cfg.train_embeddings,
                                     cfg.train_final_layer_norm, cfg.train_projection)
     tower = TextTower(text_model, model.text_projection, model.logit_scale, cfg.learn_logit_scale)
@@ -457,7 +464,43 @@ def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: 
         accelerator.print(f"resumed from {path} (step {start_step})")
     return TrainState(cfg, accelerator, run, model, tower, params, trainable, optimizer, scheduler,
                       NegationObjective(cfg), examples, table, targets, base_text, start_step,
-                      FrozenSegmenter(inputs.seg, inputs.tokenizer, accelerator.device) if inputs.seg else None)
+                      FrozenSegmenter(inputs.seg, inputs.tokenizer, accelerator.device) if inputs.seg else None,
+                      FrozenDenoiser(cfg.unet_model, cfg.images, accelerator.device) if cfg.unet_loss else None,
+                      inputs.keys, empty_prompt_states(cfg, inputs.tokenizer, base_text, accelerator.device))
+
+
+def empty_prompt_states(cfg: TrainConfig, tokenizer, base_text, device) -> torch.Tensor | None:
+    """The base's states of the empty prompt (the unconditional branch a pipeline's guidance uses), at the
+    pipeline's padding: the teacher holds it fixed."""
+    if not cfg.unet_loss:
+        return None
+    enc = tokenizer([""], padding="max_length", max_length=cfg.states_length, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        return base_text(input_ids=enc.input_ids.to(device),
+                         attention_mask=enc.attention_mask.to(device) if cfg.states_mask else None).last_hidden_state
+
+
+def unet_inputs(state: TrainState, batch: Batch, states: torch.Tensor, step: int, micro: int
+                ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(prediction, target) of unet_loss on this micro-batch's negated examples (at most the process's share
+    of `unet_batch_size`): the frozen UNet's prediction from the tower's states of the true caption, and the
+    teacher's (or the plain denoising target). Noise and timesteps are seeded by (seed, step, micro, rank)."""
+    cfg, acc, den = state.cfg, state.accelerator, state.unet
+    rows = torch.nonzero(batch.states_rows).flatten()[: max(1, cfg.unet_batch_size // acc.num_processes)]
+    if len(rows) == 0:
+        return None
+    gen = torch.Generator().manual_seed(((cfg.seed * 1_000_003 + step) * 97 + micro) * 31 + acc.process_index)
+    keys = [state.keys[int(i)] for i in batch.image_index[rows].tolist()]
+    xt, t, target = den.noisy(den.clean(keys), gen)
+    pred = den.out(xt, t, states[rows])
+    if cfg.unet_mode == "teacher":
+        with torch.no_grad():
+            aff = state.base_text(input_ids=batch.states_target_ids[rows], attention_mask=batch.states_target_mask[rows]
+                                  if cfg.states_mask else None).last_hidden_state
+            neg = state.base_text(input_ids=batch.states_neg_ids[rows], attention_mask=batch.states_neg_mask[rows]
+                                  if cfg.states_mask else None).last_hidden_state
+        target = den.teacher(xt, t, aff, neg, state.empty_states.expand(len(rows), -1, -1), cfg.unet_guidance)
+    return pred, target
 
 
 def compute_loss(state: TrainState, batch: Batch, step: int = 0, micro: int = 0
@@ -465,7 +508,7 @@ def compute_loss(state: TrainState, batch: Batch, step: int = 0, micro: int = 0
     """The objective on one micro-batch; the frozen base's hidden states (preservation) are computed here."""
     cfg = state.cfg
     states_in = seg_in = None
-    if cfg.omit_states:
+    if cfg.omit_states or cfg.unet_loss:
         states_in = (batch.states_ids, batch.states_mask if cfg.states_mask else None)
     if state.seg is not None:
         acc = state.accelerator
@@ -484,8 +527,9 @@ def compute_loss(state: TrainState, batch: Batch, step: int = 0, micro: int = 0
                                             ).last_hidden_state
     if seg_in is not None:
         seg = (state.seg.logits(seg_in[2], seg_proj), seg_in[3])
+    unet = unet_inputs(state, batch, states, step, micro) if state.unet is not None else None
     return state.objective(emb, hidden, batch, state.logit_scale().exp(), base_hidden=base_hidden,
-                           states=None if states is None else (states, states_target), seg=seg)
+                           states=None if states_target is None else (states, states_target), seg=seg, unet=unet)
 
 
 def train_step(state: TrainState, step: int) -> dict[str, float]:
