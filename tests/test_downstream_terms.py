@@ -182,10 +182,11 @@ def test_teacher_target_is_the_negative_prompt_route_written_out(pixel_pipeline,
     torch.testing.assert_close(guided_swapped, guided_negprompt, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["teacher", "denoise"])
-def test_unet_loss_trains_the_tower_through_a_frozen_unet(world, pixel_pipeline, tmp_path, mode):
+@pytest.mark.parametrize("mode,on_policy", [("teacher", False), ("teacher", True), ("denoise", False)])
+def test_unet_loss_trains_the_tower_through_a_frozen_unet(world, pixel_pipeline, tmp_path, mode, on_policy):
     res = train(_cfg(world, tmp_path / mode, unet_loss=1.0, unet_model=pixel_pipeline, unet_mode=mode,
-                     states_length=16, unet_batch_size=4, lr=1e-3, steps=4, save_every=4), progress=False, echo=None)
+                     unet_on_policy=on_policy, unet_sample_steps=3, states_length=16, unet_batch_size=4, lr=1e-3,
+                     steps=4, save_every=4), progress=False, echo=None)
     entries = [e for e in res.log if "unet_loss" in e]
     assert len(entries) == 4 and all(np.isfinite(e["unet_loss"]) for e in entries)
     from transformers import CLIPModel
@@ -199,3 +200,31 @@ def test_unet_inputs_are_checked_before_compute(world, tmp_path):
         TrainConfig(unet_loss=1.0)
     with pytest.raises(InputError, match="no unet/ folder"):
         train(_cfg(world, tmp_path / "x", unet_loss=1.0, unet_model=str(tmp_path)), progress=False, echo=None)
+
+
+def test_on_policy_states_follow_the_teachers_own_sampler(pixel_pipeline, world):
+    """Cut at the first step, a trajectory is its own starting noise at the first timestep; cut later, it is
+    what the scheduler made of that noise under the teacher's guided prediction, step for step."""
+    from diffusers import DDPMScheduler
+
+    from negation_encoder.training.downstream import FrozenDenoiser
+
+    den = FrozenDenoiser(pixel_pipeline, world["images"], torch.device("cpu"))
+    a, n = torch.randn(2, 5, 32), torch.randn(2, 5, 32)
+    x, t = den.on_policy(a, n, 3.0, 1, torch.Generator().manual_seed(1))
+    start = torch.randn((2, 3, 16, 16), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(x, start)
+    sched = DDPMScheduler.from_config(den.schedule.config)
+    sched.set_timesteps(1)
+    assert t.tolist() == [int(sched.timesteps[0])] * 2
+    x2, t2 = den.on_policy(a, n, 3.0, 2, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    noise = torch.randn((2, 3, 16, 16), generator=g)
+    stop = torch.randint(0, 2, (2,), generator=g)
+    sched.set_timesteps(2)
+    t0 = sched.timesteps[0]
+    tt = torch.full((2,), int(t0))
+    guided = den.out(noise, tt, n) + 3.0 * (den.out(noise, tt, a) - den.out(noise, tt, n))
+    step1 = sched.step(guided, t0, noise, generator=g).prev_sample
+    for i in range(2):
+        torch.testing.assert_close(x2[i], noise[i] if stop[i] == 0 else step1[i])

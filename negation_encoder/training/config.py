@@ -112,6 +112,9 @@ class TrainConfig:
     unet_mode: str = _f("teacher", "teacher | denoise", group="objective")
     unet_guidance: float = _f(4.0, "the guidance scale g of the negative-prompt teacher", group="objective")
     unet_batch_size: int = _f(16, "negated examples per optimizer step fed to the UNet (global)", group="objective")
+    unet_on_policy: bool = _f(False, "teacher: x_t from the teacher's own sampling trajectories (unet_sample_steps "
+                              "DDPM steps, cut at a random step) instead of noised training images", group="objective")
+    unet_sample_steps: int = _f(10, "steps of the teacher's trajectories (unet_on_policy)", group="objective")
     max_foils: int = _f(3, "foils per record used by the MCQ / hard-negative terms", group="objective")
 
     # bookkeeping (may change on --resume)
@@ -129,7 +132,8 @@ class TrainConfig:
         """Every value problem, one phrase each, naming the key (types are checked by `from_dict`)."""
         p = []
         for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "max_foils", "max_distractors",
-                     "image_batch_size", "keep_checkpoints", "states_length", "seg_batch_size", "unet_batch_size"):
+                     "image_batch_size", "keep_checkpoints", "states_length", "seg_batch_size", "unet_batch_size",
+                     "unet_sample_steps"):
             if getattr(self, name) <= 0:
                 p.append(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lr", "weight_decay", "min_lr_ratio", "max_grad_norm", "omni_temperature", "omni_margin",
@@ -151,6 +155,8 @@ class TrainConfig:
             p.append(f"layers must be all, front:K, back:K or a comma list of indices, got {self.layers!r}")
         if self.unet_loss and not self.unet_model:
             p.append("unet_loss needs unet_model (a diffusers pipeline folder with unet/ and scheduler/)")
+        if self.unet_on_policy and self.unet_mode != "teacher":
+            p.append("unet_on_policy needs unet_mode teacher (the trajectories are the teacher's)")
         if self.unet_mode not in ("teacher", "denoise"):
             p.append(f"unet_mode must be teacher or denoise, got {self.unet_mode!r}")
         if self.unet_mode == "teacher" and 0 < self.unet_guidance <= 1:

@@ -196,6 +196,32 @@ class FrozenDenoiser:
         return self.unet(xt, t, encoder_hidden_states=states.to(self.dtype)).sample[:, :self.channels].float()
 
     @torch.no_grad()
+    def on_policy(self, aff_states, neg_states, guidance: float, steps: int, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_t, t) where the teacher's own sampling goes: each example's negative-prompt trajectory (guided
+        out(N) + g (out(A) - out(N)), `steps` DDPM steps from its own noise), cut at a step drawn at random.
+        Off-policy states (noised training images) are states the sampler never visits for these prompts."""
+        from diffusers import DDPMScheduler
+
+        sched = DDPMScheduler.from_config(self.schedule.config)
+        sched.set_timesteps(steps)
+        n = len(aff_states)
+        shape = (n, self.channels, self.unet.config.sample_size, self.unet.config.sample_size)
+        x = torch.randn(shape, generator=generator).to(self.device, self.dtype)
+        stop = torch.randint(0, steps, (n,), generator=generator)
+        xs, ts = torch.empty_like(x), torch.empty(n, dtype=torch.long)
+        for k, t in enumerate(sched.timesteps):
+            here = stop == k
+            if here.any():
+                xs[here], ts[here] = x[here], int(t)
+            if bool((stop <= k).all()):
+                break
+            tt = torch.full((n,), int(t), device=self.device)
+            out_n, out_a = self.out(x, tt, neg_states), self.out(x, tt, aff_states)
+            x = sched.step(out_n + guidance * (out_a - out_n), t, x, generator=generator).prev_sample.to(self.dtype)
+        return xs, ts.to(self.device)
+
+    @torch.no_grad()
     def teacher(self, xt, t, aff_states, neg_states, empty_states, guidance: float) -> torch.Tensor:
         """out(A) - (1 - 1/g) (out(N) - out(empty)): what the swapped prompt must predict (class docstring)."""
         a, n, e = (self.out(xt, t, s) for s in (aff_states, neg_states, empty_states))

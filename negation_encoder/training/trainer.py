@@ -490,17 +490,22 @@ def unet_inputs(state: TrainState, batch: Batch, states: torch.Tensor, step: int
     if len(rows) == 0:
         return None
     gen = torch.Generator().manual_seed(((cfg.seed * 1_000_003 + step) * 97 + micro) * 31 + acc.process_index)
-    keys = [state.keys[int(i)] for i in batch.image_index[rows].tolist()]
-    xt, t, target = den.noisy(den.clean(keys), gen)
-    pred = den.out(xt, t, states[rows])
-    if cfg.unet_mode == "teacher":
-        with torch.no_grad():
-            aff = state.base_text(input_ids=batch.states_target_ids[rows], attention_mask=batch.states_target_mask[rows]
-                                  if cfg.states_mask else None).last_hidden_state
-            neg = state.base_text(input_ids=batch.states_neg_ids[rows], attention_mask=batch.states_neg_mask[rows]
-                                  if cfg.states_mask else None).last_hidden_state
-        target = den.teacher(xt, t, aff, neg, state.empty_states.expand(len(rows), -1, -1), cfg.unet_guidance)
-    return pred, target
+    if cfg.unet_mode == "denoise":
+        keys = [state.keys[int(i)] for i in batch.image_index[rows].tolist()]
+        xt, t, target = den.noisy(den.clean(keys), gen)
+        return den.out(xt, t, states[rows]), target
+    with torch.no_grad():
+        aff = state.base_text(input_ids=batch.states_target_ids[rows], attention_mask=batch.states_target_mask[rows]
+                              if cfg.states_mask else None).last_hidden_state
+        neg = state.base_text(input_ids=batch.states_neg_ids[rows], attention_mask=batch.states_neg_mask[rows]
+                              if cfg.states_mask else None).last_hidden_state
+    if cfg.unet_on_policy:
+        xt, t = den.on_policy(aff, neg, cfg.unet_guidance, cfg.unet_sample_steps, gen)
+    else:
+        keys = [state.keys[int(i)] for i in batch.image_index[rows].tolist()]
+        xt, t, _ = den.noisy(den.clean(keys), gen)
+    target = den.teacher(xt, t, aff, neg, state.empty_states.expand(len(rows), -1, -1), cfg.unet_guidance)
+    return den.out(xt, t, states[rows]), target
 
 
 def compute_loss(state: TrainState, batch: Batch, step: int = 0, micro: int = 0
