@@ -384,3 +384,14 @@ def test_compositional_prompt_is_a_versioned_file_with_both_objects():
     assert out == ["A dog on a couch with a fork but no dog."]
     assert seen[0] == load_prompt("rewrite_compositional").format(caption="A dog on a couch.", affirm="fork", negate="dog")
     assert "there is a fork in the photo and there is no dog in the photo" in seen[0]
+
+
+@pytest.mark.parametrize("kw,needle", [({"k": 0}, "k must be a number >= 1, got 0"),
+                                       ({"confidence": 1.5}, "confidence must be a probability in [0, 1], got 1.5"),
+                                       ({"pipeline": "p9"}, "pipeline must be one of p1, rand_p1, p2, presence")])
+def test_pipeline_config_validates_itself(kw, needle):
+    from negation_encoder.data.pipelines import PipelineConfig
+    from negation_encoder.errors import InputError
+
+    with pytest.raises(InputError, match=needle.replace("[", r"\[").replace("]", r"\]")):
+        PipelineConfig(**kw)

@@ -33,6 +33,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..configs import Validated, at_least, collect
 from ..runio import atomic_write_json, repair_torn_tail
 from .backends import RewriteRequest, TextLLM, VisionLLM
 from .records import NegationRecord, RecordWriter
@@ -102,7 +103,9 @@ class PipelineStats:
 
 
 @dataclass
-class PipelineConfig:
+class PipelineConfig(Validated):
+    """One pipeline run's settings; every value checked here (the CLI and the API refuse the same things)."""
+
     pipeline: str = "p1"
     k: int = 3  # objects proposed per caption
     per_item: int = 1  # records kept per caption
@@ -115,6 +118,15 @@ class PipelineConfig:
     # Opt-in: in the current MCQ term they lift NegBench's negative template and negated retrieval but
     # cost zero-shot and pairwise (docs/diagnosis.md); on by default once the trainer balances them.
     compositional: bool = False
+
+    def problems(self) -> list[str]:
+        p = collect(*(at_least(self, k, 1) for k in ("k", "per_item", "batch_size")),
+                    at_least(self, "distractors_per_record", 0))
+        if self.pipeline not in PIPELINES:
+            p.append(f"pipeline must be one of {', '.join(PIPELINES)}, got {self.pipeline!r}")
+        if not isinstance(self.confidence, (int, float)) or not 0.0 <= self.confidence <= 1.0:
+            p.append(f"confidence must be a probability in [0, 1], got {self.confidence!r}")
+        return p
 
 
 def _style(*parts: str) -> int:
@@ -161,8 +173,6 @@ def run_pipeline(
     """Run one pipeline over `items`, appending valid records to `out`; write `<out>.stats.json`.
 
     With `distractors`, every absence record gets `distractor_images` from that source."""
-    if cfg.pipeline not in PIPELINES:
-        raise ValueError(f"unknown pipeline {cfg.pipeline!r}; expected one of {', '.join(PIPELINES)}")
     if cfg.pipeline in ("p1", "rand_p1") and mllm is None:
         raise ValueError(f"pipeline {cfg.pipeline} needs an MLLM to verify absence")
     if cfg.pipeline == "rand_p1" and not cfg.categories:
