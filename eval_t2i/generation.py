@@ -84,21 +84,17 @@ class ArmSwitcher:
     """
 
     def __init__(self, pipe, encoder: str | None = None, encoder_2: str | None = None):
-        from integrations.diffusion import load_negation_text_encoder, swap_text_encoders
+        from integrations.diffusion import clip_slots, load_slot_encoders, swap_text_encoders
 
         self.pipe = pipe
-        self.base = {"text_encoder": pipe.text_encoder}
-        if getattr(pipe, "text_encoder_2", None) is not None:
-            self.base["text_encoder_2"] = pipe.text_encoder_2
+        slots = clip_slots({k: type(getattr(pipe, k, None)).__name__ for k in ("text_encoder", "text_encoder_2")})
+        self.base = {k: getattr(pipe, k) for k in slots}
         self.negation: dict | None = None
         if encoder is None:
             return
         dtype = pipe.text_encoder.dtype
-        new = {}
         try:
-            new["text_encoder"] = load_negation_text_encoder(encoder, "text_encoder", dtype=dtype)
-            if "text_encoder_2" in self.base:
-                new["text_encoder_2"] = load_negation_text_encoder(encoder_2 or encoder, "text_encoder_2", dtype=dtype)
+            new = load_slot_encoders(slots, encoder, encoder_2, dtype=dtype)
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InputError(f"--encoder {encoder}: cannot load the negation text encoder ({first})") from None

@@ -31,6 +31,28 @@ def load_negation_text_encoder(path_or_repo: str, role: str = "text_encoder", **
     return cls.from_pretrained(path_or_repo, subfolder=ROLES[role], **from_pretrained_kwargs)
 
 
+CLIP_CLASSES = {"CLIPTextModel": "text_encoder", "CLIPTextModelWithProjection": "text_encoder_2"}
+
+
+def clip_slots(pipeline_classes: dict[str, str]) -> dict[str, str]:
+    """{pipeline slot: the checkpoint role whose class it holds} for the CLIP slots of a pipeline, from the
+    class name each slot holds: SD 1.x/2.x and Flux hold a CLIPTextModel in `text_encoder`; SDXL adds a
+    CLIPTextModelWithProjection in `text_encoder_2`; SD3 holds CLIPTextModelWithProjection in both. T5 slots
+    are left out (they are not CLIP)."""
+    return {slot: CLIP_CLASSES[cls] for slot, cls in pipeline_classes.items()
+            if slot in ("text_encoder", "text_encoder_2") and cls in CLIP_CLASSES}
+
+
+def load_slot_encoders(slots: dict[str, str], encoder: str, encoder_2: str | None = None,
+                       **from_pretrained_kwargs) -> dict[str, object]:
+    """The negation encoder for every CLIP slot of a pipeline (`clip_slots`), each with the class its slot
+    holds (`text_encoder/` or `text_encoder_with_projection/` of the checkpoint); `encoder_2` feeds the
+    second slot when given."""
+    return {slot: load_negation_text_encoder(encoder_2 if slot == "text_encoder_2" and encoder_2 else encoder, role,
+                                             **from_pretrained_kwargs)
+            for slot, role in slots.items()}
+
+
 def check_compatibility(unet_config: Any, text_encoder=None, text_encoder_2=None, tokenizer=None,
                         current_text_encoder=None, current_text_encoder_2=None) -> None:
     """Raise ValueError naming both sizes when an encoder cannot drive this UNet / transformer / tokenizer.
@@ -126,23 +148,35 @@ def negation_pipeline(base: str, encoder: str, encoder_2: str | None = None, pip
                       **from_pretrained_kwargs):
     """One call: a diffusers pipeline from `base` with the negation-aware encoder(s) swapped in.
 
-    For SDXL, `encoder_2` defaults to `encoder` (both CLIP encoders replaced, as in the paper) only if
-    it fits; pass a separate bigG-sized encoder otherwise. Checks run before the pipeline loads.
+    Every CLIP slot the pipeline has gets the negation encoder in the class it holds (SD 1.x/2.x and Flux:
+    `text_encoder`; SDXL: both; SD3: both, with projection; T5 slots stay). For SDXL and SD3, `encoder_2`
+    feeds the second slot (SDXL's is a wider bigG model); without it the same folder is tried, and the
+    width checks, which run before the pipeline loads, say whether it fits.
     """
     from diffusers import DiffusionPipeline, UNet2DConditionModel
 
     pipeline_class = pipeline_class or DiffusionPipeline
     loader_kwargs = {k: v for k, v in from_pretrained_kwargs.items() if k in ("torch_dtype", "revision", "token",
                                                                            "cache_dir", "local_files_only")}
-    unet_config = UNet2DConditionModel.load_config(base, subfolder="unet", **{k: v for k, v in loader_kwargs.items()
-                                                                             if k != "torch_dtype"})
-    te = load_negation_text_encoder(encoder, "text_encoder", **loader_kwargs)
-    components = {"text_encoder": te}
-    sdxl = unet_config.get("addition_embed_type") == "text_time"
-    if sdxl:
-        components["text_encoder_2"] = load_negation_text_encoder(encoder_2 or encoder, "text_encoder_2", **loader_kwargs)
-    check_compatibility(unet_config, **components)
+    config_kwargs = {k: v for k, v in loader_kwargs.items() if k != "torch_dtype"}
+    index = DiffusionPipeline.load_config(base, **config_kwargs)
+    classes = {k: v[1] for k, v in index.items() if isinstance(v, (list, tuple)) and len(v) == 2 and v[1]}
+    denoiser = "unet" if "unet" in classes else "transformer"
+    denoiser_config = UNet2DConditionModel.load_config(base, subfolder=denoiser, **config_kwargs)  # any model's config.json
+    slots = clip_slots(classes)  # SDXL's second slot takes `encoder_2`, else this folder's projection tower if it fits
+    components = load_slot_encoders(slots, encoder, encoder_2, **loader_kwargs)
+    t5 = classes.get("text_encoder_2") not in (None, *CLIP_CLASSES)
+    check_compatibility(denoiser_config, text_encoder=components.get("text_encoder"),
+                        text_encoder_2=components.get("text_encoder_2"),
+                        current_text_encoder_2=_ClassTag(classes["text_encoder_2"]) if t5 else None)
     return pipeline_class.from_pretrained(base, **components, **from_pretrained_kwargs)
+
+
+class _ClassTag:
+    """Stands for a pipeline component not loaded yet, by its class name (enough for the T5 check)."""
+
+    def __init__(self, name: str):
+        self.config = type("Config", (), {"model_type": "t5" if "T5" in name else name.lower()})()
 
 
 @torch.no_grad()

@@ -193,3 +193,30 @@ def test_flux_clip_encoder_swap():
         swap_text_encoders(pipe, text_encoder=tiny.build_clip_text_model(seed=0, tokenizer=tok, text_hidden_size=48))
     with pytest.raises(ValueError, match="T5 encoder"):
         swap_text_encoders(pipe, text_encoder_2=tiny.build_clip_text_model_with_projection(seed=0, tokenizer=tok))
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_negation_pipeline_fills_every_clip_slot_with_its_class(family, tmp_path):
+    """SD3 holds CLIPTextModelWithProjection in both CLIP slots, Flux a CLIPTextModel beside its T5: the one
+    call loads the negation encoder into each CLIP slot in the class that slot holds, and leaves T5 alone."""
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    pipe = tiny.build_sd3_pipeline(seed=0) if family == "sd3" else tiny.build_flux_pipeline(seed=0)
+    pipe.save_pretrained(tmp_path / "base")
+    tok = tiny.build_clip_tokenizer()
+    enc = tmp_path / "enc"
+    export_checkpoint(tiny.build_clip_model(seed=3, tokenizer=tok, projection_dim=32), tok,
+                      tiny.build_clip_image_processor(32), enc)
+    extra = {"text_encoder_3": None, "tokenizer_3": None} if family == "sd3" else {}  # the tiny SD3 has no T5
+    loaded = negation_pipeline(str(tmp_path / "base"), str(enc), **extra)
+    if family == "sd3":
+        assert type(loaded.text_encoder) is CLIPTextModelWithProjection
+        assert type(loaded.text_encoder_2) is CLIPTextModelWithProjection
+        ref = load_negation_text_encoder(str(enc), "text_encoder_2")
+        assert torch.equal(loaded.text_encoder_2.text_projection.weight, ref.text_projection.weight)
+    else:
+        assert type(loaded.text_encoder) is CLIPTextModel
+        assert type(loaded.text_encoder_2).__name__ == "T5EncoderModel"
+    ref = load_negation_text_encoder(str(enc), "text_encoder_2" if family == "sd3" else "text_encoder")
+    got = loaded.text_encoder.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in ref.state_dict().items())
