@@ -96,7 +96,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: Iterable[st
         default = (defaults or {}).get(f.name, f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING))
         required = default is dataclasses.MISSING
-        shown = "" if required or default in (None, "", ()) else f" (default: {_show(default)})"
+        own = "(default" in (f.metadata.get("help") or "")  # the help says it in words (e.g. a long local path)
+        shown = "" if required or own or default in (None, "", ()) else f" (default: {_show(default)})"
         help_text = ((f.metadata.get("help") or "") + shown).replace("%", "%%")
         kwargs: dict[str, Any] = {"dest": f.name, "help": help_text}
         if f.metadata.get("metavar"):

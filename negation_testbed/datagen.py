@@ -136,7 +136,7 @@ REFERRING_SEED = 2000  # training scenes for seg_loss; seg-compare draws its set
 def make_referring_data(out_dir: str | Path, n: int = 2000, seed: int = REFERRING_SEED) -> Path:
     """ReferringRecords for the segmentation-aware term, on TRAINING scenes: half negated with the training
     referring forms (`language.TRAIN_REFERRING_FORMS`, disjoint from the evaluated ones), half affirmative
-    (`language.TRAIN_AFFIRMATIVE_REFERRING_FORMS`: "a blue cup", "the blue cup on the top left"; never the
+    (`language.TRAIN_AFFIRMATIVE_REFERRING_FORMS`: "a blue cup", "a blue cup on the top left"; never the
     control's "the blue cup"), so the term teaches exclusion without unlearning plain reference. Deterministic;
     an existing file for the same (n, seed) is reused."""
     from negation_encoder.data.referring import ReferringRecord, write_referring

@@ -279,7 +279,7 @@ TRAIN_REFERRING_FORMS = (
     "the {kind} that is not the {value} one",
 )
 # affirmative referring phrases a fine-tuning term may train on (seg-compare's control is "the {colour} {kind}")
-TRAIN_AFFIRMATIVE_REFERRING_FORMS = ("a {colour} {kind}", "the {colour} {kind} on the {cell}")
+TRAIN_AFFIRMATIVE_REFERRING_FORMS = ("a {colour} {kind}", "a {colour} {kind} on the {cell}")
 
 
 def negated_retrieval_query(objs: list[SceneObject], absent: str) -> str:

@@ -321,8 +321,8 @@ class SegCompareConfig(Validated):
     samples: int = option(400, "referring expressions per set (negated, control)")
     seed: int = option(0, "seed of the referring sets and the bootstrap")
     batch_size: int = option(32, "samples per CLIPSeg call")
-    split: bool = option(True, "also the training-free split route, alone and stacked on each encoder (needs "
-                         "the model folder's negation_split_route.json: `negenc testbed fit-seg-route`)")
+    split: bool = option(True, "skip the training-free split route arms (split, swapped+split); they need the model "
+                         "folder's negation_split_route.json (`negenc testbed fit-seg-route`)")
     resume: bool = option(False, "continue a run in --out")
     overwrite: bool = option(False, "replace the results in --out")
     progress: bool = option(True, cli=False)

@@ -354,3 +354,19 @@ def test_split_weight_is_fitted_on_training_records_only(tmp_path, monkeypatch):
     assert seen and set(seen) <= train_keys
     assert scorer.fit["items"] > 0 and set(metrics) >= {"mcq", "retrieval_negated_group_top1"}
     assert scorer.fit["data"] == sorted(p.name for p, _ in data.values())
+
+
+def test_training_and_evaluation_wordings_are_disjoint_for_the_drop_in():
+    """What a segmentation-aware term or the split route is fitted on never uses a wording seg-compare
+    scores (negated forms, and the control's affirmative form), nor any t2i-compare prompt form."""
+    from negation_testbed.transfer import CONTROL_REFERRING_FORMS, T2I_FORMS
+
+    assert not set(L.TRAIN_REFERRING_FORMS) & set(L.REFERRING_FORMS)
+    assert not set(L.TRAIN_AFFIRMATIVE_REFERRING_FORMS) & set(CONTROL_REFERRING_FORMS)
+    slots = {"kind": "cup", "value": "red", "colour": "red", "cell": "top left"}
+    train = [f.format(**slots) for f in (*L.TRAIN_REFERRING_FORMS, *L.TRAIN_AFFIRMATIVE_REFERRING_FORMS)]
+    scored = [f.format(**slots) for f in (*L.REFERRING_FORMS, *CONTROL_REFERRING_FORMS)]
+    for t in train:  # no evaluated phrase inside a training phrase, nor the other way round
+        assert not any(s in t or t in s for s in scored), t
+    t2i_forms = {f for forms in T2I_FORMS for f in forms if "{" in f}
+    assert not t2i_forms & set(L.TRAIN_REFERRING_FORMS)

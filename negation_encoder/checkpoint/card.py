@@ -91,7 +91,7 @@ image = pipe("a bowl of fruit without bananas", generator=torch.Generator().manu
 
 USAGE_CLIPSEG = '''```python
 from transformers import CLIPModel, CLIPSegForImageSegmentation
-from integrations import swap_clipseg_text_encoder  # pip install negation-encoder
+from integrations import swap_clipseg_text_encoder  # from the negation-encoder library
 
 seg = CLIPSegForImageSegmentation.from_pretrained("{clipseg_base}")
 swap_clipseg_text_encoder(seg, CLIPModel.from_pretrained("{repo}"))

@@ -2,7 +2,7 @@
 
 Two engines for each: local transformers models, and OpenAI-compatible HTTP servers (vLLM, TGI,
 llama.cpp), which is how generation scales past one machine. Prompts are versioned package files
-(`data/prompts/<name>.v<N>.txt`); the version is recorded in every record's provenance.
+(`negation_encoder/prompts/<name>.v<N>.txt`); the version is recorded in every record's provenance.
 
 Malformed model output (not JSON, empty) becomes None, which the pipelines count as a reject.
 """
