@@ -144,7 +144,8 @@ def make_referring_data(out_dir: str | Path, n: int = 2000, seed: int = REFERRIN
     from .transfer import referring_samples
 
     out_dir = Path(out_dir)
-    path = out_dir / f"referring-{n}-{seed}.jsonl"
+    wording = hashlib.sha1(repr((L.TRAIN_REFERRING_FORMS, L.TRAIN_AFFIRMATIVE_REFERRING_FORMS)).encode()).hexdigest()[:8]
+    path = out_dir / f"referring-{n}-{seed}-{wording}.jsonl"  # another wording or size: another file
     if path.exists():
         return path
     out_dir.mkdir(parents=True, exist_ok=True)
