@@ -26,7 +26,7 @@ from .run import fit_summary, run_recipe, split_evaluation
 from .world import render
 
 LABELS = B.METRIC_LABELS
-DEMO_FILES = ("results.json", "report.md", "report.png", "run")  # the world/ folder is a deterministic cache
+DEMO_FILES = ("results.json", "report.md", "report.png", "run", "drop_in")  # the world/ folder is a deterministic cache
 COLUMNS = ("base", "base_split", "finetuned", "finetuned_split")
 COLUMN_TITLES = {"base": "base", "base_split": "base + split", "finetuned": "fine-tuned",
                  "finetuned_split": "fine-tuned + split"}
@@ -148,13 +148,14 @@ def draw_report_png(path: Path, columns: dict[str, dict], suite: B.Suite, base_p
 
 def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 0, base: str | Path = BASE_DIR,
              n_scenes: int = 6000, steps: int | None = None, bench_size: int = B.DEFAULT_SIZE,
-             overwrite: bool = False, progress: bool = True) -> dict:
+             overwrite: bool = False, progress: bool = True, drop_in: bool = True) -> dict:
     """The main job; returns results.json's content. A folder that already holds a demo's results is
     refused unless `overwrite` (the world's images and generated data are reused: they are deterministic).
 
     Four columns: the base and the fine-tuned encoder, each scored plainly (one cosine per caption) and
     with the training-free split reader (`negation_encoder.split_scorer`), whose weight is fitted for each
-    model on the world's training records."""
+    model on the world's training records. With `drop_in`, the fine-tuned encoder is then swapped into the
+    world's frozen segmenter and generator, beside the training-free routes (`transfer.drop_in`)."""
     start = time.perf_counter()
     out = Path(out)
     rec = get_recipe(recipe)
@@ -190,6 +191,12 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     seconds = time.perf_counter() - start
     results = {**columns, "split_weights": weights, "recipe": rec.name, "seconds": round(seconds, 1),
                "checkpoint": str(run.model_dir), "provenance": provenance()}
+    if drop_in:
+        from .transfer import drop_in as measure_drop_in
+
+        print("[6/6] drop-in: the fine-tuned encoder in the world's frozen segmenter and generator")
+        results["drop_in"] = measure_drop_in(run.model_dir, out / "drop_in", progress=progress)
+        results["seconds"] = round(time.perf_counter() - start, 1)
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     draw_report_png(out / "report.png", columns, suite, base_details["mcq_pred"], run.details["mcq_pred"], seed=seed)
     checks = verdict(columns)
@@ -206,7 +213,11 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
               "a negation-blind reading that sees \"fork\" as present.", "",
               f"MCQ wrong picks by template (base): {json.dumps(base_details['mcq_wrong_picked'])}",
               f"MCQ wrong picks by template (fine-tuned): {json.dumps(run.details['mcq_wrong_picked'])}", "",
-              f"Checkpoint: `{run.model_dir}`; took {seconds:.0f} s.", "", "![before/after](report.png)"]
+              f"Checkpoint: `{run.model_dir}`; took {results['seconds']:.0f} s.", "", "![before/after](report.png)"]
+    if drop_in:
+        from .transfer import drop_in_markdown
+
+        report += ["", drop_in_markdown(results["drop_in"])]
     atomic_write_text(out / "report.md", "\n".join(report) + "\n")
     print()
     print(_text_table(columns))
@@ -214,14 +225,3 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     print(f"results: {out / 'results.json'}  report: {out / 'report.md'}  checkpoint: {run.model_dir}  "
           f"({seconds:.0f} s)")
     return results
-
-
-def add_drop_in_check(out: str | Path, check: dict) -> None:
-    """Record the drop-in check (run by the CLI layer through `integrations`) in results.json and report.md."""
-    out = Path(out)
-    results = json.loads((out / "results.json").read_text())
-    results["drop_in"] = check
-    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
-    report = (out / "report.md").read_text()
-    report += f"\n## Drop-in check\n\nSwapped into a tiny SD 1.x pipeline and a tiny CLIPSeg: `{json.dumps(check)}`\n"
-    atomic_write_text(out / "report.md", report)

@@ -265,7 +265,7 @@ def test_base_is_negation_blind_and_short_finetune_raises_mcq(tmp_path):
     from negation_testbed.demo import COLUMNS, run_demo
 
     # default recipe, shortened to keep the suite fast: 1500 scenes, 250 steps, 200 items per benchmark
-    res = run_demo(tmp_path / "demo", n_scenes=1500, steps=250, bench_size=200, progress=False)
+    res = run_demo(tmp_path / "demo", n_scenes=1500, steps=250, bench_size=200, progress=False, drop_in=False)
     base, tuned = res["base"], res["finetuned"]
     assert set(COLUMNS) <= set(res) and set(res["base_split"]) == set(base)
     assert base["retrieval_plain_r5"] > 0.9  # the committed base is good at affirmative retrieval ...
@@ -292,7 +292,7 @@ def test_base_is_negation_blind_and_short_finetune_raises_mcq(tmp_path):
     assert example_items(500, 6, seed=0) == example_items(500, 6, seed=0) != example_items(500, 6, seed=1)
     assert outcome(True, False)[0] == "broken by fine-tuning" and outcome(False, True)[0] == "fixed by fine-tuning"
     with pytest.raises(InputError, match="already holds results .*pass --overwrite to replace it"):
-        run_demo(tmp_path / "demo", n_scenes=60, steps=2, bench_size=20, progress=False)
+        run_demo(tmp_path / "demo", n_scenes=60, steps=2, bench_size=20, progress=False, drop_in=False)
 
 
 @pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")

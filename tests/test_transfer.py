@@ -296,3 +296,17 @@ def test_t2i_compare_checks_every_encoder_before_any_image(tmp_path, base_encode
     assert err.count("\n") == 1 and "hidden size 48 does not match the UNet's cross_attention_dim 64" in err, err
     assert not out.exists() or not any(out.rglob("*.png")), "images were made before the check"
     assert main([*argv, "--encoder", base_encoder_folder]) == 0  # the same folder takes the corrected run
+
+
+def test_drop_in_measures_segmenter_and_generator_with_the_routes(tmp_path, base_encoder_folder):
+    """The demo's last step: real (small) comparisons; the base encoder swapped in changes nothing, the
+    split route and the negative prompt are beside it, and the report section names both tasks."""
+    from negation_testbed.transfer import drop_in, drop_in_markdown
+
+    d = drop_in(base_encoder_folder, tmp_path / "d", seg_samples=6, t2i_prompts=2, seeds=(0,), t2i_steps=2)
+    assert set(d["seg"]["negated"]) == {"original", "swapped", "split", "swapped+split"}
+    assert d["seg"]["negated"]["swapped"]["miou_0.3"] == d["seg"]["negated"]["original"]["miou_0.3"]
+    assert set(d["t2i"]["negated"]) == {"base", "base+negprompt", "swapped", "swapped+negprompt"}
+    assert d["t2i"]["negated"]["swapped"]["neg_score"] == d["t2i"]["negated"]["base"]["neg_score"]
+    text = drop_in_markdown(d)
+    assert "| negated | split |" in text and "| base+negprompt |" in text
