@@ -194,6 +194,7 @@ def run_arm(seg, processor, data: SegDataset, cfg: SegEvalConfig, folder: Path, 
     fingerprint = _fingerprint(cfg, arm, dtype)
     procs.on_main(lambda: RunFolder(folder, ARM_FILES, RUN_FILE).prepare(cfg.resume, cfg.overwrite, fingerprint))
     log = SampleLog(folder, fingerprint, procs)
+    procs.wait()  # every process has read what is finished before any appends: all form the same batch list
     torch.manual_seed(cfg.seed)
     seg = seg.to(device=device, dtype=dtype)
     start, new = time.perf_counter(), []

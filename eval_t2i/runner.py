@@ -124,6 +124,7 @@ def run_jobs(jobs: list[Job], switcher: ArmSwitcher, out: Path, log_name: str, j
     procs.on_main(repair)
     log = JsonlLog(out / log_name)
     done = _finished(out, log, parts)
+    procs.wait()  # every process has read what is finished before any appends: all form the same batch list
     todo = [j for j in jobs if j.ident not in done]
     stats = RunStats(skipped=len(jobs) - len(todo))
     mine = procs.share(_batches(todo, batch_size))
