@@ -217,8 +217,12 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
     scorer = resolve_scorer(cfg)
     check_image_sizes([k for lp in parts for k in lp.part.images(lp.data)], cfg.model)
     loaded = load_model(cfg.model)
-    with folder.lock() if procs.is_main else contextlib.nullcontext():
-        procs.on_main(lambda: folder.prepare(cfg.resume, cfg.overwrite, cfg.fingerprint()))
+    with contextlib.ExitStack() as held:
+        def lock_and_prepare() -> None:  # the main process holds the folder; the others see its lock
+            held.enter_context(folder.lock())
+            folder.prepare(cfg.resume, cfg.overwrite, cfg.fingerprint())
+
+        procs.on_main(lock_and_prepare)
         cache_dir = cfg.cache_dir or cfg.out / "image_cache"
         encoder = Encoder(loaded, cache_dir, scorer, batch_size=cfg.batch_size, device=procs.device(cfg.device),
                           dtype=cfg.dtype, progress=cfg.progress and procs.is_main)
