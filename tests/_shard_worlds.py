@@ -20,8 +20,17 @@ SUBJECTS = [("a street with no cars", "street", "cars", "object", "no"),
             ("a cat that is not sleeping", "cat", "sleeping", "action", "not")]
 
 
+QA = [{"id": "c1", "caption": "a red car on a street", "question": "is there a car?", "choices": ["yes", "no"],
+       "answer": "yes", "element_type": "object", "element": "car"},
+      {"id": "c1", "caption": "a red car on a street", "question": "what color is the car?",
+       "choices": ["red", "blue", "green"], "answer": "red", "element_type": "color", "element": "red"},
+      {"id": "c2", "caption": "a dog on the grass", "question": "is there a dog?", "choices": ["yes", "no"],
+       "answer": "yes", "element_type": "animal/human", "element": "dog"}]
+
+
 def write_t2i_world(root: Path, n_prompts: int = 5) -> Path:
-    """`sd/` (tiny SD 1.x), `enc/` (a negation text encoder that fits it), `blip/` (judge), `prompts.json`."""
+    """`sd/` (tiny SD 1.x), `enc/` (a negation text encoder that fits it), `blip/` (judge), `prompts.json`,
+    `qa.json` (TIFA questions)."""
     from diffusers import StableDiffusionPipeline
 
     root.mkdir(parents=True, exist_ok=True)
@@ -36,6 +45,7 @@ def write_t2i_world(root: Path, n_prompts: int = 5) -> Path:
     for i, p in enumerate(prompts):
         p["id"] = f"t{i}"
     (root / "prompts.json").write_text(json.dumps(prompts))
+    (root / "qa.json").write_text(json.dumps(QA))
     return root
 
 

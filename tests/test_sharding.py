@@ -28,8 +28,10 @@ HELPER = Path(__file__).with_name("_dist_eval.py")
 
 def _commands(worlds: Path, out: Path) -> list[list[str]]:
     return [t2i_args(worlds / "t2i", out / "negscore"),
-            t2i_args(worlds / "t2i", out / "compare", "compare", "--limit", "2"),
+            t2i_args(worlds / "t2i", out / "compare", "compare", "--limit", "2", "--questions",
+                     str(worlds / "t2i" / "qa.json")),  # Neg Score of the four arms, then TIFA of two
             seg_args(worlds / "seg", out / "seg"),
+            seg_args(worlds / "seg", out / "seg_compare", "compare", "--bootstrap", "200"),
             eval_args(worlds / "eval", out / "eval")]
 
 
@@ -81,6 +83,10 @@ def test_t2i_two_processes_write_what_one_process_writes(runs, command):
     assert list(summary["arms"]) == arms
     records = [json.loads(line) for line in files["images.jsonl"].decode().splitlines()]
     assert len(records) == len({(r["arm"], r["key"], r["seed"]) for r in records}) == summary["run"]["generated"]
+    if command == "compare":
+        tifa = json.loads(files["tifa_summary.json"])
+        assert list(tifa["arms"]) == ["base", "swapped"] and tifa["run"]["generated"] == 8
+        assert len(files["tifa_images.jsonl"].decode().splitlines()) == 8
 
 
 @pytest.mark.slow
@@ -94,6 +100,16 @@ def test_seg_two_processes_write_what_one_process_writes(runs):
     assert m2 == m1 and m1["info_computed"] == 7
     assert (two / "overlays.png").read_bytes() == (one / "overlays.png").read_bytes()
     assert not (two / "parts").exists()
+
+
+@pytest.mark.slow
+def test_seg_compare_two_processes_write_what_one_process_writes(runs):
+    one, two = runs[1] / "seg_compare", runs[2] / "seg_compare"
+    for arm in ("original", "swapped"):
+        assert (two / arm / "samples.jsonl").read_bytes() == (one / arm / "samples.jsonl").read_bytes(), arm
+    c1, c2 = (json.loads((f / "comparison.json").read_text()) for f in (one, two))
+    assert c2 == c1 and c1["paired_n"] == 7
+    assert (two / "comparison.md").read_bytes() == (one / "comparison.md").read_bytes()
 
 
 def _cache_rows(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
