@@ -12,7 +12,9 @@ process start, imports and model loading are included, and they do not shrink wi
 `speedup` (= seconds_1proc / seconds_2proc, ideal 2.0 on 2 cores) stays below the ideal by that
 fixed part. `efficiency` = speedup / 2 (ideal 1.0). `command_seconds_*` are the same runs timed by the
 main process inside the command, after its imports (model loading, generation, judging, merging;
-`benchmarks/_timed_negenc.py`), and `command_speedup` is their ratio. `identical` checks that both runs wrote the same
+`benchmarks/_timed_negenc.py`), and `command_speedup` is their ratio. `machine_speedup` is what the
+machine gave 2 processes right after: a fixed matmul loop in 1 process, then in 2 at once (2.0 on two
+idle cores; other work on the cores lowers it, and `speedup` cannot beat it). `identical` checks that both runs wrote the same
 summary.json and images.jsonl. `load_1min_before` is the machine's 1-minute load average before the
 first run: other work on the cores lowers the speedup. `--smoke`: 2 prompts, 1 seed, 1 step, 32 px
 (a check that the script runs, not a measurement).
@@ -70,6 +72,22 @@ def timed_launch(nproc: int, argv: list[str], times: Path) -> tuple[float, float
     return seconds, json.loads(times.read_text())["seconds"]
 
 
+SPIN = ("import time, torch; torch.set_num_threads(1); a = torch.randn(256, 256); t = time.perf_counter()\n"
+        "for _ in range({n}): a @ a\nprint(time.perf_counter() - t)")
+
+
+def machine_speedup(iterations: int) -> float:
+    """What this machine gives 2 processes now: the same fixed matmul loop in 1 process, then in 2 at once;
+    the throughput ratio (2.0 on 2 idle cores, less when other work shares them). The ceiling for
+    `speedup`, measured next to it."""
+    cmd = [sys.executable, "-c", SPIN.format(n=iterations)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = float(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout)
+    pair = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    two = max(float(p.communicate()[0]) for p in pair)
+    return 2 * one / two
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = parser(__doc__)
     ap.add_argument("--prompts", type=int, default=12, help="prompts of negation_v1")
@@ -89,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         for n in (1, 2):
             results[f"seconds_{n}proc"], results[f"command_seconds_{n}proc"] = timed_launch(
                 n, negscore_argv(root, root / f"out{n}", args), root / f"times{n}.json")
+        results["machine_speedup"] = machine_speedup(300 if args.smoke else 3000)
         results["identical"] = all((root / "out1" / f).read_bytes() == (root / "out2" / f).read_bytes()
                                    for f in ("summary.json", "images.jsonl"))
         summary = json.loads((root / "out1" / "summary.json").read_text())
