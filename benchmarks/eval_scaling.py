@@ -1,6 +1,6 @@
 """Evaluation scaling: one Neg Score run on the tiny pipeline, in 1 and in 2 processes under torchrun.
 
-    python benchmarks/eval_scaling.py [--json PATH] [--prompts 12] [--seeds 4] [--steps 8] [--size 64] [--smoke]
+    python benchmarks/eval_scaling.py [--json PATH] [--prompts 24] [--seeds 4] [--steps 8] [--size 64] [--smoke]
 
 Tiny SD 1.x components and the tiny BLIP judge (`negation_encoder.testing.tiny`) are saved to a
 temporary folder; the same `negenc t2i negscore` command (built-in `negation_v1` prompts, arms `base`
@@ -90,7 +90,7 @@ def machine_speedup(iterations: int) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = parser(__doc__)
-    ap.add_argument("--prompts", type=int, default=12, help="prompts of negation_v1")
+    ap.add_argument("--prompts", type=int, default=24, help="prompts of negation_v1")
     ap.add_argument("--seeds", type=int, default=4, help="seeds per prompt and arm")
     ap.add_argument("--steps", type=int, default=8, help="denoising steps")
     ap.add_argument("--size", type=int, default=64, help="image height and width")
