@@ -20,6 +20,8 @@ import pytest
 import torch
 
 from negation_encoder.cli import main
+from negation_encoder.distributed import PartLogs, Processes
+from negation_encoder.errors import InputError
 
 from ._shard_worlds import eval_args, seg_args, t2i_args, write_eval_world, write_seg_world, write_t2i_world
 
@@ -44,6 +46,35 @@ def launch(nproc: int, commands: list[list[str]]) -> subprocess.Popen:
     return subprocess.Popen([torchrun, "--standalone", "--nproc_per_node", str(nproc), str(HELPER),
                              json.dumps(commands)], env=env, cwd=root, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+
+
+def test_shares_are_disjoint_cover_the_list_and_keep_its_order():
+    items = list(range(11))
+    for world in (1, 2, 3, 4):
+        shares = [Processes(rank, world).share(items) for rank in range(world)]
+        assert sorted(x for share in shares for x in share) == items
+        assert all(share == sorted(share) for share in shares)
+        assert shares[0][:2] == [0, world], "round-robin"
+
+
+def test_part_logs_read_every_process_count_and_refuse_a_part_of_other_settings(tmp_path):
+    settings = {"run": {"steps": 2}, "generation": (1, 2)}
+    PartLogs(tmp_path, "images", settings, Processes(1, 2)).append([{"id": "a"}])
+    PartLogs(tmp_path, "images", settings, Processes(2, 3)).append([{"id": "b"}, {"id": "c"}])
+    PartLogs(tmp_path, "tifa_images", settings, Processes(0, 1)).append([{"id": "t"}])
+    now = PartLogs(tmp_path, "images", settings, Processes(0, 1))
+    assert [p.name for p in now.paths()] == ["images.part-1-of-2.jsonl", "images.part-2-of-3.jsonl"]
+    now.check()
+    assert [r["id"] for r in now.records()] == ["a", "b", "c"]
+    with pytest.raises(InputError, match=r"images.part-1-of-2.jsonl: a part written by another configuration "
+                                         r"\(run \(\{'steps': 2\} -> \{'steps': 3\}\)\)"):
+        PartLogs(tmp_path, "images", {**settings, "run": {"steps": 3}}, Processes()).check()
+    (tmp_path / "parts" / "images.part-2-of-3.json").unlink()
+    with pytest.raises(InputError, match="images.part-2-of-3.json missing or unreadable"):
+        now.check()
+    now.remove()
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["tifa_images.part-0-of-1.json",
+                                                                      "tifa_images.part-0-of-1.jsonl"], "another log's parts stay"
 
 
 @pytest.fixture(scope="module")
