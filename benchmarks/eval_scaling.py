@@ -14,7 +14,8 @@ fixed part. `efficiency` = speedup / 2 (ideal 1.0). `command_seconds_*` are the 
 main process inside the command, after its imports (model loading, generation, judging, merging;
 `benchmarks/_timed_negenc.py`), and `command_speedup` is their ratio. `machine_speedup` is what the
 machine gave 2 processes right after: a fixed matmul loop in 1 process, then in 2 at once (2.0 on two
-idle cores; other work on the cores lowers it, and `speedup` cannot beat it). `identical` checks that both runs wrote the same
+idle cores; other work on the cores lowers it, and with it what `speedup` can show, up to that work's
+load changing between the measurements). `identical` checks that both runs wrote the same
 summary.json and images.jsonl. `load_1min_before` is the machine's 1-minute load average before the
 first run: other work on the cores lowers the speedup. `--smoke`: 2 prompts, 1 seed, 1 step, 32 px
 (a check that the script runs, not a measurement).
@@ -78,8 +79,8 @@ SPIN = ("import time, torch; torch.set_num_threads(1); a = torch.randn(256, 256)
 
 def machine_speedup(iterations: int) -> float:
     """What this machine gives 2 processes now: the same fixed matmul loop in 1 process, then in 2 at once;
-    the throughput ratio (2.0 on 2 idle cores, less when other work shares them). The ceiling for
-    `speedup`, measured next to it."""
+    the throughput ratio (2.0 on 2 idle cores, less when other work shares them): the ceiling for
+    `speedup` at the time, measured next to it."""
     cmd = [sys.executable, "-c", SPIN.format(n=iterations)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = float(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout)
