@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.prompts, args.seeds, args.steps, args.size, args.batch = 2, 1, 1, 32, 2
     results: dict = {"smoke": args.smoke, "prompts": args.prompts, "seeds": args.seeds, "arms": 2,
                      "images": 2 * args.prompts * args.seeds, "steps": args.steps, "size": args.size,
-                     "batch": args.batch, "cpus": os.cpu_count(), "load_1min_before": round(os.getloadavg()[0], 2)}
+                     "batch": args.batch, "cpus": os.cpu_count(),
+                     "load_1min_before": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         build_world(root)

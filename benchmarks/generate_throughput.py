@@ -28,7 +28,8 @@ from negation_encoder.testing.tiny import build_chat_lm  # noqa: E402
 
 
 def _tiny_llm(smoke: bool = False):
-    size = dict(hidden_size=16, num_layers=1, num_heads=2) if smoke else dict(hidden_size=256, num_layers=4, num_heads=4)
+    size = dict(hidden_size=16, num_layers=1, num_heads=2) if smoke else \
+        dict(hidden_size=256, num_layers=4, num_heads=4)
     model, tok = build_chat_lm(seed=0, words=[f"w{i}" for i in range(200)], **size)
     model.generation_config.eos_token_id = None  # always generate max_new_tokens: a fixed amount of work
     return model, tok

@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not same:
         raise SystemExit("the vectorised counts differ from the per-threshold loop")
     results = {
-        "smoke": args.smoke, "masks": args.masks, "size": args.size, "thresholds": len(THRESHOLDS_PY), "threads": torch.get_num_threads(),
+        "smoke": args.smoke,
+        "masks": args.masks, "size": args.size, "thresholds": len(THRESHOLDS_PY), "threads": torch.get_num_threads(),
         "vectorised_s": fast_s, "loop_s": slow_s, "speedup": slow_s / fast_s,
         "vectorised_peak_memory_mb": peak_memory_mb("vectorised", MEM_MASKS, args.size),
         "loop_peak_memory_mb": peak_memory_mb("loop", MEM_MASKS, args.size),

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
             out += generate(pipe, [p for p, _ in chunk], [None] * len(chunk), [s for _, s in chunk], cfg)
         return out
 
-    results: dict = {"smoke": args.smoke, "images": args.images, "batch": args.batch, "steps": args.steps, "size": args.size,
+    results: dict = {"smoke": args.smoke,
+                     "images": args.images, "batch": args.batch, "steps": args.steps, "size": args.size,
                      "threads": torch.get_num_threads()}
     results["loop_images_per_s"] = args.images / _time(loop)
     results["batched_images_per_s"] = args.images / _time(batched)

@@ -201,7 +201,8 @@ def run_arm(seg, processor, data: SegDataset, cfg: SegEvalConfig, folder: Path, 
     bs = cfg.batch_size
     batches = [data.samples[i: i + bs] for i in range(0, len(data.samples), bs)]
     todo = [b for b in batches if any(s.id not in log.records for s in b)]
-    for batch in tqdm(procs.share(todo), desc=f"seg {arm}", unit="batch", disable=not cfg.progress or not procs.is_main):
+    quiet = not cfg.progress or not procs.is_main
+    for batch in tqdm(procs.share(todo), desc=f"seg {arm}", unit="batch", disable=quiet):
         masks = [torch.from_numpy(s.load_mask()) for s in batch]
         if cfg.route == "split":
             hist = histograms_from_probabilities(_split_probabilities(seg, processor, batch, split_route), masks)
@@ -229,7 +230,8 @@ def run_arm(seg, processor, data: SegDataset, cfg: SegEvalConfig, folder: Path, 
     def write() -> None:
         log.merge([s.id for s in data.samples])
         atomic_write_json(folder / "metrics.json", {**metrics, **{f"info_{k}": v for k, v in info.items()}})
-        atomic_write_text(folder / "summary.md", metrics_markdown(f"CLIPSeg ({arm}) on {data.name}", metrics, info))
+        title = f"CLIPSeg ({arm}) on {data.name}"
+        atomic_write_text(folder / "summary.md", metrics_markdown(title, metrics, info))
         _write_overlays(seg, processor, data, ious, cfg.overlays, folder, device, dtype, split_route)
 
     procs.on_main(write)
@@ -313,7 +315,8 @@ def compare(cfg: SegEvalConfig) -> CompareResult:
 
     def write() -> None:
         atomic_write_json(out / "comparison.json", comparison)
-        atomic_write_text(out / "comparison.md", comparison_markdown(a.metrics, b.metrics, diff, ("original", "swapped")))
+        names = ("original", "swapped")
+        atomic_write_text(out / "comparison.md", comparison_markdown(a.metrics, b.metrics, diff, names))
 
     procs.on_main(write)
     return CompareResult(a, b, comparison)

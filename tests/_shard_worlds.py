@@ -34,8 +34,10 @@ def write_t2i_world(root: Path, n_prompts: int = 5) -> Path:
     from diffusers import StableDiffusionPipeline
 
     root.mkdir(parents=True, exist_ok=True)
-    StableDiffusionPipeline(**tiny.build_sd_components(seed=0), requires_safety_checker=False).save_pretrained(root / "sd")
-    tiny.build_clip_text_model(seed=5, tokenizer=tiny.build_clip_tokenizer()).save_pretrained(root / "enc" / "text_encoder")
+    pipe = StableDiffusionPipeline(**tiny.build_sd_components(seed=0), requires_safety_checker=False)
+    pipe.save_pretrained(root / "sd")
+    encoder = tiny.build_clip_text_model(seed=5, tokenizer=tiny.build_clip_tokenizer())
+    encoder.save_pretrained(root / "enc" / "text_encoder")
     model, processor = tiny.build_blip_vqa(seed=0)
     model.save_pretrained(root / "blip")
     processor.save_pretrained(root / "blip")
@@ -98,4 +100,5 @@ def eval_args(world: Path, out: Path, *extra: str) -> list[str]:
     from negation_encoder.eval.paths import BENCHMARKS
 
     return ["eval", "--model", str(world / "model"), "--data-root", str(world / "data"), "--bench",
-            ",".join(BENCHMARKS), "--batch-size", "3", "--device", "cpu", "--no-progress", "--out", str(out), *extra]
+            ",".join(BENCHMARKS), "--batch-size", "3", "--device", "cpu", "--no-progress", "--out", str(out),
+            *extra]

@@ -18,7 +18,8 @@ KEYS = {
     "seg_metrics": ("vectorised_s", "loop_s", "speedup", "vectorised_peak_memory_mb", "loop_peak_memory_mb",
                     "counts_equal"),
     "generate_throughput": ("local_one_at_a_time_items_per_s", "local_batched_items_per_s", "batch_ratio",
-                            "http_concurrency_1_items_per_s", "http_concurrency_8_items_per_s", "concurrency_ratio"),
+                            "http_concurrency_1_items_per_s", "http_concurrency_8_items_per_s",
+                            "concurrency_ratio"),
     "eval_scaling": ("seconds_1proc", "seconds_2proc", "speedup", "efficiency", "identical", "load_1min_before",
                      "machine_speedup"),
 }

@@ -73,8 +73,8 @@ def test_part_logs_read_every_process_count_and_refuse_a_part_of_other_settings(
     with pytest.raises(InputError, match="images.part-2-of-3.json missing or unreadable"):
         now.check()
     now.remove()
-    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["tifa_images.part-0-of-1.json",
-                                                                      "tifa_images.part-0-of-1.jsonl"], "another log's parts stay"
+    left = sorted(p.name for p in (tmp_path / "parts").iterdir())
+    assert left == ["tifa_images.part-0-of-1.json", "tifa_images.part-0-of-1.jsonl"], "another log's parts stay"
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +106,13 @@ def _files(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
 def test_t2i_two_processes_write_what_one_process_writes(runs, command):
     one, two = runs[1] / command, runs[2] / command
     files = _files(one, skip=("run_config.json",))
-    assert "summary.json" in files and "images.jsonl" in files and len([f for f in files if f.endswith(".png")]) > 8
+    assert "summary.json" in files and "images.jsonl" in files
+    assert len([f for f in files if f.endswith(".png")]) > 8
     assert _files(two, skip=("run_config.json",)) == files, "the same images, records, summary, report and grid"
     assert not (two / "parts").exists(), "the parts are merged and removed"
     summary = json.loads(files["summary.json"])
-    arms = ["base", "swapped"] if command == "negscore" else ["base", "base+negprompt", "swapped", "swapped+negprompt"]
+    arms = ["base", "swapped"] if command == "negscore" else \
+        ["base", "base+negprompt", "swapped", "swapped+negprompt"]
     assert list(summary["arms"]) == arms
     records = [json.loads(line) for line in files["images.jsonl"].decode().splitlines()]
     assert len(records) == len({(r["arm"], r["key"], r["seed"]) for r in records}) == summary["run"]["generated"]
@@ -125,7 +127,7 @@ def test_seg_two_processes_write_what_one_process_writes(runs):
     one, two = runs[1] / "seg", runs[2] / "seg"
     assert (two / "samples.jsonl").read_bytes() == (one / "samples.jsonl").read_bytes()
     lines = (one / "samples.jsonl").read_text().splitlines()
-    assert [json.loads(x)["id"] for x in lines] == [f"s{i}" for i in range(7)], "one line per sample, dataset order"
+    assert [json.loads(x)["id"] for x in lines] == [f"s{i}" for i in range(7)], "one line a sample, dataset order"
     m1, m2 = (json.loads((f / "metrics.json").read_text()) for f in (one, two))
     assert m1.pop("info_seconds") >= 0 and m2.pop("info_seconds") >= 0
     assert m2 == m1 and m1["info_computed"] == 7
@@ -149,8 +151,8 @@ def _cache_rows(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
     (folder,) = (out / "image_cache").iterdir()
     meta = json.loads((folder / "cache_meta.json").read_text())
     shards = [load_file(str(folder / s))["embeddings"] for s in meta["shards"]]
-    return {k: shards[s][r] for k, (s, r) in meta["index"].items()}, {s: len(t) for s, t in zip(meta["shards"], shards,
-                                                                                             strict=True)}
+    rows = {k: shards[s][r] for k, (s, r) in meta["index"].items()}
+    return rows, {name: len(t) for name, t in zip(meta["shards"], shards, strict=True)}
 
 
 @pytest.mark.slow
@@ -183,7 +185,8 @@ def _one_thread():
     return threads
 
 
-def _as_killed_two_process_run(src: Path, dst: Path, log_name: str, settings: dict, keep: list[int]) -> list[dict]:
+def _as_killed_two_process_run(src: Path, dst: Path, log_name: str, settings: dict,
+                               keep: list[int]) -> list[dict]:
     """A copy of a finished run folder as a 2-process run killed with the log lines `keep` in process 1's
     part (and a torn line after them): no merged log, no summaries, only those lines' images."""
     shutil.copytree(src, dst)
