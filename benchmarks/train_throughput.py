@@ -68,7 +68,7 @@ def _model(arch: str, vocab: int, eos: int, bos: int):
 
 def _step(tower, opt, objective, batch: Batch) -> None:
     """One engine step: text tower forward, the objective read from the batch, backward, AdamW."""
-    emb, hidden = tower(batch.input_ids, batch.attention_mask)
+    emb, hidden = tower(batch.input_ids, batch.attention_mask)[:2]  # the tower may return more (downstream terms)
     loss, _ = objective(emb, hidden, batch, tower.logit_scale.exp().detach())
     opt.zero_grad(set_to_none=True)
     loss.backward()
