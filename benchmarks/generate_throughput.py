@@ -1,16 +1,16 @@
 """Generation throughput: batched vs one-at-a-time local LLM, and HTTP concurrency 8 vs 1.
 
-    python benchmarks/generate_throughput.py [--json PATH] [--items 32] [--delay 0.05]
+    python benchmarks/generate_throughput.py [--json PATH] [--items 32] [--delay 0.05] [--smoke]
 
 Both measurements run the real P1 pipeline code (`run_pipeline`) in this process. The local LLM is a
 tiny random Llama (its answers are gibberish and get rejected; what is timed is generation). The
 HTTP backend talks to an OpenAI-compatible server started on 127.0.0.1 that answers every request
-after a fixed delay, like a remote vLLM server under no load.
+after a fixed delay, like a remote vLLM server under no load. `--smoke`: 2 items, a smaller LLM, no
+delay (a check that the script runs).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -21,13 +21,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import parser, report  # noqa: E402
 from negation_encoder.data.llm import OpenAIChat, OpenAIMLLM, PromptedLLM, TransformersChat  # noqa: E402
 from negation_encoder.data.pipelines import CaptionItem, PipelineConfig, run_pipeline  # noqa: E402
 from negation_encoder.testing.tiny import build_chat_lm  # noqa: E402
 
 
-def _tiny_llm():
-    model, tok = build_chat_lm(seed=0, words=[f"w{i}" for i in range(200)], hidden_size=256, num_layers=4, num_heads=4)
+def _tiny_llm(smoke: bool = False):
+    size = dict(hidden_size=16, num_layers=1, num_heads=2) if smoke else \
+        dict(hidden_size=256, num_layers=4, num_heads=4)
+    model, tok = build_chat_lm(seed=0, words=[f"w{i}" for i in range(200)], **size)
     model.generation_config.eos_token_id = None  # always generate max_new_tokens: a fixed amount of work
     return model, tok
 
@@ -79,15 +82,16 @@ def _timed(items, llm, mllm, batch_size: int, root: Path, tag: str) -> tuple[flo
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", default=None)
+    ap = parser(__doc__)
     ap.add_argument("--items", type=int, default=32)
     ap.add_argument("--delay", type=float, default=0.05, help="seconds the local server waits per request")
     args = ap.parse_args(argv)
-    res: dict = {"items": args.items, "server_delay_s": args.delay}
+    if args.smoke:
+        args.items, args.delay = 2, 0.0
+    res: dict = {"smoke": args.smoke, "items": args.items, "server_delay_s": args.delay}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        model, tok = _tiny_llm()
+        model, tok = _tiny_llm(args.smoke)
         items = _items(args.items)
         from PIL import Image
 
@@ -110,12 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             srv.shutdown()
         res["concurrency_ratio"] = res["http_concurrency_8_items_per_s"] / res["http_concurrency_1_items_per_s"]
-    print(f"{'metric':36s} value")
-    for k, v in res.items():
-        print(f"{k:36s} {v:.3f}" if isinstance(v, float) else f"{k:36s} {v}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
-    return res
+    return report(res, args.json)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Segmentation metrics: eval_seg's one-pass histogram vs a straightforward per-threshold loop.
 
-    python benchmarks/seg_metrics.py [--json PATH] [--masks 200] [--size 352] [--repeats 1]
+    python benchmarks/seg_metrics.py [--json PATH] [--masks 200] [--size 352] [--repeats 1] [--smoke]
 
 Both compute the same CLIPSeg fixed-interval state (TP/FP/FN/TN at the 49 thresholds, per sample for
 mIoU, summed for fgIoU / IoU_BIN / AP) from raw logits at 352x352 and masks of the same size, in
@@ -13,12 +13,12 @@ mark rose above its RSS once the inputs were built: the memory the computation n
 moment. On CUDA it is `torch.cuda.max_memory_allocated` above the inputs. Both paths
 keep only counts between batches, so their peaks are per batch (vectorised: 8 masks at once) or per
 sample (loop) and are measured on 16 masks; neither grows with the number of masks or thresholds.
+`--smoke`: 16 masks of 64x64 (a check that the script runs).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import parser, report  # noqa: E402
 from eval_seg.metrics import (  # noqa: E402
     N_BINS,
     FixedIntervalMetrics,
@@ -114,13 +115,14 @@ def _memory_child(path: str, n: int, size: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", default=None, help="write the figures as one flat JSON object")
+    ap = parser(__doc__)
     ap.add_argument("--masks", type=int, default=200, help="number of masks (default 200)")
     ap.add_argument("--size", type=int, default=352, help="mask side in pixels (default 352)")
     ap.add_argument("--repeats", type=int, default=1, help="timed runs after one warm-up (default 1)")
     ap.add_argument("--memory-of", choices=("vectorised", "loop"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.masks, args.size, args.repeats = MEM_MASKS, 64, 1
     if args.memory_of:
         _memory_child(args.memory_of, args.masks, args.size)
         return {}
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not same:
         raise SystemExit("the vectorised counts differ from the per-threshold loop")
     results = {
+        "smoke": args.smoke,
         "masks": args.masks, "size": args.size, "thresholds": len(THRESHOLDS_PY), "threads": torch.get_num_threads(),
         "vectorised_s": fast_s, "loop_s": slow_s, "speedup": slow_s / fast_s,
         "vectorised_peak_memory_mb": peak_memory_mb("vectorised", MEM_MASKS, args.size),
@@ -140,12 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
         "memory_masks": MEM_MASKS,
         "counts_equal": same,
     }
-    print(f"{'metric':28s} value")
-    for k, v in results.items():
-        print(f"{k:28s} {v:.3f}" if isinstance(v, float) else f"{k:28s} {v}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return results
+    return report(results, args.json)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,17 @@
 """Text-to-image evaluation throughput: the batched runner against a per-seed loop, and the judge.
 
-    python benchmarks/t2i_throughput.py [--json PATH] [--images 12] [--batch 12] [--steps 4]
+    python benchmarks/t2i_throughput.py [--json PATH] [--images 12] [--batch 12] [--steps 4] [--smoke]
 
 Tiny SD 1.x components and the tiny BLIP judge (`negation_encoder.testing.tiny`), built offline. The
 baseline calls the pipeline once per (prompt, seed), as most evaluation scripts do; ours sends
 `--batch` images per call with one generator per image (the same pixels, see tests/test_t2i_e2e.py).
 The judge is timed answering every (image, question) pair one by one and in batches. Everything
-runs in one process; ratios compare configurations measured here, one after another.
+runs in one process; ratios compare configurations measured here, one after another. `--smoke`: 2
+images of one step (a check that the script runs).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import parser, report  # noqa: E402
 from eval_t2i.generation import GenerationConfig, generate  # noqa: E402
 from eval_t2i.judges import BlipJudge  # noqa: E402
 from negation_encoder.testing import tiny  # noqa: E402
@@ -37,14 +37,15 @@ def _time(fn, repeats: int = 2) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", default=None, help="write the figures as one flat JSON object")
+    ap = parser(__doc__)
     ap.add_argument("--images", type=int, default=12, help="images per timed round")
     ap.add_argument("--batch", type=int, default=12, help="images per pipeline call in the batched runner")
     ap.add_argument("--steps", type=int, default=4, help="denoising steps")
     ap.add_argument("--size", type=int, default=32, help="image height and width")
     ap.add_argument("--judge-batch", type=int, default=16, help="(image, question) pairs per judge call")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.images, args.batch, args.steps, args.judge_batch = 2, 2, 1, 4
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(**tiny.build_sd_components(seed=0), requires_safety_checker=False)
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
             out += generate(pipe, [p for p, _ in chunk], [None] * len(chunk), [s for _, s in chunk], cfg)
         return out
 
-    results: dict = {"images": args.images, "batch": args.batch, "steps": args.steps, "size": args.size,
+    results: dict = {"smoke": args.smoke,
+                     "images": args.images, "batch": args.batch, "steps": args.steps, "size": args.size,
                      "threads": torch.get_num_threads()}
     results["loop_images_per_s"] = args.images / _time(loop)
     results["batched_images_per_s"] = args.images / _time(batched)
@@ -78,12 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
         lambda: [judge.yes_probability([i], [q]) for i, q in zip(pairs_img, pairs_q, strict=True)])
     results["judge_batched_pairs_per_s"] = len(pairs_q) / _time(lambda: judge.yes_probability(pairs_img, pairs_q))
     results["judge_batch_ratio"] = results["judge_batched_pairs_per_s"] / results["judge_one_by_one_pairs_per_s"]
-    print(f"{'metric':34s} value")
-    for k, v in results.items():
-        print(f"{k:34s} {v:.3f}" if isinstance(v, float) else f"{k:34s} {v}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return results
+    return report(results, args.json)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ the script works, not a measurement).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import sys
 import tempfile
 import time
@@ -30,6 +28,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import parser, report  # noqa: E402
 from negation_encoder.offline import build_clip_tokenizer  # noqa: E402
 from negation_encoder.training.batching import Batch, Example, TokenTable, collate  # noqa: E402
 from negation_encoder.training.config import TrainConfig  # noqa: E402
@@ -69,7 +68,7 @@ def _model(arch: str, vocab: int, eos: int, bos: int):
 
 def _step(tower, opt, objective, batch: Batch) -> None:
     """One engine step: text tower forward, the objective read from the batch, backward, AdamW."""
-    emb, hidden = tower(batch.input_ids, batch.attention_mask)
+    emb, hidden = tower(batch.input_ids, batch.attention_mask)[:2]  # the tower may return more (downstream terms)
     loss, _ = objective(emb, hidden, batch, tower.logit_scale.exp().detach())
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -174,12 +173,10 @@ def run_arch(arch: str, batch: int, steps: int, root: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", default=None)
+    ap = parser(__doc__)  # --json, --smoke (a tiny architecture, batch 4, 1 step: seconds)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--archs", default="b32,l14")
-    ap.add_argument("--smoke", action="store_true", help="a tiny architecture, batch 4, 1 step: seconds")
     args = ap.parse_args(argv)
     if args.smoke:
         args.archs, args.batch, args.steps = "tiny", 4, 1
@@ -200,13 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
                                         / results[f"{first}_cache_only_samples_per_s"])
     results["gemm_utilization"] = max(results[f"{a}_engine_text_flops_per_s"] for a in args.archs.split(",")) \
         / results["gemm_flops_per_s"]
-    print(f"{'metric':40s} value")
-    for k, v in results.items():
-        print(f"{k:40s} {v:.3f}" if isinstance(v, float) else f"{k:40s} {v}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return results
+    return report(results, args.json)
 
 
 if __name__ == "__main__":

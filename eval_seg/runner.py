@@ -7,6 +7,11 @@ Resume is exact: batches are fixed slices of the dataset order, so a batch recom
 has the same composition (and padding) as in an uninterrupted run, only samples missing from
 `samples.jsonl` are appended, and the metrics are rebuilt from the saved integer histograms in
 dataset order.
+
+Sharding is exact for the same reason: under `accelerate launch` / `torchrun` the processes take whole
+fixed batches round-robin, log their samples to their own part files (`store.SampleLog`), and the main
+process merges them into `samples.jsonl` (dataset order) and computes the metrics once; N processes
+write what one process writes.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import torch
 from PIL import Image
 
 from negation_encoder.configs import Validated, at_least, collect, option
-from negation_encoder.devices import DTYPES, resolve_device, resolve_dtype
+from negation_encoder.devices import DTYPES, resolve_dtype
+from negation_encoder.distributed import processes
 from negation_encoder.errors import InputError
 from negation_encoder.runio import RunFolder, atomic_write_bytes, atomic_write_json, atomic_write_text
 from negation_encoder.stats import paired_bootstrap
@@ -83,8 +89,9 @@ class RunResult:
 
 
 def check_config(cfg: SegEvalConfig) -> tuple[torch.device, torch.dtype]:
-    """The device and dtype this machine can honour (the values themselves were checked by the config)."""
-    device = resolve_device(cfg.device)
+    """The device and dtype this machine can honour (the values themselves were checked by the config);
+    under a launcher, `auto` / `cuda` is this process's own GPU."""
+    device = processes().device(cfg.device)
     return device, resolve_dtype(device, cfg.dtype)
 
 
@@ -172,22 +179,30 @@ def load_split_route(cfg: SegEvalConfig):
 def run_arm(seg, processor, data: SegDataset, cfg: SegEvalConfig, folder: Path, arm: str,
             device: torch.device, dtype: torch.dtype, split_route=None) -> RunResult:
     """Evaluate one model over `data` into `folder` (resumable); writes metrics.json, summary.md, overlays.png.
-    With `cfg.route == "split"` the model reads each text through the split route (`split_route`)."""
+    With `cfg.route == "split"` the model reads each text through the split route (`split_route`).
+
+    Under a launcher the fixed batches that still hold unfinished samples go round-robin to the
+    processes (each batch computed whole, as one process computes it), each process logs its samples
+    to its own part, and the main process merges `samples.jsonl`, computes the metrics once from the
+    histograms in dataset order and writes the reports while the others wait. Every process returns
+    the same result."""
     from tqdm.auto import tqdm
 
     if cfg.route == "split" and split_route is None:
         split_route = load_split_route(cfg)
-    RunFolder(folder, ARM_FILES, RUN_FILE).prepare(cfg.resume, cfg.overwrite, _fingerprint(cfg, arm, dtype))
-    log = SampleLog(folder)
+    procs = processes()
+    fingerprint = _fingerprint(cfg, arm, dtype)
+    procs.on_main(lambda: RunFolder(folder, ARM_FILES, RUN_FILE).prepare(cfg.resume, cfg.overwrite, fingerprint))
+    log = SampleLog(folder, fingerprint, procs)
+    procs.wait()  # every process has read what is finished before any appends: all form the same batch list
     torch.manual_seed(cfg.seed)
     seg = seg.to(device=device, dtype=dtype)
-    start, computed = time.perf_counter(), 0
+    start, new = time.perf_counter(), []
     bs = cfg.batch_size
     batches = [data.samples[i: i + bs] for i in range(0, len(data.samples), bs)]
-    for batch in tqdm(batches, desc=f"seg {arm}", unit="batch", disable=not cfg.progress):
-        todo = [s for s in batch if s.id not in log.records]
-        if not todo:
-            continue
+    todo = [b for b in batches if any(s.id not in log.records for s in b)]
+    quiet = not cfg.progress or not procs.is_main
+    for batch in tqdm(procs.share(todo), desc=f"seg {arm}", unit="batch", disable=quiet):
         masks = [torch.from_numpy(s.load_mask()) for s in batch]
         if cfg.route == "split":
             hist = histograms_from_probabilities(_split_probabilities(seg, processor, batch, split_route), masks)
@@ -195,12 +210,15 @@ def run_arm(seg, processor, data: SegDataset, cfg: SegEvalConfig, folder: Path, 
             logits = _predict(seg, processor, batch, device, dtype)  # the whole fixed batch: same padding as ever
             hist = confusion_histograms(logits, masks)
         ious = sample_iou(hist, 0.3)
-        log.append([{"id": s.id, "text": s.text, "hist": hist[i].tolist(), "iou_0.3": float(ious[i]),
-                     "gt_pixels": int(hist[i, 1].sum())}
-                    for i, s in enumerate(batch) if s.id not in log.records])
-        computed += len(todo)
+        records = [{"id": s.id, "text": s.text, "hist": hist[i].tolist(), "iou_0.3": float(ious[i]),
+                    "gt_pixels": int(hist[i, 1].sum())} for i, s in enumerate(batch) if s.id not in log.records]
+        log.append(records)
+        new += records
+    gathered = [r for recs in procs.gather(new) for r in recs]
+    log.add(gathered)
+    computed = len(gathered)
     metric = FixedIntervalMetrics(per_sample_classes=True)
-    for s in data.samples:  # dataset order, whatever order the lines were written in
+    for s in data.samples:  # dataset order, whatever order and process the lines were written in
         metric.update_histograms(torch.tensor(log.records[s.id]["hist"]))
     metrics = metric.compute()
     ious = {s.id: float(log.records[s.id]["iou_0.3"]) for s in data.samples}
@@ -208,9 +226,15 @@ def run_arm(seg, processor, data: SegDataset, cfg: SegEvalConfig, folder: Path, 
             "encoder": cfg.encoder if arm.startswith("swapped") else None,
             "dtype": str(dtype).replace("torch.", ""), "device": device.type, "computed": computed,
             "seconds": round(time.perf_counter() - start, 2), **data.counts}
-    atomic_write_json(folder / "metrics.json", {**metrics, **{f"info_{k}": v for k, v in info.items()}})
-    atomic_write_text(folder / "summary.md", metrics_markdown(f"CLIPSeg ({arm}) on {data.name}", metrics, info))
-    _write_overlays(seg, processor, data, ious, cfg.overlays, folder, device, dtype, split_route)
+
+    def write() -> None:
+        log.merge([s.id for s in data.samples])
+        atomic_write_json(folder / "metrics.json", {**metrics, **{f"info_{k}": v for k, v in info.items()}})
+        title = f"CLIPSeg ({arm}) on {data.name}"
+        atomic_write_text(folder / "summary.md", metrics_markdown(title, metrics, info))
+        _write_overlays(seg, processor, data, ious, cfg.overlays, folder, device, dtype, split_route)
+
+    procs.on_main(write)
     seg.to("cpu")
     return RunResult(folder, metrics, computed, len(data.samples) - computed, ious)
 
@@ -267,7 +291,9 @@ def compare(cfg: SegEvalConfig) -> CompareResult:
     if not cfg.encoder:
         raise InputError("--encoder: compare needs a negation encoder folder")
     device, dtype = check_config(cfg)
-    RunFolder(cfg.out, ("original", "swapped", "comparison.json", "comparison.md")).check(cfg.resume, cfg.overwrite)
+    procs = processes()
+    procs.on_main(lambda: RunFolder(cfg.out, ("original", "swapped", "comparison.json", "comparison.md"))
+                  .check(cfg.resume, cfg.overwrite))
     data = load_dataset(cfg.dataset)
     if not data.samples:
         raise InputError("the dataset selection is empty (check --split, --negation-only/--cues and --limit)")
@@ -286,8 +312,13 @@ def compare(cfg: SegEvalConfig) -> CompareResult:
                        "paired_iou_0.3_ci_high": diff.high, "paired_n": diff.n,
                        "bootstrap_resamples": diff.resamples, "seed": diff.seed,
                        "dataset": data.name, "model": cfg.model, "encoder": cfg.encoder})
-    atomic_write_json(out / "comparison.json", comparison)
-    atomic_write_text(out / "comparison.md", comparison_markdown(a.metrics, b.metrics, diff, ("original", "swapped")))
+
+    def write() -> None:
+        atomic_write_json(out / "comparison.json", comparison)
+        names = ("original", "swapped")
+        atomic_write_text(out / "comparison.md", comparison_markdown(a.metrics, b.metrics, diff, names))
+
+    procs.on_main(write)
     return CompareResult(a, b, comparison)
 
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from negation_encoder.configs import Validated, at_least, collect, option
-from negation_encoder.devices import DTYPES
+from negation_encoder.devices import DTYPES, resolve_dtype
+from negation_encoder.distributed import Processes, processes
 from negation_encoder.runio import RunFolder, atomic_write_json, atomic_write_text
 
-from .generation import ARMS, ArmSwitcher, GenerationConfig, load_pipeline, resolve_device_dtype
+from .generation import ARMS, ArmSwitcher, GenerationConfig, load_pipeline
 from .judges import JUDGE_KINDS, load_judge
 from .runner import OWNED
 
@@ -104,13 +105,15 @@ class T2IConfig(Validated):
                 "width": self.width, "prompts": self.prompts, "questions": self.questions}
 
 
-def _setup(cfg: T2IConfig, arms: tuple[str, ...]):
-    """Everything that can fail on bad input, in order, before any image: judge, pipeline, encoder."""
+def _setup(cfg: T2IConfig, arms: tuple[str, ...], procs: Processes):
+    """Everything that can fail on bad input, in order, before any image: judge, pipeline, encoder (on
+    this process's own device under a launcher)."""
     if not cfg.progress:
         from diffusers.utils import logging as diffusers_logging
 
         diffusers_logging.disable_progress_bar()  # the "Loading pipeline components" bar too
-    device, dtype = resolve_device_dtype(cfg.device, cfg.dtype)
+    device = procs.device(cfg.device)
+    dtype = resolve_dtype(device, cfg.dtype)
     judge = load_judge(cfg.judge, cfg.judge_kind, batch_size=cfg.judge_batch_size, device=str(device), dtype=cfg.dtype)
     pipe = load_pipeline(cfg.pipeline, device, dtype)
     switcher = ArmSwitcher(pipe, cfg.encoder if any(ARMS[a].swapped for a in arms) else None, cfg.encoder_2)
@@ -119,19 +122,26 @@ def _setup(cfg: T2IConfig, arms: tuple[str, ...]):
 
 
 def run(cfg: T2IConfig, log=print) -> dict:
-    """Run `cfg.command`; returns {"negscore": summary} and/or {"tifa": summary}."""
+    """Run `cfg.command`; returns {"negscore": summary} and/or {"tifa": summary}.
+
+    Under `accelerate launch` / `torchrun` every process runs this: the main one checks and prepares the
+    output folder while the others wait, the images are shared out by `runner.run_jobs`, every process
+    gets the same summary, and only the main one writes the summaries, reports and grid (and logs)."""
     from .prompts import load_prompts
     from .tifa import load_tifa_questions
 
     start = time.perf_counter()
+    procs = processes()
+    if not procs.is_main:
+        log = _quiet
     arms = cfg.run_arms()
     prompt_set = load_prompts(cfg.prompts) if cfg.prompts else None  # bad files fail before any model loads
     questions = load_tifa_questions(cfg.questions) if cfg.questions else None
     out = Path(cfg.out)
     folder = RunFolder(out, OWNED)
-    folder.check(cfg.resume, cfg.overwrite, cfg.fingerprint())
-    judge, switcher, gen = _setup(cfg, arms)
-    folder.prepare(cfg.resume, cfg.overwrite, cfg.fingerprint())
+    procs.on_main(lambda: folder.check(cfg.resume, cfg.overwrite, cfg.fingerprint()))
+    judge, switcher, gen = _setup(cfg, arms, procs)
+    procs.on_main(lambda: folder.prepare(cfg.resume, cfg.overwrite, cfg.fingerprint()))
     results: dict = {}
     if prompt_set is not None:
         results["negscore"] = _negscore(cfg, prompt_set, arms, judge, switcher, gen, log)
@@ -140,6 +150,10 @@ def run(cfg: T2IConfig, log=print) -> dict:
         results["tifa"] = _tifa(cfg, questions, tifa_arms, judge, switcher, gen, log)
     results["seconds"] = round(time.perf_counter() - start, 1)
     return results
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    """The log of a process that is not the main one: the main process speaks for the run."""
 
 
 def _negscore(cfg: T2IConfig, prompt_set, arms, judge, switcher, gen, log) -> dict:
@@ -154,10 +168,14 @@ def _negscore(cfg: T2IConfig, prompt_set, arms, judge, switcher, gen, log) -> di
     summary, records = run_negscore(items, switcher, judge, out, ns, gen)
     summary["prompts"] = {"source": cfg.prompts, "format": prompt_set.format, "n": len(items)}
     summary["splitter_agreement"] = splitter_agreement(items)
-    write_summary(out, summary)
     table = markdown_table(summary)
-    atomic_write_text(out / "report.md", table)
-    image_grid(out, records, arms, cfg.seeds)
+
+    def write() -> None:
+        write_summary(out, summary)
+        atomic_write_text(out / "report.md", table)
+        image_grid(out, records, arms, cfg.seeds)
+
+    processes().on_main(write)
     log(table)
     log(f"wrote {out / 'summary.json'}, {out / 'report.md'}, {out / 'grid.png'} "
         f"({summary['run']['generated']} images generated, {summary['run']['skipped_finished']} already finished)")
@@ -173,9 +191,13 @@ def _tifa(cfg: T2IConfig, questions, arms, judge, switcher, gen, log) -> dict:
         keep = list(dict.fromkeys(q.id for q in questions))[: cfg.limit]
         questions = [q for q in questions if q.id in keep]
     summary = run_tifa(questions, switcher, judge, out, arms, cfg.seeds, gen, cfg.batch_size, cfg.progress)
-    atomic_write_json(out / "tifa_summary.json", summary)
     table = tifa_table(summary)
-    atomic_write_text(out / "tifa_report.md", table)
+
+    def write() -> None:
+        atomic_write_json(out / "tifa_summary.json", summary)
+        atomic_write_text(out / "tifa_report.md", table)
+
+    processes().on_main(write)
     log(table)
     log(f"wrote {out / 'tifa_summary.json'}, {out / 'tifa_report.md'}")
     return summary

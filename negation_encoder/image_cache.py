@@ -4,6 +4,7 @@ embeds each image once.
 Embeddings are stored as safetensors shards with an index from image key to (shard, row), under a
 fingerprint of the vision weights, the visual projection and the image preprocessing. A cache whose
 fingerprint differs (another base model, other preprocessing) is detected and rebuilt, never reused.
+Launched processes fill one cache together, each image once (`ImageEmbeddingCache.build(procs=...)`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .devices import inference_dtype
+from .distributed import Processes
 from .encoding import encode_images
 
 META = "cache_meta.json"
@@ -61,15 +63,27 @@ class ImageEmbeddingCache:
             return "missing"
         return "fresh" if meta.get("fingerprint") == fingerprint else "stale"
 
-    def build(self, model, image_processor, keys: Sequence[str], load_image: Callable[[str], object],
-              batch_size: int = 256, progress: bool = True) -> dict[str, int]:
-        """Embed every key not cached yet (rebuilding from scratch if stale). Returns counts."""
-        fingerprint = cache_fingerprint(model, image_processor)
-        status = self.status(fingerprint)
-        rebuilt = status == "stale"
-        if rebuilt:
+    def _reset_if_stale(self, fingerprint: str) -> bool:
+        """Remove a cache made for other weights or preprocessing; create the folder. True if removed."""
+        stale = self.status(fingerprint) == "stale"
+        if stale:
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
+        return stale
+
+    def build(self, model, image_processor, keys: Sequence[str], load_image: Callable[[str], object],
+              batch_size: int = 256, progress: bool = True, procs: Processes | None = None) -> dict[str, int]:
+        """Embed every key not cached yet (rebuilding from scratch if stale). Returns counts.
+
+        `procs` (the launched processes, all calling this with the same keys) fills the cache in
+        parallel, each image once: the batches one process would form (chunks of `shard_size`,
+        `batch_size` images each) go round-robin to the processes, each writes its rows of a chunk
+        as its own shard, and the main process alone indexes them in `cache_meta.json` after every
+        chunk, while the others wait. A batch's embeddings are the same whichever process computes
+        it, so the cache holds the rows a one-process build would."""
+        procs = procs or Processes()
+        fingerprint = cache_fingerprint(model, image_processor)
+        rebuilt = procs.on_main(lambda: self._reset_if_stale(fingerprint))
         meta = self._meta() or {"fingerprint": fingerprint, "index": {}, "shards": []}
         index: dict[str, list[int]] = meta["index"]
         todo = list(dict.fromkeys(k for k in keys if k not in index))
@@ -78,28 +92,40 @@ class ImageEmbeddingCache:
         was_dtype = next(model.parameters()).dtype
         if todo and dtype != was_dtype:
             model.to(dtype)
-        bar = tqdm(total=len(todo), desc="cache image embeddings", disable=not progress or not todo, unit="img")
         for start in range(0, len(todo), self.shard_size):
             chunk = todo[start: start + self.shard_size]
+            batches = [chunk[i: i + batch_size] for i in range(0, len(chunk), batch_size)]
+            mine = procs.share(batches)
+            bar = tqdm(total=sum(map(len, mine)), desc="cache image embeddings", unit="img",
+                       disable=not progress or not procs.is_main)
             embs = []
-            for i in range(0, len(chunk), batch_size):
-                images = [load_image(k) for k in chunk[i: i + batch_size]]
-                embs.append(encode_images(model, image_processor, images, batch_size=batch_size, dtype=dtype))
-                bar.update(len(images))
-            shard = f"shard-{len(meta['shards']):05d}.safetensors"
-            tmp = self.root / (shard + ".tmp")
-            save_file({"embeddings": torch.cat(embs).contiguous()}, str(tmp))
-            os.replace(tmp, self.root / shard)
-            for row, k in enumerate(chunk):
-                index[k] = [len(meta["shards"]), row]
-            meta["shards"].append(shard)
-            tmp_meta = self.root / (META + ".tmp")
-            tmp_meta.write_text(json.dumps(meta))
-            os.replace(tmp_meta, self.root / META)  # the index only ever points at complete shards
-        bar.close()
+            for batch in mine:
+                embs.append(encode_images(model, image_processor, [load_image(k) for k in batch],
+                                          batch_size=batch_size, dtype=dtype))
+                bar.update(len(batch))
+            bar.close()
+            shard = None
+            if mine:  # shard names: one per process of this chunk, after the shards indexed so far
+                shard = f"shard-{len(meta['shards']) + procs.rank:05d}.safetensors"
+                tmp = self.root / (shard + ".tmp")
+                save_file({"embeddings": torch.cat(embs).contiguous()}, str(tmp))
+                os.replace(tmp, self.root / shard)
+            written = procs.gather((shard, [k for batch in mine for k in batch]))
+            for name, rows in written:
+                if name is None:
+                    continue
+                for row, k in enumerate(rows):
+                    index[k] = [len(meta["shards"]), row]
+                meta["shards"].append(name)
+            procs.on_main(lambda: self._write_meta(meta))  # the index only ever points at complete shards
         if todo and dtype != was_dtype:
             model.to(was_dtype)
         return {"computed": len(todo), "cached": len(set(keys)) - len(todo), "rebuilt_stale": int(rebuilt)}
+
+    def _write_meta(self, meta: dict) -> None:
+        tmp_meta = self.root / (META + ".tmp")
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, self.root / META)
 
     def load(self, keys: Sequence[str]) -> torch.Tensor:
         """(len(keys), D) float32 embeddings, in the order of `keys`."""

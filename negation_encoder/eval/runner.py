@@ -7,6 +7,7 @@ path fails in seconds with one line; only then are weights loaded and images emb
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from ..configs import Validated, at_least, collect, option
 from ..devices import DTYPES
+from ..distributed import Processes, processes
 from ..errors import InputError
 from ..results import make_results, summary_markdown
 from ..runio import RunFolder, atomic_write_json, atomic_write_text
@@ -195,64 +197,105 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
     keeps the parts a killed run finished (with the same settings) and scores only the rest;
     `overwrite=True` replaces the results (not the image cache). A folder holding results is refused
     otherwise. `eval_results.json`, `summary.md` and `predictions/` are written from the parts at the end.
+
+    Under `accelerate launch` / `torchrun` every process runs this, in three shared steps: the images
+    of the parts still to score fill the cache (each image once, by whichever process gets its batch),
+    the texts the benchmarks ask for (recorded by a planning run on zero embeddings) are embedded in
+    batches shared the same way, and the parts are scored round-robin, each process writing the part
+    files it scored. The main process alone checks and prepares the folder (and holds its lock), merges
+    the parts and writes the results, while the others wait; every process returns those results.
     """
     start = time.perf_counter()
+    procs = processes()
+    if not procs.is_main:
+        log = _quiet
     folder = RunFolder(cfg.out, OWNED)
-    folder.check(cfg.resume, cfg.overwrite, cfg.fingerprint())
+    procs.on_main(lambda: folder.check(cfg.resume, cfg.overwrite, cfg.fingerprint()))
     if not cfg.data_root.is_dir():
         raise InputError(f"--data-root {cfg.data_root}: not a folder")
     parts, skipped_benchmarks = load_all(cfg, log)
     scorer = resolve_scorer(cfg)
     check_image_sizes([k for lp in parts for k in lp.part.images(lp.data)], cfg.model)
     loaded = load_model(cfg.model)
-    with folder.lock():
-        folder.prepare(cfg.resume, cfg.overwrite, cfg.fingerprint())
+    with contextlib.ExitStack() as held:
+        def lock_and_prepare() -> None:  # the main process holds the folder; the others see its lock
+            held.enter_context(folder.lock())
+            folder.prepare(cfg.resume, cfg.overwrite, cfg.fingerprint())
+
+        procs.on_main(lock_and_prepare)
         cache_dir = cfg.cache_dir or cfg.out / "image_cache"
-        encoder = Encoder(loaded, cache_dir, scorer, batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.dtype,
-                          progress=cfg.progress)
+        encoder = Encoder(loaded, cache_dir, scorer, batch_size=cfg.batch_size, device=procs.device(cfg.device),
+                          dtype=cfg.dtype, progress=cfg.progress and procs.is_main)
         done = {lp.part.key: _read_part(cfg.out, lp.part.key) for lp in parts}
         for lp in parts:
             if done[lp.part.key] is not None:
                 log(f"{lp.part.key}: kept from the earlier run (--resume)")
-                continue
-            t0 = time.perf_counter()
-            out = lp.part.evaluate(lp.data, encoder, lp.part.key)
-            done[lp.part.key] = {"metrics": out.metrics, "predictions": out.predictions, "info": {
-                "bench": lp.bench, "file": str(lp.data.file), "images": str(lp.data.images),
-                "items": len(_items(lp.data)), "skipped_missing_images": lp.data.missing_images,
-                "skipped_malformed_rows": lp.data.malformed_rows, "filtered": lp.data.filtered,
-                "seconds": round(time.perf_counter() - t0, 3)}}
-            atomic_write_json(cfg.out / "parts" / f"{lp.part.key}.json", done[lp.part.key])
+        todo = [lp for lp in parts if done[lp.part.key] is None]
+        with encoder.plan_texts() as asked:
+            for lp in todo:
+                lp.part.evaluate(lp.data, encoder, lp.part.key)
+        encoder.cache_images([k for lp in todo for k in lp.part.images(lp.data)], procs)
+        encoder.embed_texts(asked, procs)
+        scored = {}
+        for lp in procs.share(todo):
+            scored[lp.part.key] = _score_part(lp, encoder)
+            atomic_write_json(cfg.out / "parts" / f"{lp.part.key}.json", scored[lp.part.key])
+        for got in procs.gather(scored):
+            done.update(got)
+        for lp in todo:
             log(f"{lp.part.key}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                               for k, v in out.metrics.items()))
-        metrics: dict = {}
-        predictions: dict[str, list[dict]] = {}
-        for lp in parts:
-            part = done[lp.part.key]
-            metrics.update(part["metrics"])
-            multi = len(BENCH_PARTS[lp.bench]) > 1
-            predictions.setdefault(lp.bench, []).extend(
-                {"set": lp.part.key, **p} if multi else p for p in part["predictions"])
-        benchmarks = {lp.part.key: done[lp.part.key]["info"] for lp in parts}
-        meta = {
-            "model": loaded.source, "data_root": str(cfg.data_root), "benches": list(cfg.benches),
-            "split_scoring": cfg.split_scoring,
-            "split_scorer": None if scorer is None else {"weight": scorer.weight, "offset": scorer.offset,
-                                                         "template": scorer.template, "fit": scorer.fit},
-            "skip_missing": cfg.skip_missing, "benchmarks": benchmarks,
-            "skipped": {k: b["skipped_missing_images"] + b["skipped_malformed_rows"] for k, b in benchmarks.items()},
-            "skipped_benchmarks": skipped_benchmarks,
-            "device": str(encoder.device), "text_dtype": str(encoder.text_dtype).removeprefix("torch."),
-            "image_dtype": str(encoder.image_dtype).removeprefix("torch."), "batch_size": cfg.batch_size,
-            "image_cache": {"dir": str(encoder.cache.root), **encoder.cache_counts},
-            "seconds": round(time.perf_counter() - start, 3),
-        }
-        results = make_results(metrics, meta=meta)
-        for name, rows in predictions.items():
-            atomic_write_text(cfg.out / "predictions" / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-        atomic_write_json(cfg.out / "eval_results.json", results, sort_keys=False)
-        atomic_write_text(cfg.out / "summary.md", summary_markdown(results))
+                                               for k, v in done[lp.part.key]["metrics"].items()))
+        return procs.on_main(lambda: _write_results(cfg, parts, done, skipped_benchmarks, loaded.source, scorer,
+                                                    encoder, procs, start))
+
+
+def _score_part(lp: LoadedPart, encoder: Encoder) -> dict:
+    """One benchmark part scored: what `parts/<key>.json` holds."""
+    t0 = time.perf_counter()
+    out = lp.part.evaluate(lp.data, encoder, lp.part.key)
+    return {"metrics": out.metrics, "predictions": out.predictions, "info": {
+        "bench": lp.bench, "file": str(lp.data.file), "images": str(lp.data.images),
+        "items": len(_items(lp.data)), "skipped_missing_images": lp.data.missing_images,
+        "skipped_malformed_rows": lp.data.malformed_rows, "filtered": lp.data.filtered,
+        "seconds": round(time.perf_counter() - t0, 3)}}
+
+
+def _write_results(cfg: EvalConfig, parts: list[LoadedPart], done: dict[str, dict], skipped_benchmarks: dict,
+                   source: str, scorer: SplitScorer | None, encoder: Encoder, procs: Processes,
+                   start: float) -> dict:
+    """The merge (main process): eval_results.json, summary.md and predictions/ from every part."""
+    metrics: dict = {}
+    predictions: dict[str, list[dict]] = {}
+    for lp in parts:
+        part = done[lp.part.key]
+        metrics.update(part["metrics"])
+        multi = len(BENCH_PARTS[lp.bench]) > 1
+        predictions.setdefault(lp.bench, []).extend(
+            {"set": lp.part.key, **p} if multi else p for p in part["predictions"])
+    benchmarks = {lp.part.key: done[lp.part.key]["info"] for lp in parts}
+    meta = {
+        "model": source, "data_root": str(cfg.data_root), "benches": list(cfg.benches),
+        "split_scoring": cfg.split_scoring,
+        "split_scorer": None if scorer is None else {"weight": scorer.weight, "offset": scorer.offset,
+                                                     "template": scorer.template, "fit": scorer.fit},
+        "skip_missing": cfg.skip_missing, "benchmarks": benchmarks,
+        "skipped": {k: b["skipped_missing_images"] + b["skipped_malformed_rows"] for k, b in benchmarks.items()},
+        "skipped_benchmarks": skipped_benchmarks,
+        "device": str(encoder.device), "text_dtype": str(encoder.text_dtype).removeprefix("torch."),
+        "image_dtype": str(encoder.image_dtype).removeprefix("torch."), "batch_size": cfg.batch_size,
+        "image_cache": {"dir": str(encoder.cache.root), **encoder.cache_counts}, "processes": procs.world,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    results = make_results(metrics, meta=meta)
+    for name, rows in predictions.items():
+        atomic_write_text(cfg.out / "predictions" / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_json(cfg.out / "eval_results.json", results, sort_keys=False)
+    atomic_write_text(cfg.out / "summary.md", summary_markdown(results))
     return results
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    """The log of a process that is not the main one: the main process speaks for the run."""
 
 
 def _read_part(out: Path, key: str) -> dict | None:
