@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from negation_encoder.distributed import processes
+
 from .generation import ARMS, ArmSwitcher, GenerationConfig
 from .negscore import NegScoreConfig, run_negscore, summarize
 from .prompts import PromptItem
@@ -64,12 +66,11 @@ def compare_encoders(pipe, items: Sequence[PromptItem], encoders: Mapping[str, s
         finally:
             switcher.use(ARMS["base"])  # the next part's switcher must find the pipeline's own encoder
         label = part if (several and path is not None) else None
-        for r in recs:
-            new_arm = arm_label(r["arm"], label)
-            rel = image_relpath(new_arm, r["key"], int(r["seed"]))
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(sub / r["image"], out / rel)
-            records.append({**r, "arm": new_arm, "image": rel, "encoder": path})
+        relabelled = [{**r, "arm": arm_label(r["arm"], label), "encoder": path} for r in recs]
+        for r in relabelled:
+            r["image"] = image_relpath(r["arm"], r["key"], int(r["seed"]))
+        processes().on_main(lambda recs=recs, relabelled=relabelled, sub=sub: _copy_images(sub, recs, out, relabelled))
+        records += relabelled
         arms += [arm_label(a, label) for a in part_arms]
     summary = summarize(records, arms, config.n_boot, config.boot_seed)
     scores = {a: {(r["key"], int(r["seed"])): float(image_score(r["probabilities"][0], r["probabilities"][1:]))
@@ -82,6 +83,13 @@ def compare_encoders(pipe, items: Sequence[PromptItem], encoders: Mapping[str, s
                                                                 "n_pairs": len(scores[arm])}
     summary["encoders"] = dict(encoders)
     return summary, records, arms
+
+
+def _copy_images(sub: Path, recs: list[dict], out: Path, relabelled: list[dict]) -> None:
+    """The part's images under their relabelled names in `out` (the main process writes, the others wait)."""
+    for r, new in zip(recs, relabelled, strict=True):
+        (out / new["image"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sub / r["image"], out / new["image"])
 
 
 def _plain(arm: str) -> str:

@@ -48,6 +48,7 @@ def eval_command_parser(subparsers) -> argparse.ArgumentParser:
 
 def eval_command(args: argparse.Namespace) -> int:
     from ..configs import config_from_args
+    from ..distributed import processes
     from ..eval.runner import EvalConfig, run_eval
 
     overrides: dict[str, dict[str, str | None]] = {}
@@ -56,6 +57,8 @@ def eval_command(args: argparse.Namespace) -> int:
     cfg = config_from_args(EvalConfig, args, overrides=overrides, progress=not args.no_progress)
     results = run_eval(cfg)
     skipped = sum(results["meta"]["skipped"].values())
+    if not processes().is_main:  # under a launcher every process ran; one reports
+        return 0
     print(f"wrote {cfg.out / 'eval_results.json'}, {cfg.out / 'summary.md'} and {cfg.out / 'predictions'}/"
           + (f" ({skipped} rows skipped)" if skipped else "")
           + (f" (skipped: {', '.join(results['meta']['skipped_benchmarks'])})" if results["meta"]["skipped_benchmarks"]

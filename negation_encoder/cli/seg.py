@@ -33,10 +33,13 @@ def seg_command(args: argparse.Namespace) -> int:
     from eval_seg.runner import SegEvalConfig, run
 
     from ..configs import config_from_args
+    from ..distributed import processes
 
     cfg = config_from_args(SegEvalConfig, args, dataset=config_from_args(DatasetConfig, args),
                            progress=not args.no_progress)
     r = run(cfg)
+    if not processes().is_main:  # under a launcher every process ran; one reports
+        return 0
     if cfg.command == "compare":
         c = r.comparison
         print(f"{cfg.out}: mIoU@0.3 original {c['original_miou_0.3']:.4f} -> swapped {c['swapped_miou_0.3']:.4f}; "
