@@ -66,7 +66,7 @@ def load_pipeline(path: str, device: torch.device, dtype: torch.dtype):
     from diffusers import DiffusionPipeline
 
     try:
-        pipe = DiffusionPipeline.from_pretrained(path, torch_dtype=dtype, safety_checker=None)
+        pipe = DiffusionPipeline.from_pretrained(path, dtype=dtype, safety_checker=None)
     except (OSError, ValueError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"--pipeline {path}: cannot load a diffusers pipeline ({first})") from None

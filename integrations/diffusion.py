@@ -156,9 +156,11 @@ def negation_pipeline(base: str, encoder: str, encoder_2: str | None = None, pip
     from diffusers import DiffusionPipeline, UNet2DConditionModel
 
     pipeline_class = pipeline_class or DiffusionPipeline
-    loader_kwargs = {k: v for k, v in from_pretrained_kwargs.items() if k in ("torch_dtype", "revision", "token",
+    if "torch_dtype" in from_pretrained_kwargs:  # the older spelling; diffusers and transformers now read `dtype`
+        from_pretrained_kwargs["dtype"] = from_pretrained_kwargs.pop("torch_dtype")
+    loader_kwargs = {k: v for k, v in from_pretrained_kwargs.items() if k in ("dtype", "revision", "token",
                                                                            "cache_dir", "local_files_only")}
-    config_kwargs = {k: v for k, v in loader_kwargs.items() if k != "torch_dtype"}
+    config_kwargs = {k: v for k, v in loader_kwargs.items() if k != "dtype"}
     index = DiffusionPipeline.load_config(base, **config_kwargs)
     classes = {k: v[1] for k, v in index.items() if isinstance(v, (list, tuple)) and len(v) == 2 and v[1]}
     denoiser = "unet" if "unet" in classes else "transformer"

@@ -187,16 +187,19 @@ def _fmt(value) -> str:
 def summary_markdown(results: dict) -> str:
     """`summary.md`: one row per scored key, then what was skipped and how it was scored."""
     meta = results.get("meta", {})
-    rows = ["| key | dataset | metric | value | items |", "|---|---|---|---:|---:|"]
+    split = results.get("split") or {}
+    rows = ["| key | dataset | metric | value | " + ("split scorer | " if split else "") + "items |",
+            "|---|---|---|---:|" + ("---:|" if split else "") + "---:|"]
     for key, info in REGISTRY.items():
         if key not in results:
             continue
         stem = key.rsplit("_r", 1)[0] if key.endswith(("_r1", "_r5", "_r10")) else key.removesuffix("_top1")
         items = results.get(f"{key}_items", results.get(f"{stem}_items", ""))
-        rows.append(f"| `{key}` | {info.dataset_name} | {info.metric_name} | {_fmt(results[key])} | {items} |")
+        cell = f" {_fmt(split[key]) if key in split else ''} |" if split else ""
+        rows.append(f"| `{key}` | {info.dataset_name} | {info.metric_name} | {_fmt(results[key])} |{cell} {items} |")
     sc = meta.get("split_scorer") or {}
-    scoring = f"split scorer, w = {sc.get('weight')}, b = {sc.get('offset')}" if meta.get("split_scoring") \
-        else "cosine similarity"
+    scoring = f"cosine similarity; split scorer (w = {sc.get('weight')}, b = {sc.get('offset')}) in its own column" \
+        if split else "cosine similarity"
     lines = [f"# Encoder benchmarks: {meta.get('model', '?')}", "", f"Data root: `{meta.get('data_root', '?')}`. "
              f"Scoring: {scoring}. Seconds: {meta.get('seconds', 0):.1f}.", "", *rows, ""]
     benches = meta.get("benchmarks", {})

@@ -107,9 +107,15 @@ def test_second_run_reuses_the_image_cache_and_split_scoring_is_recorded(setup, 
         "dir": a["meta"]["image_cache"]["dir"], "computed": 0, "cached": 7}
     assert b["meta"]["split_scoring"] is True and b["meta"]["split_scorer"]["weight"] == 0.5
     scores_a = [json.loads(r)["score_caption"] for r in (tmp_path / "a/predictions/valse.jsonl").open()]
-    scores_b = [json.loads(r)["score_caption"] for r in (tmp_path / "b/predictions/valse.jsonl").open()]
+    plain_b = [json.loads(r)["score_caption"] for r in (tmp_path / "b/predictions/valse.jsonl").open()]
+    scores_b = [json.loads(r)["score_caption"] for r in (tmp_path / "b/predictions/valse.split.jsonl").open()]
+    assert plain_b == pytest.approx(scores_a), "the flat keys and predictions stay plain cosine"
+    assert {k: b[k] for k in ("valse_existence", "negbench_mcq_voc")} == {
+        k: a[k] for k in ("valse_existence", "negbench_mcq_voc")}
+    assert set(b["split"]) >= {"valse_existence", "negbench_mcq_voc"} and "split" not in a
     assert scores_a[1] == pytest.approx(scores_b[1]), "a caption with no negation scores as plain CLIP"
     assert scores_a[0] != pytest.approx(scores_b[0]), "'There are no dogs.' must be scored by the split scorer"
+    assert "| split scorer |" in (tmp_path / "b/summary.md").read_text()
 
 
 @pytest.fixture
@@ -219,9 +225,9 @@ def test_split_scoring_reads_the_split_scorer_saved_beside_the_checkpoint(setup,
     hand = json.loads((tmp_path / "hand/eval_results.json").read_text())
     assert saved["meta"]["split_scorer"]["weight"] == 0.8 and saved["meta"]["split_scorer"]["offset"] == 0.15
     assert saved["meta"]["split_scorer"]["fit"] == {"items": 3}
-    pred = [json.loads(r) for r in (tmp_path / "saved/predictions/valse.jsonl").open()]
-    assert pred == [json.loads(r) for r in (tmp_path / "hand/predictions/valse.jsonl").open()]
-    assert saved["valse_existence"] == hand["valse_existence"]
+    pred = [json.loads(r) for r in (tmp_path / "saved/predictions/valse.split.jsonl").open()]
+    assert pred == [json.loads(r) for r in (tmp_path / "hand/predictions/valse.split.jsonl").open()]
+    assert saved["split"]["valse_existence"] == hand["split"]["valse_existence"]
 
 
 def test_eval_folder_rules_refuse_resume_overwrite(setup, tmp_path, capsys):

@@ -219,6 +219,15 @@ class Encoder:
             return torch.empty(0, self.dim)
         return torch.stack([self._text_rows[t] for t in texts])
 
+    @contextlib.contextmanager
+    def reading(self, scorer: SplitScorer | None):
+        """Within this block captions are read by `scorer` (None: plain cosines); the embeddings are shared."""
+        before, self.scorer = self.scorer, scorer
+        try:
+            yield self
+        finally:
+            self.scorer = before
+
     def _split(self, texts: list[str]):
         return self.scorer.encode(texts, lambda t: self.texts(list(t)))
 

@@ -70,9 +70,10 @@ class EvalConfig(Validated):
     data_root: Path = option(help="folder holding the benchmarks' files in the default layout")
     out: Path = option(help="output folder: eval_results.json, predictions/, summary.md")
     overrides: dict = option({}, cli=False)  # bench -> {file, plain_file, images} (the CLI's per-file flags)
-    split_scoring: bool = option(False, "score captions with the split scorer (affirmative part minus w x negated "
-                                 "concepts); its weight and offset come from the model folder's split_scorer.json "
-                                 "unless --split-weight is given")
+    split_scoring: bool = option(False, "also score captions with the split scorer (affirmative part minus w x "
+                                 "negated concepts), written under `split` beside the plain numbers; its weight "
+                                 "and offset come from the model folder's split_scorer.json unless --split-weight "
+                                 "is given")
     split_weight: float | None = option(None, "w for --split-scoring, fitted on training data (never on benchmark "
                                         "items); overrides split_scorer.json")
     split_offset: float = option(0.0, "the offset b fitted with --split-weight")
@@ -233,12 +234,14 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
         todo = [lp for lp in parts if done[lp.part.key] is None]
         with encoder.plan_texts() as asked:
             for lp in todo:
-                lp.part.evaluate(lp.data, encoder, lp.part.key)
+                for reader in _readers(scorer):
+                    with encoder.reading(reader):
+                        lp.part.evaluate(lp.data, encoder, lp.part.key)
         encoder.cache_images([k for lp in todo for k in lp.part.images(lp.data)], procs)
         encoder.embed_texts(asked, procs)
         scored = {}
         for lp in procs.share(todo):
-            scored[lp.part.key] = _score_part(lp, encoder)
+            scored[lp.part.key] = _score_part(lp, encoder, scorer)
             atomic_write_json(cfg.out / "parts" / f"{lp.part.key}.json", scored[lp.part.key])
         for got in procs.gather(scored):
             done.update(got)
@@ -249,11 +252,23 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
                                                     encoder, procs, start))
 
 
-def _score_part(lp: LoadedPart, encoder: Encoder) -> dict:
-    """One benchmark part scored: what `parts/<key>.json` holds."""
+def _readers(scorer: SplitScorer | None) -> list[SplitScorer | None]:
+    """Plain cosine always (the schema's top-level numbers), then the split reader when one is asked for."""
+    return [None] if scorer is None else [None, scorer]
+
+
+def _score_part(lp: LoadedPart, encoder: Encoder, scorer: SplitScorer | None = None) -> dict:
+    """One benchmark part scored: what `parts/<key>.json` holds (plain cosine; with a split reader, its
+    numbers and predictions too, under `split`)."""
     t0 = time.perf_counter()
-    out = lp.part.evaluate(lp.data, encoder, lp.part.key)
-    return {"metrics": out.metrics, "predictions": out.predictions, "info": {
+    with encoder.reading(None):
+        out = lp.part.evaluate(lp.data, encoder, lp.part.key)
+    split = None
+    if scorer is not None:
+        with encoder.reading(scorer):
+            got = lp.part.evaluate(lp.data, encoder, lp.part.key)
+        split = {"metrics": got.metrics, "predictions": got.predictions}
+    return {"metrics": out.metrics, "predictions": out.predictions, "split": split, "info": {
         "bench": lp.bench, "file": str(lp.data.file), "images": str(lp.data.images),
         "items": len(_items(lp.data)), "skipped_missing_images": lp.data.missing_images,
         "skipped_malformed_rows": lp.data.malformed_rows, "filtered": lp.data.filtered,
@@ -265,6 +280,7 @@ def _write_results(cfg: EvalConfig, parts: list[LoadedPart], done: dict[str, dic
                    start: float) -> dict:
     """The merge (main process): eval_results.json, summary.md and predictions/ from every part."""
     metrics: dict = {}
+    split: dict = {}
     predictions: dict[str, list[dict]] = {}
     for lp in parts:
         part = done[lp.part.key]
@@ -272,6 +288,10 @@ def _write_results(cfg: EvalConfig, parts: list[LoadedPart], done: dict[str, dic
         multi = len(BENCH_PARTS[lp.bench]) > 1
         predictions.setdefault(lp.bench, []).extend(
             {"set": lp.part.key, **p} if multi else p for p in part["predictions"])
+        if part.get("split"):
+            split.update({k: v for k, v in part["split"]["metrics"].items() if not k.endswith("_items")})
+            predictions.setdefault(f"{lp.bench}.split", []).extend(
+                {"set": lp.part.key, **p} if multi else p for p in part["split"]["predictions"])
     benchmarks = {lp.part.key: done[lp.part.key]["info"] for lp in parts}
     meta = {
         "model": source, "data_root": str(cfg.data_root), "benches": list(cfg.benches),
@@ -286,7 +306,7 @@ def _write_results(cfg: EvalConfig, parts: list[LoadedPart], done: dict[str, dic
         "image_cache": {"dir": str(encoder.cache.root), **encoder.cache_counts}, "processes": procs.world,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    results = make_results(metrics, meta=meta)
+    results = make_results(metrics, split=split or None, meta=meta)
     for name, rows in predictions.items():
         atomic_write_text(cfg.out / "predictions" / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     atomic_write_json(cfg.out / "eval_results.json", results, sort_keys=False)
