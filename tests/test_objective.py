@@ -149,7 +149,7 @@ def test_eligibility_reads_fields_and_the_split_never_string_containment():
 
     always = {"preserve", "preserve_embeds"}
     # a rewrite that drops the caption's words but still affirms "a red cup": InfoNCE takes it
-    negated = {"split_distill", "omit_states"}  # read from the splitter: the true caption negates something
+    negated = {"split_distill", "omit_states", "unet_loss"}  # read from the splitter: the true caption negates something
     assert fed(rec()) == {"infonce", "omni_absence"} | negated | always
     # the caption verbatim inside a negation that affirms it: the same terms (containment plays no part)
     assert fed(rec(negated_caption="a red cup on a white table with no fork")) == fed(rec())

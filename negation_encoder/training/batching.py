@@ -62,7 +62,7 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
     infonce: the true caption, unless it is a bare negation (`NegationSplit.is_bare`) and not `infonce_on_bare`;
     mcq: records with foils (hard_negatives, or presence records, whose negated caption is a foil);
     omni_presence / omni_absence: presence / absence records; distractor: non-presence records that
-    list distractor_images; split_distill and omit_states: true captions the splitter finds a negation
+    list distractor_images; split_distill, omit_states and unet_loss: true captions the splitter finds a negation
     in; preserve / preserve_embeds: every record (their original caption); seg_loss: none (it reads
     ReferringRecords, not NegationRecords)."""
     split = split if split is not None else split_negation(true_caption(rec))
