@@ -155,8 +155,8 @@ class T2ICompareConfig:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     forms: int = 2  # prompts per object kind (16 kinds)
     limit: int | None = None  # first N prompts (smoke runs)
-    steps: int = 50
-    guidance_scale: float = 4.0
+    steps: int | None = None  # None: the pipeline's validated setting (`pipeline_sampling`)
+    guidance_scale: float | None = None  # None: likewise
     batch_size: int = 16
     resume: bool = False
     overwrite: bool = False
@@ -165,8 +165,20 @@ class T2ICompareConfig:
     control_arms: tuple[str, ...] = ("base", "swapped")
 
 
+def pipeline_sampling(folder: str | Path) -> tuple[int, float]:
+    """(steps, guidance scale) the world generator was validated with: its `pretrain_info.json` "sampling"
+    entry (chosen on `instruments.validation_prompts`, never on the evaluation prompts); 50 and 4.0 for
+    a folder without one (the first world generator's settings)."""
+    try:
+        sampling = json.loads((Path(folder) / "pretrain_info.json").read_text())["sampling"]
+        return int(sampling["steps"]), float(sampling["guidance_scale"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return 50, 4.0
+
+
 def t2i_compare(cfg: T2ICompareConfig) -> dict:
-    """Neg Score on the world's negated prompts and its affirmative control, every arm on the same seeds."""
+    """Neg Score on the world's negated prompts and its affirmative control, every arm on the same seeds;
+    then the judge's answers checked against the rule-based reader (`instruments.audit_t2i_compare`)."""
     from diffusers.utils import logging as diffusers_logging
 
     from eval_t2i.generation import GenerationConfig, load_pipeline, resolve_device_dtype
@@ -176,9 +188,13 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
     from eval_t2i.report import image_grid, markdown_table, write_summary
     from eval_t2i.runner import prepare_out_dir
 
+    from .instruments import audit_t2i_compare, audit_table
     from .world_judge import WorldJudge
 
     _check_seeds(cfg.seeds)
+    default_steps, default_guidance = pipeline_sampling(cfg.pipeline)
+    cfg = replace(cfg, steps=default_steps if cfg.steps is None else cfg.steps,
+                  guidance_scale=default_guidance if cfg.guidance_scale is None else cfg.guidance_scale)
     if cfg.steps < 1 or cfg.batch_size < 1 or not 1 <= cfg.forms <= len(T2I_FORMS):
         raise InputError(f"--steps and --batch-size must be >= 1 and --forms in 1..{len(T2I_FORMS)}; got "
                          f"{cfg.steps}, {cfg.batch_size}, {cfg.forms}")
@@ -219,12 +235,15 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
     drift = {label: {"negated": encoder_drift(path, [p["prompt"] for p in negated]),
                      "control": encoder_drift(path, [p["prompt"] for p in control])} for label, path in encoders.items()}
     table += "\n" + drift_table(drift)
+    audit = audit_t2i_compare(out, judge)
+    (out / "audit.json").write_text(json.dumps(audit, indent=2, sort_keys=True) + "\n")
+    table += "\nJudge (P(yes) > 0.5) against the rule-based reader on the generated images:\n\n" + audit_table(audit)
     seconds = round(time.perf_counter() - start, 1)
     (out / "report.md").write_text(table + f"\nEncoders: {json.dumps(encoders)}. Seeds {list(cfg.seeds)}, "
                                    f"{cfg.steps} steps, guidance {cfg.guidance_scale}, {seconds} s.\n")
     result = {"drift": drift, "negated": results["negated"]["arms"], "control": results["control"]["arms"],
               "paired": results["negated"]["paired"], "control_paired": results["control"]["paired"],
-              "encoders": encoders, "seconds": seconds}
+              "encoders": encoders, "seconds": seconds, "audit": audit}
     (out / "results.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
 

@@ -12,7 +12,7 @@ a palette colour, faint washes and specks of paint, partly drawn, faded or bloat
 colour noise. A judge trained on clean renders read an empty reddish background as "a red fork".
 So a share of training images (`hard_prob`) is rendered with those failure modes
 (`generated_like`), labelled by what the renderer drew: a glyph stays its kind when at least 70% of
-it is drawn (faded or cut), and washes, specks and tints are no object.
+it is drawn (faded or cut), and washes, specks, shapeless smears and tints are no object.
 
 Heads, per 16x16 cell (the world holds at most one object a cell): which kind (or none) and its
 colour. P(yes) for "Is there a cup?" is 1 - prod over cells of (1 - P(cup in cell)); for "Is there a
@@ -253,6 +253,17 @@ def _blob(rng: np.random.Generator, cell: str, pixels: int) -> np.ndarray:
     return mask
 
 
+def _glyph_likeness(mask: np.ndarray, cell: str) -> float:
+    """The best IoU of a cell's mask with any glyph at any size and offset `render` allows."""
+    from .world_reader import glyph_templates
+
+    oy, ox = CELL_ORIGIN[cell]
+    flat = mask[oy: oy + CELL, ox: ox + CELL].ravel().astype(np.float32)
+    templates, _ = glyph_templates()
+    inter = templates @ flat
+    return float((inter / (templates.sum(1) + flat.sum() - inter)).max())
+
+
 def generated_like(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, list[SceneObject]]:
     """The scene rendered with the failure modes of generated images, and the objects still present.
 
@@ -260,7 +271,8 @@ def generated_like(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, 
     faded toward the background, or cut by a random half-plane keeping >= 70% of the glyph (a third
     of the time each); an object stays labelled. (Dilated glyphs were tried and dropped: a bloated
     small glyph is a disc or a square to any eye, so labelling it by its kind taught label noise.) Per empty cell: a faint wash of a
-    palette colour (blended <= 35%) or a speck of paint (<= 10 pixels) (a third each): no object.
+    palette colour (blended <= 35%), a speck of paint (<= 10 pixels), or a full-colour smear that is
+    clearly no glyph (best IoU with every glyph < 0.35) (a quarter each): no object.
     """
     img, masks = render(scene)
     img = img.astype(np.float32)
@@ -290,12 +302,16 @@ def generated_like(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, 
             continue
         r = rng.random()
         colour = _PALETTE[rng.integers(len(_PALETTE))]
-        if r < 1 / 3:
+        if r < 0.25:
             wash = _blob(rng, cell, int(rng.integers(20, 90)))
             img[wash] += rng.uniform(0.1, 0.35) * (colour - img[wash])
-        elif r < 2 / 3:
+        elif r < 0.5:
             speck = _blob(rng, cell, int(rng.integers(2, 11)))
             img[speck] = colour + rng.normal(0, 10, 3)
+        elif r < 0.75:
+            smear = _blob(rng, cell, int(rng.integers(16, 60)))
+            if _glyph_likeness(smear, cell) < 0.35:  # clearly no glyph (a glyph-like blob is not used)
+                img[smear] = colour + rng.normal(0, 6, 3)
     return np.clip(img, 0, 255).astype(np.uint8), list(scene.objects)
 
 

@@ -19,6 +19,7 @@ config (IF reads it at each step).
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -179,8 +180,11 @@ def save_world_pipeline(out: str | Path, unet, scheduler, text_encoder, tokenize
 
 
 def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: str | Path = BASE_DIR,
-                 progress: bool = True) -> dict:
-    """Train the UNet (text encoder frozen) and save the pipeline folder with `pretrain_info.json`."""
+                 progress: bool = True, snapshots: tuple[int, ...] = ()) -> dict:
+    """Train the UNet (text encoder frozen) and save the pipeline folder with `pretrain_info.json`.
+
+    `snapshots`: after these many steps, also save the (EMA) pipeline to `out/step_<n>`, so a training
+    length can be chosen on validation prompts from one run."""
     from .pretrain import world_tokenizer
 
     cfg = cfg or T2IConfig()
@@ -198,7 +202,7 @@ def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: 
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / cfg.steps))))
     ema = EMA(unet, cfg.ema_max_decay, cfg.ema_power) if cfg.ema_max_decay > 0 else None
     unet.train()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     losses: list[float] = []
     bar = tqdm(range(cfg.steps), desc="pretrain world t2i", disable=not progress)
     for step in bar:
@@ -221,6 +225,11 @@ def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: 
         sched.step()
         if ema is not None:
             ema.update(unet, step)
+        if step + 1 in snapshots:
+            snap = copy.deepcopy(unet).eval()
+            if ema is not None:
+                ema.copy_to(snap)
+            save_world_pipeline(Path(out) / f"step_{step + 1}", snap, sampling_scheduler(cfg), text_encoder, tokenizer)
         losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
@@ -233,6 +242,7 @@ def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: 
     save_world_pipeline(out, unet, sampling_scheduler(cfg), text_encoder, tokenizer)
     info = {"config": {**asdict(cfg), "channels": list(cfg.channels)},
             "seconds": round(time.perf_counter() - start, 1),
+            "cpu_seconds": round(time.process_time() - cpu_start, 1),  # wall time grows when the machine is shared
             "final_loss": round(float(np.mean(losses[-100:])), 4), "torch_threads": torch.get_num_threads(),
             "parameters": sum(p.numel() for p in unet.parameters()), "text_encoder": "base (frozen)",
             "command": "negenc testbed pretrain-t2i"}
