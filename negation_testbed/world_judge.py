@@ -59,15 +59,15 @@ _COLOUR_Q = re.compile(rf"^\s*what colou?r is the ({_KIND})\s*\??\s*$", re.I)
 @dataclass
 class JudgeConfig:
     seed: int = 0
-    steps: int = 1200
+    steps: int = 2000  # up from 1200: half the images are now the harder generated-like ones
     batch_size: int = 64
     lr: float = 2e-3
     width: int = 32
     hidden: int = 128
     max_noise: float = 16.0  # pixel-noise std drawn per image in [0, max_noise] (uint8 units)
-    blur_prob: float = 0.2
-    hard_prob: float = 0.0  # share of images rendered with generated-image failure modes (`generated_like`)
-    lowfreq_noise: float = 0.0  # std (uint8 units) of blotchy 4x4-upsampled colour noise on hard images
+    blur_prob: float = 0.3
+    hard_prob: float = 0.5  # share of images rendered with generated-image failure modes (`generated_like`)
+    lowfreq_noise: float = 12.0  # max std (uint8 units) of blotchy 8x8-upsampled colour noise, all images
 
 
 class JudgeNet(nn.Module):

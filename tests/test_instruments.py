@@ -147,3 +147,29 @@ def test_generated_like_is_deterministic_and_keeps_labels():
 
 def test_audit_default_is_empty():
     assert Audit().summary()["cells"]["total"] == 0
+
+
+def test_importance_sampled_timesteps_keep_the_weighted_objective():
+    import torch
+
+    from negation_testbed.world_t2i import T2IConfig, build_scheduler, loss_weights, sample_timesteps
+
+    cfg = T2IConfig()
+    alphas = build_scheduler(cfg).alphas_cumprod
+    w = loss_weights(alphas, torch.arange(cfg.train_timesteps), cfg)
+    q = 0.9 * w / w.sum() + 0.1 / len(w)
+    factor = w / (len(w) * q)
+    assert torch.allclose((q * factor).sum(), w.mean())  # E_q[factor * err] = mean_t w(t) err(t) for any err
+    t, f = sample_timesteps(4096, w, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(f, factor[t]) and w[t].mean() > 1.3 * w.mean()  # draws land where the weight is
+    uniform = T2IConfig(timestep_sampling="uniform")
+    t, f = sample_timesteps(8, w, uniform, torch.Generator().manual_seed(0))
+    assert torch.equal(f, w[t])
+
+
+def test_pipeline_sampling_reads_pretrain_info(tmp_path):
+    from negation_testbed.transfer import pipeline_sampling
+
+    assert pipeline_sampling(tmp_path) == (50, 4.0)  # a folder without the entry: the first generator's
+    (tmp_path / "pretrain_info.json").write_text(json.dumps({"sampling": {"steps": 20, "guidance_scale": 7.0}}))
+    assert pipeline_sampling(tmp_path) == (20, 7.0)
