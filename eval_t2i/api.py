@@ -40,7 +40,7 @@ class T2IConfig(Validated):
     judge_kind: str = option("blip", "blip: BlipForQuestionAnswering; vlm: any AutoModelForImageTextToText chat model",
                              choices=JUDGE_KINDS)
     arms: tuple[str, ...] | None = option(None, f"comma list of {', '.join(ARMS)} (default: the base arms, plus the "
-                                          "swapped ones with --encoder; compare runs all four)")
+                                          "swapped ones with --encoder; compare runs all five)")
     device: str = option("auto", "torch device: auto (CUDA if available), cpu, cuda, cuda:N")
     dtype: str = option("auto", "weights dtype for pipeline and judge (auto: fp16 on CUDA, fp32 on CPU)",
                         choices=DTYPES)

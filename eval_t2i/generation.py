@@ -26,12 +26,18 @@ from .prompts import PromptItem
 
 @dataclass(frozen=True)
 class Arm:
+    """What an arm sends: the swapped encoder or the pipeline's own; the negated concepts as a negative
+    prompt (`negprompt`) or dropped (`omit`: the affirmative part alone, the reference for an encoder
+    that reads "no fork" as silence, where the negative prompt is the reference for avoidance)."""
+
     name: str
     swapped: bool
     negprompt: bool
+    omit: bool = False
 
 
 ARMS = {a.name: a for a in (Arm("base", False, False), Arm("base+negprompt", False, True),
+                            Arm("omit", False, False, omit=True),
                             Arm("swapped", True, False), Arm("swapped+negprompt", True, True))}
 
 
@@ -48,12 +54,14 @@ def arm_prompt(item: PromptItem, arm: Arm, splitter=None) -> tuple[str, str | No
     """(prompt, negative_prompt) an arm sends for this item. With a negative prompt, the split the file
     gives (multi-negation set) wins; otherwise the training-free route of `integrations.routes` makes
     it (`negation_prompts`, the parse `negation_kwargs` hands a pipeline), so this arm IS that route."""
-    if not arm.negprompt:
+    if not (arm.negprompt or arm.omit):
         return item.prompt, None
     if item.affirmative is not None:
-        return item.affirmative, ", ".join(item.negated_concepts) or None
-    prompts, negatives = negation_prompts([item.prompt], splitter=splitter)
-    return prompts[0], negatives[0]
+        prompt, negative = item.affirmative, ", ".join(item.negated_concepts) or None
+    else:
+        prompts, negatives = negation_prompts([item.prompt], splitter=splitter)
+        prompt, negative = prompts[0], negatives[0]
+    return (prompt, None) if arm.omit else (prompt, negative)
 
 
 def resolve_device_dtype(device: str | None, dtype: str) -> tuple[torch.device, torch.dtype]:

@@ -69,17 +69,30 @@ def run_negscore(items: Sequence[PromptItem], switcher: ArmSwitcher, judge, out:
     return summary, records
 
 
+def _rate(flags: list[bool]) -> float | None:
+    """The share of True; None where no image had such a question (an affirmative control has no
+    negated concept, so its negated rate is undefined, not 0)."""
+    return sum(flags) / len(flags) if flags else None
+
+
 def summarize(records: Sequence[dict], arms: Sequence[str], n_boot: int = 2000, boot_seed: int = 0) -> dict:
-    """Per arm: the mean, its prompt-bootstrap interval, means per negation type and per cue; and the
+    """Per arm: the mean, its prompt-bootstrap interval, the subject rate (first question judged yes) and
+    the negated rate (any further question judged yes: the negated object is in the image), means per
+    negation type and per cue; and the
     paired difference of each other arm against the first. Scores are recomputed from the stored
     probabilities with `scoring.image_score`, so the rule is applied in one place."""
     scores: dict[str, dict[tuple[str, int], float]] = {a: {} for a in arms}
+    subject: dict[str, list[bool]] = {a: [] for a in arms}
+    negated: dict[str, list[bool]] = {a: [] for a in arms}
     types, cues = {}, {}
     for r in records:
         if r["arm"] in scores:
             p = r["probabilities"]
             scores[r["arm"]][(r["key"], int(r["seed"]))] = float(image_score(p[0], p[1:]))
             types[r["key"]], cues[r["key"]] = r["negation_type"], r["cue"]
+            subject[r["arm"]].append(is_yes(p[0]))
+            if len(p) > 1:
+                negated[r["arm"]].append(any(is_yes(x) for x in p[1:]))
     summary: dict = {"bootstrap_unit": BOOTSTRAP_UNIT, "n_boot": n_boot, "bootstrap_seed": boot_seed,
                      "yes_rule": "P(yes) > P(no) at the first answer token", "arms": {}, "paired": {},
                      "per_prompt": {}}
@@ -92,7 +105,8 @@ def summarize(records: Sequence[dict], arms: Sequence[str], n_boot: int = 2000, 
             by_prompt.setdefault(pid, []).append(v)
         ci = bootstrap_mean(by_prompt, n_boot=n_boot, seed=boot_seed)
         summary["arms"][arm] = {"neg_score": ci.mean, "ci95": [ci.low, ci.high], "n_images": len(s),
-                                "n_prompts": ci.n, "by_negation_type": group_means(s, types),
+                                "n_prompts": ci.n, "subject_rate": _rate(subject[arm]),
+                                "negated_rate": _rate(negated[arm]), "by_negation_type": group_means(s, types),
                                 "by_cue": group_means(s, cues)}
         summary["per_prompt"][arm] = {pid: sum(v) / len(v) for pid, v in by_prompt.items()}
     present = [a for a in arms if scores[a]]

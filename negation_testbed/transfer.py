@@ -198,13 +198,13 @@ class T2ICompareConfig(Validated):
     seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "comma list of seeds (every arm uses the same)")
     forms: int = option(2, f"negated prompts per object kind (1-{len(T2I_FORMS)}; 16 kinds)")
     limit: int | None = option(None, "only the first N prompts (smoke runs)")
-    steps: int = option(50, "denoising steps")
-    guidance_scale: float = option(4.0, "classifier-free guidance scale")
+    steps: int | None = option(None, "denoising steps (default: the pipeline's validated setting, pretrain_info.json)")
+    guidance_scale: float | None = option(None, "classifier-free guidance scale (default: likewise)")
     batch_size: int = option(16, "images per pipeline call")
     resume: bool = option(False, "continue a run in --out")
     overwrite: bool = option(False, "replace the results in --out")
     progress: bool = option(True, cli=False)
-    arms: tuple[str, ...] = option(("base", "base+negprompt", "swapped", "swapped+negprompt"), cli=False)
+    arms: tuple[str, ...] = option(("base", "base+negprompt", "omit", "swapped", "swapped+negprompt"), cli=False)
     control_arms: tuple[str, ...] = option(("base", "swapped"), cli=False)
 
     def __post_init__(self) -> None:
@@ -213,8 +213,8 @@ class T2ICompareConfig(Validated):
         super().__post_init__()
 
     def problems(self) -> list[str]:
-        p = collect(at_least(self, "steps", 1), at_least(self, "batch_size", 1), at_least(self, "limit", 1, True),
-                    at_least(self, "guidance_scale", 0))
+        p = collect(at_least(self, "steps", 1, True), at_least(self, "batch_size", 1), at_least(self, "limit", 1, True),
+                    at_least(self, "guidance_scale", 0, True))
         if not 1 <= self.forms <= len(T2I_FORMS):
             p.append(f"forms must be in 1..{len(T2I_FORMS)}, got {self.forms}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -226,8 +226,20 @@ class T2ICompareConfig(Validated):
         return p
 
 
+def pipeline_sampling(folder: str | Path) -> tuple[int, float]:
+    """(steps, guidance scale) the world generator was validated with: its `pretrain_info.json` "sampling"
+    entry (chosen on `instruments.validation_prompts`, never on the evaluation prompts); 50 and 4.0 for
+    a folder without one (the first world generator's settings)."""
+    try:
+        sampling = json.loads((Path(folder) / "pretrain_info.json").read_text())["sampling"]
+        return int(sampling["steps"]), float(sampling["guidance_scale"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return 50, 4.0
+
+
 def t2i_compare(cfg: T2ICompareConfig) -> dict:
-    """Neg Score on the world's negated prompts and its affirmative control, every arm on the same seeds."""
+    """Neg Score on the world's negated prompts and its affirmative control, every arm on the same seeds;
+    then the judge's answers checked against the rule-based reader (`instruments.audit_t2i_compare`)."""
     from diffusers.utils import logging as diffusers_logging
 
     from eval_t2i.generation import GenerationConfig, load_pipeline, resolve_device_dtype
@@ -237,8 +249,12 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
     from eval_t2i.report import image_grid, markdown_table, write_summary
     from eval_t2i.runner import prepare_out_dir
 
+    from .instruments import audit_t2i_compare, audit_table
     from .world_judge import WorldJudge
 
+    default_steps, default_guidance = pipeline_sampling(cfg.pipeline)
+    cfg = replace(cfg, steps=default_steps if cfg.steps is None else cfg.steps,
+                  guidance_scale=default_guidance if cfg.guidance_scale is None else cfg.guidance_scale)
     encoders = encoder_labels(list(cfg.encoders))
     try:
         judge = WorldJudge.from_pretrained(cfg.judge)
@@ -277,29 +293,48 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
     drift = {label: {"negated": encoder_drift(path, [p["prompt"] for p in negated]),
                      "control": encoder_drift(path, [p["prompt"] for p in control])} for label, path in encoders.items()}
     table += "\n" + drift_table(drift)
+    audit = audit_t2i_compare(out, judge)
+    atomic_write_json(out / "audit.json", audit)
+    table += "\nJudge (P(yes) > 0.5) against the rule-based reader on the generated images:\n\n" + audit_table(audit)
     seconds = round(time.perf_counter() - start, 1)
     atomic_write_text(out / "report.md", table + f"\nEncoders: {json.dumps(encoders)}. Seeds {list(cfg.seeds)}, "
                       f"{cfg.steps} steps, guidance {cfg.guidance_scale}, {seconds} s.\n")
     result = {"drift": drift, "negated": results["negated"]["arms"], "control": results["control"]["arms"],
               "paired": results["negated"]["paired"], "control_paired": results["control"]["paired"],
-              "encoders": encoders, "seconds": seconds, "provenance": provenance()}
+              "judge_agreement": judge_agreement(audit), "encoders": encoders, "seconds": seconds, "audit": audit,
+              "sampling": {"steps": cfg.steps, "guidance_scale": cfg.guidance_scale}, "provenance": provenance()}
     atomic_write_json(out / "results.json", result)
     return result
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}"
+def judge_agreement(audit: dict) -> dict[str, float | None]:
+    """{subject, negated}: the share of this run's (image, question) pairs where the judge (P(yes) > 0.5)
+    and the rule-based reader give the same answer, pooled over sets and arms."""
+    out: dict[str, float | None] = {}
+    for q in ("subject", "negated"):
+        tallies = [arm[q] for arms in audit.values() for arm in arms.values() if q in arm]
+        n = sum(t["n"] for t in tallies)
+        out[q] = sum(t["agreement"] * t["n"] for t in tallies) / n if n else None
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
 
 
 def t2i_table(negated: dict, control: dict) -> str:
-    lines = ["| arm | Neg Score (%) [95% CI] | vs base (pts) [95% CI] | affirmative control (%) [95% CI] |",
-             "|---|---:|---:|---:|"]
+    """Per arm: Neg Score, its paired difference to the base, the subject and negated-object rates, and
+    the affirmative control (same encoder, no negation) beside it."""
+    lines = ["| arm | Neg Score (%) [95% CI] | vs base (pts) [95% CI] | subject (%) | negated object (%) | "
+             "affirmative control (%) [95% CI] | control subject (%) |", "|---|---:|---:|---:|---:|---:|---:|"]
     for arm, a in negated["arms"].items():
         d = negated["paired"].get(f"{arm} - base")
-        c = control["arms"].get(arm.replace("+negprompt", "")) if "+negprompt" not in arm else None
+        c = control["arms"].get(arm)  # the control runs the plain arms only
         lines.append(f"| {arm} | {_pct(a['neg_score'])} [{_pct(a['ci95'][0])}, {_pct(a['ci95'][1])}] | "
                      + (f"{_pct(d['mean'])} [{_pct(d['ci95'][0])}, {_pct(d['ci95'][1])}]" if d else "-") + " | "
-                     + (f"{_pct(c['neg_score'])} [{_pct(c['ci95'][0])}, {_pct(c['ci95'][1])}]" if c else "-") + " |")
+                     + f"{_pct(a.get('subject_rate'))} | {_pct(a.get('negated_rate'))} | "
+                     + (f"{_pct(c['neg_score'])} [{_pct(c['ci95'][0])}, {_pct(c['ci95'][1])}] | "
+                        f"{_pct(c.get('subject_rate'))}" if c else "- | -") + " |")
     extra = [(k, v) for k, v in negated["paired"].items() if k.endswith("- base+negprompt")]
     if extra:
         lines += ["", "| paired over (prompt, seed) | mean (pts) | 95% CI |", "|---|---:|---:|"]

@@ -7,6 +7,13 @@ the Neg Score counts. It follows `eval_t2i.judges.Judge` (`yes_probability`, `ch
 `eval_t2i.negscore` uses it unchanged. Training adds pixel noise and blur so that slightly imperfect
 generated objects are still read by kind and colour rather than rejected as off-distribution.
 
+Generated images fail in ways renders never do (issue #22): empty cells on a background tinted toward
+a palette colour, faint washes and specks of paint, partly drawn, faded or bloated glyphs, blotchy
+colour noise. A judge trained on clean renders read an empty reddish background as "a red fork".
+So a share of training images (`hard_prob`) is rendered with those failure modes
+(`generated_like`), labelled by what the renderer drew: a glyph stays its kind when at least 70% of
+it is drawn (faded or cut), and washes, specks, shapeless smears and tints are no object.
+
 Heads, per 16x16 cell (the world holds at most one object a cell): which kind (or none) and its
 colour. P(yes) for "Is there a cup?" is 1 - prod over cells of (1 - P(cup in cell)); for "Is there a
 red cup?" it is P(cup) x P(red) in the cell most likely to hold the cup.
@@ -27,7 +34,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .pretrain import ASSETS
-from .world import CELL, CELLS, COLOURS, IMAGE_SIZE, OBJECTS, render, sample_scene
+from .world import (
+    BACKGROUND,
+    CELL,
+    CELL_ORIGIN,
+    CELLS,
+    COLOURS,
+    IMAGE_SIZE,
+    OBJECTS,
+    Scene,
+    SceneObject,
+    render,
+    sample_scene,
+)
 
 JUDGE_DIR = ASSETS / "judge"
 COLOUR_NAMES = tuple(COLOURS)
@@ -40,13 +59,15 @@ _COLOUR_Q = re.compile(rf"^\s*what colou?r is the ({_KIND})\s*\??\s*$", re.I)
 @dataclass
 class JudgeConfig:
     seed: int = 0
-    steps: int = 1200
+    steps: int = 2000  # up from 1200: half the images are now the harder generated-like ones
     batch_size: int = 64
     lr: float = 2e-3
     width: int = 32
     hidden: int = 128
     max_noise: float = 16.0  # pixel-noise std drawn per image in [0, max_noise] (uint8 units)
-    blur_prob: float = 0.2
+    blur_prob: float = 0.3
+    hard_prob: float = 0.5  # share of images rendered with generated-image failure modes (`generated_like`)
+    lowfreq_noise: float = 12.0  # max std (uint8 units) of blotchy 8x8-upsampled colour noise, all images
 
 
 class JudgeNet(nn.Module):
@@ -97,12 +118,12 @@ def to_input(images: list) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
 
 
-def _targets(scenes) -> tuple[torch.Tensor, torch.Tensor]:
+def _targets(objects: list[list[SceneObject]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per cell: the kind index (K = empty) and the colour index (-100 where empty: ignored)."""
-    kind = torch.full((len(scenes), 4), len(OBJECTS), dtype=torch.long)
-    colour = torch.full((len(scenes), 4), -100, dtype=torch.long)
-    for i, s in enumerate(scenes):
-        for o in s.objects:
+    kind = torch.full((len(objects), 4), len(OBJECTS), dtype=torch.long)
+    colour = torch.full((len(objects), 4), -100, dtype=torch.long)
+    for i, objs in enumerate(objects):
+        for o in objs:
             c = CELLS.index(o.cell)
             kind[i, c] = OBJECTS.index(o.kind)
             colour[i, c] = COLOUR_NAMES.index(o.colour)
@@ -123,6 +144,9 @@ def image_heads(kind_logits: torch.Tensor, colour_logits: torch.Tensor) -> tuple
 def _augment(x: torch.Tensor, cfg: JudgeConfig, gen: torch.Generator) -> torch.Tensor:
     std = torch.rand(len(x), 1, 1, 1, generator=gen) * (cfg.max_noise / 255.0)
     x = x + std * torch.randn(x.shape, generator=gen)
+    if cfg.lowfreq_noise > 0:  # blotchy colour: generated backgrounds and objects drift in patches
+        lf = torch.rand(len(x), 1, 1, 1, generator=gen) * (cfg.lowfreq_noise / 255.0)
+        x = x + lf * F.interpolate(torch.randn(len(x), 3, 8, 8, generator=gen), size=x.shape[-2:], mode="bilinear")
     blur = torch.rand(len(x), generator=gen) < cfg.blur_prob
     if blur.any():
         kernel = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
@@ -213,23 +237,110 @@ class WorldJudge:
         return out
 
 
-def _batch(rng: np.random.Generator, n: int, tag: str):
+_PALETTE = np.array(list(COLOURS.values()), dtype=np.float32)
+_YY, _XX = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE]
+
+
+def _blob(rng: np.random.Generator, cell: str, pixels: int) -> np.ndarray:
+    """A random connected smear of about `pixels` pixels inside a cell (a random walk of 2x2 dabs)."""
+    oy, ox = CELL_ORIGIN[cell]
+    mask = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
+    y, x = oy + int(rng.integers(2, CELL - 3)), ox + int(rng.integers(2, CELL - 3))
+    while mask.sum() < pixels:
+        mask[y: y + 2, x: x + 2] = True
+        y = int(np.clip(y + rng.integers(-1, 2), oy, oy + CELL - 2))
+        x = int(np.clip(x + rng.integers(-1, 2), ox, ox + CELL - 2))
+    return mask
+
+
+def _glyph_likeness(mask: np.ndarray, cell: str) -> float:
+    """The best IoU of a cell's mask with any glyph at any size and offset `render` allows."""
+    from .world_reader import glyph_templates
+
+    oy, ox = CELL_ORIGIN[cell]
+    flat = mask[oy: oy + CELL, ox: ox + CELL].ravel().astype(np.float32)
+    templates, _ = glyph_templates()
+    inter = templates @ flat
+    return float((inter / (templates.sum(1) + flat.sum() - inter)).max())
+
+
+def generated_like(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, list[SceneObject]]:
+    """The scene rendered with the failure modes of generated images, and the objects still present.
+
+    Per image: the background tinted toward a palette colour or shifted (half the images). Per object:
+    faded toward the background, or cut by a random half-plane keeping >= 70% of the glyph (a third
+    of the time each); an object stays labelled. (Dilated glyphs were tried and dropped: a bloated
+    small glyph is a disc or a square to any eye, so labelling it by its kind taught label noise.) Per empty cell: a faint wash of a
+    palette colour (blended <= 35%), a speck of paint (<= 10 pixels), or a full-colour smear that is
+    clearly no glyph (best IoU with every glyph < 0.35) (a quarter each): no object.
+    """
+    img, masks = render(scene)
+    img = img.astype(np.float32)
+    bg = np.array(BACKGROUND[scene.theme], dtype=np.float32)
+    occupied = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
+    for m in masks.values():
+        occupied |= m
+    if rng.random() < 0.5:
+        shift = (rng.uniform(0.1, 0.45) * (_PALETTE[rng.integers(len(_PALETTE))] - bg) if rng.random() < 0.5
+                 else rng.normal(0, 25, 3))
+        img[~occupied] += shift
+        bg = bg + shift
+    for obj in scene.objects:
+        m = masks[obj.kind]
+        r = rng.random()
+        if r < 1 / 3:
+            img[m] = img[m] + rng.uniform(0.1, 0.35) * (bg - img[m])
+        elif r < 2 / 3:
+            ys, xs = np.nonzero(m)
+            theta = rng.uniform(0, 2 * np.pi)
+            proj = (_YY - ys.mean()) * np.sin(theta) + (_XX - xs.mean()) * np.cos(theta)
+            cut = m & (proj > np.quantile(proj[m], rng.uniform(0.7, 1.0)))
+            img[cut] = bg + rng.normal(0, 8, (int(cut.sum()), 3))
+    taken = {o.cell for o in scene.objects}
+    for cell in CELLS:
+        if cell in taken:
+            continue
+        r = rng.random()
+        colour = _PALETTE[rng.integers(len(_PALETTE))]
+        if r < 0.25:
+            wash = _blob(rng, cell, int(rng.integers(20, 90)))
+            img[wash] += rng.uniform(0.1, 0.35) * (colour - img[wash])
+        elif r < 0.5:
+            speck = _blob(rng, cell, int(rng.integers(2, 11)))
+            img[speck] = colour + rng.normal(0, 10, 3)
+        elif r < 0.75:
+            smear = _blob(rng, cell, int(rng.integers(16, 60)))
+            if _glyph_likeness(smear, cell) < 0.35:  # clearly no glyph (a glyph-like blob is not used)
+                img[smear] = colour + rng.normal(0, 6, 3)
+    return np.clip(img, 0, 255).astype(np.uint8), list(scene.objects)
+
+
+def _batch(rng: np.random.Generator, n: int, tag: str, hard_prob: float = 0.0):
+    """n scenes: clean renders, or (with probability `hard_prob`) `generated_like` ones."""
     scenes = [sample_scene(rng, f"{tag}-{i}", n_objects=(1, 2, 3)) for i in range(n)]
-    return scenes, to_input([render(s)[0] for s in scenes])
+    images, objects = [], []
+    for s in scenes:
+        if rng.random() < hard_prob:
+            image, objs = generated_like(s, rng)
+        else:
+            image, objs = render(s)[0], list(s.objects)
+        images.append(image)
+        objects.append(objs)
+    return objects, to_input(images)
 
 
 @torch.no_grad()
-def heldout_accuracy(judge: WorldJudge, n_scenes: int = 1000, seed: int = 12345) -> dict:
+def heldout_accuracy(judge: WorldJudge, n_scenes: int = 1000, seed: int = 12345, hard: bool = False) -> dict:
     """Presence accuracy over every (scene, kind) pair and colour accuracy over present objects, on
-    scenes drawn with a seed the training never used."""
+    scenes drawn with a seed the training never used (`hard`: rendered by `generated_like`)."""
     rng = np.random.default_rng(seed)
     scenes = [sample_scene(rng, f"heldout-{i}", n_objects=(1, 2, 3)) for i in range(n_scenes)]
-    images = [render(s)[0] for s in scenes]
-    pres, cols = judge._heads(images)
+    drawn = [generated_like(s, rng) if hard else (render(s)[0], s.objects) for s in scenes]
+    pres, cols = judge._heads([d[0] for d in drawn])
     presence = torch.zeros(len(scenes), len(OBJECTS))
     colour = torch.full((len(scenes), len(OBJECTS)), -100, dtype=torch.long)
-    for i, s in enumerate(scenes):
-        for o in s.objects:
+    for i, (_, objs) in enumerate(drawn):
+        for o in objs:
             presence[i, OBJECTS.index(o.kind)] = 1.0
             colour[i, OBJECTS.index(o.kind)] = COLOUR_NAMES.index(o.colour)
     present_acc = float(((pres > 0.5).float() == presence).float().mean())
@@ -253,8 +364,8 @@ def pretrain_judge(cfg: JudgeConfig | None = None, out: str | Path = JUDGE_DIR, 
     start = time.perf_counter()
     net.train()
     for step in tqdm(range(cfg.steps), desc="pretrain world judge", disable=not progress):
-        scenes, x = _batch(rng, cfg.batch_size, f"judge-{step}")
-        kind, colour = _targets(scenes)
+        objects, x = _batch(rng, cfg.batch_size, f"judge-{step}", cfg.hard_prob)
+        kind, colour = _targets(objects)
         k, c = net(_augment(x, cfg, gen))
         loss = F.cross_entropy(k.reshape(-1, k.shape[-1]), kind.reshape(-1)) + \
             F.cross_entropy(c.reshape(-1, c.shape[-1]), colour.reshape(-1), ignore_index=-100)
@@ -271,7 +382,9 @@ def pretrain_judge(cfg: JudgeConfig | None = None, out: str | Path = JUDGE_DIR, 
                                                  "colours": list(COLOUR_NAMES)}, indent=2) + "\n")
     seconds = round(time.perf_counter() - start, 1)
     acc = heldout_accuracy(WorldJudge(net))
+    hard = heldout_accuracy(WorldJudge(net), hard=True)
     info = {"config": asdict(cfg), "seconds": seconds, "final_loss": round(loss.item(), 4),
-            "torch_threads": torch.get_num_threads(), "heldout": acc, "command": "negenc testbed pretrain-judge"}
+            "torch_threads": torch.get_num_threads(), "heldout": acc, "heldout_generated_like": hard,
+            "command": "negenc testbed pretrain-judge"}
     (out / "pretrain_info.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

@@ -32,6 +32,28 @@ def test_summary_per_type_and_cue_from_probabilities():
     assert s["arms"]["swapped"]["by_cue"]["no"]["mean"] == 1.0
     assert s["paired"]["swapped - base"]["mean"] == 0.25 and s["paired"]["swapped - base"]["n_pairs"] == 4
     assert s["bootstrap_unit"] == "prompt"
+    # by hand: base subject yes in 3 of 4 images (0.3 is no), negated yes in 1 (0.8); swapped 4 of 4 and 1 (0.9)
+    assert s["arms"]["base"]["subject_rate"] == 0.75 and s["arms"]["base"]["negated_rate"] == 0.25
+    assert s["arms"]["swapped"]["subject_rate"] == 1.0 and s["arms"]["swapped"]["negated_rate"] == 0.25
+
+
+def test_rates_of_an_affirmative_control_leave_the_negated_rate_undefined():
+    recs = [{"arm": "base", "key": "c", "seed": i, "probabilities": [p], "negation_type": "none", "cue": "none"}
+            for i, p in enumerate((0.9, 0.2, 0.6))]
+    a = summarize(recs, ["base"], n_boot=50)["arms"]["base"]
+    assert a["subject_rate"] == pytest.approx(2 / 3) and a["negated_rate"] is None and a["neg_score"] == pytest.approx(2 / 3)
+
+
+def test_omit_arm_sends_the_affirmative_part_alone():
+    from eval_t2i.generation import ARMS, arm_prompt
+    from eval_t2i.prompts import PromptItem
+
+    item = PromptItem(id="x", prompt="a kitchen with a red cup and no fork", subject="cup", negated_concepts=("fork",),
+                      negation_type="object", cue="no", questions=("Is there a cup?", "Is there a fork?"))
+    assert arm_prompt(item, ARMS["omit"]) == ("a kitchen with a red cup", None)
+    assert arm_prompt(item, ARMS["base+negprompt"]) == ("a kitchen with a red cup", "fork")
+    assert arm_prompt(item, ARMS["base"]) == (item.prompt, None)
+    assert not ARMS["omit"].swapped
 
 
 def test_tifa_aggregate_per_caption_then_over_captions():

@@ -143,8 +143,16 @@ def test_t2i_compare_two_encoders_through_the_real_runner(tmp_path, base_encoder
                  "--no-progress"])
     assert code == 0
     res = json.loads((out / "results.json").read_text())
-    assert set(res["negated"]) == {"base", "base+negprompt", "swapped-e1", "swapped-e1+negprompt", "swapped-e2",
-                                   "swapped-e2+negprompt"}
+    assert set(res["negated"]) == {"base", "base+negprompt", "omit", "swapped-e1", "swapped-e1+negprompt",
+                                   "swapped-e2", "swapped-e2+negprompt"}
+    for arm in res["negated"].values():  # the rates beside Neg Score, from the same judge answers
+        assert arm["neg_score"] <= arm["subject_rate"] and arm["neg_score"] <= 1 - arm["negated_rate"]
+    assert res["control"]["base"]["negated_rate"] is None
+    # the judge checked against the rule-based reader on every (image, question) of the run
+    audited = sum(t["subject"]["n"] for arms in res["audit"].values() for t in arms.values())
+    assert audited == 7 * 4 + 3 * 4  # negated: 7 arms x 2 prompts x 2 seeds; control: 3 arms x 4
+    assert set(res["judge_agreement"]) == {"subject", "negated"}
+    assert all(0 <= v <= 1 for v in res["judge_agreement"].values())
     assert res["negated"]["swapped-e1"]["n_images"] == 4 and res["control"]["base"]["n_images"] == 4
     assert res["encoders"] == {"e1": base_encoder_folder, "e2": other_encoder_folder}
 
@@ -160,6 +168,12 @@ def test_t2i_compare_two_encoders_through_the_real_runner(tmp_path, base_encoder
     assert any(not np.array_equal(image("base", key, s), image("swapped-e2", key, s)) for s in (0, 1)), \
         "a different encoder drew the same images"
     assert res["paired"]["swapped-e1 - base"]["mean"] == 0.0
+    # omit = the affirmative part alone: the control's prompt, drawn from the same seed (two routes, one image
+    # up to batched float reordering)
+    control_key = json.loads((out / "control" / "prompts.json").read_text())["prompts"][0]["id"]
+    omit = image("omit", key, 0).astype(int)
+    control = np.asarray(Image.open(out / "control" / "images" / "base" / f"{control_key}_s0.png")).astype(int)
+    assert np.abs(omit - control).mean() < 1.0
     assert "swapped-e2 - base+negprompt" in res["paired"]
 
     # the negative-prompt arm is the user-facing route: the pipeline called with negation_kwargs draws it
@@ -306,7 +320,7 @@ def test_drop_in_measures_segmenter_and_generator_with_the_routes(tmp_path, base
     d = drop_in(base_encoder_folder, tmp_path / "d", seg_samples=6, t2i_prompts=2, seeds=(0,), t2i_steps=2)
     assert set(d["seg"]["negated"]) == {"original", "swapped", "split", "swapped+split"}
     assert d["seg"]["negated"]["swapped"]["miou_0.3"] == d["seg"]["negated"]["original"]["miou_0.3"]
-    assert set(d["t2i"]["negated"]) == {"base", "base+negprompt", "swapped", "swapped+negprompt"}
+    assert set(d["t2i"]["negated"]) == {"base", "base+negprompt", "omit", "swapped", "swapped+negprompt"}
     assert d["t2i"]["negated"]["swapped"]["neg_score"] == d["t2i"]["negated"]["base"]["neg_score"]
     text = drop_in_markdown(d)
     assert "| negated | split |" in text and "| base+negprompt |" in text

@@ -25,7 +25,7 @@ def t2i_command_parser(subparsers) -> argparse.ArgumentParser:
     for name, help_text, skip in (
             ("negscore", "Neg Score of chosen arms on prompts x seeds", ("questions",)),
             ("tifa", "TIFA-style score (choice likelihood) on TIFA v1.0 question/answer JSON", ("prompts",)),
-            ("compare", "all four arms on the same prompts and seeds, paired differences, grid", ("arms",))):
+            ("compare", "all five arms on the same prompts and seeds, paired differences, grid", ("arms",))):
         c = sub.add_parser(name, help=help_text)
         add_config_arguments(c, T2IConfig, skip=skip)
         c.add_argument("--no-progress", action="store_true", help="no progress bars")
