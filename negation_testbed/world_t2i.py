@@ -65,8 +65,8 @@ class T2IConfig:
     scale_shift: bool = True  # FiLM (scale and shift) of the time/text embedding in every resnet, as IF
     sampler: str = "dpmsolver++"  # the scheduler saved with the pipeline: "ddpm" or "dpmsolver++"
     timestep_sampling: str = "uniform"  # or "importance" (see `sample_timesteps`; not yet validated at full length)
-    sample_steps: int = 20  # sampling settings t2i-compare uses by default, chosen on validation prompts
-    guidance_scale: float = 7.0
+    sample_steps: int = 25  # sampling settings t2i-compare uses by default, chosen on validation prompts
+    guidance_scale: float = 5.0
 
 
 def base_text_encoder(base: str | Path = BASE_DIR):

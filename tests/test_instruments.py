@@ -154,7 +154,7 @@ def test_importance_sampled_timesteps_keep_the_weighted_objective():
 
     from negation_testbed.world_t2i import T2IConfig, build_scheduler, loss_weights, sample_timesteps
 
-    cfg = T2IConfig()
+    cfg = T2IConfig(timestep_sampling="importance")
     alphas = build_scheduler(cfg).alphas_cumprod
     w = loss_weights(alphas, torch.arange(cfg.train_timesteps), cfg)
     q = 0.9 * w / w.sum() + 0.1 / len(w)

@@ -185,7 +185,7 @@ def test_t2i_compare_two_encoders_through_the_real_runner(tmp_path, base_encoder
     pipe.set_progress_bar_config(disable=True)
     prompt = json.loads((out / "negated" / "prompts.json").read_text())["prompts"][0]["prompt"]
     direct = pipe(**negation_kwargs(pipe, prompt), generator=[torch.Generator("cpu").manual_seed(0)],
-                  num_inference_steps=2, guidance_scale=4.0, output_type="pil").images[0]
+                  num_inference_steps=2, guidance_scale=res["sampling"]["guidance_scale"], output_type="pil").images[0]
     diff = np.abs(np.asarray(direct).astype(int) - image("base+negprompt", key, 0).astype(int))
     assert diff.max() <= 2 and diff.mean() < 0.05, "negation_kwargs and the base+negprompt arm drew different images"
     assert (out / "report.md").read_text().startswith("| arm | Neg Score")
