@@ -2,9 +2,11 @@
 
 Routes: `plain` (one cosine per image, what CLIP does), `split` (the training-free split reader:
 affirmative part minus the negated concepts, `negation_encoder.split_scorer`). On a fine-tuned negation
-encoder `split` is the stacked route. `NegationRetriever.from_pretrained(folder)` picks up the split
-reader fitted on training data that `negenc train`/the testbed saved beside the checkpoint
-(`split_scorer.json`), so retrieval reads a negation exactly as `negenc eval --split-scoring` does.
+encoder `split` is the stacked route. `NegationRetriever.from_pretrained(folder)` picks up a split
+reader fitted on training data and saved beside the checkpoint (`split_scorer.json`: the testbed's demo
+writes one; after `negenc train`, fit one with `split_scorer.fit_split_weight_on_records` on training
+records and `SplitScorer.save` it), so retrieval reads a negation exactly as `negenc eval
+--split-scoring` does. Without the file the split route needs `scorer=`.
 """
 
 from __future__ import annotations

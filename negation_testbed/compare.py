@@ -1,7 +1,10 @@
 """`negenc testbed compare`: every recipe on the same world data, several seeds, one table.
 
 All recipes share the training world, the generated negation data (all four pipelines are run once)
-and the benchmark suite; each (recipe, seed) fine-tunes the committed base from scratch.
+and the benchmark suite; each (recipe, seed) fine-tunes the committed base from scratch. With
+`transfer`, each fine-tuned encoder is also swapped into the world's frozen segmenter and generator
+(`transfer.drop_in`, the demo's small measurement), so a recipe is judged as a drop-in, not only on the
+encoder benchmarks.
 """
 
 from __future__ import annotations
@@ -23,9 +26,40 @@ COLUMNS = ("existence", "mcq", "mcq_negative", "mcq_hybrid", "pairwise", "retrie
            "retrieval_negated_group_top1", "retrieval_plain_r5", "heldout_existence", "heldout_mcq", "zeroshot")
 
 
+# (label, where in drop_in's result): the transfer columns of the comparison
+TRANSFER_COLUMNS = (
+    ("seg negated mIoU (swapped)", ("seg", "negated", "swapped", "miou_0.3")),
+    ("seg negated mIoU (original)", ("seg", "negated", "original", "miou_0.3")),
+    ("seg object choice (swapped)", ("seg", "negated", "swapped", "target_wins")),
+    ("seg control mIoU (swapped)", ("seg", "control", "swapped", "miou_0.3")),
+    ("seg control mIoU (original)", ("seg", "control", "original", "miou_0.3")),
+    ("Neg Score (swapped)", ("t2i", "negated", "swapped", "neg_score")),
+    ("Neg Score (base)", ("t2i", "negated", "base", "neg_score")),
+    ("Neg Score (negative prompt)", ("t2i", "negated", "base+negprompt", "neg_score")),
+    ("negated object (swapped)", ("t2i", "negated", "swapped", "negated_rate")),
+    ("negated object (base)", ("t2i", "negated", "base", "negated_rate")),
+    ("control subject (swapped)", ("t2i", "control", "swapped", "subject_rate")),
+    ("control subject (base)", ("t2i", "control", "base", "subject_rate")),
+)
+
+
+def transfer_values(drop: dict) -> dict[str, float]:
+    """The transfer columns of one `drop_in` result (a missing entry is left out, not zero)."""
+    out = {}
+    for label, path in TRANSFER_COLUMNS:
+        node = drop
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, (int, float)):
+            out[label] = float(node)
+    return out
+
+
 def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, seeds: tuple[int, ...] = (0, 1, 2),
             n_scenes: int = 6000, steps: int | None = None, bench_size: int = B.DEFAULT_SIZE,
-            overwrite: bool = False, progress: bool = False) -> dict:
+            overwrite: bool = False, progress: bool = False, transfer: bool = True,
+            transfer_settings: dict | None = None) -> dict:
+    """`transfer_settings`: keyword arguments for `transfer.drop_in` (its defaults are the demo's sizes)."""
     out = Path(out)
     names = recipes or list(RECIPES)
     for n in names:
@@ -53,9 +87,18 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
                              suite=suite, tokenizer=tokenizer, processor=processor, base_metrics=results["base"], base_split_metrics=base_split,
                              seed=seed, steps=steps, cache_dir=out / "image_cache", overwrite=overwrite,
                              progress=progress)
-            runs.append({**run.metrics, "seconds": run.seconds, "split": run.split_metrics, "split_fit": run.split_fit})
-            print(f"{name:22s} seed {seed}: mcq {run.metrics['mcq']:.3f} existence {run.metrics['existence']:.3f} "
-                  f"({run.seconds:.0f} s)", flush=True)
+            entry = {**run.metrics, "seconds": run.seconds, "split": run.split_metrics, "split_fit": run.split_fit}
+            line = f"{name:22s} seed {seed}: mcq {run.metrics['mcq']:.3f} existence {run.metrics['existence']:.3f}"
+            if transfer:
+                from .transfer import drop_in
+
+                drop = drop_in(run.model_dir, out / "runs" / f"{name}-seed{seed}" / "drop_in",
+                               **(transfer_settings or {}))
+                entry["transfer"] = transfer_values(drop)
+                line += "".join(f"; {k} {v:.3f}" for k, v in entry["transfer"].items()
+                                if k in ("seg negated mIoU (swapped)", "Neg Score (swapped)"))
+            runs.append(entry)
+            print(line + f" ({run.seconds:.0f} s)", flush=True)
         results["recipes"][name] = {"description": rec.description, "runs": runs}
     results["provenance"] = provenance()
     atomic_write_text(out / "compare.json", json.dumps(results, indent=2) + "\n")
@@ -83,4 +126,13 @@ def compare_table(results: dict) -> str:
         if all(run.get("split") for run in r["runs"]):
             rows.append(f"| {name} + split | "
                         + " | ".join(_cell([run["split"][c] for run in r["runs"]]) for c in COLUMNS) + " |")
+    with_transfer = {n: r for n, r in results["recipes"].items() if all(run.get("transfer") for run in r["runs"])}
+    if with_transfer:
+        labels = [label for label, _ in TRANSFER_COLUMNS
+                  if all(label in run["transfer"] for r in with_transfer.values() for run in r["runs"])]
+        rows += ["", "Transfer (the encoder swapped into the world's frozen segmenter and generator, `transfer.drop_in`):",
+                 "", "| recipe | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+        for name, r in with_transfer.items():
+            rows.append(f"| {name} | " + " | ".join(_cell([run["transfer"][c] for run in r["runs"]]) for c in labels)
+                        + " |")
     return "\n".join(rows)

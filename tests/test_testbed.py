@@ -305,13 +305,31 @@ def test_compare_runs_recipes_over_seeds_and_tabulates(tmp_path, capsys):
     from negation_encoder.cli import main
 
     assert main(["testbed", "compare", "--out", str(tmp_path), "--recipes", "negationclip,omni-front",
-                 "--seeds", "0,1", "--steps", "3", "--scenes", "60", "--bench-size", "20"]) == 0
+                 "--seeds", "0,1", "--steps", "3", "--scenes", "60", "--bench-size", "20", "--no-transfer"]) == 0
     res = json.loads((tmp_path / "compare.json").read_text())
+    assert not any("transfer" in run for r in res["recipes"].values() for run in r["runs"])
     assert set(res["recipes"]) == {"negationclip", "omni-front"}
     assert all(len(r["runs"]) == 2 for r in res["recipes"].values())
     table = (tmp_path / "compare.md").read_text()
     assert "| negationclip |" in table and "±" in table
     assert main(["testbed", "compare", "--recipes", "nope"]) == 2
+
+
+@pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")
+def test_compare_transfer_columns_per_seed(tmp_path):
+    """Each (recipe, seed) encoder is swapped into the frozen segmenter and generator; the arms that do not
+    read the encoder (original, base, negative prompt) are the same for every run, the swapped ones are not."""
+    from negation_testbed.compare import compare
+
+    res = compare(tmp_path, ["negationclip"], seeds=(0, 1), n_scenes=60, steps=3, bench_size=20,
+                  transfer_settings={"seg_samples": 6, "t2i_prompts": 2, "seeds": (0,), "t2i_steps": 2})
+    runs = res["recipes"]["negationclip"]["runs"]
+    for key in ("seg negated mIoU (original)", "Neg Score (base)", "Neg Score (negative prompt)",
+                "control subject (base)"):
+        assert runs[0]["transfer"][key] == runs[1]["transfer"][key], key
+    assert {"seg negated mIoU (swapped)", "Neg Score (swapped)", "negated object (swapped)"} <= set(runs[0]["transfer"])
+    assert (tmp_path / "runs" / "negationclip-seed1" / "drop_in" / "t2i" / "results.json").exists()
+    assert "Transfer" in (tmp_path / "compare.md").read_text()
 
 
 def test_no_benchmark_image_is_a_training_image(tmp_path):

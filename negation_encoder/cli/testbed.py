@@ -29,6 +29,9 @@ def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
     cp.add_argument("--scenes", type=int, default=6000, help="training scenes in the world")
     cp.add_argument("--bench-size", type=int, default=500, help="items per benchmark twin")
     cp.add_argument("--overwrite", action="store_true", help="replace a comparison already in --out")
+    cp.add_argument("--no-transfer", dest="transfer", action="store_false",
+                    help="skip the transfer columns (each encoder swapped into the world's frozen segmenter and "
+                         "generator, the demo's drop-in measurement)")
     cp.set_defaults(func=compare_command)
     for name, what in (("pretrain-t2i", "the world's text-to-image pipeline (UNet trained with the base encoder)"),
                        ("pretrain-seg", "the world's CLIPSeg (decoder trained with the base CLIP)"),
@@ -171,5 +174,5 @@ def compare_command(args: argparse.Namespace) -> int:
         raise InputError(f"--seeds expects a comma list of integers, got {args.seeds!r}") from None
     recipes = [r for r in args.recipes.split(",") if r] if args.recipes else None
     compare(args.out, recipes, seeds, n_scenes=args.scenes, steps=args.steps, bench_size=args.bench_size,
-            overwrite=args.overwrite)
+            overwrite=args.overwrite, transfer=args.transfer)
     return 0
