@@ -155,7 +155,7 @@ def test_eligibility_reads_fields_and_the_split_never_string_containment():
     assert fed(rec(negated_caption="a red cup on a white table with no fork")) == fed(rec())
     # a bare negation affirms nothing: out of InfoNCE, unless asked for
     bare = rec(negated_caption="a photo with no fork here", hard_negatives=["a photo with a fork"])
-    assert fed(bare) == {"mcq", "omni_absence"} | (negated - {"omit_states"}) | always  # nothing to omit toward
+    assert fed(bare) == {"mcq", "omni_absence"} | negated | always
     assert "infonce" in fed(bare, infonce_on_bare=True)
     # presence: the original caption is the true one; its negated caption is a foil
     presence = rec(negated_caption="a photo with no cup", negation_type="presence", negated_concept="cup")

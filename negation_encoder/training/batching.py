@@ -62,9 +62,8 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
     infonce: the true caption, unless it is a bare negation (`NegationSplit.is_bare`) and not `infonce_on_bare`;
     mcq: records with foils (hard_negatives, or presence records, whose negated caption is a foil);
     omni_presence / omni_absence: presence / absence records; distractor: non-presence records that
-    list distractor_images; split_distill and unet_loss: true captions the splitter finds a negation in;
-    omit_states: those that also affirm something (a bare negation's affirmative part is empty, and pulling
-    "there is no dog" to the empty prompt's states erases what existence checks read); preserve / preserve_embeds: every record (their original caption); seg_loss: none (it reads
+    list distractor_images; split_distill, omit_states and unet_loss: true captions the splitter finds a negation
+    in; preserve / preserve_embeds: every record (their original caption); seg_loss: none (it reads
     ReferringRecords, not NegationRecords)."""
     split = split if split is not None else split_negation(true_caption(rec))
     presence = rec.negation_type == "presence"
@@ -77,7 +76,7 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
         "split_distill": split.has_negation,
         "preserve": True,
         "preserve_embeds": True,
-        "omit_states": split.has_negation and not split.is_bare,
+        "omit_states": split.has_negation,
         "seg_loss": False,
         "unet_loss": split.has_negation,
     }

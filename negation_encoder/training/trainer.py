@@ -216,8 +216,7 @@ def no_eligible_reason(term: str, examples: list[Example]) -> str:
         "omni_absence": f"none of the {n} records is an absence record (negation_type 'absence')",
         "distractor": f"none of the {n} records other than presence ones lists distractor_images",
         "split_distill": f"the negation splitter finds no negation in any of the {n} true captions",
-        "omit_states": f"none of the {n} true captions both negates something and affirms something (the "
-                       "splitter finds no negation, or only bare ones)",
+        "omit_states": f"the negation splitter finds no negation in any of the {n} true captions",
         "unet_loss": f"the negation splitter finds no negation in any of the {n} true captions",
     }.get(term, f"none of the {n} records")
     return f"{why}; set {term}: 0 to train without it"
