@@ -63,7 +63,7 @@ def test_version_and_defaults_in_help(capsys):
     assert "(default: 400)" in text and "(default: 32)" in text, text
 
 
-@pytest.mark.parametrize("name", ["real", "default", "preserve-embeds"])
+@pytest.mark.parametrize("name", ["real", "default", "contrastive", "preserve-embeds"])
 def test_print_config_writes_a_starter_config_that_loads(name, tmp_path, capsys):
     from negation_encoder.training import TrainConfig
 

@@ -66,5 +66,10 @@ def starter_config(name: str):
     if name not in RECIPES:
         raise InputError(f"--print-config: expected 'real' or a recipe ({', '.join(RECIPES)}), got {name!r}")
     recipe = RECIPES[name]  # sized for the testbed's world CLIP, which it names as its base
+    seg = {}
+    if recipe.seg:  # trains through the world's frozen CLIPSeg on referring records (ReferringRecord JSONL)
+        from negation_testbed.world_seg import SEG_DIR
+
+        seg = {"seg_data": "referring.jsonl", "seg_model": SEG_DIR}
     return recipe.to_config(base=BASE_DIR, data={s: f"{s}.jsonl" for s in recipe.sources},
-                            images=STARTER_PATHS["images"], out=STARTER_PATHS["out"])
+                            images=STARTER_PATHS["images"], out=STARTER_PATHS["out"], **seg)
