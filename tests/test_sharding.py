@@ -112,7 +112,7 @@ def test_t2i_two_processes_write_what_one_process_writes(runs, command):
     assert not (two / "parts").exists(), "the parts are merged and removed"
     summary = json.loads(files["summary.json"])
     arms = ["base", "swapped"] if command == "negscore" else \
-        ["base", "base+negprompt", "swapped", "swapped+negprompt"]
+        ["base", "base+negprompt", "omit", "swapped", "swapped+negprompt"]
     assert list(summary["arms"]) == arms
     records = [json.loads(line) for line in files["images.jsonl"].decode().splitlines()]
     assert len(records) == len({(r["arm"], r["key"], r["seed"]) for r in records}) == summary["run"]["generated"]

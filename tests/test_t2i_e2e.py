@@ -211,19 +211,21 @@ def test_judges_batched_equal_one_by_one_and_reload(world, tmp_path):
     assert single != ll[1]  # the choices listed in the prompt differ, so the likelihoods must too
 
 
-def test_compare_runs_all_four_arms_with_paired_differences(world, tmp_path, capsys):
+def test_compare_runs_all_five_arms_with_paired_differences(world, tmp_path, capsys):
     out = tmp_path / "compare"
     args = _args(world, out, "--batch-size", "6", "--limit", "2")
     args[1] = "compare"
     del args[args.index("--arms"): args.index("--arms") + 2]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert list(summary["arms"]) == ["base", "base+negprompt", "swapped", "swapped+negprompt"]
-    assert set(summary["paired"]) == {"base+negprompt - base", "swapped - base", "swapped+negprompt - base"}
+    assert list(summary["arms"]) == ["base", "base+negprompt", "omit", "swapped", "swapped+negprompt"]
+    assert set(summary["paired"]) == {"base+negprompt - base", "omit - base", "swapped - base",
+                                      "swapped+negprompt - base"}
     records = [json.loads(line) for line in (out / "images.jsonl").read_text().splitlines()]
     neg = {(r["arm"], r["key"]): (r["prompt_used"], r["negative_prompt"]) for r in records}
     assert neg[("base+negprompt", "t0")] == ("a street", "cars") == neg[("swapped+negprompt", "t0")]
     assert neg[("base", "t0")] == ("a street with no cars", None)
+    assert neg[("omit", "t0")] == ("a street", None)
     assert "| swapped+negprompt |" in capsys.readouterr().out
 
 
