@@ -104,6 +104,14 @@ def drop_in_page(data: dict) -> str:
             lines += ["Judge vs the rule-based reader on this run's images: "
                       + ", ".join(f"{k} questions {_f(v)}" for k, v in agree.items() if not isinstance(v, dict)) + ".",
                       ""]
+        if t2i.get("audit"):
+            lines += ["| set | arm | question | images | judge yes | reader yes | agreement |", "|---|---|---|---:|---:|---:|---:|"]
+            for name, arms in t2i["audit"].items():
+                for arm, a in arms.items():
+                    lines += [f"| {name} | {arm} | {q} | {a[q]['n']} | {_f(a[q]['judge_yes_rate'])} | "
+                              f"{_f(a[q]['reader_yes_rate'])} | {_f(a[q]['agreement'])} |"
+                              for q in ("subject", "negated") if q in a]
+            lines.append("")
     if "seg" in data:
         seg = data["seg"]
         lines += ["## Referring segmentation (`negenc testbed seg-compare`)", "", stamp(seg), "", *_seg_rows(seg), ""]
