@@ -57,7 +57,8 @@ _CONTRASTIVE = {**_COMMON, "infonce": 0.3, "mcq": 1.0, "preserve": 1.0}
 # the demo's drop-in measurement): omit_states 3 keeps the encoder benchmarks near their targets (existence
 # 0.848, MCQ 0.560, pairwise 0.358) while the swap lifts CLIPSeg's negated mIoU 0.175 -> 0.360 with its
 # control unchanged and the generator's Neg Score 34.4 -> 40.6; omit_states 10 ("drop-in-strong") moves the
-# generator further (43.8, negated object 37.5% -> 21.9%) at the cost of existence (0.714).
+# generator further (43.8, negated object 37.5% -> 21.9%) at the cost of existence (0.714). At full size
+# (t2i-compare, 5 seeds) the generator gain does not hold (docs/testbed.md, "The drop-in: what transfers").
 _DROP_IN = {**_CONTRASTIVE, "preserve_embeds": 1.0, "omit_states": 3.0, "seg_loss": 1.0}
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
