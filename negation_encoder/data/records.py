@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,12 +125,15 @@ def iter_records(path: str | os.PathLike) -> Iterator[NegationRecord]:
         yield rec
 
 
-def iter_numbered_records(path: str | os.PathLike) -> Iterator[tuple[int, NegationRecord]]:
-    """(line number, record) pairs, validated as `iter_records` does; bytes that are not UTF-8 text (a
-    binary file, a stray Latin-1 byte) are reported with their line and column, never decoded wrongly."""
+def iter_checked_objects(path: str | os.PathLike, check: Callable[[object], str | None], kind: str
+                         ) -> Iterator[tuple[int, dict]]:
+    """(line number, JSON object) of a JSONL record file, each passed by `check` (which returns a problem
+    or None), ids unique. The one reader of our record files (NegationRecord, ReferringRecord): bytes that
+    are not UTF-8 text (a binary file, a stray Latin-1 byte) are reported with their line and column, never
+    decoded wrongly; blank lines are skipped; `RecordError` names FILE:LINE of the first bad line."""
     path = Path(path)
     if not path.is_file():
-        raise RecordError(path, 0, "file not found (expected a NegationRecord .jsonl file)")
+        raise RecordError(path, 0, f"file not found (expected a {kind} .jsonl file)")
     seen: dict[str, int] = {}
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
@@ -148,13 +151,19 @@ def iter_numbered_records(path: str | os.PathLike) -> Iterator[tuple[int, Negati
             except json.JSONDecodeError as e:
                 torn = "" if line.endswith("\n") else " (last line has no newline: a torn write?)"
                 raise RecordError(path, lineno, f"invalid JSON: {e.msg} at column {e.colno}{torn}") from None
-            problem = _check_fields(obj)
+            problem = check(obj)
             if problem:
                 raise RecordError(path, lineno, problem)
             if obj["id"] in seen:
                 raise RecordError(path, lineno, f"duplicate id {obj['id']!r} (first seen on line {seen[obj['id']]})")
             seen[obj["id"]] = lineno
-            yield lineno, NegationRecord.from_dict(obj)
+            yield lineno, obj
+
+
+def iter_numbered_records(path: str | os.PathLike) -> Iterator[tuple[int, NegationRecord]]:
+    """(line number, record) pairs, validated as `iter_records` does (`iter_checked_objects`)."""
+    for lineno, obj in iter_checked_objects(path, _check_fields, "NegationRecord"):
+        yield lineno, NegationRecord.from_dict(obj)
 
 
 def read_records(path: str | os.PathLike) -> list[NegationRecord]:

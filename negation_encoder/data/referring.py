@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .records import RecordError
+from .records import RecordError, iter_checked_objects
 
 _REQUIRED = ("id", "image", "text", "mask")
 
@@ -51,32 +51,9 @@ def _problem(obj) -> str | None:
 def read_referring(path: str | os.PathLike) -> list[ReferringRecord]:
     """Every record of a ReferringRecord JSONL file; `RecordError` names FILE:LINE on the first bad one.
     Ids are unique; an empty file is an error."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecordError(path, 0, "file not found (expected a ReferringRecord .jsonl file)")
-    out, seen = [], {}
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise RecordError(path, lineno, f"not UTF-8 text: byte 0x{raw[e.start]:02x} at column {e.start + 1}") \
-                    from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(path, lineno, f"invalid JSON: {e.msg} at column {e.colno}") from None
-            problem = _problem(obj)
-            if problem:
-                raise RecordError(path, lineno, problem)
-            if obj["id"] in seen:
-                raise RecordError(path, lineno, f"duplicate id {obj['id']!r} (first seen on line {seen[obj['id']]})")
-            seen[obj["id"]] = lineno
-            out.append(ReferringRecord(**obj))
+    out = [ReferringRecord(**obj) for _, obj in iter_checked_objects(path, _problem, "ReferringRecord")]
     if not out:
-        raise RecordError(path, 0, "no records (the file is empty or holds only blank lines)")
+        raise RecordError(Path(path), 0, "no records (the file is empty or holds only blank lines)")
     return out
 
 
