@@ -17,17 +17,13 @@ from negation_encoder.cli import build_parser, main
 from negation_encoder.configs import config_from_args
 from negation_encoder.testing import tiny
 
+from ._shard_worlds import QA  # the TIFA questions both worlds use
+
 PROMPTS = [{"id": f"t{i}", "prompt": p, "subject": s, "negated_concepts": [n], "negation_type": k, "cue": c,
             "questions": [f"is there a {s}?", f"is there a {n}?"]}
            for i, (p, s, n, k, c) in enumerate([("a street with no cars", "street", "cars", "object", "no"),
                                                 ("a dog not running", "dog", "running", "action", "not"),
                                                 ("a table without a cup", "table", "cup", "object", "without")])]
-QA = [{"id": "c1", "caption": "a red car on a street", "question": "is there a car?", "choices": ["yes", "no"],
-       "answer": "yes", "element_type": "object", "element": "car"},
-      {"id": "c1", "caption": "a red car on a street", "question": "what color is the car?",
-       "choices": ["red", "blue", "green"], "answer": "red", "element_type": "color", "element": "red"},
-      {"id": "c2", "caption": "a dog on the grass", "question": "is there a dog?", "choices": ["yes", "no"],
-       "answer": "yes", "element_type": "animal/human", "element": "dog"}]
 
 
 @pytest.fixture(scope="module")
