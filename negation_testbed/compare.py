@@ -17,7 +17,7 @@ from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_text
 
 from . import benchmarks as B
-from .datagen import generate_negation_data, make_train_world
+from .datagen import T2I_SOURCE, generate_negation_data, make_train_world
 from .demo import LABELS, load_base
 from .recipes import RECIPES, get_recipe
 from .run import fit_summary, run_recipe, split_evaluation
@@ -68,12 +68,13 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
     model, tokenizer, processor = load_base()
     world = make_train_world(out / "world" / "images", n_scenes=n_scenes)
     datasets: dict[str, dict] = {}
+    extra = (T2I_SOURCE,) if any(T2I_SOURCE in get_recipe(n).sources for n in names) else ()
     for variant, compositional in sorted({(get_recipe(n).data_variant, get_recipe(n).compositional) for n in names}
                                          | {("data", False)}):
-        generated = generate_negation_data(world, out / "world" / variant, ("p1", "rand_p1", "p2", "presence"),
+        generated = generate_negation_data(world, out / "world" / variant, ("p1", "rand_p1", "p2", "presence", *extra),
                                            tokenizer=tokenizer, progress=progress, compositional=compositional)
         datasets[variant] = {src: path for src, (path, _) in generated.items()}
-    data = datasets["data"]
+    data = {src: path for src, path in datasets["data"].items() if src not in extra}  # the base's split fit
     suite = B.build_suite(size=bench_size)
     base_split, base_scorer = split_evaluation(model, tokenizer, processor, suite, data, world.image_root)
     base_fit = fit_summary(base_scorer)

@@ -19,7 +19,18 @@ from negation_encoder.data.pipelines import CaptionItem, PipelineConfig, Pipelin
 
 from . import language as L
 from .oracle import OracleLLM, OracleMLLM
-from .world import CELLS, COLOURS, OBJECTS, SIZES, Scene, SceneObject, render, sample_scene, with_object
+from .world import (
+    CELLS,
+    COLOURS,
+    OBJECTS,
+    SIZES,
+    THEME_PLACE,
+    Scene,
+    SceneObject,
+    render,
+    sample_scene,
+    with_object,
+)
 
 TRAIN_SEED = 777
 
@@ -121,6 +132,9 @@ def generate_negation_data(world: TrainWorld, out_dir: str | Path, sources: tupl
     source = WorldDistractors(world) if distractors_per_record > 0 else None
     results = {}
     for src in sources:
+        if src == T2I_SOURCE:  # written from the scene graph, not by a pipeline (make_t2i_prompt_data)
+            results[src] = make_t2i_prompt_data(world, out_dir / f"{src}.jsonl")
+            continue
         cfg = PipelineConfig(pipeline=src, seed=seed, batch_size=128, categories=OBJECTS,
                              distractors_per_record=distractors_per_record, compositional=compositional)
         items = qa_items(world) if src == "p2" else caption_items(world)
@@ -128,6 +142,61 @@ def generate_negation_data(world: TrainWorld, out_dir: str | Path, sources: tupl
         stats = run_pipeline(items, path, cfg, llm, mllm, tokenizer=tokenizer, progress=progress, distractors=source)
         results[src] = (path, stats)
     return results
+
+
+T2I_SOURCE = "t2i"  # the generator-prompt source a recipe may list beside p1 / p2 / presence
+
+
+def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_SEED) -> tuple[Path, PipelineStats]:
+    """NegationRecords in the words people give a generator (`language.TRAIN_T2I_FORMS`), one per training
+    scene: one or two of its objects and its place, negating an object of the same theme that the scene
+    lacks ("a kitchen that has a red cup but no fork"). Foils: the negated object affirmed, and the same frame
+    negating a present object; the frame affirming another present object is an extra positive.
+
+    Why a source of its own: a frozen generator is handed short prompts, not alt-text with a clause
+    appended, and the world's CLIP learns "drop what is negated" per sentence frame (`omit_states` fitted on
+    P1's frames leaves these prompts' states where the base had them). Written from the scene graph, as the
+    oracles answer from it; with real data this is P1 with an LLM asked for generator-style prompts.
+    Deterministic; an existing complete file is kept."""
+    import time
+
+    from negation_encoder.data.records import NegationRecord, write_records
+
+    from .world import THEMES
+
+    path = Path(path)
+    stats = PipelineStats(T2I_SOURCE, items_total=len(world.scenes))
+    done = path.with_name(path.name + ".done")
+    if path.exists() and done.exists():
+        stats.items_skipped_done = len(world.scenes)
+        return path, stats
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed + 3)
+    records = []
+    for scene in world.scenes:
+        kinds = set(scene.kinds)
+        absent = [k for k in THEMES[scene.theme] if k not in kinds] or [k for k in OBJECTS if k not in kinds]
+        neg_form, foil_form, aff_form = L.TRAIN_T2I_FORMS[int(rng.integers(len(L.TRAIN_T2I_FORMS)))]
+        order = rng.permutation(len(scene.objects))
+        n_subject = 1 if len(scene.objects) == 1 or rng.random() < 0.6 else 2
+        named = [scene.objects[i] for i in order[:n_subject]]
+        others = [scene.objects[i].kind for i in order[n_subject:] if scene.objects[i].kind not in
+                  {o.kind for o in named}]
+        slots = {"subject": L.join([L.phrase(o, rng) for o in named]), "place": THEME_PLACE[scene.theme],
+                 "neg": str(rng.choice(absent))}
+        stats.stages["scenes"] += 1
+        rec = NegationRecord(
+            f"t2i:{scene.id}:{slots['neg']}", world.image_key(scene), aff_form.format(**slots),
+            neg_form.format(**slots), "absence", slots["neg"], T2I_SOURCE,
+            hard_negatives=[foil_form.format(**slots), neg_form.format(**{**slots, "neg": named[0].kind})],
+            provenance={"pipeline": T2I_SOURCE, "forms": "language.TRAIN_T2I_FORMS", "truth": "scene graph"},
+            extra={"extra_positives": [foil_form.format(**{**slots, "neg": others[0]})]} if others else {})
+        records.append(rec)
+    stats.records_written = write_records(path, records)
+    stats.items_processed = len(world.scenes)
+    stats.seconds = time.perf_counter() - start
+    done.write_text("")
+    return path, stats
 
 
 REFERRING_SEED = 2000  # training scenes for seg_loss; seg-compare draws its sets from seed 0, the route fit from 1000

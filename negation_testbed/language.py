@@ -213,6 +213,28 @@ RELATION_AFFIRM_FORMS = (
 )
 
 
+# Generator prompts for training (`datagen.make_t2i_prompt_data`): short text-to-image prompts, a place and
+# one or two present objects, negating an absent object of the same theme. A drop-in encoder must read
+# "no" in the prompts a generator is given, and the tiny world CLIP learns per sentence frame, so the
+# training data needs prompt-like frames. Each form is (negated prompt, its foil with the object affirmed,
+# the affirmative part). Disjoint from what t2i-compare scores (`transfer.T2I_FORMS`: "a {place} with a
+# {colour} {kind} and no {neg}" ...): no evaluated prompt, negated or control, occurs inside a training
+# prompt (tests/test_testbed.py), and none of these frames is an evaluated frame.
+TRAIN_T2I_FORMS = (
+    ("{subject} in the {place} with no {neg}", "{subject} in the {place} with a {neg}", "{subject} in the {place}"),
+    ("the {place}: {subject}, no {neg}", "the {place}: {subject}, a {neg}", "the {place}: {subject}"),
+    ("a {place} that has {subject} but no {neg}", "a {place} that has {subject} and a {neg}",
+     "a {place} that has {subject}"),
+    ("{subject}, {place}, without any {neg}", "{subject}, {place}, with a {neg}", "{subject}, {place}"),
+    ("in this {place}, {subject} and not one {neg}", "in this {place}, {subject} and one {neg}",
+     "in this {place}, {subject}"),
+    ("{subject} without a {neg}, in a {place}", "{subject} with a {neg}, in a {place}", "{subject}, in a {place}"),
+    ("a {place} that contains {subject} and no {neg}", "a {place} that contains {subject} and a {neg}",
+     "a {place} that contains {subject}"),
+    ("{place} photo, {subject} but not a {neg}", "{place} photo, {subject} and a {neg}", "{place} photo, {subject}"),
+)
+
+
 # ---------------------------------------------------------------------------------------------
 # Benchmark wordings (never used to build training data)
 

@@ -30,6 +30,35 @@ def test_state_distillation_is_the_mean_squared_error_over_target_rows():
     assert StateDistillationLoss()(pred, target, torch.tensor([False, False])).item() == 0.0
 
 
+def test_state_distillation_counts_only_the_given_positions():
+    pred = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[9.0, 9.0], [9.0, 9.0]]])
+    target = torch.zeros_like(pred)
+    keep = torch.tensor([[True, False], [True, True]])
+    loss = StateDistillationLoss()(pred, target, torch.tensor([True, False]), keep)
+    assert loss.item() == pytest.approx((1 + 4) / 2)  # row 1, position 1 only; row 2 has no target
+    both = StateDistillationLoss()(pred, target, torch.tensor([True, True]), keep)
+    assert both.item() == pytest.approx((1 + 4 + 4 * 81) / 6)
+
+
+def test_skip_pooled_leaves_out_exactly_the_end_of_text_position_clip_pools():
+    """`states_positions` masks the position CLIP's pooler reads (transformers' own pooled output is the
+    reference), and only that one, for captions of different lengths."""
+    from negation_encoder.training.batching import Example, states_tokens
+
+    tok = tiny.build_clip_tokenizer()
+    model = tiny.build_clip_text_model(seed=0, tokenizer=tok).eval()
+    texts = ["a dog with no cat", "a photo", "a red cup and a blue plate on a table"]
+    examples = [Example(0, t, t, (), None, None, (), False, (), frozenset({"omit_states"}), t, None) for t in texts]
+    out = states_tokens(tok, examples, 16, skip_pooled=True)
+    assert "states_positions" not in states_tokens(tok, examples, 16)
+    with torch.no_grad():
+        o = model(input_ids=out["states_ids"], attention_mask=out["states_mask"])
+    skipped = (~out["states_positions"]).nonzero().tolist()
+    assert [r for r, _ in skipped] == [0, 1, 2]
+    for r, pos in skipped:
+        assert torch.equal(o.last_hidden_state[r, pos], o.pooler_output[r])
+
+
 def test_segmentation_loss_is_bce_plus_dice_by_hand():
     logits = torch.tensor([[[2.0, -1.0], [0.5, -3.0]]])
     mask = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
@@ -100,6 +129,34 @@ def test_omit_states_moves_negated_prompts_toward_their_affirmative_part(world, 
     before = F.mse_loss(_states(base_dir, [negated], 16), _states(base_dir, [affirmative], 16))
     after = F.mse_loss(_states(res.model_dir, [negated], 16), _states(base_dir, [affirmative], 16))
     assert after < before
+
+
+def test_preserve_states_is_the_padded_states_mse_of_the_affirmative_texts_by_hand(world, tmp_path):
+    """preserve_states' logged value at step 1 (the tower still equals the base) is 0, and with one
+    gradient step taken by another term it equals the hand-computed MSE of the tower's 16-position states
+    of each example's affirmative text against the base's, over every row and position."""
+    from accelerate import Accelerator
+
+    from negation_encoder.image_cache import ImageEmbeddingCache
+    from negation_encoder.training.run_dir import RunDir
+    from negation_encoder.training.trainer import check_inputs, compute_loss, setup
+
+    cfg = _cfg(world, tmp_path / "ps", omit_states=1.0, preserve_states=1.0, states_length=16, steps=1, save_every=1)
+    acc, run = Accelerator(cpu=True), RunDir(cfg.out)
+    state = setup(cfg, check_inputs(cfg, acc, run, False, False, None), acc, run, ImageEmbeddingCache(tmp_path / "cache"),
+                  progress=False)
+    batch = state.batch(0, 0)
+    _, parts = compute_loss(state, batch)
+    assert parts["preserve_states"].item() == pytest.approx(0.0, abs=1e-10)  # tower == base: nothing moved
+    with torch.no_grad():  # move the tower, then compare with a hand computation
+        for p in state.params:
+            p.add_(0.01 * torch.randn_like(p))
+        _, parts = compute_loss(state, batch)
+        mask = batch.states_target_mask if cfg.states_mask else None
+        mine = state.tower.text_model(input_ids=batch.states_target_ids, attention_mask=mask).last_hidden_state
+        base = state.base_text(input_ids=batch.states_target_ids, attention_mask=mask).last_hidden_state
+    assert mine.shape[1] == 16
+    assert parts["preserve_states"].item() == pytest.approx(((mine - base) ** 2).mean().item(), rel=1e-5)
 
 
 def test_seg_loss_trains_only_the_text_tower_through_a_frozen_clipseg(world, tmp_path):

@@ -147,7 +147,7 @@ def test_eligibility_reads_fields_and_the_split_never_string_containment():
     def fed(r, **kw):
         return {t for t, ok in eligibility(r, **kw).items() if ok}
 
-    always = {"preserve", "preserve_embeds"}
+    always = {"preserve", "preserve_embeds", "preserve_states"}
     # a rewrite that drops the caption's words but still affirms "a red cup": InfoNCE takes it
     negated = {"split_distill", "omit_states", "unet_loss"}  # read from the splitter: the true caption negates something
     assert fed(rec()) == {"infonce", "omni_absence"} | negated | always
@@ -163,6 +163,11 @@ def test_eligibility_reads_fields_and_the_split_never_string_containment():
     # distractor images feed the distractor term (not for presence records, whose image has the concept)
     assert "distractor" in fed(rec(negation_type="attribute", extra={"distractor_images": ["1.png"]}))
     assert "distractor" not in fed(rec(negation_type="presence", extra={"distractor_images": ["1.png"]}))
+    # omit_types narrows omit_states to the named negation types, and nothing else
+    attribute = rec(negation_type="attribute", negated_caption="a red cup on a white table, the cup is not blue")
+    assert "omit_states" in fed(attribute) and "omit_states" not in fed(attribute, omit_types=("absence",))
+    assert fed(attribute, omit_types=("absence",)) == fed(attribute) - {"omit_states"}
+    assert fed(rec(), omit_types=("absence",)) == fed(rec())
 
 
 def test_a_batch_without_mcq_questions_scores_mcq_zero(setting):

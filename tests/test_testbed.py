@@ -10,7 +10,7 @@ from negation_encoder.data import read_records
 from negation_encoder.data.backends import RewriteRequest, TextLLM, VisionLLM
 from negation_encoder.errors import InputError
 from negation_encoder.eval import recall_at_k
-from negation_encoder.splitting import has_negation_cue
+from negation_encoder.splitting import has_negation_cue, split_negation
 from negation_testbed import language as L
 from negation_testbed.benchmarks import (
     METRIC_KEYS,
@@ -205,10 +205,10 @@ def test_benchmark_wording_never_overlaps_training_rewrites(tmp_path):
     training = {form.format(caption="", concept=k).strip(" ,").lower()
                 for form in set(L.ABSENCE_FORMS + L.AFFIRM_FORMS) if "{caption}" not in form for k in kinds}
     world = make_train_world(tmp_path / "images", n_scenes=60)
-    data = generate_negation_data(world, tmp_path / "data", ("p1", "rand_p1", "p2", "presence"),
+    data = generate_negation_data(world, tmp_path / "data", ("p1", "rand_p1", "p2", "presence", "t2i"),
                                   tokenizer=world_tokenizer(), progress=False, compositional=True)
     finetune = [t.lower() for path, _ in data.values() for t in _record_texts(read_records(path))]
-    assert len(finetune) > 300
+    assert len(finetune) > 300 and any(r.source == "t2i" for r in read_records(data["t2i"][0]))
     training |= {t.rstrip(".") for t in finetune}
     rng = np.random.default_rng(0)
     pretraining = {L.pretraining_caption(sample_scene(rng, f"p{i}"), rng, 0.03).lower() for i in range(3000)}
@@ -230,6 +230,32 @@ def test_benchmark_wording_never_overlaps_training_rewrites(tmp_path):
         assert not any(cue in form for cue in L.HELDOUT_CUES), form
 
 
+def test_generator_prompt_records_are_true_for_their_scene_and_split_to_their_affirmative_part(tmp_path):
+    """The t2i source: each negated prompt names present objects of its scene and negates an absent one,
+    the splitter's affirmative part of it is the record's caption, and its foils are false."""
+    from negation_testbed.datagen import make_t2i_prompt_data
+
+    world = make_train_world(tmp_path / "images", n_scenes=80)
+    path, stats = make_t2i_prompt_data(world, tmp_path / "t2i.jsonl")
+    records = read_records(path)
+    assert stats.records_written == len(records) == 80
+    scenes = {world.image_key(s): s for s in world.scenes}
+    forms = {n.split("{")[0] for n, _, _ in L.TRAIN_T2I_FORMS}
+    assert len({r.negated_caption.split(" ")[0] for r in records}) > 1 and forms
+    for r in records:
+        scene = scenes[r.image]
+        assert not scene.has(r.negated_concept) and has_negation_cue(r.negated_caption)
+        split = split_negation(r.negated_caption)
+        assert split.affirmative == r.caption and split.negated == (r.negated_concept,), r.negated_caption
+        affirmed, negates_present = r.hard_negatives
+        assert r.negated_concept in affirmed and not has_negation_cue(affirmed)
+        assert scene.has(split_negation(negates_present).negated[0])
+        named = [k for k in OBJECTS if f" {k}" in f" {r.caption}"]
+        assert named and all(scene.has(k) for k in named)
+    again, stats2 = make_t2i_prompt_data(world, tmp_path / "t2i.jsonl")  # kept, not rewritten
+    assert stats2.items_skipped_done == 80 and again.read_text() == path.read_text()
+
+
 def test_every_world_text_is_in_the_closed_vocabulary():
     import re
 
@@ -237,6 +263,8 @@ def test_every_world_text_is_in_the_closed_vocabulary():
     scene = sample_scene(rng, "v")
     texts = [L.pretraining_caption(scene, rng, 0.5) for _ in range(200)]
     texts += [f.format(caption="", concept="cup") for f in L.ABSENCE_FORMS + L.AFFIRM_FORMS]
+    texts += [f.format(subject="a red cup and a plate", place="kitchen", neg="fork") for fs in L.TRAIN_T2I_FORMS
+              for f in fs]
     suite = build_suite(size=20)
     texts += [t for _, c, f in suite.existence + suite.heldout_existence for t in (c, f)]
     texts += [t for _, ts, *_ in suite.mcq + suite.heldout_mcq for t in ts] + [q for q, _ in suite.negated_queries]
@@ -393,3 +421,12 @@ def test_training_and_evaluation_wordings_are_disjoint_for_the_drop_in():
         assert not any(s in t or t in s for s in scored), t
     t2i_forms = {f for forms in T2I_FORMS for f in forms if "{" in f}
     assert not t2i_forms & set(L.TRAIN_REFERRING_FORMS)
+    # generator prompts: no evaluated prompt (negated or control) inside a training prompt, for any slots
+    assert not t2i_forms & {f for fs in L.TRAIN_T2I_FORMS for f in fs}
+    evaluated = [f.format(place=p, colour=c, kind=k, neg=n) for f in t2i_forms for p in ("kitchen", "street")
+                 for c in ("red", "blue") for k in ("cup", "car") for n in ("fork", "bike")]
+    for neg_form, foil_form, aff_form in L.TRAIN_T2I_FORMS:
+        for subject in ("a red cup", "a blue car", "a red cup and a blue plate"):
+            for form in (neg_form, foil_form, aff_form):
+                text = form.format(subject=subject, place="kitchen", neg="fork")
+                assert not any(e in text for e in evaluated), text

@@ -52,8 +52,8 @@ def true_caption(rec: NegationRecord) -> str:
     return rec.caption if rec.negation_type == "presence" else rec.negated_caption
 
 
-def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce_on_bare: bool = False
-                ) -> dict[str, bool]:
+def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce_on_bare: bool = False,
+                omit_types: Sequence[str] = ()) -> dict[str, bool]:
     """Which loss terms (`TERMS`) the record feeds, from its fields and `negation_type` alone (and, for
     InfoNCE and split distillation, from the splitter's reading of its true caption; pass `split` =
     `split_negation(true_caption(rec))` when already computed). The one rule: `example_from_record`
@@ -63,7 +63,8 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
     mcq: records with foils (hard_negatives, or presence records, whose negated caption is a foil);
     omni_presence / omni_absence: presence / absence records; distractor: non-presence records that
     list distractor_images; split_distill, omit_states and unet_loss: true captions the splitter finds a negation
-    in; preserve / preserve_embeds: every record (their original caption); seg_loss: none (it reads
+    in (omit_states: only records whose negation_type is in `omit_types`, when given); preserve / preserve_embeds: every record (their original caption); preserve_states: every record (the
+    affirmative part of its true caption, at the pipeline's padding); seg_loss: none (it reads
     ReferringRecords, not NegationRecords)."""
     split = split if split is not None else split_negation(true_caption(rec))
     presence = rec.negation_type == "presence"
@@ -76,7 +77,8 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
         "split_distill": split.has_negation,
         "preserve": True,
         "preserve_embeds": True,
-        "omit_states": split.has_negation,
+        "preserve_states": True,
+        "omit_states": split.has_negation and (not omit_types or rec.negation_type in omit_types),
         "seg_loss": False,
         "unet_loss": split.has_negation,
     }
@@ -84,14 +86,15 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
 
 
 def example_from_record(rec: NegationRecord, image_index: int, key_index: dict[str, int] | None = None,
-                        infonce_on_bare: bool = False, split: NegationSplit | None = None) -> Example:
+                        infonce_on_bare: bool = False, split: NegationSplit | None = None,
+                        omit_types: Sequence[str] = ()) -> Example:
     """The record as the terms it feeds (`eligibility`) see it. `extra_positives` (an optional record
     key) lists further captions true for the image, e.g. the affirmative twin of a presence foil ("a
     photo with a cup" beside "a photo with no cup"): without such positives the MCQ term only ever
     pushes affirmative phrasings away from images. `distractor_images` become text-to-image negatives
     of the negated caption when `key_index` (the image table's keys) is given."""
     split = split if split is not None else split_negation(true_caption(rec))
-    ok = eligibility(rec, split, infonce_on_bare)
+    ok = eligibility(rec, split, infonce_on_bare, omit_types)
     extra = tuple(str(t) for t in rec.extra.get("extra_positives", ()) if isinstance(t, str))
     presence = rec.negation_type == "presence"
     foils = (rec.negated_caption, *rec.hard_negatives) if presence else tuple(rec.hard_negatives)
@@ -106,7 +109,7 @@ def example_from_record(rec: NegationRecord, image_index: int, key_index: dict[s
 
 
 def examples_from_records(records: Sequence[NegationRecord], key_index: dict[str, int], distractors: bool = False,
-                          infonce_on_bare: bool = False) -> list[Example]:
+                          infonce_on_bare: bool = False, omit_types: Sequence[str] = ()) -> list[Example]:
     """`example_from_record` for every record, splitting each distinct true caption once (the rule
     splitter costs about a millisecond a caption, and datasets repeat captions)."""
     splits: dict[str, NegationSplit] = {}
@@ -116,7 +119,7 @@ def examples_from_records(records: Sequence[NegationRecord], key_index: dict[str
         if text not in splits:
             splits[text] = split_negation(text)
         out.append(example_from_record(rec, key_index[rec.image], key_index if distractors else None,
-                                       infonce_on_bare, splits[text]))
+                                       infonce_on_bare, splits[text], omit_types))
     return out
 
 
@@ -170,6 +173,7 @@ class ExampleTargets:
     states_rows: torch.Tensor | None = None  # (N,) bool: the example feeds omit_states
     states_neg_ids: torch.Tensor | None = None  # (N, L) the negated concepts as a negative prompt (unet_loss)
     states_neg_mask: torch.Tensor | None = None
+    states_positions: torch.Tensor | None = None  # (N, L) bool: positions omit_states counts (None: all)
 
 
 @dataclass
@@ -200,6 +204,7 @@ class Batch:
     states_rows: torch.Tensor | None = None  # (B,) bool
     states_neg_ids: torch.Tensor | None = None  # (B, L)
     states_neg_mask: torch.Tensor | None = None
+    states_positions: torch.Tensor | None = None  # (B, L) bool, or None: every position
 
     def to(self, device) -> Batch:
         return dataclasses.replace(self, **{k: v.to(device) for k, v in vars(self).items() if v is not None})
@@ -268,7 +273,7 @@ def target_rows(targets: ExampleTargets, image_index: torch.Tensor, distractors:
     if targets.distractors:
         out["distractor_emb"] = targets.images[distractors.clamp_min(0)]
     for name in ("base_embed", "split_target", "states_ids", "states_mask", "states_target_ids", "states_target_mask",
-                 "states_rows", "states_neg_ids", "states_neg_mask"):
+                 "states_rows", "states_neg_ids", "states_neg_mask", "states_positions"):
         table = getattr(targets, name)
         if table is not None:
             out[name] = table[example_index]
@@ -291,10 +296,13 @@ def batch_indices(step: int, micro: int, n_examples: int, batch_size: int, grad_
     return out
 
 
-def states_tokens(tokenizer, examples: Sequence[Example], length: int) -> dict[str, torch.Tensor]:
+def states_tokens(tokenizer, examples: Sequence[Example], length: int, skip_pooled: bool = False
+                  ) -> dict[str, torch.Tensor]:
     """The omit_states inputs of every example: its true caption and the splitter's affirmative part of it,
     padded to `length` positions as a diffusion pipeline pads prompts (an example with no negation keeps
-    its own caption as target and is masked out by `states_rows`)."""
+    its own caption as target and is masked out by `states_rows`). `skip_pooled`: `states_positions`
+    leaves out each true caption's pooled position, its end-of-text token (the last position the
+    tokenizer's attention mask covers: CLIP's tokenizer ends every sequence, truncated or not, with it)."""
     def enc(texts):
         out = tokenizer(list(texts), padding="max_length", max_length=length, truncation=True, return_tensors="pt")
         return out.input_ids, out.attention_mask
@@ -303,5 +311,10 @@ def states_tokens(tokenizer, examples: Sequence[Example], length: int) -> dict[s
     tids, tmask = enc([ex.affirmative or ex.positive for ex in examples])
     nids, nmask = enc([ex.negated or "" for ex in examples])
     rows = torch.tensor(["omit_states" in ex.eligible for ex in examples], dtype=torch.bool)
-    return {"states_ids": ids, "states_mask": mask, "states_target_ids": tids, "states_target_mask": tmask,
-            "states_rows": rows, "states_neg_ids": nids, "states_neg_mask": nmask}
+    out = {"states_ids": ids, "states_mask": mask, "states_target_ids": tids, "states_target_mask": tmask,
+           "states_rows": rows, "states_neg_ids": nids, "states_neg_mask": nmask}
+    if skip_pooled:
+        positions = torch.ones_like(ids, dtype=torch.bool)
+        positions[torch.arange(len(ids)), mask.sum(-1) - 1] = False
+        out["states_positions"] = positions
+    return out

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.records import NEGATION_TYPES
 from ..errors import InputError
 from .losses import TERMS
 
@@ -89,10 +90,21 @@ class TrainConfig:
                          group="objective")
     preserve_embeds: float = _f(0.0, "projected-embedding preservation on affirmative captions (what CLIPSeg reads)",
                                 group="objective")
+    preserve_states: float = _f(0.0, "token-state preservation at the pipeline's padding: every example's affirmative "
+                                "text (its caption, or the splitter's affirmative part) keeps the base's states at "
+                                "all states_length positions, padding included, as a frozen UNet reads them",
+                                group="objective")
     omit_states: float = _f(0.0, "token-state distillation for generators: a negated caption's padded token states "
                             "toward the frozen base's states of its affirmative part (the splitter's), so a "
                             "frozen UNet omits the negated concept", group="objective")
-    states_length: int = _f(77, "token positions the downstream pipeline pads prompts to (omit_states)",
+    omit_types: list[str] = _f([], "negation types (record negation_type) omit_states trains on; empty: every "
+                               "record the splitter finds a negation in. [absence] leaves attribute negations "
+                               "('the cup is not red') to the contrastive terms", group="objective")
+    states_skip_pooled: bool = _f(False, "omit_states leaves out each negated caption's pooled (end-of-text) position: "
+                                  "the projected embedding CLIP and CLIPSeg read stays the contrastive terms', the "
+                                  "other positions a UNet reads are pulled", group="objective")
+    states_length: int = _f(77, "token positions the downstream pipeline pads prompts to (omit_states, "
+                            "preserve_states, unet_loss)",
                             group="objective")
     states_mask: bool = _f(True, "the downstream pipeline passes the attention mask to the text encoder (the "
                            "world's IF pipeline does; SD 1.x / SDXL do not)", group="objective")
@@ -155,6 +167,9 @@ class TrainConfig:
             p.append(f"layers must be all, front:K, back:K or a comma list of indices, got {self.layers!r}")
         if self.unet_loss and not self.unet_model:
             p.append("unet_loss needs unet_model (a diffusers pipeline folder with unet/ and scheduler/)")
+        bad = [t for t in self.omit_types if t not in NEGATION_TYPES]
+        if bad:
+            p.append(f"omit_types must name negation types ({'|'.join(NEGATION_TYPES)}), got {bad}")
         if self.unet_on_policy and self.unet_mode != "teacher":
             p.append("unet_on_policy needs unet_mode teacher (the trajectories are the teacher's)")
         if self.unet_mode not in ("teacher", "denoise"):

@@ -15,7 +15,7 @@ from torch import nn
 # The objective's terms, in one place: TrainConfig has a weight field of each name, the objective
 # (`training.objective`) computes them, and the model card lists them.
 TERMS = ("infonce", "mcq", "omni_presence", "omni_absence", "distractor", "split_distill", "preserve",
-         "preserve_embeds", "omit_states", "seg_loss", "unet_loss")
+         "preserve_embeds", "preserve_states", "omit_states", "seg_loss", "unet_loss")
 
 
 def multi_positive_ce(logits: torch.Tensor, positive: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -245,10 +245,17 @@ class StateDistillationLoss(nn.Module):
     the loss is the mean squared error over those rows, every position and every dimension.
     """
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, rows: torch.Tensor,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """`positions` (R, L) bool, optional: only these positions count (omit_states with
+        `states_skip_pooled` leaves each caption's pooled position out)."""
         if not rows.any():
             return pred.new_zeros(())
-        return ((pred[rows] - target[rows]) ** 2).mean()
+        sq = (pred[rows] - target[rows]) ** 2
+        if positions is None:
+            return sq.mean()
+        keep = positions[rows].to(sq.dtype)[..., None]
+        return (sq * keep).sum() / (keep.sum() * sq.shape[-1]).clamp_min(1)
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

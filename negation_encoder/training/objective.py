@@ -51,7 +51,7 @@ class NegationObjective(nn.Module):
 
     def forward(self, emb: torch.Tensor, hidden: torch.Tensor, batch: Batch, logit_scale: torch.Tensor,
                 base_hidden: torch.Tensor | None = None,
-                states: tuple[torch.Tensor, torch.Tensor] | None = None,
+                states: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
                 seg: tuple[torch.Tensor, torch.Tensor] | None = None,
                 unet: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """`emb` (T, D) normalised embeddings of the batch's distinct texts and `hidden` their last hidden
@@ -59,8 +59,8 @@ class NegationObjective(nn.Module):
         `distractor_emb`, `split_target`/`split_mask`, `base_embed`). `base_hidden` is the frozen base's
         hidden states of the original captions, computed in the step for the preservation term (storing
         77 x D states per example would not scale to a real CLIP). `states` is (the tower's states of the
-        true captions at the pipeline's padding, the frozen base's states of their affirmative parts) for
-        omit_states; `seg` is (a frozen CLIPSeg's logits on this step's referring samples, their masks)."""
+        true captions at the pipeline's padding, the frozen base's states of their affirmative parts, the
+        tower's states of those affirmative parts or None) for omit_states and preserve_states; `seg` is (a frozen CLIPSeg's logits on this step's referring samples, their masks)."""
         w = self.weights
         ids = batch.image_index
         image_emb = batch.image_emb
@@ -118,8 +118,12 @@ class NegationObjective(nn.Module):
             counts["preserve"] = batch.attention_mask[rows].sum()
         if w["omit_states"] and states is not None:
             rows = batch.states_rows
-            parts["omit_states"] = self.omit_states(states[0], states[1], rows)
+            parts["omit_states"] = self.omit_states(states[0], states[1], rows, batch.states_positions)
             counts["omit_states"] = rows.sum()
+        if w["preserve_states"] and states is not None and states[2] is not None:
+            every = torch.ones(len(states[2]), dtype=torch.bool, device=states[2].device)
+            parts["preserve_states"] = self.omit_states(states[2], states[1], every)  # the same MSE, every row
+            counts["preserve_states"] = every.sum()
         if w["unet_loss"] and unet is not None:
             parts["unet_loss"] = torch.nn.functional.mse_loss(unet[0], unet[1])
             counts["unet_loss"] = torch.tensor(len(unet[0]), device=unet[0].device)

@@ -348,7 +348,7 @@ def check_inputs(cfg: TrainConfig, accelerator, run: RunDir, resume: bool, overw
     keys = list(dict.fromkeys([r.image for r in records]
                               + ([k for r in records for k in distractor_keys(r)] if cfg.distractor else [])))
     examples = examples_from_records(records, {k: i for i, k in enumerate(keys)}, bool(cfg.distractor),
-                                     cfg.infonce_on_bare)
+                                     cfg.infonce_on_bare, cfg.omit_types)
     eligible = check_eligible(cfg, examples)
     if image_loader is None:
         check_images_exist(loaded, cfg.images, distractors=bool(cfg.distractor), image_processor=image_processor,
@@ -414,7 +414,7 @@ def precompute_targets(cfg: TrainConfig, model, tokenizer, examples: list[Exampl
         if not torch.equal(has_target.cpu(), eligible):  # one splitter reads both; a mismatch is a bug
             raise RuntimeError("split_distill: the split reading and the eligibility rule disagree")
         split_target = split_target.cpu()
-    states = states_tokens(tokenizer, examples, cfg.states_length) if cfg.omit_states or cfg.unet_loss else {}
+    states = states_tokens(tokenizer, examples, cfg.states_length, cfg.states_skip_pooled) if uses_states(cfg) else {}
     return ExampleTargets(images=images, distractors=bool(cfg.distractor), base_embed=base_embed,
                           split_target=split_target, **states)
 
@@ -441,7 +441,7 @@ def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: 
 
     text_model = model.text_model
     base_text = copy.deepcopy(text_model).requires_grad_(False).eval() \
-        if cfg.preserve or cfg.omit_states or cfg.unet_loss else None
+        if cfg.preserve or uses_states(cfg) else None
     trainable = configure_trainable(text_model, model.text_projection, cfg.layers, cfg.train_embeddings,
                                     cfg.train_final_layer_norm, cfg.train_projection)
     tower = TextTower(text_model, model.text_projection, model.logit_scale, cfg.learn_logit_scale)
@@ -467,6 +467,11 @@ def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: 
                       FrozenSegmenter(inputs.seg, inputs.tokenizer, accelerator.device) if inputs.seg else None,
                       FrozenDenoiser(cfg.unet_model, cfg.images, accelerator.device) if cfg.unet_loss else None,
                       inputs.keys, empty_prompt_states(cfg, inputs.tokenizer, base_text, accelerator.device))
+
+
+def uses_states(cfg: TrainConfig) -> bool:
+    """Whether a term reads token states at the pipeline's padding (`states_tokens` in the batch)."""
+    return bool(cfg.omit_states or cfg.preserve_states or cfg.unet_loss)
 
 
 def empty_prompt_states(cfg: TrainConfig, tokenizer, base_text, device) -> torch.Tensor | None:
@@ -513,20 +518,26 @@ def compute_loss(state: TrainState, batch: Batch, step: int = 0, micro: int = 0
     """The objective on one micro-batch; the frozen base's hidden states (preservation) are computed here."""
     cfg = state.cfg
     states_in = seg_in = None
-    if cfg.omit_states or cfg.unet_loss:
-        states_in = (batch.states_ids, batch.states_mask if cfg.states_mask else None)
+    if uses_states(cfg):
+        ids, mask = batch.states_ids, batch.states_mask
+        if cfg.preserve_states:  # the affirmative texts ride in the same forward (one forward per step)
+            ids, mask = torch.cat([ids, batch.states_target_ids]), torch.cat([mask, batch.states_target_mask])
+        states_in = (ids, mask if cfg.states_mask else None)
     if state.seg is not None:
         acc = state.accelerator
         seg_in = state.seg.inputs(state.seg.sample(step, micro, cfg, acc.process_index, acc.num_processes))
     emb, hidden, states, seg_proj = state.tower(batch.input_ids, batch.attention_mask,
                                                 *(states_in or (None, None)), *(seg_in[:2] if seg_in else (None, None)))
+    kept = None  # the tower's states of the affirmative texts (preserve_states)
+    if states is not None and cfg.preserve_states:
+        states, kept = states[: len(batch.states_ids)], states[len(batch.states_ids):]
     base_hidden = states_target = seg = None
     with torch.no_grad():
         if cfg.preserve:
             rows = batch.original
             base_hidden = state.base_text(input_ids=batch.input_ids[rows],
                                           attention_mask=batch.attention_mask[rows]).last_hidden_state
-        if cfg.omit_states:
+        if cfg.omit_states or cfg.preserve_states:
             states_target = state.base_text(input_ids=batch.states_target_ids,
                                             attention_mask=batch.states_target_mask if cfg.states_mask else None
                                             ).last_hidden_state
@@ -534,7 +545,8 @@ def compute_loss(state: TrainState, batch: Batch, step: int = 0, micro: int = 0
         seg = (state.seg.logits(seg_in[2], seg_proj), seg_in[3])
     unet = unet_inputs(state, batch, states, step, micro) if state.unet is not None else None
     return state.objective(emb, hidden, batch, state.logit_scale().exp(), base_hidden=base_hidden,
-                           states=None if states_target is None else (states, states_target), seg=seg, unet=unet)
+                           states=None if states_target is None else (states, states_target, kept), seg=seg,
+                           unet=unet)
 
 
 def train_step(state: TrainState, step: int) -> dict[str, float]:
