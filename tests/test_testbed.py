@@ -240,8 +240,7 @@ def test_generator_prompt_records_are_true_for_their_scene_and_split_to_their_af
     records = read_records(path)
     assert stats.records_written == len(records) == 80
     scenes = {world.image_key(s): s for s in world.scenes}
-    forms = {n.split("{")[0] for n, _, _ in L.TRAIN_T2I_FORMS}
-    assert len({r.negated_caption.split(" ")[0] for r in records}) > 1 and forms
+    assert len({r.negated_caption.split(" ")[0] for r in records}) > 1  # more than one frame
     for r in records:
         scene = scenes[r.image]
         assert not scene.has(r.negated_concept) and has_negation_cue(r.negated_caption)

@@ -63,8 +63,9 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
     mcq: records with foils (hard_negatives, or presence records, whose negated caption is a foil);
     omni_presence / omni_absence: presence / absence records; distractor: non-presence records that
     list distractor_images; split_distill, omit_states and unet_loss: true captions the splitter finds a negation
-    in (omit_states: only records whose negation_type is in `omit_types`, when given); preserve / preserve_embeds: every record (their original caption); preserve_states: every record (the
-    affirmative part of its true caption, at the pipeline's padding); seg_loss: none (it reads
+    in (omit_states: only records whose negation_type is in `omit_types`, when given); preserve /
+    preserve_embeds: every record (their original caption); preserve_states: every record (the affirmative
+    part of its true caption, at the pipeline's padding); seg_loss: none (it reads
     ReferringRecords, not NegationRecords)."""
     split = split if split is not None else split_negation(true_caption(rec))
     presence = rec.negation_type == "presence"

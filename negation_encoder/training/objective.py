@@ -60,7 +60,8 @@ class NegationObjective(nn.Module):
         hidden states of the original captions, computed in the step for the preservation term (storing
         77 x D states per example would not scale to a real CLIP). `states` is (the tower's states of the
         true captions at the pipeline's padding, the frozen base's states of their affirmative parts, the
-        tower's states of those affirmative parts or None) for omit_states and preserve_states; `seg` is (a frozen CLIPSeg's logits on this step's referring samples, their masks)."""
+        tower's states of those affirmative parts or None) for omit_states and preserve_states; `seg` is (a
+        frozen CLIPSeg's logits on this step's referring samples, their masks)."""
         w = self.weights
         ids = batch.image_index
         image_emb = batch.image_emb
