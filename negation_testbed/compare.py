@@ -74,9 +74,8 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
         generated = generate_negation_data(world, out / "world" / variant, ("p1", "rand_p1", "p2", "presence", *extra),
                                            tokenizer=tokenizer, progress=progress, compositional=compositional)
         datasets[variant] = {src: path for src, (path, _) in generated.items()}
-    data = {src: path for src, path in datasets["data"].items() if src not in extra}  # the base's split fit
     suite = B.build_suite(size=bench_size)
-    base_split, base_scorer = split_evaluation(model, tokenizer, processor, suite, data, world.image_root)
+    base_split, base_scorer = split_evaluation(model, tokenizer, processor, suite, datasets["data"], world.image_root)
     base_fit = fit_summary(base_scorer)
     results: dict = {"base": B.evaluate(model, tokenizer, processor, suite), "base_split": base_split,
                      "base_split_fit": base_fit, "recipes": {}}

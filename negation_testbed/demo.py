@@ -206,7 +206,7 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
               f"Verdict: {sum(ok for _, ok in checks)} of {len(checks)} targets met.", "",
               "## How the split columns read a caption", "",
               "Split scoring reads a caption as sim(image, affirmative part) - w * (max sim(image, negated concept) "
-              "- b), with (w, b) fitted per model on the world's training records: "
+              "- b), with (w, b) fitted per model on the world's training records (not the generator prompts): "
               + ", ".join(f"{k} w={v['weight']}, b={v['offset']}" for k, v in weights.items()) + ". "
               "A weight of 0 means the fit found it best to drop the negated concepts and score the affirmative "
               "part alone (\"a kitchen with a cup and no fork\" read as \"a kitchen with a cup\"): that already beats "

@@ -375,13 +375,14 @@ def test_no_benchmark_image_is_a_training_image(tmp_path):
 
 def test_split_weight_is_fitted_on_training_records_only(tmp_path, monkeypatch):
     """The demo's split reader gets its weight from the world's training records and images, never from
-    benchmark items: every image the fit embeds is a training image."""
+    benchmark items: every image the fit embeds is a training image. The generator-prompt source is not
+    fitted on (a training-free route must not move with the fine-tuning recipe's data)."""
     import negation_encoder.split_scorer as split_mod
     from negation_encoder.testing import tiny
     from negation_testbed.run import split_evaluation
 
     world = make_train_world(tmp_path / "images", n_scenes=40)
-    data = generate_negation_data(world, tmp_path / "data", ("p1", "presence"), tokenizer=world_tokenizer(),
+    data = generate_negation_data(world, tmp_path / "data", ("p1", "presence", "t2i"), tokenizer=world_tokenizer(),
                                   progress=False)
     seen: list[str] = []
     fit = split_mod.fit_split_weight_on_records
@@ -402,7 +403,10 @@ def test_split_weight_is_fitted_on_training_records_only(tmp_path, monkeypatch):
     train_keys = {world.image_key(s) for s in world.scenes}
     assert seen and set(seen) <= train_keys
     assert scorer.fit["items"] > 0 and set(metrics) >= {"mcq", "retrieval_negated_group_top1"}
-    assert scorer.fit["data"] == sorted(p.name for p, _ in data.values())
+    assert scorer.fit["data"] == ["p1.jsonl", "presence.jsonl"]
+    with pytest.raises(ValueError, match="t2i"):
+        split_evaluation(model, tok, tiny.build_clip_image_processor(32), suite, {"t2i": data["t2i"][0]},
+                         world.image_root)
 
 
 def test_training_and_evaluation_wordings_are_disjoint_for_the_drop_in():
