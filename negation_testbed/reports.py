@@ -53,8 +53,8 @@ def encoder_page(demo: dict) -> str:
     lines = ["# Encoder benchmarks on the world (benchmark twins)", "", stamp(demo), "",
              f"Recipe `{demo.get('recipe')}`. Fractions in [0, 1], 500 items per benchmark (seed 12345). The split "
              "reader scores a caption as sim(image, affirmative part) - w (max sim(image, negated concept) - b), "
-             "with (w, b) fitted per model on the world's TRAINING records (not the generator prompts); w = 0 means the negated concepts are "
-             "dropped and the affirmative part alone is scored.", "",
+             "with (w, b) fitted per model on the world's TRAINING records (not the generator prompts); w = 0 means "
+             "the negated concepts are dropped and the affirmative part alone is scored.", "",
              "| metric | " + " | ".join(t for _, t in cols) + " |", "|---|" + "---:|" * len(cols)]
     for k in METRIC_KEYS:
         lines.append(f"| {METRIC_LABELS[k].strip()} | " + " | ".join(_f(demo[c][k]) for c, _ in cols) + " |")
