@@ -3,7 +3,8 @@
 A training split of scenes with one affirmative caption each (the world's COCO), its images written
 as PNG files (the trainer reads images from disk, as with real data), VQA-style questions answered
 "no" from the scene graph (the world's VQAv2), then P1 / Rand-P1 / P2 / presence with the oracles.
-Absence records get counterfactual distractor images rendered by `WorldDistractors`.
+Absence records get counterfactual distractor images rendered by `WorldDistractors`, and P2's attribute
+and relation records the same scene with the question's answer made "yes".
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .world import (
     SceneObject,
     render,
     sample_scene,
+    with_changed,
     with_object,
 )
 
@@ -60,7 +62,8 @@ def make_train_world(root: str | Path, n_scenes: int = 1500, seed: int = TRAIN_S
 
 @dataclass
 class WorldDistractors:
-    """The world's `DistractorSource`: the record's own scene re-rendered with the negated concept added.
+    """The world's `DistractorSource` and `AnswerFlipSource`: the record's own scene re-rendered with the
+    negated concept added (absence records) or with the asked attribute or relation made true (P2).
 
     The concept goes into a free cell with a colour and size drawn from a seed of (scene, concept), and
     is appended last under the scene's render seed (`world.with_object`), so each distractor differs
@@ -95,6 +98,28 @@ class WorldDistractors:
             keys.append(key)
         return keys
 
+    def answer_flipped(self, item: QAItem, k: int) -> list[str]:
+        """The scene with the asked object in the asked colour or cell (`with_changed`): the one image
+        that differs from the original only where "no" becomes "yes". One exists at most, whatever k;
+        none when the asked cell is taken by another object."""
+        scene = self._scenes.get(item.image)
+        kind, value = item.detail.get("kind"), item.detail.get("value")
+        if scene is None or k < 1 or kind is None or not scene.has(kind):
+            return []
+        if item.negation_type == "attribute" and value in COLOURS:
+            change = {"colour": value}
+        elif item.negation_type == "relation" and value in CELLS and value not in {o.cell for o in scene.objects}:
+            change = {"cell": value}
+        else:
+            return []
+        twin = with_changed(scene, kind, f"{scene.id}~{kind}-{value.replace(' ', '-')}", **change)
+        key = self.world.image_key(twin)
+        path = self.world.image_root / key
+        if not path.exists():
+            Image.fromarray(render(twin)[0]).save(path)
+        self.rendered[key] = twin
+        return [key]
+
 
 def caption_items(world: TrainWorld) -> list[CaptionItem]:
     return [CaptionItem(s.id, world.image_key(s), c, s.kinds) for s, c in zip(world.scenes, world.captions, strict=True)]
@@ -123,7 +148,8 @@ def generate_negation_data(world: TrainWorld, out_dir: str | Path, sources: tupl
                            compositional: bool = False) -> dict[str, tuple[Path, PipelineStats]]:
     """Run each pipeline on the world; returns {source: (jsonl path, stats)}. Resumable.
 
-    Absence records carry `distractors_per_record` rendered counterfactuals (0: none); `compositional`
+    Absence records carry `distractors_per_record` rendered counterfactuals (0: none) and P2's attribute and
+    relation records their one answer-flipped scene (none with 0); `compositional`
     adds P1's compositional foils and their true twins (`PipelineConfig.compositional`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

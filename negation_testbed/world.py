@@ -9,7 +9,7 @@ Scenes have themes (kitchen, street, park, office) that make some objects likely
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -151,6 +151,26 @@ def with_object(scene: Scene, obj: SceneObject, scene_id: str) -> Scene:
     if obj.cell in {o.cell for o in scene.objects}:
         raise ValueError(f"scene {scene.id}: cell {obj.cell!r} is taken")
     return Scene(scene_id, scene.theme, [*scene.objects, obj], seed=scene.seed, extra=dict(scene.extra))
+
+
+def with_changed(scene: Scene, kind: str, scene_id: str, **changes: str) -> Scene:
+    """The same scene with its `kind` object changed (`colour=...` or `cell=...`), in place in the object
+    list, under the same render seed.
+
+    Why in place: `render` draws each object's jitter and colour noise in list order and in amounts that
+    depend only on the size, so a recoloured object is the only pixels that change, and a moved one
+    changes only its old and its new glyph: the counterfactual in which a "no"-answered question about
+    that object is answered "yes".
+    """
+    if not scene.has(kind):
+        raise ValueError(f"scene {scene.id} has no {kind}")
+    unknown = set(changes) - {"colour", "cell"}
+    if unknown:
+        raise ValueError(f"with_changed changes colour or cell, got {sorted(unknown)}")
+    if "cell" in changes and changes["cell"] in {o.cell for o in scene.objects if o.kind != kind}:
+        raise ValueError(f"scene {scene.id}: cell {changes['cell']!r} is taken")
+    objects = [replace(o, **changes) if o.kind == kind else o for o in scene.objects]
+    return Scene(scene_id, scene.theme, objects, seed=scene.seed, extra=dict(scene.extra))
 
 
 def render(scene: Scene) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -161,6 +161,49 @@ def test_world_distractors_differ_from_the_image_only_by_the_negated_concept(tmp
             assert changed[masks[r.negated_concept]].any() and not changed[~masks[r.negated_concept]].any(), key
 
 
+def test_p2_distractors_flip_the_answer_and_differ_only_at_the_asked_object(tmp_path):
+    from PIL import Image
+
+    from negation_encoder.data.pipelines import AnswerFlipSource, QAItem
+
+    world = make_train_world(tmp_path / "images", n_scenes=60)
+    res = generate_negation_data(world, tmp_path / "data", ("p2",), tokenizer=world_tokenizer(), progress=False)
+    recs = read_records(res["p2"][0])
+    scenes = {world.image_key(s): s for s in world.scenes}
+    items = {it.image: it for it in qa_items(world)}
+    fresh = WorldDistractors(world)
+    assert isinstance(fresh, AnswerFlipSource)
+    flipped = {"attribute": 0, "relation": 0}
+    for r in recs:
+        scene, item = scenes[r.image], items[r.image]
+        kind, value = item.detail["kind"], item.detail["value"]
+        keys = r.extra.get("distractor_images", [])
+        taken = {o.cell for o in scene.objects if o.kind != kind}
+        if r.negation_type == "relation" and value in taken:
+            assert keys == [] and fresh.answer_flipped(item, 2) == []  # no free cell: no exact twin
+            continue
+        assert len(keys) == 1 and keys == fresh.answer_flipped(item, 2) and r.image not in keys
+        twin = fresh.rendered[keys[0]]
+        # the question the record negates is answered "yes" on the twin, and nothing else changed
+        assert getattr(twin.get(kind), "colour" if r.negation_type == "attribute" else "cell") == value
+        assert [o for o in twin.objects if o.kind != kind] == [o for o in scene.objects if o.kind != kind]
+        original = np.asarray(Image.open(world.image_root / r.image))
+        pixels = np.asarray(Image.open(world.image_root / keys[0]))
+        _, before = render(scene)
+        img, after = render(twin)
+        assert np.array_equal(pixels, img)
+        changed = (pixels != original).any(-1)
+        where = before[kind] | after[kind]
+        assert changed[where].any() and not changed[~where].any(), keys[0]
+        flipped[r.negation_type] += 1
+    assert flipped["attribute"] > 10 and flipped["relation"] > 3, flipped
+    assert res["p2"][1].stages["distractor_images"] == sum(flipped.values())
+    # a QA item the world cannot flip (an unknown colour) gets none
+    odd = QAItem("x", recs[0].image, recs[0].caption, "Is it mauve?", "no", "attribute", "mauve",
+                 {"kind": scenes[recs[0].image].objects[0].kind, "value": "mauve"})
+    assert fresh.answer_flipped(odd, 1) == []
+
+
 def test_compositional_foils_come_with_their_true_twins_in_one_frame(tmp_path):
     from negation_encoder.data.pipelines import _style
 

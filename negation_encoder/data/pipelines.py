@@ -11,8 +11,10 @@ negated concept and as much of the rest of the caption as possible, the negative
 caption in the text-to-image direction. A `DistractorSource` supplies them: the testbed renders the
 scene plus the concept (`negation_testbed.datagen.WorldDistractors`); on COCO,
 `data.distractors.AnnotationDistractorMiner` mines the closest real images that contain the concept
-from the instance annotations. Generating or inpainting counterfactual images (TripletCLIP-style) is
-out of scope here.
+from the instance annotations. P2's attribute and relation records get them from a source that is also
+an `AnswerFlipSource`: the same image with the question's answer turned to "yes" ("the chair is not
+blue" against the scene with the chair blue), which the testbed renders exactly. Generating or
+inpainting counterfactual images (TripletCLIP-style) is out of scope here.
 
 Every generated caption is validated (`validation.check_caption`); rejects are counted by reason and
 never written. Output is append-only NegationRecord JSONL: a killed run re-run with the same
@@ -77,6 +79,20 @@ class DistractorSource(Protocol):
         ...
 
 
+@runtime_checkable
+class AnswerFlipSource(Protocol):
+    """Images in which a "no"-answered question (a P2 item) would be answered "yes": the same scene with
+    the asked attribute or relation made true. Why: P2's negated caption ("the chair is not blue") is
+    best told apart, text to image, from the image it would otherwise describe (the chair blue); a
+    negation-blind encoder prefers that image, MCQ over caption foils alone never asks it to choose."""
+
+    name: str
+
+    def answer_flipped(self, item: QAItem, k: int) -> list[str]:
+        """Up to k image keys (resolvable like `item.image`); never `item.image`; [] when none exists."""
+        ...
+
+
 @dataclass
 class PipelineStats:
     pipeline: str
@@ -113,7 +129,9 @@ class PipelineConfig(Validated):
     batch_size: int = 32
     seed: int = 0
     categories: Sequence[str] = ()  # Rand-P1's category list
-    distractors_per_record: int = 2  # distractor images per absence record, when a source is given
+    # distractor images per absence record, when a source is given (and per P2 attribute / relation
+    # record, when the source is also an AnswerFlipSource)
+    distractors_per_record: int = 2
     # P1: add "a N but no B" foils beside their true twins "a B but no N" (needs known present objects).
     # Opt-in: in the current MCQ term they lift NegBench's negative template and negated retrieval but
     # cost zero-shot and pairwise (docs/diagnosis.md); on by default once the trainer balances them.
@@ -172,7 +190,8 @@ def run_pipeline(
 ) -> PipelineStats:
     """Run one pipeline over `items`, appending valid records to `out`; write `<out>.stats.json`.
 
-    With `distractors`, every absence record gets `distractor_images` from that source."""
+    With `distractors`, every absence record gets `distractor_images` from that source, and so does every
+    P2 record when the source is also an `AnswerFlipSource`."""
     if cfg.pipeline in ("p1", "rand_p1") and mllm is None:
         raise ValueError(f"pipeline {cfg.pipeline} needs an MLLM to verify absence")
     if cfg.pipeline == "rand_p1" and not cfg.categories:
@@ -207,14 +226,20 @@ def run_pipeline(
 
 def _attach_distractors(records: list[NegationRecord], batch: list, source: DistractorSource, k: int,
                         stats: PipelineStats) -> None:
-    """Give each absence record up to k distractor images (never its own image)."""
+    """Give each absence record up to k distractor images (never its own image), and each record made from
+    a "no"-answered question up to k images where the answer is "yes" if the source can flip answers."""
     by_caption = {(it.image, it.caption): it for it in batch}
+    flips = isinstance(source, AnswerFlipSource)
     for rec in records:
-        if rec.negation_type != "absence":
-            continue
         it = by_caption[(rec.image, rec.caption)]
-        item = it if isinstance(it, CaptionItem) else CaptionItem(it.id, it.image, it.caption)
-        keys = list(dict.fromkeys(key for key in source.distractors(item, rec.negated_concept, k) if key != rec.image))
+        if rec.negation_type == "absence":
+            item = it if isinstance(it, CaptionItem) else CaptionItem(it.id, it.image, it.caption)
+            found = source.distractors(item, rec.negated_concept, k)
+        elif flips and isinstance(it, QAItem) and rec.negation_type != "presence":
+            found = source.answer_flipped(it, k)
+        else:
+            continue
+        keys = list(dict.fromkeys(key for key in found if key != rec.image))
         if not keys:
             stats.rejects["distractors:none_found"] += 1
             continue
