@@ -62,22 +62,26 @@ _DROP_IN_ALT_TEXT = {**_CONTRASTIVE, "preserve_embeds": 1.0, "omit_states": 3.0,
 # UNet reads the padding), omit_states on object negations only (attribute negations stay with the
 # contrastive terms) and MCQ at 2. Measured on the world in docs/testbed.md ("The drop-in: what transfers").
 _DROP_IN_PROMPTS = {**_DROP_IN_ALT_TEXT, "mcq": 2.0, "preserve_states": 1.0, "omit_types": ["absence"]}
-# The default adds the text-to-image term over counterfactual images (absence records: the scene plus the
-# negated object; P2 records: the scene where the question's answer is "yes") and seg_loss 2. Chosen on
-# validation twins (benchmark seed 90210, seg-compare seed 7), never on the evaluated sets: it lifted
-# existence, pairwise referring and CLIPSeg's object choice over `drop-in-prompts` (docs/testbed.md).
-_DROP_IN = {**_DROP_IN_PROMPTS, "distractor": 1.0, "seg_loss": 2.0}
+# The default adds the text-to-image term over counterfactual images of object negations (the scene plus the
+# negated object). Chosen on validation sets (benchmark twins of seed 90210, seg-compare seed 7, the
+# generator's validation prompts), never on the evaluated sets: over `drop-in-prompts` it lifted existence
+# and kept the generator's subject on affirmative prompts. P2's answer-flipped images (the chair blue
+# against "the chair is not blue") lift pairwise referring but cost that subject rate: `drop-in-attribute-images`.
+_DROP_IN = {**_DROP_IN_PROMPTS, "distractor": 1.0, "distractor_types": ["absence"]}
 _SOURCES = ("p1", "p2", "presence")
 _DROP_IN_SOURCES = (*_SOURCES, "t2i")
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("default", "the best drop-in measured: per-image MCQ (2) over minimal foils + InfoNCE (0.3) on non-bare "
-           "negated captions + text-to-image over counterfactual images (1.0) + token, padded-state and "
-           "projected-embedding preservation + omit_states (3.0, object negations, for a frozen UNet) + seg_loss "
-           "(2.0, through the world's frozen CLIPSeg); P1+P2+presence+generator prompts", _DROP_IN_SOURCES,
+           "negated captions + text-to-image over counterfactual images of object negations (1.0) + token, "
+           "padded-state and projected-embedding preservation + omit_states (3.0, object negations, for a frozen "
+           "UNet) + seg_loss (1.0, through the world's frozen CLIPSeg); P1+P2+presence+generator prompts", _DROP_IN_SOURCES,
            _DROP_IN, seg=True),
-    Recipe("drop-in-prompts", "the default before counterfactual images: no distractor term, seg_loss 1.0",
+    Recipe("drop-in-prompts", "the default before counterfactual images: no distractor term",
            _DROP_IN_SOURCES, {**_DROP_IN_PROMPTS}, seg=True),
+    Recipe("drop-in-attribute-images", "the default with P2's answer-flipped images in the distractor term too, and "
+           "seg_loss 2: better pairwise referring, fewer subjects drawn for affirmative prompts",
+           _DROP_IN_SOURCES, {**_DROP_IN_PROMPTS, "distractor": 1.0, "seg_loss": 2.0}, seg=True),
     Recipe("contrastive", "the encoder benchmarks only (the default before issue #23): per-image MCQ over minimal "
            "foils + InfoNCE (0.3) on non-bare negated captions + preservation; P1+P2+presence",
            _SOURCES, _CONTRASTIVE),

@@ -168,6 +168,11 @@ def test_eligibility_reads_fields_and_the_split_never_string_containment():
     assert "omit_states" in fed(attribute) and "omit_states" not in fed(attribute, omit_types=("absence",))
     assert fed(attribute, omit_types=("absence",)) == fed(attribute) - {"omit_states"}
     assert fed(rec(), omit_types=("absence",)) == fed(rec())
+    # distractor_types narrows the distractor term the same way
+    flipped = rec(negation_type="attribute", extra={"distractor_images": ["1.png"]})
+    absent = rec(extra={"distractor_images": ["1.png"]})
+    assert fed(flipped, distractor_types=("absence",)) == fed(flipped) - {"distractor"}
+    assert fed(absent, distractor_types=("absence",)) == fed(absent) and "distractor" in fed(absent)
 
 
 def test_a_batch_without_mcq_questions_scores_mcq_zero(setting):

@@ -70,6 +70,7 @@ def _config_file(tmp_path, w, **over):
     ("layers", "back:-1", "layers must be all, front:K, back:K or a comma list"),
     ("layers", "front:99", "config key 'layers'"),
     ("layers", "0,99", "indices [99] out of range for 2 layers"),
+    ("distractor_types", ["colour"], "distractor_types must name negation types (absence|presence|"),
 ])
 def test_bad_config_values_are_one_line_before_any_compute(world, tmp_path, capsys, key, value, needle):
     out = tmp_path / "fresh"

@@ -97,6 +97,9 @@ class TrainConfig:
     omit_states: float = _f(0.0, "token-state distillation for generators: a negated caption's padded token states "
                             "toward the frozen base's states of its affirmative part (the splitter's), so a "
                             "frozen UNet omits the negated concept", group="objective")
+    distractor_types: list[str] = _f([], "negation types (record negation_type) the distractor term trains on; empty: "
+                                     "every record with distractor_images. [absence] leaves out P2's answer-flipped "
+                                     "images ('the chair is not blue' against the chair blue)", group="objective")
     omit_types: list[str] = _f([], "negation types (record negation_type) omit_states trains on; empty: every "
                                "record the splitter finds a negation in. [absence] leaves attribute negations "
                                "('the cup is not red') to the contrastive terms", group="objective")
@@ -167,9 +170,10 @@ class TrainConfig:
             p.append(f"layers must be all, front:K, back:K or a comma list of indices, got {self.layers!r}")
         if self.unet_loss and not self.unet_model:
             p.append("unet_loss needs unet_model (a diffusers pipeline folder with unet/ and scheduler/)")
-        bad = [t for t in self.omit_types if t not in NEGATION_TYPES]
-        if bad:
-            p.append(f"omit_types must name negation types ({'|'.join(NEGATION_TYPES)}), got {bad}")
+        for key in ("omit_types", "distractor_types"):
+            bad = [t for t in getattr(self, key) if t not in NEGATION_TYPES]
+            if bad:
+                p.append(f"{key} must name negation types ({'|'.join(NEGATION_TYPES)}), got {bad}")
         if self.unet_on_policy and self.unet_mode != "teacher":
             p.append("unet_on_policy needs unet_mode teacher (the trajectories are the teacher's)")
         if self.unet_mode not in ("teacher", "denoise"):

@@ -345,10 +345,12 @@ def check_inputs(cfg: TrainConfig, accelerator, run: RunDir, resume: bool, overw
                          f"({str(e).splitlines()[0]})") from None
     check_caption_lengths(loaded, tokenizer)
     records = loaded.records
+    # distractor images are embedded only for the records whose type the term trains on
+    counterfactual = [r for r in records if not cfg.distractor_types or r.negation_type in cfg.distractor_types]
     keys = list(dict.fromkeys([r.image for r in records]
-                              + ([k for r in records for k in distractor_keys(r)] if cfg.distractor else [])))
+                              + ([k for r in counterfactual for k in distractor_keys(r)] if cfg.distractor else [])))
     examples = examples_from_records(records, {k: i for i, k in enumerate(keys)}, bool(cfg.distractor),
-                                     cfg.infonce_on_bare, cfg.omit_types)
+                                     cfg.infonce_on_bare, cfg.omit_types, cfg.distractor_types)
     eligible = check_eligible(cfg, examples)
     if image_loader is None:
         check_images_exist(loaded, cfg.images, distractors=bool(cfg.distractor), image_processor=image_processor,
