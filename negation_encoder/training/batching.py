@@ -62,7 +62,8 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
     infonce: the true caption, unless it is a bare negation (`NegationSplit.is_bare`) and not `infonce_on_bare`;
     mcq: records with foils (hard_negatives, or presence records, whose negated caption is a foil);
     omni_presence / omni_absence: presence / absence records; distractor: non-presence records that
-    list distractor_images (only those whose negation_type is in `distractor_types`, when given); split_distill, omit_states and unet_loss: true captions the splitter finds a negation
+    list distractor_images (only those whose negation_type is in `distractor_types`, when given);
+    split_distill, omit_states and unet_loss: true captions the splitter finds a negation
     in (omit_states: only records whose negation_type is in `omit_types`, when given); preserve /
     preserve_embeds: every record (their original caption); preserve_states: every record (the affirmative
     part of its true caption, at the pipeline's padding); seg_loss: none (it reads
