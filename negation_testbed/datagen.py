@@ -89,13 +89,8 @@ class WorldDistractors:
         keys = []
         for j, o in enumerate(order):
             cell, colour, size = options[int(o)]
-            twin = with_object(scene, SceneObject(concept, colour, size, cell), f"{scene.id}+{concept}-{j}")
-            key = self.world.image_key(twin)
-            path = self.world.image_root / key
-            if not path.exists():
-                Image.fromarray(render(twin)[0]).save(path)
-            self.rendered[key] = twin
-            keys.append(key)
+            keys.append(self._write(with_object(scene, SceneObject(concept, colour, size, cell),
+                                                f"{scene.id}+{concept}-{j}")))
         return keys
 
     def answer_flipped(self, item: QAItem, k: int) -> list[str]:
@@ -112,13 +107,16 @@ class WorldDistractors:
             change = {"cell": value}
         else:
             return []
-        twin = with_changed(scene, kind, f"{scene.id}~{kind}-{value.replace(' ', '-')}", **change)
+        return [self._write(with_changed(scene, kind, f"{scene.id}~{kind}-{value.replace(' ', '-')}", **change))]
+
+    def _write(self, twin: Scene) -> str:
+        """Render the counterfactual next to the training images (once) and remember its annotation."""
         key = self.world.image_key(twin)
         path = self.world.image_root / key
         if not path.exists():
             Image.fromarray(render(twin)[0]).save(path)
         self.rendered[key] = twin
-        return [key]
+        return key
 
 
 def caption_items(world: TrainWorld) -> list[CaptionItem]:

@@ -46,6 +46,11 @@ def distractor_keys(rec: NegationRecord) -> tuple[str, ...]:
     return tuple(str(k) for k in keys if isinstance(k, str) and k != rec.image)
 
 
+def of_types(rec: NegationRecord, types: Sequence[str]) -> bool:
+    """Whether a term narrowed to `types` (`omit_types`, `distractor_types`; empty: every type) takes the record."""
+    return not types or rec.negation_type in types
+
+
 def true_caption(rec: NegationRecord) -> str:
     """The caption that is true for the record's image: the original for presence records (their negated
     caption negates an object the image shows), the negated caption for every other type."""
@@ -75,13 +80,12 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
         "mcq": presence or bool(rec.hard_negatives),
         "omni_presence": presence,
         "omni_absence": rec.negation_type == "absence",
-        "distractor": (not presence and bool(distractor_keys(rec))
-                       and (not distractor_types or rec.negation_type in distractor_types)),
+        "distractor": not presence and bool(distractor_keys(rec)) and of_types(rec, distractor_types),
         "split_distill": split.has_negation,
         "preserve": True,
         "preserve_embeds": True,
         "preserve_states": True,
-        "omit_states": split.has_negation and (not omit_types or rec.negation_type in omit_types),
+        "omit_states": split.has_negation and of_types(rec, omit_types),
         "seg_loss": False,
         "unet_loss": split.has_negation,
     }

@@ -52,6 +52,7 @@ from .batching import (
     distractor_keys,
     eligible_counts,
     examples_from_records,
+    of_types,
     states_tokens,
 )
 from .config import TrainConfig, resume_conflicts
@@ -346,7 +347,7 @@ def check_inputs(cfg: TrainConfig, accelerator, run: RunDir, resume: bool, overw
     check_caption_lengths(loaded, tokenizer)
     records = loaded.records
     # distractor images are embedded only for the records whose type the term trains on
-    counterfactual = [r for r in records if not cfg.distractor_types or r.negation_type in cfg.distractor_types]
+    counterfactual = [r for r in records if of_types(r, cfg.distractor_types)]
     keys = list(dict.fromkeys([r.image for r in records]
                               + ([k for r in counterfactual for k in distractor_keys(r)] if cfg.distractor else [])))
     examples = examples_from_records(records, {k: i for i, k in enumerate(keys)}, bool(cfg.distractor),
