@@ -13,6 +13,8 @@ import json
 import statistics
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_text
 
@@ -79,6 +81,7 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
     base_fit = fit_summary(base_scorer)
     results: dict = {"base": B.evaluate(model, tokenizer, processor, suite), "base_split": base_split,
                      "base_split_fit": base_fit, "recipes": {}}
+    bar = tqdm(total=len(names) * len(seeds), desc="compare: runs", disable=not progress)
     for name in names:
         rec = get_recipe(name)
         runs = []
@@ -86,7 +89,7 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
             run = run_recipe(rec, data=datasets[rec.data_variant], images=world.image_root, out=out / "runs" / f"{name}-seed{seed}",
                              suite=suite, tokenizer=tokenizer, processor=processor, base_metrics=results["base"], base_split_metrics=base_split,
                              seed=seed, steps=steps, cache_dir=out / "image_cache", overwrite=overwrite,
-                             progress=progress)
+                             progress=False)
             entry = {**run.metrics, "seconds": run.seconds, "split": run.split_metrics, "split_fit": run.split_fit}
             line = f"{name:22s} seed {seed}: mcq {run.metrics['mcq']:.3f} existence {run.metrics['existence']:.3f}"
             if transfer:
@@ -98,8 +101,10 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
                 line += "".join(f"; {k} {v:.3f}" for k, v in entry["transfer"].items()
                                 if k in ("seg negated mIoU (swapped)", "Neg Score (swapped)"))
             runs.append(entry)
-            print(line + f" ({run.seconds:.0f} s)", flush=True)
+            bar.update()
+            bar.write(line + f" ({run.seconds:.0f} s)")
         results["recipes"][name] = {"description": rec.description, "runs": runs}
+    bar.close()
     results["provenance"] = provenance()
     atomic_write_text(out / "compare.json", json.dumps(results, indent=2) + "\n")
     table = compare_table(results)

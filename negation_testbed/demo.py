@@ -163,6 +163,16 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     folder.check(overwrite=overwrite)
     model, tokenizer, processor = load_base(base)
     folder.prepare(overwrite=overwrite)
+    stages: dict[str, float] = {}  # seconds per stage: where the demo's time goes (report and results.json)
+    mark = start
+
+    def lap(stage: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        stages[stage] = round(now - mark, 1)
+        mark = now
+
+    lap("load")
     print(f"[1/5] world: {n_scenes} training scenes -> {out / 'world'}")
     world = make_train_world(out / "world" / "images", n_scenes=n_scenes)
     print(f"[2/5] negation data ({', '.join(rec.sources)}) with oracle LLM/MLLM backends")
@@ -172,6 +182,7 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
         s = stats.to_dict()
         print(f"      {src:9s} {s['records_written'] + 0:5d} new records -> {path.name}; rejects {s['rejects'] or 'none'}")
     data = {src: path for src, (path, _) in generated.items()}
+    lap("world and data")
     print(f"[3/5] benchmarks (seed {B.BENCH_SEED}, {bench_size} items each): base model, plain and split scoring")
     suite = B.build_suite(size=bench_size)
     columns: dict[str, dict] = {}
@@ -180,11 +191,13 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     columns["base_split"], base_scorer = split_evaluation(model, tokenizer, processor, suite, data, world.image_root,
                                                           seed)
     weights["base"] = fit_summary(base_scorer)
+    lap("base benchmarks")
     print(f"[4/5] fine-tune text encoder, recipe {rec.name!r}: {rec.description}")
     run = run_recipe(rec, data=data, images=world.image_root, out=out / "run", suite=suite, tokenizer=tokenizer,
                      processor=processor, base_metrics=columns["base"], base_split_metrics=columns["base_split"],
                      seed=seed, steps=steps, base=base,
                      overwrite=overwrite, progress=progress)
+    lap("fine-tune and its benchmarks")
     print("[5/5] benchmarks: fine-tuned model (as exported), plain and split scoring")
     columns["finetuned"], columns["finetuned_split"], weights["finetuned"] = run.metrics, run.split_metrics, \
         run.split_fit
@@ -196,7 +209,9 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
 
         print("[6/6] drop-in: the fine-tuned encoder in the world's frozen segmenter and generator")
         results["drop_in"] = measure_drop_in(run.model_dir, out / "drop_in", progress=progress)
+        lap("drop-in")
         results["seconds"] = round(time.perf_counter() - start, 1)
+    results["stage_seconds"] = stages
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     draw_report_png(out / "report.png", columns, suite, base_details["mcq_pred"], run.details["mcq_pred"], seed=seed)
     checks = verdict(columns)
@@ -213,7 +228,8 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
               "a negation-blind reading that sees \"fork\" as present.", "",
               f"MCQ wrong picks by template (base): {json.dumps(base_details['mcq_wrong_picked'])}",
               f"MCQ wrong picks by template (fine-tuned): {json.dumps(run.details['mcq_wrong_picked'])}", "",
-              f"Checkpoint: `{run.model_dir}`; took {results['seconds']:.0f} s.", "", "![before/after](report.png)"]
+              f"Checkpoint: `{run.model_dir}`; took {results['seconds']:.0f} s ("
+              + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ").", "", "![before/after](report.png)"]
     if drop_in:
         from .transfer import drop_in_markdown
 
@@ -223,5 +239,5 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     print(_text_table(columns))
     print(f"\nsplit weights (fitted on training records): {json.dumps(weights)}")
     print(f"results: {out / 'results.json'}  report: {out / 'report.md'}  checkpoint: {run.model_dir}  "
-          f"({seconds:.0f} s)")
+          f"({results['seconds']:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ")")
     return results

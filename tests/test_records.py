@@ -122,3 +122,18 @@ def test_distractor_images_are_validated(tmp_path):
         _write_lines(p, [_rec(0), _rec(1, distractor_images=bad)])
         with pytest.raises(RecordError, match=rf"r\.jsonl:2: field 'distractor_images' .*{msg}"):
             read_records(p)
+
+
+def test_batched_token_counts_match_one_call_per_text():
+    """Training checks lengths with one batched tokenizer call; it must count as one call per text does,
+    for repeated, short and over-long texts alike (the over-long one is what the check exists for)."""
+    from negation_encoder.data.validation import token_count, token_counts
+    from negation_encoder.testing.tiny import build_clip_tokenizer
+
+    tok = build_clip_tokenizer()
+    texts = ["a dog", "a dog with no cat", "a dog", "a dog " * 40 + "with no cat", "no"]
+    counts = token_counts(texts, tok)
+    assert list(counts) == list(dict.fromkeys(texts))
+    assert counts == {t: token_count(t, tok) for t in texts}
+    assert counts["a dog " * 40 + "with no cat"] > 77
+    assert token_counts(texts) == {t: token_count(t) for t in texts} and token_counts([], tok) == {}

@@ -1,6 +1,7 @@
 """The world: determinism, oracle backends, pipelines on it, benchmark twins, and a short fine-tune."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -339,11 +340,13 @@ def test_base_is_negation_blind_and_short_finetune_reads_negation(tmp_path):
     res = run_demo(tmp_path / "demo", n_scenes=1500, steps=250, bench_size=200, progress=False, drop_in=False)
     base, tuned = res["base"], res["finetuned"]
     assert set(COLUMNS) <= set(res) and set(res["base_split"]) == set(base)
+    assert list(res["stage_seconds"]) == ["load", "world and data", "base benchmarks", "fine-tune and its benchmarks"]
+    assert sum(res["stage_seconds"].values()) == pytest.approx(res["seconds"], abs=0.5)  # the stages cover the run
     assert base["retrieval_plain_r5"] > 0.9  # the committed base is good at affirmative retrieval ...
     assert base["mcq_negative"] < 0.1  # ... and blind to negation, as real CLIP is
     assert base["retrieval_negated_group_top1"] < 0.1 and base["retrieval_negated_r5"] < 0.2
-    # what 250 steps of the default (with the generator-prompt source) teach, measured: existence 0.745 -> 0.845,
-    # MCQ 0.435 -> 0.565, pairwise 0.0 -> 0.195 (the generator-prompt data cost pairwise: 0.32 before it)
+    # what 250 steps of the default teach, measured at the recipe with preserve_states 3 and distractor 2:
+    # existence 0.745 -> 0.815, MCQ 0.435 -> 0.575, pairwise 0.0 -> 0.215 (0.32 before the generator prompts)
     assert tuned["existence"] > base["existence"] + 0.05
     assert tuned["mcq"] > base["mcq"] + 0.05
     assert tuned["pairwise"] > base["pairwise"] + 0.1
@@ -374,7 +377,11 @@ def test_compare_runs_recipes_over_seeds_and_tabulates(tmp_path, capsys):
     from negation_encoder.cli import main
 
     assert main(["testbed", "compare", "--out", str(tmp_path), "--recipes", "negationclip,omni-front",
-                 "--seeds", "0,1", "--steps", "3", "--scenes", "60", "--bench-size", "20", "--no-transfer"]) == 0
+                 "--seeds", "0,1", "--steps", "3", "--scenes", "60", "--bench-size", "20", "--no-transfer",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr()
+    assert not re.search(r"\d+%\||it/s\]|s/it\]", printed.err), printed.err[-1500:]  # the loud twin: next test
+    assert printed.out.count(" seed ") == 4  # one line per run
     res = json.loads((tmp_path / "compare.json").read_text())
     assert not any("transfer" in run for r in res["recipes"].values() for run in r["runs"])
     assert set(res["recipes"]) == {"negationclip", "omni-front"}
@@ -385,13 +392,14 @@ def test_compare_runs_recipes_over_seeds_and_tabulates(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")
-def test_compare_transfer_columns_per_seed(tmp_path):
+def test_compare_transfer_columns_per_seed(tmp_path, capsys):
     """Each (recipe, seed) encoder is swapped into the frozen segmenter and generator; the arms that do not
     read the encoder (original, base, negative prompt) are the same for every run, the swapped ones are not."""
     from negation_testbed.compare import compare
 
-    res = compare(tmp_path, ["negationclip"], seeds=(0, 1), n_scenes=60, steps=3, bench_size=20,
+    res = compare(tmp_path, ["negationclip"], seeds=(0, 1), n_scenes=60, steps=3, bench_size=20, progress=True,
                   transfer_settings={"seg_samples": 6, "t2i_prompts": 2, "seeds": (0,), "t2i_steps": 2})
+    assert "compare: runs: 100%" in capsys.readouterr().err  # with progress, a bar over the runs
     runs = res["recipes"]["negationclip"]["runs"]
     for key in ("seg negated mIoU (original)", "Neg Score (base)", "Neg Score (negative prompt)",
                 "control subject (base)"):

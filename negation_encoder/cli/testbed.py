@@ -32,6 +32,7 @@ def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
     cp.add_argument("--no-transfer", dest="transfer", action="store_false",
                     help="skip the transfer columns (each encoder swapped into the world's frozen segmenter and "
                          "generator, the demo's drop-in measurement)")
+    cp.add_argument("--no-progress", action="store_true", help="no progress bars (data generation, runs)")
     cp.set_defaults(func=compare_command)
     for name, what in (("pretrain-t2i", "the world's text-to-image pipeline (UNet trained with the base encoder)"),
                        ("pretrain-seg", "the world's CLIPSeg (decoder trained with the base CLIP)"),
@@ -162,17 +163,22 @@ def recipes_command(args: argparse.Namespace) -> int:
 
 
 def compare_command(args: argparse.Namespace) -> int:
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
     from negation_testbed.compare import compare
 
     from ..errors import InputError
-    from .progress import silence_progress
 
-    silence_progress()  # compare prints one line per run; the libraries' save/load bars would drown them
+    # compare shows its own bars (data generation, one over the runs) and prints one line per run; the
+    # libraries' save/load bars would drown those lines, so they are always silenced
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
     try:
         seeds = tuple(int(x) for x in args.seeds.split(",") if x)
     except ValueError:
         raise InputError(f"--seeds expects a comma list of integers, got {args.seeds!r}") from None
     recipes = [r for r in args.recipes.split(",") if r] if args.recipes else None
     compare(args.out, recipes, seeds, n_scenes=args.scenes, steps=args.steps, bench_size=args.bench_size,
-            overwrite=args.overwrite, transfer=args.transfer)
+            overwrite=args.overwrite, transfer=args.transfer, progress=not args.no_progress)
     return 0

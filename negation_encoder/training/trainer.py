@@ -37,7 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.records import NegationRecord, RecordError, iter_numbered_records
-from ..data.validation import record_length_problem
+from ..data.validation import record_length_problem, record_texts, token_counts
 from ..encoding import image_size_problem
 from ..errors import InputError, RunFailed
 from ..image_cache import ImageEmbeddingCache
@@ -180,8 +180,9 @@ def load_training_records(paths: list[str]) -> LoadedRecords:
 
 def check_caption_lengths(loaded: LoadedRecords, tokenizer) -> None:
     """Every text a record contributes must fit the encoder's positions (77 for CLIP)."""
+    counts = token_counts((text for rec in loaded.records for _, text in record_texts(rec)), tokenizer)
     for rec, where in zip(loaded.records, loaded.where, strict=True):
-        problem = record_length_problem(rec, tokenizer, tokenizer.model_max_length)
+        problem = record_length_problem(rec, limit=tokenizer.model_max_length, counts=counts)
         if problem:
             raise InputError(f"{where}: {problem}")
 
