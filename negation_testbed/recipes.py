@@ -62,9 +62,10 @@ _DROP_IN_ALT_TEXT = {**_CONTRASTIVE, "preserve_embeds": 1.0, "omit_states": 3.0,
 # UNet reads the padding), omit_states on object negations only (attribute negations stay with the
 # contrastive terms) and MCQ at 2. Measured on the world in docs/testbed.md ("The drop-in: what transfers").
 _DROP_IN_PROMPTS = {**_DROP_IN_ALT_TEXT, "mcq": 2.0, "preserve_states": 1.0, "omit_types": ["absence"]}
-# The default adds the text-to-image term over counterfactual images of object negations (the scene plus the
-# negated object). Chosen on validation sets (benchmark twins of seed 90210, seg-compare seed 7, the
-# generator's validation prompts), never on the evaluated sets: over `drop-in-prompts` it lifted existence
+# `drop-in-states-1` (the default before) adds the text-to-image term over counterfactual images of object
+# negations (the scene plus the negated object). Chosen on validation sets (benchmark twins of seed 90210,
+# seg-compare seed 7, the generator's validation prompts), never on the evaluated sets: over `drop-in-prompts`
+# it lifted existence
 # and kept the generator's subject on affirmative prompts. P2's answer-flipped images (the chair blue
 # against "the chair is not blue") lift pairwise referring but cost that subject rate: `drop-in-attribute-images`.
 _DROP_IN_D1 = {**_DROP_IN_PROMPTS, "distractor": 1.0, "distractor_types": ["absence"]}
