@@ -65,9 +65,9 @@ _DROP_IN_PROMPTS = {**_DROP_IN_ALT_TEXT, "mcq": 2.0, "preserve_states": 1.0, "om
 # `drop-in-states-1` (the default before) adds the text-to-image term over counterfactual images of object
 # negations (the scene plus the negated object). Chosen on validation sets (benchmark twins of seed 90210,
 # seg-compare seed 7, the generator's validation prompts), never on the evaluated sets: over `drop-in-prompts`
-# it lifted existence
-# and kept the generator's subject on affirmative prompts. P2's answer-flipped images (the chair blue
-# against "the chair is not blue") lift pairwise referring but cost that subject rate: `drop-in-attribute-images`.
+# it lifted existence and kept the generator's subject on affirmative prompts. P2's answer-flipped images (the
+# chair blue against "the chair is not blue") lift pairwise referring but cost that subject rate:
+# `drop-in-attribute-images`.
 _DROP_IN_D1 = {**_DROP_IN_PROMPTS, "distractor": 1.0, "distractor_types": ["absence"]}
 # The default holds affirmative prompts' padded states 3x harder (preserve_states 3: the frozen UNet reads them)
 # and doubles the counterfactual-image term to keep existence where preserve_states 3 alone lowered it. Chosen
