@@ -105,7 +105,29 @@ def _state():
     trainer's `Accelerator(cpu=...)` is), or it would see one process."""
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    state = PartialState(cpu=not torch.cuda.is_available())
+    _destroy_group_at_exit()
+    return state
+
+
+_EXIT_HOOK: list[bool] = []
+
+
+def _destroy_group_at_exit() -> None:
+    """Shut the process group down before the interpreter does. A gloo group still alive at exit can abort
+    a process after its work is written ("terminate called without an active exception", SIGABRT), which
+    torchrun then reports as a failed run. Registered once per process; several commands run in one
+    process (tests/_dist_eval.py) keep the group until the end."""
+    if _EXIT_HOOK:
+        return
+    _EXIT_HOOK.append(True)
+    import atexit
+
+    def destroy() -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+    atexit.register(destroy)
 
 
 # ------------------------------------------------------------------------------------------------
