@@ -14,6 +14,7 @@ computed the same whichever process runs it, and N processes give one process's 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -110,17 +111,12 @@ def _state():
     return state
 
 
-_EXIT_HOOK: list[bool] = []
-
-
+@functools.cache
 def _destroy_group_at_exit() -> None:
     """Shut the process group down before the interpreter does. A gloo group still alive at exit can abort
     a process after its work is written ("terminate called without an active exception", SIGABRT), which
     torchrun then reports as a failed run. Registered once per process; several commands run in one
     process (tests/_dist_eval.py) keep the group until the end."""
-    if _EXIT_HOOK:
-        return
-    _EXIT_HOOK.append(True)
     import atexit
 
     def destroy() -> None:

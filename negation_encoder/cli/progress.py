@@ -12,11 +12,16 @@ import os
 
 
 def silence_progress() -> None:
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # child processes (accelerate, torchrun) too
+    os.environ["TQDM_DISABLE"] = "1"
+    silence_library_bars()
+
+
+def silence_library_bars() -> None:
+    """The libraries' bars only (weight loading, downloads, pipelines); our own tqdm bars stay."""
     from huggingface_hub.utils import disable_progress_bars
     from transformers.utils import logging as hf_logging
 
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # child processes (accelerate, torchrun) too
-    os.environ["TQDM_DISABLE"] = "1"
     disable_progress_bars()
     hf_logging.disable_progress_bar()
     try:

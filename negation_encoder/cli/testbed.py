@@ -163,17 +163,14 @@ def recipes_command(args: argparse.Namespace) -> int:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from huggingface_hub.utils import disable_progress_bars
-    from transformers.utils import logging as hf_logging
-
     from negation_testbed.compare import compare
 
     from ..errors import InputError
+    from .progress import silence_library_bars
 
     # compare shows its own bars (data generation, one over the runs) and prints one line per run; the
     # libraries' save/load bars would drown those lines, so they are always silenced
-    disable_progress_bars()
-    hf_logging.disable_progress_bar()
+    silence_library_bars()
     try:
         seeds = tuple(int(x) for x in args.seeds.split(",") if x)
     except ValueError:
