@@ -230,14 +230,16 @@ def make_referring_data(out_dir: str | Path, n: int = 2000, seed: int = REFERRIN
     """ReferringRecords for the segmentation-aware term, on TRAINING scenes: half negated with the training
     referring forms (`language.TRAIN_REFERRING_FORMS`, disjoint from the evaluated ones), half affirmative
     (`language.TRAIN_AFFIRMATIVE_REFERRING_FORMS`: "a blue cup", "a blue cup on the top left"; never the
-    control's "the blue cup"), so the term teaches exclusion without unlearning plain reference. Deterministic;
-    an existing file for the same (n, seed) is reused."""
+    control's "the blue cup"), so the term teaches exclusion without unlearning plain reference. Each record
+    names the other object of the referred kind (`other_mask`: the one a negated expression excludes), which
+    seg_loss's object-choice part reads. Deterministic; an existing file for the same (n, seed) is reused."""
     from negation_encoder.data.referring import ReferringRecord, write_referring
 
     from .transfer import referring_samples
 
     out_dir = Path(out_dir)
-    wording = hashlib.sha1(repr((L.TRAIN_REFERRING_FORMS, L.TRAIN_AFFIRMATIVE_REFERRING_FORMS)).encode()).hexdigest()[:8]
+    wording = hashlib.sha1(repr((L.TRAIN_REFERRING_FORMS, L.TRAIN_AFFIRMATIVE_REFERRING_FORMS, "other_mask")).encode()
+                           ).hexdigest()[:8]
     path = out_dir / f"referring-{n}-{seed}-{wording}.jsonl"  # another wording or size: another file
     if path.exists():
         return path
@@ -247,10 +249,12 @@ def make_referring_data(out_dir: str | Path, n: int = 2000, seed: int = REFERRIN
         tag = "neg" if negated else "aff"
         samples = referring_samples(n // 2, seed + int(negated), negated, L.TRAIN_REFERRING_FORMS, prefix=f"seg-{tag}",
                                     affirm_forms=L.TRAIN_AFFIRMATIVE_REFERRING_FORMS)
-        for i, (image, text, target, _) in enumerate(samples):
-            Image.fromarray(image).save(out_dir / f"{tag}-{i:05d}.png")
-            Image.fromarray(target.astype(np.uint8) * 255).save(out_dir / f"{tag}-{i:05d}_mask.png")
-            records.append(ReferringRecord(f"{tag}-{i:05d}", f"{tag}-{i:05d}.png", text, f"{tag}-{i:05d}_mask.png",
+        for i, (image, text, target, other) in enumerate(samples):
+            key = f"{tag}-{i:05d}"
+            Image.fromarray(image).save(out_dir / f"{key}.png")
+            Image.fromarray(target.astype(np.uint8) * 255).save(out_dir / f"{key}_mask.png")
+            Image.fromarray(other.astype(np.uint8) * 255).save(out_dir / f"{key}_other.png")
+            records.append(ReferringRecord(key, f"{key}.png", text, f"{key}_mask.png", other_mask=f"{key}_other.png",
                                            negated=negated))
     write_referring(path, records)
     return path

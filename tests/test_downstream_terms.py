@@ -4,6 +4,7 @@ them) and seg_loss (through a frozen CLIPSeg), against hand computations and in 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,21 @@ def test_segmentation_loss_is_bce_plus_dice_by_hand():
     assert SegmentationLoss(dice=0.5)(logits, mask).item() == pytest.approx((bce + 0.5 * dice).item(), rel=1e-6)
 
 
+def test_segmentation_choice_part_by_hand():
+    """softplus(mean logit on the other object - mean logit on the referred one), averaged over the samples
+    that name another object; a sample with an empty other mask adds nothing, and none at all adds 0."""
+    logits = torch.tensor([[[2.0, -1.0], [0.5, -3.0]], [[1.0, 4.0], [0.0, 0.0]], [[0.3, 0.1], [0.2, 0.4]]])
+    mask = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]], [[0.0, 1.0], [0.0, 0.0]]])
+    other = torch.tensor([[[0.0, 1.0], [0.0, 1.0]], [[0.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    hand = (math.log1p(math.exp(-2.0 - 1.25)) + math.log1p(math.exp(4.0 - 1.0))) / 2  # rows 0 and 1 only
+    plain = SegmentationLoss(dice=1.0)(logits, mask)
+    with_choice = SegmentationLoss(dice=1.0, choice=2.0)(logits, mask, other)
+    assert (with_choice - plain).item() == pytest.approx(2.0 * hand, rel=1e-6)
+    assert SegmentationLoss(dice=1.0, choice=2.0)(logits, mask, torch.zeros_like(other)).item() == \
+        pytest.approx(plain.item(), rel=1e-7)
+    assert SegmentationLoss(dice=1.0, choice=0.0)(logits, mask, other).item() == pytest.approx(plain.item(), rel=1e-7)
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("downstream")
@@ -88,8 +104,14 @@ def world(tmp_path_factory):
         mask[4 + i: 14 + i, 3:20] = 255
         Image.fromarray(mask).save(refs / f"m{i}.png")
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(refs / f"i{i}.png")
+        other = None
+        if i % 3:  # the excluded object, on two records in three (the choice part skips the rest)
+            o = np.zeros((32, 32), np.uint8)
+            o[4:10, 24:30] = 255
+            Image.fromarray(o).save(refs / f"o{i}.png")
+            other = f"o{i}.png"
         records.append(ReferringRecord(f"r{i}", f"i{i}.png", "the cup that is not red" if i % 2 else "the red cup",
-                                       f"m{i}.png", negated=bool(i % 2)))
+                                       f"m{i}.png", other_mask=other, negated=bool(i % 2)))
     write_referring(refs / "refs.jsonl", records)
     return {**w, "clipseg": str(root / "clipseg"), "refs": str(refs / "refs.jsonl")}
 
@@ -285,3 +307,31 @@ def test_on_policy_states_follow_the_teachers_own_sampler(pixel_pipeline, world)
     step1 = sched.step(guided, t0, noise, generator=g).prev_sample
     for i in range(2):
         torch.testing.assert_close(x2[i], noise[i] if stop[i] == 0 else step1[i])
+
+
+def test_seg_inputs_carry_each_records_other_mask(world, tmp_path):
+    """The segmenter's inputs hold each record's other_mask as read from its PNG, an all-zero mask where the
+    record names none; a missing other_mask file is caught before compute, naming the file and record."""
+    from transformers import AutoConfig, CLIPTokenizer
+
+    from negation_encoder.training.downstream import FrozenSegmenter, check_seg_inputs
+
+    cfg = _cfg(world, tmp_path / "x", seg_loss=1.0, seg_choice=1.0, seg_model=world["clipseg"], seg_data=[world["refs"]])
+    inputs = check_seg_inputs(cfg, AutoConfig.from_pretrained(world["base"]))
+    seg = FrozenSegmenter(inputs, CLIPTokenizer.from_pretrained(world["base"]), torch.device("cpu"))
+    _, _, pixels, masks, others = seg.inputs(list(range(12)))
+    assert others.shape == masks.shape == (12, *pixels.shape[-2:])
+    root = Path(world["refs"]).parent
+    for i, r in enumerate(inputs.records):
+        expected = np.asarray(Image.open(root / r.other_mask)) > 0 if r.other_mask else np.zeros((32, 32), bool)
+        assert torch.equal(others[i].bool(), torch.from_numpy(expected)), r.id
+    assert sum(r.other_mask is not None for r in inputs.records) == 8
+    res = train(_cfg(world, tmp_path / "run", seg_loss=1.0, seg_choice=1.0, seg_model=world["clipseg"],
+                     seg_data=[world["refs"]], seg_batch_size=4, preserve=1.0), progress=False, echo=None)
+    assert res.model_dir.is_dir()
+    broken = tmp_path / "broken.jsonl"
+    rec = json.loads(Path(world["refs"]).read_text().splitlines()[1])
+    broken.write_text(json.dumps({**rec, "other_mask": "gone.png"}) + "\n")
+    with pytest.raises(InputError, match=r"'gone.png' not found"):
+        check_seg_inputs(_cfg(world, tmp_path / "y", seg_loss=1.0, seg_model=world["clipseg"], seg_data=[str(broken)],
+                              seg_images=str(root)), AutoConfig.from_pretrained(world["base"]))

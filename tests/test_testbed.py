@@ -483,3 +483,30 @@ def test_training_and_evaluation_wordings_are_disjoint_for_the_drop_in():
             for form in (neg_form, foil_form, aff_form):
                 text = form.format(subject=subject, place="kitchen", neg="fork")
                 assert not any(e in text for e in evaluated), text
+
+
+def test_referring_training_records_name_the_excluded_object(tmp_path):
+    """make_referring_data's records carry `other_mask`: the other object of the referred kind, disjoint from
+    the referred one, and for a negated expression the object in the colour it excludes (read off the pixels)."""
+    from PIL import Image
+
+    from negation_encoder.data.referring import read_referring
+    from negation_testbed.datagen import make_referring_data
+    from negation_testbed.world import COLOURS
+
+    path = make_referring_data(tmp_path, n=12)
+    records = read_referring(path)
+    assert len(records) == 12 and sum(r.negated for r in records) == 6
+    def colour(image, region):  # the palette colour nearest the region's median pixel (the renderer adds noise)
+        med = np.median(image[region].astype(float), axis=0)
+        return min(COLOURS, key=lambda name: float(((np.array(COLOURS[name]) - med) ** 2).sum()))
+
+    for r in records:
+        image = np.asarray(Image.open(tmp_path / r.image).convert("RGB"))
+        target = np.asarray(Image.open(tmp_path / r.mask)) > 0
+        other = np.asarray(Image.open(tmp_path / r.other_mask)) > 0
+        assert target.any() and other.any() and not (target & other).any(), r.id
+        if r.negated:
+            excluded = next(c for c in COLOURS if c in r.text.split())
+            assert colour(image, other) == excluded and colour(image, target) != excluded, r.text
+    assert make_referring_data(tmp_path, n=12) == path  # reused, not rewritten

@@ -119,6 +119,8 @@ class TrainConfig:
                          group="io")
     seg_batch_size: int = _f(32, "referring samples per optimizer step for seg_loss (global)", group="objective")
     seg_dice: float = _f(1.0, "weight of the soft Dice part of seg_loss", group="objective")
+    seg_choice: float = _f(0.0, "weight of seg_loss's object-choice part: softplus(mean decoder logit on the record's "
+                           "other_mask - on its mask), on records that have an other_mask", group="objective")
     unet_loss: float = _f(0.0, "through a frozen diffusion UNet (unet_model): the swapped prompt's prediction "
                           "toward the negative-prompt teacher (unet_mode teacher) or the plain denoising target "
                           "(denoise), on the records' images", group="objective")
@@ -152,7 +154,7 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 p.append(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lr", "weight_decay", "min_lr_ratio", "max_grad_norm", "omni_temperature", "omni_margin",
-                     "split_distill_w", "seg_dice", "unet_guidance", *TERMS):
+                     "split_distill_w", "seg_dice", "seg_choice", "unet_guidance", *TERMS):
             v = getattr(self, name)
             if not math.isfinite(v):
                 p.append(f"{name} must be a finite number, got {v}")

@@ -1,7 +1,7 @@
 """The frozen downstream models a downstream-aware term trains through (docs/design.md: the core may run a
 transformers CLIPSeg *model*; it never runs a diffusers pipeline).
 
-`seg_loss` reads ReferringRecords (image, text, mask) and a frozen `CLIPSegForImageSegmentation`: the
+`seg_loss` reads ReferringRecords (image, text, mask, optional other_mask) and a frozen `CLIPSegForImageSegmentation`: the
 trained text tower's projected embedding goes in as CLIPSeg's `conditional_embeddings` (CLIPSeg computes
 its own text conditioning under `torch.no_grad()`, so passing it in is the way to train through it). The
 decoder and the vision tower stay frozen, as they will be when the encoder is swapped in.
@@ -59,7 +59,7 @@ def check_seg_inputs(cfg: TrainConfig, base_config) -> SegInputs:
             raise InputError(str(e)) from None
         root = Path(cfg.seg_images) if cfg.seg_images else Path(path).parent
         for i, r in enumerate(recs, start=1):
-            for key in (r.image, r.mask):
+            for key in (r.image, r.mask, *([r.other_mask] if r.other_mask else [])):
                 if not (root / key).is_file():
                     raise InputError(f"{path}: record {r.id!r} (line {i}): {key!r} not found under {root}")
         records += recs
@@ -86,21 +86,33 @@ class FrozenSegmenter:
         local = cfg.seg_batch_size // world
         return idx[rank * local: (rank + 1) * local]
 
-    def inputs(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(input_ids, attention_mask, pixel_values, masks at the decoder's output size) for `rows`."""
+    def inputs(self, rows: list[int]) -> tuple[torch.Tensor, ...]:
+        """(input_ids, attention_mask, pixel_values, masks, other masks) for `rows`, masks at the decoder's
+        output size; a record without `other_mask` gets an all-zero one (the choice part skips it)."""
         from PIL import Image
 
         recs = [self.records[i] for i in rows]
         images = [Image.open(self.roots[i] / r.image).convert("RGB") for i, r in zip(rows, recs, strict=True)]
         pixels = self.processor.image_processor(images=images, return_tensors="pt").pixel_values
-        masks = torch.from_numpy(np.stack([np.asarray(Image.open(self.roots[i] / r.mask).convert("L")) > 0
-                                           for i, r in zip(rows, recs, strict=True)])).float()
-        size = pixels.shape[-2:]
-        if tuple(masks.shape[-2:]) != tuple(size):
-            masks = (F.interpolate(masks[:, None], size=tuple(size), mode="nearest")[:, 0] > 0.5).float()
+        size = tuple(pixels.shape[-2:])
+
+        def load(key: str | None, root: Path, like: np.ndarray | None = None) -> np.ndarray:
+            if key is None:
+                return np.zeros_like(like)
+            return np.asarray(Image.open(root / key).convert("L")) > 0
+
+        masks = [load(r.mask, self.roots[i]) for i, r in zip(rows, recs, strict=True)]
+        others = [load(r.other_mask, self.roots[i], m) for i, r, m in zip(rows, recs, masks, strict=True)]
+
+        def resized(arrays: list[np.ndarray]) -> torch.Tensor:
+            t = torch.from_numpy(np.stack(arrays)).float()
+            if tuple(t.shape[-2:]) != size:
+                t = (F.interpolate(t[:, None], size=size, mode="nearest")[:, 0] > 0.5).float()
+            return t.to(self.device)
+
         ids, attn = self.table.pad([r.text for r in recs])
-        return (ids.to(self.device), attn.to(self.device), pixels.to(self.device, self.dtype),
-                masks.to(self.device))
+        return (ids.to(self.device), attn.to(self.device), pixels.to(self.device, self.dtype), resized(masks),
+                resized(others))
 
     def logits(self, pixel_values: torch.Tensor, conditional_embeddings: torch.Tensor) -> torch.Tensor:
         """(B, H, W) decoder logits; gradients flow into `conditional_embeddings` only."""

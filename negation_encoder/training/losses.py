@@ -269,12 +269,32 @@ class SegmentationLoss(nn.Module):
     """A frozen CLIPSeg decoder's logits, conditioned on the trained text tower's projected embedding,
     against the referred object's mask: binary cross-entropy plus `dice` x soft Dice (objects cover a small
     share of the pixels; BCE alone leaves predictions timid). The decoder was trained with the base
-    encoder; this term teaches the encoder to say "the cup that is not red" in the decoder's language."""
+    encoder; this term teaches the encoder to say "the cup that is not red" in the decoder's language.
 
-    def __init__(self, dice: float = 1.0):
+    `choice` x softplus(mean logit on the other object - mean logit on the referred one), on samples that
+    name the other object (`other_mask`: the red cup "the cup that is not red" excludes): which object the
+    decoder picks. BCE and Dice barely tell "both cups" from "the right cup" (both objects are a few percent
+    of the pixels), and an encoder trained by them alone learns to drop the colour, not to exclude it:
+    object choice stays at chance (docs/testbed.md, "Which object CLIPSeg picks")."""
+
+    def __init__(self, dice: float = 1.0, choice: float = 0.0):
         super().__init__()
         self.dice = dice
+        self.choice = choice
 
-    def forward(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, masks: torch.Tensor, others: torch.Tensor | None = None) -> torch.Tensor:
         masks = masks.to(logits.dtype)
-        return F.binary_cross_entropy_with_logits(logits, masks) + self.dice * dice_loss(logits, masks)
+        loss = F.binary_cross_entropy_with_logits(logits, masks) + self.dice * dice_loss(logits, masks)
+        if self.choice and others is not None:
+            loss = loss + self.choice * choice_loss(logits, masks, others.to(logits.dtype))
+        return loss
+
+
+def choice_loss(logits: torch.Tensor, masks: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+    """softplus(mean logit over `others` - mean logit over `masks`), averaged over the samples whose other
+    mask is not empty (a record without `other_mask` has an all-zero one and adds nothing); 0 if none has one."""
+    has = others.flatten(1).sum(1) > 0
+    if not has.any():
+        return logits.sum() * 0.0
+    mean = lambda m: (logits * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)  # noqa: E731
+    return F.softplus(mean(others) - mean(masks))[has].mean()

@@ -546,7 +546,7 @@ def compute_loss(state: TrainState, batch: Batch, step: int = 0, micro: int = 0
                                             attention_mask=batch.states_target_mask if cfg.states_mask else None
                                             ).last_hidden_state
     if seg_in is not None:
-        seg = (state.seg.logits(seg_in[2], seg_proj), seg_in[3])
+        seg = (state.seg.logits(seg_in[2], seg_proj), seg_in[3], seg_in[4])
     unet = unet_inputs(state, batch, states, step, micro) if state.unet is not None else None
     return state.objective(emb, hidden, batch, state.logit_scale().exp(), base_hidden=base_hidden,
                            states=None if states_target is None else (states, states_target, kept), seg=seg,
