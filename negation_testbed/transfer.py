@@ -67,18 +67,27 @@ def world_prompt_sets(forms_per_kind: int = 3, seed: int = 0) -> tuple[list[dict
 CONTROL_REFERRING_FORMS = ("the {colour} {kind}",)  # seg-compare's affirmative control (evaluation wording)
 
 
-def referring_samples(n: int, seed: int, negated: bool, forms: tuple[str, ...] = L.REFERRING_FORMS,
-                      prefix: str = "ref", affirm_forms: tuple[str, ...] = CONTROL_REFERRING_FORMS):
-    """(image, text, target mask, other mask) for scenes with two objects of one kind in different colours;
-    the phrase picks one. Negated: a referring form ("the cup that is not red") naming the *other*
-    object's colour; control: "the blue cup". The same seed gives the same scenes and targets for both."""
-    from .world_seg import object_masks, pair_scene
+def referring_pairs(n: int, seed: int, forms: tuple[str, ...] = L.REFERRING_FORMS, prefix: str = "ref"):
+    """(scene, target index, other index, negated form) for scenes with two objects of one kind in different
+    colours: the draw behind every referring set, so a diagnosis that needs the objects (not the text) sees
+    the very scenes `referring_samples` makes for the same seed and forms."""
+    from .world_seg import pair_scene
 
     rng = np.random.default_rng(seed)
     for i in range(n):
         scene, a, b = pair_scene(rng, f"{prefix}-{i}", kind=OBJECTS[i % len(OBJECTS)])
         target, other = (a, b) if rng.random() < 0.5 else (b, a)
-        form = forms[int(rng.integers(len(forms)))]
+        yield scene, target, other, forms[int(rng.integers(len(forms)))]
+
+
+def referring_samples(n: int, seed: int, negated: bool, forms: tuple[str, ...] = L.REFERRING_FORMS,
+                      prefix: str = "ref", affirm_forms: tuple[str, ...] = CONTROL_REFERRING_FORMS):
+    """(image, text, target mask, other mask) for scenes with two objects of one kind in different colours;
+    the phrase picks one. Negated: a referring form ("the cup that is not red") naming the *other*
+    object's colour; control: "the blue cup". The same seed gives the same scenes and targets for both."""
+    from .world_seg import object_masks
+
+    for i, (scene, target, other, form) in enumerate(referring_pairs(n, seed, forms, prefix)):
         t, o = scene.objects[target], scene.objects[other]
         text = form.format(kind=t.kind, value=o.colour) if negated else \
             affirm_forms[i % len(affirm_forms)].format(colour=t.colour, kind=t.kind, cell=t.cell)
