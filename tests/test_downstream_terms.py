@@ -326,6 +326,8 @@ def test_seg_inputs_carry_each_records_other_mask(world, tmp_path):
         expected = np.asarray(Image.open(root / r.other_mask)) > 0 if r.other_mask else np.zeros((32, 32), bool)
         assert torch.equal(others[i].bool(), torch.from_numpy(expected)), r.id
     assert sum(r.other_mask is not None for r in inputs.records) == 8
+    plain = FrozenSegmenter(inputs, CLIPTokenizer.from_pretrained(world["base"]), torch.device("cpu"), others=False)
+    assert plain.inputs(list(range(12)))[4] is None and torch.equal(plain.inputs(list(range(12)))[3], masks)
     res = train(_cfg(world, tmp_path / "run", seg_loss=1.0, seg_choice=1.0, seg_model=world["clipseg"],
                      seg_data=[world["refs"]], seg_batch_size=4, preserve=1.0), progress=False, echo=None)
     assert res.model_dir.is_dir()

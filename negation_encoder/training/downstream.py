@@ -70,7 +70,9 @@ def check_seg_inputs(cfg: TrainConfig, base_config) -> SegInputs:
 class FrozenSegmenter:
     """A frozen CLIPSeg and the referring samples it is fed, a seeded share per step and process."""
 
-    def __init__(self, inputs: SegInputs, tokenizer, device, dtype: torch.dtype = torch.float32):
+    def __init__(self, inputs: SegInputs, tokenizer, device, dtype: torch.dtype = torch.float32, others: bool = True):
+        """`others`: read each record's other_mask (only seg_choice needs them; skipping them saves a PNG
+        read per sample and step)."""
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
         self.model = CLIPSegForImageSegmentation.from_pretrained(inputs.model).to(device, dtype).eval()
@@ -78,7 +80,7 @@ class FrozenSegmenter:
         self.processor = CLIPSegProcessor.from_pretrained(inputs.model)
         self.records, self.roots = inputs.records, inputs.roots
         self.table = TokenTable(tokenizer, [r.text for r in self.records])
-        self.device, self.dtype = device, dtype
+        self.device, self.dtype, self.others = device, dtype, others
 
     def sample(self, step: int, micro: int, cfg: TrainConfig, rank: int, world: int) -> list[int]:
         idx = batch_indices(step, micro, len(self.records), cfg.seg_batch_size, cfg.grad_accum,
@@ -86,9 +88,10 @@ class FrozenSegmenter:
         local = cfg.seg_batch_size // world
         return idx[rank * local: (rank + 1) * local]
 
-    def inputs(self, rows: list[int]) -> tuple[torch.Tensor, ...]:
+    def inputs(self, rows: list[int]) -> tuple[torch.Tensor | None, ...]:
         """(input_ids, attention_mask, pixel_values, masks, other masks) for `rows`, masks at the decoder's
-        output size; a record without `other_mask` gets an all-zero one (the choice part skips it)."""
+        output size; a record without `other_mask` gets an all-zero one (the choice part skips it); other
+        masks are None when this segmenter does not read them."""
         from PIL import Image
 
         recs = [self.records[i] for i in rows]
@@ -102,7 +105,8 @@ class FrozenSegmenter:
             return np.asarray(Image.open(root / key).convert("L")) > 0
 
         masks = [load(r.mask, self.roots[i]) for i, r in zip(rows, recs, strict=True)]
-        others = [load(r.other_mask, self.roots[i], m) for i, r, m in zip(rows, recs, masks, strict=True)]
+        others = [load(r.other_mask, self.roots[i], m) for i, r, m in zip(rows, recs, masks, strict=True)] \
+            if self.others else None
 
         def resized(arrays: list[np.ndarray]) -> torch.Tensor:
             t = torch.from_numpy(np.stack(arrays)).float()
@@ -112,7 +116,7 @@ class FrozenSegmenter:
 
         ids, attn = self.table.pad([r.text for r in recs])
         return (ids.to(self.device), attn.to(self.device), pixels.to(self.device, self.dtype), resized(masks),
-                resized(others))
+                None if others is None else resized(others))
 
     def logits(self, pixel_values: torch.Tensor, conditional_embeddings: torch.Tensor) -> torch.Tensor:
         """(B, H, W) decoder logits; gradients flow into `conditional_embeddings` only."""

@@ -468,7 +468,8 @@ def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: 
         accelerator.print(f"resumed from {path} (step {start_step})")
     return TrainState(cfg, accelerator, run, model, tower, params, trainable, optimizer, scheduler,
                       NegationObjective(cfg), examples, table, targets, base_text, start_step,
-                      FrozenSegmenter(inputs.seg, inputs.tokenizer, accelerator.device) if inputs.seg else None,
+                      FrozenSegmenter(inputs.seg, inputs.tokenizer, accelerator.device,
+                                      others=cfg.seg_choice > 0) if inputs.seg else None,
                       FrozenDenoiser(cfg.unet_model, cfg.images, accelerator.device) if cfg.unet_loss else None,
                       inputs.keys, empty_prompt_states(cfg, inputs.tokenizer, base_text, accelerator.device))
 
