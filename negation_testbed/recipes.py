@@ -97,8 +97,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("drop-in-alt-text", "the first drop-in (the default before the generator-prompt source): contrastive + "
            "preserve_embeds + omit_states 3 + seg_loss on P1+P2+presence only", _SOURCES, _DROP_IN_ALT_TEXT, seg=True),
     Recipe("drop-in-seg-choice", "the default with seg_loss's object-choice part (seg_choice 1): CLIPSeg picks the "
-           "referred object far more often (0.68 vs 0.48 on the validation draw) at a cost in existence and pairwise "
-           "referring (docs/testbed.md, \"Which object CLIPSeg picks\")", _DROP_IN_SOURCES,
+           "referred object far more often (0.68 vs 0.48 on the validation draw) at a cost in existence, pairwise "
+           "referring and the generator's Neg Score: a CLIPSeg recipe (docs/testbed.md, \"Which object CLIPSeg picks\")", _DROP_IN_SOURCES,
            {**_DROP_IN, "seg_choice": 1.0}, seg=True),
     Recipe("drop-in-strong", "the default with omit_states 10: generator prompts' states pulled harder toward their "
            "affirmative part", _DROP_IN_SOURCES, {**_DROP_IN, "omit_states": 10.0}, seg=True),
