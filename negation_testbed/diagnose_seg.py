@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from negation_encoder.training.losses import dice_loss
+from negation_encoder.training.losses import dice_loss, masked_mean
 
 from . import language as L
 from .transfer import ROUTE_FIT_SEED, referring_pairs
@@ -92,10 +92,6 @@ def _logits(seg, pixels: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
     return out.reshape(len(pixels), *out.shape[-2:])
 
 
-def _mean_on(p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (p * mask).flatten(1).sum(1) / mask.flatten(1).sum(1)
-
-
 @torch.no_grad()
 def object_choice(seg, data: _Set, cond: torch.Tensor, batch_size: int = 100) -> float:
     """Share of samples whose mean probability on the referred object beats the other object's: the
@@ -103,7 +99,7 @@ def object_choice(seg, data: _Set, cond: torch.Tensor, batch_size: int = 100) ->
     wins = []
     for i in range(0, len(data.pixels), batch_size):
         p = torch.sigmoid(_logits(seg, data.pixels[i: i + batch_size], cond[i: i + batch_size]))
-        wins.append((_mean_on(p, data.masks[i: i + batch_size]) > _mean_on(p, data.others[i: i + batch_size])).float())
+        wins.append((masked_mean(p, data.masks[i: i + batch_size]) > masked_mean(p, data.others[i: i + batch_size])).float())
     return float(torch.cat(wins).mean())
 
 

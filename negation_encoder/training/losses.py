@@ -296,5 +296,9 @@ def choice_loss(logits: torch.Tensor, masks: torch.Tensor, others: torch.Tensor)
     has = others.flatten(1).sum(1) > 0
     if not has.any():
         return logits.sum() * 0.0
-    mean = lambda m: (logits * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)  # noqa: E731
-    return F.softplus(mean(others) - mean(masks))[has].mean()
+    return F.softplus(masked_mean(logits, others) - masked_mean(logits, masks))[has].mean()
+
+
+def masked_mean(values: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Per sample, the mean of `values` (N, H, W) over its mask (0 for an empty mask)."""
+    return (values * masks).flatten(1).sum(1) / masks.flatten(1).sum(1).clamp_min(1)
