@@ -10,7 +10,6 @@ encoder benchmarks.
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -20,13 +19,10 @@ from negation_encoder.runio import RunFolder, atomic_write_text
 
 from . import benchmarks as B
 from .datagen import T2I_SOURCE, generate_negation_data, make_train_world
-from .demo import LABELS, load_base
+from .demo import load_base
 from .recipes import RECIPES, get_recipe
+from .reports import compare_table
 from .run import fit_summary, run_recipe, split_evaluation
-
-COLUMNS = ("existence", "mcq", "mcq_negative", "mcq_hybrid", "pairwise", "retrieval_negated_r5",
-           "retrieval_negated_group_top1", "retrieval_plain_r5", "heldout_existence", "heldout_mcq", "zeroshot")
-
 
 # (label, where in drop_in's result): the transfer columns of the comparison
 TRANSFER_COLUMNS = (
@@ -111,33 +107,3 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
     atomic_write_text(out / "compare.md", table + "\n")
     print(table)
     return results
-
-
-def _cell(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.3f} ± {std:.3f}"
-
-
-def compare_table(results: dict) -> str:
-    """Mean ± std over seeds; each recipe twice: read plainly and by the split scorer."""
-    head = "| recipe | " + " | ".join(LABELS[c].strip() for c in COLUMNS) + " |"
-    rows = [head, "|---|" + "---:|" * len(COLUMNS)]
-    rows.append("| base | " + " | ".join(f"{results['base'][c]:.3f}" for c in COLUMNS) + " |")
-    if "base_split" in results:
-        rows.append("| base + split | " + " | ".join(f"{results['base_split'][c]:.3f}" for c in COLUMNS) + " |")
-    for name, r in results["recipes"].items():
-        rows.append(f"| {name} | " + " | ".join(_cell([run[c] for run in r["runs"]]) for c in COLUMNS) + " |")
-        if all(run.get("split") for run in r["runs"]):
-            rows.append(f"| {name} + split | "
-                        + " | ".join(_cell([run["split"][c] for run in r["runs"]]) for c in COLUMNS) + " |")
-    with_transfer = {n: r for n, r in results["recipes"].items() if all(run.get("transfer") for run in r["runs"])}
-    if with_transfer:
-        labels = [label for label, _ in TRANSFER_COLUMNS
-                  if all(label in run["transfer"] for r in with_transfer.values() for run in r["runs"])]
-        rows += ["", "Transfer (the encoder swapped into the world's frozen segmenter and generator, `transfer.drop_in`):",
-                 "", "| recipe | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
-        for name, r in with_transfer.items():
-            rows.append(f"| {name} | " + " | ".join(_cell([run["transfer"][c] for run in r["runs"]]) for c in labels)
-                        + " |")
-    return "\n".join(rows)

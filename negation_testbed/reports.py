@@ -151,20 +151,42 @@ def routes_block(data: dict) -> str:
     return "\n".join(rows)
 
 
+def _cell(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def compare_table(results: dict) -> str:
+    """The comparison's tables (`compare.md` and the results page both print this): mean ± std over seeds of
+    every encoder metric, each recipe read plainly and by the split scorer, then the transfer columns of the
+    recipes whose runs were swapped into the world's frozen segmenter and generator."""
+    head = "| recipe | " + " | ".join(METRIC_LABELS[k].strip() for k in METRIC_KEYS) + " |"
+    rows = [head, "|---|" + "---:|" * len(METRIC_KEYS)]
+    rows.append("| base | " + " | ".join(f"{results['base'][k]:.3f}" for k in METRIC_KEYS) + " |")
+    if "base_split" in results:
+        rows.append("| base + split | " + " | ".join(f"{results['base_split'][k]:.3f}" for k in METRIC_KEYS) + " |")
+    for name, r in results["recipes"].items():
+        rows.append(f"| {name} | " + " | ".join(_cell([run[k] for run in r["runs"]]) for k in METRIC_KEYS) + " |")
+        if all(run.get("split") for run in r["runs"]):
+            rows.append(f"| {name} + split | "
+                        + " | ".join(_cell([run["split"][k] for run in r["runs"]]) for k in METRIC_KEYS) + " |")
+    with_transfer = {n: r for n, r in results["recipes"].items() if all(run.get("transfer") for run in r["runs"])}
+    if with_transfer:
+        first = next(iter(with_transfer.values()))["runs"][0]["transfer"]  # compare writes them in one order
+        labels = [c for c in first if all(c in run["transfer"] for r in with_transfer.values() for run in r["runs"])]
+        rows += ["", "Transfer (the encoder swapped into the world's frozen segmenter and generator, `transfer.drop_in`):",
+                 "", "| recipe | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+        for name, r in with_transfer.items():
+            rows.append(f"| {name} | " + " | ".join(_cell([run["transfer"][c] for run in r["runs"]]) for c in labels)
+                        + " |")
+    return "\n".join(rows)
+
+
 def compare_page(compare: dict) -> str:
-    lines = ["# Recipes compared (`negenc testbed compare`)", "", stamp(compare), "",
-             "Mean ± standard deviation over seeds; plain scoring.", "",
-             "| recipe | " + " | ".join(METRIC_LABELS[k].strip() for k in METRIC_KEYS) + " |",
-             "|---|" + "---:|" * len(METRIC_KEYS)]
-    lines.append("| base | " + " | ".join(_f(compare["base"][k]) for k in METRIC_KEYS) + " |")
-    for name, rec in compare["recipes"].items():
-        cells = []
-        for k in METRIC_KEYS:
-            vals = [r[k] for r in rec["runs"]]
-            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            cells.append(f"{statistics.fmean(vals):.3f} ± {sd:.3f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(["# Recipes compared (`negenc testbed compare`)", "", stamp(compare), "",
+                      "Mean ± standard deviation over seeds; each recipe read plainly and through the split scorer.",
+                      "", compare_table(compare)]) + "\n"
 
 
 def render(data: dict) -> dict[str, str]:

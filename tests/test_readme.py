@@ -124,3 +124,12 @@ def test_python_quick_start_runs(local_models):
     model_dir = scope["result"].model_dir
     assert model_dir == out / "model" and (model_dir / "text_encoder" / "config.json").is_file(), \
         f"train() did not write the checkpoint folder under {out}"
+
+
+def test_results_pages_are_generated_from_the_committed_result_files():
+    """docs/results/*.md and the README's results block are what `negenc testbed report` renders from
+    docs/results/data/ (a page edited by hand, or data copied in without regenerating, fails here)."""
+    from negation_testbed.reports import report
+
+    stale = report(ROOT / "docs" / "results" / "data", ROOT / "docs" / "results", README, check=True)
+    assert stale == [], f"stale: {stale}; run `negenc testbed report`"

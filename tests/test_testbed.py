@@ -387,7 +387,11 @@ def test_compare_runs_recipes_over_seeds_and_tabulates(tmp_path, capsys):
     assert set(res["recipes"]) == {"negationclip", "omni-front"}
     assert all(len(r["runs"]) == 2 for r in res["recipes"].values())
     table = (tmp_path / "compare.md").read_text()
-    assert "| negationclip |" in table and "±" in table
+    assert "| negationclip |" in table and "| negationclip + split |" in table and "±" in table
+    from negation_testbed.reports import compare_page
+
+    assert table.strip() in compare_page(res)  # the results page prints the same table as compare.md
+    assert "Transfer" not in table  # no transfer columns for runs that were not swapped in
     assert main(["testbed", "compare", "--recipes", "nope"]) == 2
 
 
@@ -406,7 +410,11 @@ def test_compare_transfer_columns_per_seed(tmp_path, capsys):
         assert runs[0]["transfer"][key] == runs[1]["transfer"][key], key
     assert {"seg negated mIoU (swapped)", "Neg Score (swapped)", "negated object (swapped)"} <= set(runs[0]["transfer"])
     assert (tmp_path / "runs" / "negationclip-seed1" / "drop_in" / "t2i" / "results.json").exists()
-    assert "Transfer" in (tmp_path / "compare.md").read_text()
+    table = (tmp_path / "compare.md").read_text()
+    assert "Transfer" in table and "| negationclip | " in table.split("Transfer", 1)[1]
+    from negation_testbed.reports import compare_page
+
+    assert table.strip() in compare_page(res)  # the results page shows the transfer columns too
 
 
 def test_no_benchmark_image_is_a_training_image(tmp_path):
