@@ -5,6 +5,14 @@ and the benchmark suite; each (recipe, seed) fine-tunes the committed base from 
 `transfer`, each fine-tuned encoder is also swapped into the world's frozen segmenter and generator
 (`transfer.drop_in`, the demo's small measurement), so a recipe is judged as a drop-in, not only on the
 encoder benchmarks.
+
+A comparison survives interruption and grows: each finished (recipe, seed) leaves its numbers in its run
+folder (`compare_entry.json`, written last), and `resume` reuses those, continues an unfinished run from
+its newest training checkpoint, and runs the (recipe, seed) pairs not seen before, so a third seed is
+one more command, not a new comparison. The shared world, data and benchmark suite are regenerated
+(deterministically: the same bytes); settings that change every run (scenes, steps, benchmark size,
+transfer) must match the folder's `compare_config.json`, and a recipe whose definition changed since its
+run was saved is refused by name.
 """
 
 from __future__ import annotations
@@ -14,13 +22,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from negation_encoder.errors import InputError
 from negation_encoder.results import provenance
-from negation_encoder.runio import RunFolder, atomic_write_text
+from negation_encoder.runio import RunFolder, atomic_write_json, atomic_write_text
 
 from . import benchmarks as B
 from .datagen import T2I_SOURCE, generate_negation_data, make_train_world
 from .demo import load_base
-from .recipes import RECIPES, get_recipe
+from .recipes import RECIPES, Recipe, get_recipe
 from .reports import compare_table
 from .run import fit_summary, run_recipe, split_evaluation
 
@@ -41,6 +50,44 @@ TRANSFER_COLUMNS = (
 )
 
 
+ENTRY = "compare_entry.json"  # in each run folder: that (recipe, seed)'s numbers, written when it is finished
+OWNED = ("compare.json", "compare.md", "compare_config.json", "runs")
+
+
+def _plain(obj):
+    """`obj` as JSON reads it back (tuples become lists), so saved and current settings compare equal."""
+    return json.loads(json.dumps(obj))
+
+
+def recipe_fingerprint(rec: Recipe) -> dict:
+    """What defines a recipe's runs: a finished run is reused only while its recipe still reads the same."""
+    return _plain({"sources": rec.sources, "overrides": rec.overrides, "compositional": rec.compositional,
+                   "seg": rec.seg})
+
+
+def finished_entry(run_dir: Path, rec: Recipe) -> dict | None:
+    """The saved numbers of a finished run, or None when the run never finished (no entry file)."""
+    path = run_dir / ENTRY
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: unreadable ({type(e).__name__}); delete it to rerun that seed") from None
+    if saved.get("recipe") != recipe_fingerprint(rec):
+        raise InputError(f"--resume: {path}: recipe {rec.name!r} changed since this run was saved; use another "
+                         "--out or --overwrite")
+    return saved["entry"]
+
+
+def run_line(name: str, seed: int, entry: dict) -> str:
+    """The one line printed per run."""
+    line = f"{name:22s} seed {seed}: mcq {entry['mcq']:.3f} existence {entry['existence']:.3f}"
+    line += "".join(f"; {k} {v:.3f}" for k, v in entry.get("transfer", {}).items()
+                    if k in ("seg negated mIoU (swapped)", "Neg Score (swapped)"))
+    return line + f" ({entry['seconds']:.0f} s)"
+
+
 def transfer_values(drop: dict) -> dict[str, float]:
     """The transfer columns of one `drop_in` result (a missing entry is left out, not zero)."""
     out = {}
@@ -56,13 +103,23 @@ def transfer_values(drop: dict) -> dict[str, float]:
 def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, seeds: tuple[int, ...] = (0, 1, 2),
             n_scenes: int = 6000, steps: int | None = None, bench_size: int = B.DEFAULT_SIZE,
             overwrite: bool = False, progress: bool = False, transfer: bool = True,
-            transfer_settings: dict | None = None) -> dict:
-    """`transfer_settings`: keyword arguments for `transfer.drop_in` (its defaults are the demo's sizes)."""
+            transfer_settings: dict | None = None, resume: bool = False) -> dict:
+    """`transfer_settings`: keyword arguments for `transfer.drop_in` (its defaults are the demo's sizes).
+    `resume` continues a comparison in `out` (module docstring); the table covers `recipes` x `seeds`."""
     out = Path(out)
     names = recipes or list(RECIPES)
     for n in names:
         get_recipe(n)
-    RunFolder(out, ("compare.json", "compare.md", "runs"), can_resume=False).prepare(overwrite=overwrite)
+    settings = _plain({"n_scenes": n_scenes, "steps": steps, "bench_size": bench_size, "transfer": transfer,
+                       "transfer_settings": transfer_settings or {}})
+    folder = RunFolder(out, OWNED, fingerprint_name="compare_config.json")
+    with folder.lock():  # a second comparison in the same folder is refused, not interleaved
+        folder.prepare(resume, overwrite, settings)
+        return _compare(out, names, seeds, n_scenes, steps, bench_size, progress, transfer, transfer_settings, resume)
+
+
+def _compare(out: Path, names: list[str], seeds: tuple[int, ...], n_scenes: int, steps: int | None, bench_size: int,
+             progress: bool, transfer: bool, transfer_settings: dict | None, resume: bool) -> dict:
     model, tokenizer, processor = load_base()
     world = make_train_world(out / "world" / "images", n_scenes=n_scenes)
     datasets: dict[str, dict] = {}
@@ -82,23 +139,27 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
         rec = get_recipe(name)
         runs = []
         for seed in seeds:
-            run = run_recipe(rec, data=datasets[rec.data_variant], images=world.image_root, out=out / "runs" / f"{name}-seed{seed}",
-                             suite=suite, tokenizer=tokenizer, processor=processor, base_metrics=results["base"], base_split_metrics=base_split,
-                             seed=seed, steps=steps, cache_dir=out / "image_cache", overwrite=overwrite,
-                             progress=False)
+            run_dir = out / "runs" / f"{name}-seed{seed}"
+            entry = finished_entry(run_dir, rec) if resume else None
+            if entry is not None:
+                runs.append(entry)
+                bar.update()
+                bar.write(run_line(name, seed, entry) + " [finished earlier]")
+                continue
+            run = run_recipe(rec, data=datasets[rec.data_variant], images=world.image_root, out=run_dir,
+                             suite=suite, tokenizer=tokenizer, processor=processor, base_metrics=results["base"],
+                             base_split_metrics=base_split, seed=seed, steps=steps, cache_dir=out / "image_cache",
+                             resume=resume and run_dir.exists(), progress=False)
             entry = {**run.metrics, "seconds": run.seconds, "split": run.split_metrics, "split_fit": run.split_fit}
-            line = f"{name:22s} seed {seed}: mcq {run.metrics['mcq']:.3f} existence {run.metrics['existence']:.3f}"
             if transfer:
                 from .transfer import drop_in
 
-                drop = drop_in(run.model_dir, out / "runs" / f"{name}-seed{seed}" / "drop_in",
-                               **(transfer_settings or {}))
-                entry["transfer"] = transfer_values(drop)
-                line += "".join(f"; {k} {v:.3f}" for k, v in entry["transfer"].items()
-                                if k in ("seg negated mIoU (swapped)", "Neg Score (swapped)"))
+                entry["transfer"] = transfer_values(drop_in(run.model_dir, run_dir / "drop_in",
+                                                            **(transfer_settings or {})))
+            atomic_write_json(run_dir / ENTRY, {"recipe": recipe_fingerprint(rec), "seed": seed, "entry": entry})
             runs.append(entry)
             bar.update()
-            bar.write(line + f" ({run.seconds:.0f} s)")
+            bar.write(run_line(name, seed, entry))
         results["recipes"][name] = {"description": rec.description, "runs": runs}
     bar.close()
     results["provenance"] = provenance()

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from negation_encoder.data.pipelines import CaptionItem, PipelineConfig, PipelineStats, QAItem, run_pipeline
+from negation_encoder.runio import atomic_save_image
 
 from . import language as L
 from .oracle import OracleLLM, OracleMLLM
@@ -56,7 +57,7 @@ def make_train_world(root: str | Path, n_scenes: int = 1500, seed: int = TRAIN_S
     for s in scenes:
         path = root / f"{s.id}.png"
         if not path.exists():
-            Image.fromarray(render(s)[0]).save(path)
+            atomic_save_image(path, Image.fromarray(render(s)[0]))  # a kill never leaves a torn PNG to reuse
     return TrainWorld(scenes, captions, root)
 
 
@@ -114,7 +115,7 @@ class WorldDistractors:
         key = self.world.image_key(twin)
         path = self.world.image_root / key
         if not path.exists():
-            Image.fromarray(render(twin)[0]).save(path)
+            atomic_save_image(path, Image.fromarray(render(twin)[0]))
         self.rendered[key] = twin
         return key
 

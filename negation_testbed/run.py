@@ -74,7 +74,8 @@ def run_recipe(recipe: Recipe, *, data: Mapping[str, str | Path], images: str | 
                suite: B.Suite, tokenizer, processor, base_metrics: dict | None = None,
                base_split_metrics: dict | None = None, seed: int = 0,
                steps: int | None = None, cache_dir: str | Path = "", base: str | Path = BASE_DIR,
-               overwrite: bool = False, split: bool = True, progress: bool = True) -> RecipeRun:
+               overwrite: bool = False, split: bool = True, progress: bool = True, resume: bool = False) -> RecipeRun:
+    """Fine-tune `recipe` into `out` (`resume`: continue its newest checkpoint there), then evaluate the export."""
     from transformers import CLIPModel
 
     start = time.perf_counter()
@@ -86,7 +87,7 @@ def run_recipe(recipe: Recipe, *, data: Mapping[str, str | Path], images: str | 
         seg_kw = {"seg_data": make_referring_data(Path(images).parent / "referring"), "seg_model": SEG_DIR}
     cfg = recipe.to_config(base=base, data=data, images=images, out=out, seed=seed, steps=steps, cache_dir=cache_dir,
                            **seg_kw)
-    result = train(cfg, overwrite=overwrite, progress=progress)
+    result = train(cfg, resume=resume, overwrite=overwrite, progress=progress)
     model = CLIPModel.from_pretrained(result.model_dir).eval()  # what users will load
     metrics, details = B.evaluate(model, tokenizer, processor, suite, return_details=True)
     split_metrics = scorer = None

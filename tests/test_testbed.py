@@ -395,6 +395,48 @@ def test_compare_runs_recipes_over_seeds_and_tabulates(tmp_path, capsys):
     assert main(["testbed", "compare", "--recipes", "nope"]) == 2
 
 
+def test_compare_resume_adds_seeds_and_reuses_finished_runs(tmp_path, monkeypatch):
+    """Resumed vs uninterrupted: seed 0, then --resume with seeds 0,1 trains only seed 1 and gives the
+    numbers of one uninterrupted 0,1 comparison; an unfinished run continues from its checkpoint; other
+    settings, a changed recipe, or resume and overwrite together are refused in one line."""
+    import negation_testbed.compare as C
+    import negation_testbed.recipes as RC
+    from negation_encoder.errors import InputError
+
+    trained = []
+    real = C.run_recipe
+
+    def counting(rec, **kw):
+        trained.append((rec.name, kw["seed"], kw["resume"]))
+        return real(rec, **kw)
+
+    monkeypatch.setattr(C, "run_recipe", counting)
+    kw = dict(n_scenes=60, steps=3, bench_size=20, transfer=False)
+    C.compare(tmp_path / "a", ["negationclip"], seeds=(0,), **kw)
+    with pytest.raises(InputError, match="--resume to continue"):
+        C.compare(tmp_path / "a", ["negationclip"], seeds=(0, 1), **kw)
+    resumed = C.compare(tmp_path / "a", ["negationclip"], seeds=(0, 1), resume=True, **kw)
+    assert trained == [("negationclip", 0, False), ("negationclip", 1, False)]  # seed 0 reused
+    whole = C.compare(tmp_path / "b", ["negationclip"], seeds=(0, 1), **kw)
+    strip = lambda runs: [{k: v for k, v in r.items() if k != "seconds"} for r in runs]  # noqa: E731
+    assert strip(resumed["recipes"]["negationclip"]["runs"]) == strip(whole["recipes"]["negationclip"]["runs"])
+    assert resumed["base"] == whole["base"]
+    # seed 1 killed after its training, before its numbers were saved: resumed from its last checkpoint
+    (tmp_path / "a" / "runs" / "negationclip-seed1" / C.ENTRY).unlink()
+    trained.clear()
+    again = C.compare(tmp_path / "a", ["negationclip"], seeds=(0, 1), resume=True, **kw)
+    assert trained == [("negationclip", 1, True)]
+    assert strip(again["recipes"]["negationclip"]["runs"]) == strip(whole["recipes"]["negationclip"]["runs"])
+    with pytest.raises(InputError, match=r"steps \(3 -> 4\)"):
+        C.compare(tmp_path / "a", ["negationclip"], seeds=(0,), resume=True, **{**kw, "steps": 4})
+    with pytest.raises(InputError, match="contradict"):
+        C.compare(tmp_path / "a", ["negationclip"], seeds=(0,), resume=True, overwrite=True, **kw)
+    changed = RC.Recipe(**{**RC.get_recipe("negationclip").__dict__, "overrides": {"mcq": 9.0}})
+    monkeypatch.setitem(RC.RECIPES, "negationclip", changed)
+    with pytest.raises(InputError, match="recipe 'negationclip' changed"):
+        C.compare(tmp_path / "a", ["negationclip"], seeds=(0,), resume=True, **kw)
+
+
 @pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")
 def test_compare_transfer_columns_per_seed(tmp_path, capsys):
     """Each (recipe, seed) encoder is swapped into the frozen segmenter and generator; the arms that do not

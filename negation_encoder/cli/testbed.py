@@ -29,6 +29,9 @@ def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
     cp.add_argument("--scenes", type=int, default=6000, help="training scenes in the world")
     cp.add_argument("--bench-size", type=int, default=500, help="items per benchmark twin")
     cp.add_argument("--overwrite", action="store_true", help="replace a comparison already in --out")
+    cp.add_argument("--resume", action="store_true",
+                    help="continue the comparison in --out: finished runs are reused, an unfinished one continues "
+                         "from its last checkpoint, new recipes or seeds are run (same --steps/--scenes/--bench-size)")
     cp.add_argument("--no-transfer", dest="transfer", action="store_false",
                     help="skip the transfer columns (each encoder swapped into the world's frozen segmenter and "
                          "generator, the demo's drop-in measurement)")
@@ -177,5 +180,6 @@ def compare_command(args: argparse.Namespace) -> int:
         raise InputError(f"--seeds expects a comma list of integers, got {args.seeds!r}") from None
     recipes = [r for r in args.recipes.split(",") if r] if args.recipes else None
     compare(args.out, recipes, seeds, n_scenes=args.scenes, steps=args.steps, bench_size=args.bench_size,
-            overwrite=args.overwrite, transfer=args.transfer, progress=not args.no_progress)
+            overwrite=args.overwrite, resume=args.resume, transfer=args.transfer,
+            progress=not args.no_progress)
     return 0
