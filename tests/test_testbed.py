@@ -392,6 +392,13 @@ def test_compare_runs_recipes_over_seeds_and_tabulates(tmp_path, capsys):
 
     assert table.strip() in compare_page(res)  # the results page prints the same table as compare.md
     assert "Transfer" not in table  # no transfer columns for runs that were not swapped in
+    args = ["testbed", "compare", "--out", str(tmp_path), "--recipes", "negationclip", "--seeds", "1", "--steps", "3",
+            "--scenes", "60", "--bench-size", "20", "--no-transfer", "--no-progress"]
+    assert main(args) == 2  # the folder holds a comparison: refused without --resume or --overwrite
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0  # nothing left to train: the finished run is reused
+    first = next(line for line in printed.out.splitlines() if line.startswith("negationclip") and " seed 1:" in line)
+    assert f"{first} [finished earlier]" in capsys.readouterr().out.splitlines()
     assert main(["testbed", "compare", "--recipes", "nope"]) == 2
 
 
