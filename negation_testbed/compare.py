@@ -27,7 +27,7 @@ from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_json, atomic_write_text
 
 from . import benchmarks as B
-from .datagen import T2I_SOURCE, generate_negation_data, make_train_world
+from .datagen import FINE_TUNING_ONLY_SOURCES, generate_negation_data, make_train_world
 from .demo import load_base
 from .recipes import RECIPES, Recipe, get_recipe
 from .reports import compare_table
@@ -123,7 +123,7 @@ def _compare(out: Path, names: list[str], seeds: tuple[int, ...], n_scenes: int,
     model, tokenizer, processor = load_base()
     world = make_train_world(out / "world" / "images", n_scenes=n_scenes)
     datasets: dict[str, dict] = {}
-    extra = (T2I_SOURCE,) if any(T2I_SOURCE in get_recipe(n).sources for n in names) else ()
+    extra = tuple(s for s in FINE_TUNING_ONLY_SOURCES if any(s in get_recipe(n).sources for n in names))
     for variant, compositional in sorted({(get_recipe(n).data_variant, get_recipe(n).compositional) for n in names}
                                          | {("data", False)}):
         generated = generate_negation_data(world, out / "world" / variant, ("p1", "rand_p1", "p2", "presence", *extra),

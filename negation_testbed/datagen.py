@@ -29,6 +29,7 @@ from .world import (
     THEME_PLACE,
     Scene,
     SceneObject,
+    object_scene,
     render,
     sample_scene,
     with_changed,
@@ -160,6 +161,9 @@ def generate_negation_data(world: TrainWorld, out_dir: str | Path, sources: tupl
         if src == T2I_SOURCE:  # written from the scene graph, not by a pipeline (make_t2i_prompt_data)
             results[src] = make_t2i_prompt_data(world, out_dir / f"{src}.jsonl")
             continue
+        if src == CROPS_SOURCE:  # likewise (make_crop_data)
+            results[src] = make_crop_data(world, out_dir / f"{src}.jsonl")
+            continue
         cfg = PipelineConfig(pipeline=src, seed=seed, batch_size=128, categories=OBJECTS,
                              distractors_per_record=distractors_per_record, compositional=compositional)
         items = qa_items(world) if src == "p2" else caption_items(world)
@@ -219,6 +223,70 @@ def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_
         records.append(rec)
     stats.records_written = write_records(path, records)
     stats.items_processed = len(world.scenes)
+    stats.seconds = time.perf_counter() - start
+    done.write_text("")
+    return path, stats
+
+
+CROPS_SOURCE = "crops"  # referring expressions against crops of two objects of one kind (make_crop_data)
+FINE_TUNING_ONLY_SOURCES = (T2I_SOURCE, CROPS_SOURCE)  # what a recipe may add; the split reader is never fitted on them
+CROPS_SEED = 4242
+CROPS_PER_SCENES = 6  # training scenes per referring-crop pair
+
+
+def make_crop_data(world: TrainWorld, path: str | Path, n_pairs: int | None = None, seed: int = CROPS_SEED
+                   ) -> tuple[Path, PipelineStats]:
+    """NegationRecords in NegRefCOCOg's format, on new training crops: two objects of one kind in two
+    colours, each alone in its image (the world's stand-in for a referring box cropped out of a photo,
+    as the pairwise benchmark twin crops its candidates), and for each a negated referring expression
+    true for it ("the cup that isn't red") in the TRAINING referring forms (`language.TRAIN_REFERRING_FORMS`,
+    disjoint from the evaluated ones), with the other crop as its `distractor_images`. Caption: "a blue cup".
+
+    Why: an encoder fine-tuned on alt-text negations still reads "red" in "the cup that is not red" as a
+    reason to pick the red cup (below chance on every evaluated form, docs/testbed.md); these records put
+    exactly that choice, text against two crops, into the counterfactual-image term. On real data the
+    same records come from RefCOCOg's train split (boxes cropped, expressions negated by an LLM), never
+    the evaluation subset. Crop images are written next to the training images (`crop-*.png`, from their
+    own seed: no benchmark or training scene repeats). `n_pairs` defaults to one pair per 6 training scenes
+    (1000 for the demo's 6000, the share chosen on the validation sets: 2000 lowered existence), so a smaller
+    world is not swamped by crops. Deterministic; an existing complete file is kept."""
+    import time
+
+    from negation_encoder.data.records import NegationRecord, write_records
+
+    path = Path(path)
+    n_pairs = max(1, len(world.scenes) // CROPS_PER_SCENES) if n_pairs is None else n_pairs
+    stats = PipelineStats(CROPS_SOURCE, items_total=n_pairs)
+    done = path.with_name(path.name + ".done")
+    if path.exists() and done.exists():
+        stats.items_skipped_done = n_pairs
+        return path, stats
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    colours = list(COLOURS)
+    records = []
+    for i in range(n_pairs):
+        kind = str(rng.choice(OBJECTS))
+        pair = [str(c) for c in rng.choice(colours, size=2, replace=False)]
+        keys = []
+        for j, colour in enumerate(pair):
+            scene = object_scene(rng, f"crop-{i}-{j}", SceneObject(kind, colour, str(rng.choice(SIZES)),
+                                                                   str(rng.choice(CELLS))))
+            keys.append(f"crop-{i:05d}-{j}.png")
+            target = world.image_root / keys[-1]
+            if not target.exists():
+                atomic_save_image(target, Image.fromarray(render(scene)[0]))
+        for j, colour in enumerate(pair):
+            other = pair[1 - j]
+            form = L.TRAIN_REFERRING_FORMS[int(rng.integers(len(L.TRAIN_REFERRING_FORMS)))]
+            records.append(NegationRecord(
+                f"crop:{i}:{j}", keys[j], L.TRAIN_AFFIRMATIVE_REFERRING_FORMS[0].format(colour=colour, kind=kind),
+                form.format(kind=kind, value=other), "attribute", other, CROPS_SOURCE,
+                provenance={"pipeline": CROPS_SOURCE, "forms": "language.TRAIN_REFERRING_FORMS", "truth": "scene graph"},
+                extra={"distractor_images": [keys[1 - j]]}))
+        stats.stages["pairs"] += 1
+    stats.records_written = write_records(path, records)
+    stats.items_processed = n_pairs
     stats.seconds = time.perf_counter() - start
     done.write_text("")
     return path, stats

@@ -79,17 +79,29 @@ _DROP_IN = {**_DROP_IN_D1, "preserve_states": 3.0, "distractor": 2.0}
 # 0.867 -> 0.879, MCQ 0.611 -> 0.703, CLIPSeg's object choice 0.480 -> 0.533, the generator's subject on
 # affirmative validation prompts 0.642 / 0.694 -> 0.660 / 0.736 (reader / judge; base 0.656 / 0.719), but
 # pairwise referring 0.217 -> 0.174 (docs/testbed.md, "Training longer"). The fine-tune takes 5/3 as long.
-_DEFAULT = {**_DROP_IN, "steps": 1000, "save_every": 250}
+_DROP_IN_1000 = {**_DROP_IN, "steps": 1000, "save_every": 250}
+# The default adds NegRefCOCOg-format records on training crops (the `crops` source: "the cup that isn't red"
+# against a crop of the blue cup and one of the red cup) to the counterfactual-image term, which now takes
+# P1's counterfactual scenes and those crops by source (P2's answer-flipped images stay out). Chosen on the
+# same validation sets over `drop-in-1000`: pairwise referring 0.175 -> 0.760, CLIPSeg's object choice
+# 0.538 -> 0.610 and negated mIoU 0.366 -> 0.388, existence 0.880 -> 0.878, the generator's subject on
+# affirmative validation prompts 0.660 / 0.715 -> 0.656 / 0.750; MCQ 0.695 -> 0.651 and held-out MCQ
+# 0.485 -> 0.418 down (docs/testbed.md, "Referring crops"). 2000 pairs instead of 1000: existence 0.849.
+_DEFAULT = {**_DROP_IN_1000, "distractor_types": [], "distractor_sources": ["p1", "crops"]}
 _SOURCES = ("p1", "p2", "presence")
 _DROP_IN_SOURCES = (*_SOURCES, "t2i")
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("default", "the best drop-in measured: per-image MCQ (2) over minimal foils + InfoNCE (0.3) on non-bare "
-           "negated captions + text-to-image over counterfactual images of object negations (2.0) + token, "
-           "padded-state (3.0) and projected-embedding preservation + omit_states (3.0, object negations, for a frozen "
-           "UNet) + seg_loss (1.0, through the world's frozen CLIPSeg); P1+P2+presence+generator prompts; 1000 steps",
-           _DROP_IN_SOURCES, _DEFAULT, seg=True),
-    Recipe("drop-in-600", "the default before 1000 steps: the same terms for 600 steps (better pairwise referring; "
+           "negated captions + text-to-image (2.0) over counterfactual images of object negations and over referring "
+           "crops + token, padded-state (3.0) and projected-embedding preservation + omit_states (3.0, object "
+           "negations, for a frozen UNet) + seg_loss (1.0, through the world's frozen CLIPSeg); "
+           "P1+P2+presence+generator prompts+referring crops; 1000 steps", (*_DROP_IN_SOURCES, "crops"), _DEFAULT,
+           seg=True),
+    Recipe("drop-in-1000", "the default before referring crops: no crops source, the counterfactual-image term on "
+           "object negations only (pairwise referring below chance, 0.18 on the validation twins)", _DROP_IN_SOURCES,
+           _DROP_IN_1000, seg=True),
+    Recipe("drop-in-600", "drop-in-1000 for 600 steps, the default before 1000 steps (better pairwise referring; "
            "lower existence, MCQ and generator subject rate on the validation sets)", _DROP_IN_SOURCES, _DROP_IN,
            seg=True),
     Recipe("drop-in-states-1", "the default before preserve_states 3: preserve_states 1 and distractor 1 (more "

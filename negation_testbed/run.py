@@ -18,7 +18,7 @@ from negation_encoder.split_scorer import SplitScorer
 from negation_encoder.training.trainer import TrainResult, train
 
 from . import benchmarks as B
-from .datagen import T2I_SOURCE
+from .datagen import FINE_TUNING_ONLY_SOURCES
 from .pretrain import BASE_DIR
 from .recipes import Recipe
 
@@ -41,16 +41,17 @@ def split_evaluation(model, tokenizer, processor, suite: B.Suite, data: Mapping[
     """(METRICS with split scoring, the fitted reader): the split reader's weight and threshold are fitted for
     this model on the world's TRAINING records (true captions against their foils), never on benchmark items.
 
-    The generator-prompt source (`t2i`) is left out of the fit: a training-free route's numbers must not move
-    because a fine-tuning recipe trains on generator prompts. With those records in the fit the base's reader
+    The sources only fine-tuning recipes add (generator prompts `t2i`, referring crops `crops`) are left out of
+    the fit: a training-free route's numbers must not move because a fine-tuning recipe trains on them. With those records in the fit the base's reader
     chose w = 1.4 instead of 0 and its negated retrieval R@5 fell 0.514 -> 0.220 (docs/testbed.md)."""
     from PIL import Image
 
     from negation_encoder.data import read_records
 
-    data = {src: path for src, path in data.items() if src != T2I_SOURCE}
+    data = {src: path for src, path in data.items() if src not in FINE_TUNING_ONLY_SOURCES}
     if not data:
-        raise ValueError(f"the split reader needs records other than the {T2I_SOURCE!r} source to be fitted on")
+        raise ValueError(f"the split reader needs records other than the {FINE_TUNING_ONLY_SOURCES} sources to be "
+                         "fitted on")
     records = [r for path in data.values() for r in read_records(path)]
     scorer = SplitScorer.fit_on_records(model, tokenizer, processor, records,
                                         lambda k: Image.open(Path(images) / k).convert("RGB"), seed=seed,

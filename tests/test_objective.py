@@ -173,6 +173,12 @@ def test_eligibility_reads_fields_and_the_split_never_string_containment():
     absent = rec(extra={"distractor_images": ["1.png"]})
     assert fed(flipped, distractor_types=("absence",)) == fed(flipped) - {"distractor"}
     assert fed(absent, distractor_types=("absence",)) == fed(absent) and "distractor" in fed(absent)
+    # distractor_sources narrows it by the record's source: referring crops in, P2's answer-flipped images out
+    crop = rec(negation_type="attribute", source="crops", extra={"distractor_images": ["1.png"]})
+    p2 = rec(negation_type="attribute", source="p2", extra={"distractor_images": ["1.png"]})
+    assert "distractor" in fed(crop, distractor_sources=("p1", "crops"))
+    assert fed(p2, distractor_sources=("p1", "crops")) == fed(p2) - {"distractor"}
+    assert fed(crop, distractor_types=("absence",), distractor_sources=("crops",)) == fed(crop) - {"distractor"}
 
 
 def test_a_batch_without_mcq_questions_scores_mcq_zero(setting):

@@ -71,6 +71,7 @@ def _config_file(tmp_path, w, **over):
     ("layers", "front:99", "config key 'layers'"),
     ("layers", "0,99", "indices [99] out of range for 2 layers"),
     ("distractor_types", ["colour"], "distractor_types must name negation types (absence|presence|"),
+    ("distractor_sources", [""], "distractor_sources must be non-empty source names, got ['']"),
 ])
 def test_bad_config_values_are_one_line_before_any_compute(world, tmp_path, capsys, key, value, needle):
     out = tmp_path / "fresh"
@@ -126,6 +127,18 @@ def test_resume_refuses_a_changed_config(world, tmp_path, capsys, change, needle
     _one_line_exit_2(capsys, _train_args(world, world["run"], "--resume", *change),
                      "the config differs from the checkpoint", needle)
     assert _snapshot(world["run"]) == before
+
+
+def test_a_checkpoint_older_than_a_config_key_resumes_with_its_default():
+    """A checkpoint written before a key existed trained with that key's default: no conflict then, and a
+    real change of the key is still one."""
+    from negation_encoder.training.config import TrainConfig, resume_conflicts
+
+    cfg = TrainConfig(base="b", data=["d.jsonl"], images="i", out="o")
+    saved = {k: v for k, v in cfg.to_dict().items() if k != "distractor_sources"}
+    assert resume_conflicts(saved, cfg) == []
+    changed = TrainConfig(base="b", data=["d.jsonl"], images="i", out="o", distractor_sources=["crops"])
+    assert resume_conflicts(saved, changed) == ["distractor_sources ([] -> ['crops'])"]
 
 
 def test_resume_refuses_changed_data(world, tmp_path, capsys):

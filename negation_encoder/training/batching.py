@@ -51,6 +51,11 @@ def of_types(rec: NegationRecord, types: Sequence[str]) -> bool:
     return not types or rec.negation_type in types
 
 
+def of_sources(rec: NegationRecord, sources: Sequence[str]) -> bool:
+    """Whether a term narrowed to `sources` (`distractor_sources`; empty: every source) takes the record."""
+    return not sources or rec.source in sources
+
+
 def true_caption(rec: NegationRecord) -> str:
     """The caption that is true for the record's image: the original for presence records (their negated
     caption negates an object the image shows), the negated caption for every other type."""
@@ -58,7 +63,8 @@ def true_caption(rec: NegationRecord) -> str:
 
 
 def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce_on_bare: bool = False,
-                omit_types: Sequence[str] = (), distractor_types: Sequence[str] = ()) -> dict[str, bool]:
+                omit_types: Sequence[str] = (), distractor_types: Sequence[str] = (),
+                distractor_sources: Sequence[str] = ()) -> dict[str, bool]:
     """Which loss terms (`TERMS`) the record feeds, from its fields and `negation_type` alone (and, for
     InfoNCE and split distillation, from the splitter's reading of its true caption; pass `split` =
     `split_negation(true_caption(rec))` when already computed). The one rule: `example_from_record`
@@ -67,7 +73,8 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
     infonce: the true caption, unless it is a bare negation (`NegationSplit.is_bare`) and not `infonce_on_bare`;
     mcq: records with foils (hard_negatives, or presence records, whose negated caption is a foil);
     omni_presence / omni_absence: presence / absence records; distractor: non-presence records that
-    list distractor_images (only those whose negation_type is in `distractor_types`, when given);
+    list distractor_images (only those whose negation_type is in `distractor_types` and whose source is in
+    `distractor_sources`, when given);
     split_distill, omit_states and unet_loss: true captions the splitter finds a negation
     in (omit_states: only records whose negation_type is in `omit_types`, when given); preserve /
     preserve_embeds: every record (their original caption); preserve_states: every record (the affirmative
@@ -80,7 +87,8 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
         "mcq": presence or bool(rec.hard_negatives),
         "omni_presence": presence,
         "omni_absence": rec.negation_type == "absence",
-        "distractor": not presence and bool(distractor_keys(rec)) and of_types(rec, distractor_types),
+        "distractor": (not presence and bool(distractor_keys(rec)) and of_types(rec, distractor_types)
+                       and of_sources(rec, distractor_sources)),
         "split_distill": split.has_negation,
         "preserve": True,
         "preserve_embeds": True,
@@ -94,14 +102,15 @@ def eligibility(rec: NegationRecord, split: NegationSplit | None = None, infonce
 
 def example_from_record(rec: NegationRecord, image_index: int, key_index: dict[str, int] | None = None,
                         infonce_on_bare: bool = False, split: NegationSplit | None = None,
-                        omit_types: Sequence[str] = (), distractor_types: Sequence[str] = ()) -> Example:
+                        omit_types: Sequence[str] = (), distractor_types: Sequence[str] = (),
+                        distractor_sources: Sequence[str] = ()) -> Example:
     """The record as the terms it feeds (`eligibility`) see it. `extra_positives` (an optional record
     key) lists further captions true for the image, e.g. the affirmative twin of a presence foil ("a
     photo with a cup" beside "a photo with no cup"): without such positives the MCQ term only ever
     pushes affirmative phrasings away from images. `distractor_images` become text-to-image negatives
     of the negated caption when `key_index` (the image table's keys) is given."""
     split = split if split is not None else split_negation(true_caption(rec))
-    ok = eligibility(rec, split, infonce_on_bare, omit_types, distractor_types)
+    ok = eligibility(rec, split, infonce_on_bare, omit_types, distractor_types, distractor_sources)
     extra = tuple(str(t) for t in rec.extra.get("extra_positives", ()) if isinstance(t, str))
     presence = rec.negation_type == "presence"
     foils = (rec.negated_caption, *rec.hard_negatives) if presence else tuple(rec.hard_negatives)
@@ -117,7 +126,8 @@ def example_from_record(rec: NegationRecord, image_index: int, key_index: dict[s
 
 def examples_from_records(records: Sequence[NegationRecord], key_index: dict[str, int], distractors: bool = False,
                           infonce_on_bare: bool = False, omit_types: Sequence[str] = (),
-                          distractor_types: Sequence[str] = ()) -> list[Example]:
+                          distractor_types: Sequence[str] = (), distractor_sources: Sequence[str] = ()
+                          ) -> list[Example]:
     """`example_from_record` for every record, splitting each distinct true caption once (the rule
     splitter costs about a millisecond a caption, and datasets repeat captions)."""
     splits: dict[str, NegationSplit] = {}
@@ -127,7 +137,8 @@ def examples_from_records(records: Sequence[NegationRecord], key_index: dict[str
         if text not in splits:
             splits[text] = split_negation(text)
         out.append(example_from_record(rec, key_index[rec.image], key_index if distractors else None,
-                                       infonce_on_bare, splits[text], omit_types, distractor_types))
+                                       infonce_on_bare, splits[text], omit_types, distractor_types,
+                                       distractor_sources))
     return out
 
 

@@ -100,6 +100,10 @@ class TrainConfig:
     distractor_types: list[str] = _f([], "negation types (record negation_type) the distractor term trains on; empty: "
                                      "every record with distractor_images. [absence] leaves out P2's answer-flipped "
                                      "images ('the chair is not blue' against the chair blue)", group="objective")
+    distractor_sources: list[str] = _f([], "record sources (record `source`) the distractor term trains on; empty: "
+                                       "every source. Narrows beside distractor_types: [absence counterfactuals, "
+                                       "referring crops] without P2's answer-flipped images, all three being "
+                                       "non-presence records with distractor_images", group="objective")
     omit_types: list[str] = _f([], "negation types (record negation_type) omit_states trains on; empty: every "
                                "record the splitter finds a negation in. [absence] leaves attribute negations "
                                "('the cup is not red') to the contrastive terms", group="objective")
@@ -176,6 +180,8 @@ class TrainConfig:
             bad = [t for t in getattr(self, key) if t not in NEGATION_TYPES]
             if bad:
                 p.append(f"{key} must name negation types ({'|'.join(NEGATION_TYPES)}), got {bad}")
+        if any(not isinstance(x, str) or not x.strip() for x in self.distractor_sources):
+            p.append(f"distractor_sources must be non-empty source names, got {self.distractor_sources}")
         if self.unet_on_policy and self.unet_mode != "teacher":
             p.append("unet_on_policy needs unet_mode teacher (the trajectories are the teacher's)")
         if self.unet_mode not in ("teacher", "denoise"):
@@ -256,8 +262,12 @@ def resume_conflicts(saved: dict[str, Any], current: TrainConfig) -> list[str]:
     """Keys whose values differ between a checkpoint's config and this one, ignoring bookkeeping:
     anything else changes what is trained."""
     now = current.to_dict()
-    return [f"{k} ({saved.get(k)!r} -> {now[k]!r})" for k in now
-            if k not in BOOKKEEPING_KEYS and saved.get(k) != now[k]]
+    # a key the checkpoint lacks was added to TrainConfig after it was written: it trained with the default
+    default = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+               for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING
+               or f.default_factory is not dataclasses.MISSING}
+    was = {k: saved[k] if k in saved else default.get(k) for k in now}
+    return [f"{k} ({was[k]!r} -> {now[k]!r})" for k in now if k not in BOOKKEEPING_KEYS and was[k] != now[k]]
 
 
 def config_help() -> str:

@@ -52,6 +52,7 @@ from .batching import (
     distractor_keys,
     eligible_counts,
     examples_from_records,
+    of_sources,
     of_types,
     states_tokens,
 )
@@ -216,7 +217,8 @@ def no_eligible_reason(term: str, examples: list[Example]) -> str:
         "mcq": f"none of the {n} records has foils (hard_negatives, or a presence record)",
         "omni_presence": f"none of the {n} records is a presence record (negation_type 'presence')",
         "omni_absence": f"none of the {n} records is an absence record (negation_type 'absence')",
-        "distractor": f"none of the {n} records other than presence ones lists distractor_images",
+        "distractor": f"none of the {n} records other than presence ones lists distractor_images (of the negation "
+                      "types and sources distractor_types / distractor_sources name, when given)",
         "split_distill": f"the negation splitter finds no negation in any of the {n} true captions",
         "omit_states": f"the negation splitter finds no negation in any of the {n} true captions",
         "unet_loss": f"the negation splitter finds no negation in any of the {n} true captions",
@@ -347,12 +349,12 @@ def check_inputs(cfg: TrainConfig, accelerator, run: RunDir, resume: bool, overw
                          f"({str(e).splitlines()[0]})") from None
     check_caption_lengths(loaded, tokenizer)
     records = loaded.records
-    # distractor images are embedded only for the records whose type the term trains on
-    counterfactual = [r for r in records if of_types(r, cfg.distractor_types)]
+    # distractor images are embedded only for the records whose type and source the term trains on
+    counterfactual = [r for r in records if of_types(r, cfg.distractor_types) and of_sources(r, cfg.distractor_sources)]
     keys = list(dict.fromkeys([r.image for r in records]
                               + ([k for r in counterfactual for k in distractor_keys(r)] if cfg.distractor else [])))
     examples = examples_from_records(records, {k: i for i, k in enumerate(keys)}, bool(cfg.distractor),
-                                     cfg.infonce_on_bare, cfg.omit_types, cfg.distractor_types)
+                                     cfg.infonce_on_bare, cfg.omit_types, cfg.distractor_types, cfg.distractor_sources)
     eligible = check_eligible(cfg, examples)
     if image_loader is None:
         check_images_exist(loaded, cfg.images, distractors=bool(cfg.distractor), image_processor=image_processor,
