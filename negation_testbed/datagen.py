@@ -176,6 +176,27 @@ def generate_negation_data(world: TrainWorld, out_dir: str | Path, sources: tupl
 T2I_SOURCE = "t2i"  # the generator-prompt source a recipe may list beside p1 / p2 / presence
 
 
+def _write_once(path: str | Path, source: str, n_items: int, build) -> tuple[Path, PipelineStats]:
+    """The one rule of the sources written from the scene graph: a complete file (its `.done` marker beside
+    it) is kept as it is; otherwise `build(stats)` makes the records, which are written, then marked done."""
+    import time
+
+    from negation_encoder.data.records import write_records
+
+    path = Path(path)
+    stats = PipelineStats(source, items_total=n_items)
+    done = path.with_name(path.name + ".done")
+    if path.exists() and done.exists():
+        stats.items_skipped_done = n_items
+        return path, stats
+    start = time.perf_counter()
+    stats.records_written = write_records(path, build(stats))
+    stats.items_processed = n_items
+    stats.seconds = time.perf_counter() - start
+    done.write_text("")
+    return path, stats
+
+
 def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_SEED) -> tuple[Path, PipelineStats]:
     """NegationRecords in the words people give a generator (`language.TRAIN_T2I_FORMS`), one per training
     scene: one or two of its objects and its place, negating an object of the same theme that the scene
@@ -187,45 +208,35 @@ def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_
     P1's frames leaves these prompts' states where the base had them). Written from the scene graph, as the
     oracles answer from it; with real data this is P1 with an LLM asked for generator-style prompts.
     Deterministic; an existing complete file is kept."""
-    import time
-
-    from negation_encoder.data.records import NegationRecord, write_records
+    from negation_encoder.data.records import NegationRecord
 
     from .world import THEMES
 
-    path = Path(path)
-    stats = PipelineStats(T2I_SOURCE, items_total=len(world.scenes))
-    done = path.with_name(path.name + ".done")
-    if path.exists() and done.exists():
-        stats.items_skipped_done = len(world.scenes)
-        return path, stats
-    start = time.perf_counter()
-    rng = np.random.default_rng(seed + 3)
-    records = []
-    for scene in world.scenes:
-        kinds = set(scene.kinds)
-        absent = [k for k in THEMES[scene.theme] if k not in kinds] or [k for k in OBJECTS if k not in kinds]
-        neg_form, foil_form, aff_form = L.TRAIN_T2I_FORMS[int(rng.integers(len(L.TRAIN_T2I_FORMS)))]
-        order = rng.permutation(len(scene.objects))
-        n_subject = 1 if len(scene.objects) == 1 or rng.random() < 0.6 else 2
-        named = [scene.objects[i] for i in order[:n_subject]]
-        others = [scene.objects[i].kind for i in order[n_subject:] if scene.objects[i].kind not in
-                  {o.kind for o in named}]
-        slots = {"subject": L.join([L.phrase(o, rng) for o in named]), "place": THEME_PLACE[scene.theme],
-                 "neg": str(rng.choice(absent))}
-        stats.stages["scenes"] += 1
-        rec = NegationRecord(
-            f"t2i:{scene.id}:{slots['neg']}", world.image_key(scene), aff_form.format(**slots),
-            neg_form.format(**slots), "absence", slots["neg"], T2I_SOURCE,
-            hard_negatives=[foil_form.format(**slots), neg_form.format(**{**slots, "neg": named[0].kind})],
-            provenance={"pipeline": T2I_SOURCE, "forms": "language.TRAIN_T2I_FORMS", "truth": "scene graph"},
-            extra={"extra_positives": [foil_form.format(**{**slots, "neg": others[0]})]} if others else {})
-        records.append(rec)
-    stats.records_written = write_records(path, records)
-    stats.items_processed = len(world.scenes)
-    stats.seconds = time.perf_counter() - start
-    done.write_text("")
-    return path, stats
+    def build(stats: PipelineStats) -> list:
+        rng = np.random.default_rng(seed + 3)
+        records = []
+        for scene in world.scenes:
+            kinds = set(scene.kinds)
+            absent = [k for k in THEMES[scene.theme] if k not in kinds] or [k for k in OBJECTS if k not in kinds]
+            neg_form, foil_form, aff_form = L.TRAIN_T2I_FORMS[int(rng.integers(len(L.TRAIN_T2I_FORMS)))]
+            order = rng.permutation(len(scene.objects))
+            n_subject = 1 if len(scene.objects) == 1 or rng.random() < 0.6 else 2
+            named = [scene.objects[i] for i in order[:n_subject]]
+            others = [scene.objects[i].kind for i in order[n_subject:] if scene.objects[i].kind not in
+                      {o.kind for o in named}]
+            slots = {"subject": L.join([L.phrase(o, rng) for o in named]), "place": THEME_PLACE[scene.theme],
+                     "neg": str(rng.choice(absent))}
+            stats.stages["scenes"] += 1
+            rec = NegationRecord(
+                f"t2i:{scene.id}:{slots['neg']}", world.image_key(scene), aff_form.format(**slots),
+                neg_form.format(**slots), "absence", slots["neg"], T2I_SOURCE,
+                hard_negatives=[foil_form.format(**slots), neg_form.format(**{**slots, "neg": named[0].kind})],
+                provenance={"pipeline": T2I_SOURCE, "forms": "language.TRAIN_T2I_FORMS", "truth": "scene graph"},
+                extra={"extra_positives": [foil_form.format(**{**slots, "neg": others[0]})]} if others else {})
+            records.append(rec)
+        return records
+
+    return _write_once(path, T2I_SOURCE, len(world.scenes), build)
 
 
 CROPS_SOURCE = "crops"  # referring expressions against crops of two objects of one kind (make_crop_data)
@@ -250,46 +261,37 @@ def make_crop_data(world: TrainWorld, path: str | Path, n_pairs: int | None = No
     own seed: no benchmark or training scene repeats). `n_pairs` defaults to one pair per 6 training scenes
     (1000 for the demo's 6000, the share chosen on the validation sets: 2000 lowered existence), so a smaller
     world is not swamped by crops. Deterministic; an existing complete file is kept."""
-    import time
+    from negation_encoder.data.records import NegationRecord
 
-    from negation_encoder.data.records import NegationRecord, write_records
-
-    path = Path(path)
     n_pairs = max(1, len(world.scenes) // CROPS_PER_SCENES) if n_pairs is None else n_pairs
-    stats = PipelineStats(CROPS_SOURCE, items_total=n_pairs)
-    done = path.with_name(path.name + ".done")
-    if path.exists() and done.exists():
-        stats.items_skipped_done = n_pairs
-        return path, stats
-    start = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    colours = list(COLOURS)
-    records = []
-    for i in range(n_pairs):
-        kind = str(rng.choice(OBJECTS))
-        pair = [str(c) for c in rng.choice(colours, size=2, replace=False)]
-        keys = []
-        for j, colour in enumerate(pair):
-            scene = object_scene(rng, f"crop-{i}-{j}", SceneObject(kind, colour, str(rng.choice(SIZES)),
-                                                                   str(rng.choice(CELLS))))
-            keys.append(f"crop-{i:05d}-{j}.png")
-            target = world.image_root / keys[-1]
-            if not target.exists():
-                atomic_save_image(target, Image.fromarray(render(scene)[0]))
-        for j, colour in enumerate(pair):
-            other = pair[1 - j]
-            form = L.TRAIN_REFERRING_FORMS[int(rng.integers(len(L.TRAIN_REFERRING_FORMS)))]
-            records.append(NegationRecord(
-                f"crop:{i}:{j}", keys[j], L.TRAIN_AFFIRMATIVE_REFERRING_FORMS[0].format(colour=colour, kind=kind),
-                form.format(kind=kind, value=other), "attribute", other, CROPS_SOURCE,
-                provenance={"pipeline": CROPS_SOURCE, "forms": "language.TRAIN_REFERRING_FORMS", "truth": "scene graph"},
-                extra={"distractor_images": [keys[1 - j]]}))
-        stats.stages["pairs"] += 1
-    stats.records_written = write_records(path, records)
-    stats.items_processed = n_pairs
-    stats.seconds = time.perf_counter() - start
-    done.write_text("")
-    return path, stats
+
+    def build(stats: PipelineStats) -> list:
+        rng = np.random.default_rng(seed)
+        colours = list(COLOURS)
+        records = []
+        for i in range(n_pairs):
+            kind = str(rng.choice(OBJECTS))
+            pair = [str(c) for c in rng.choice(colours, size=2, replace=False)]
+            keys = []
+            for j, colour in enumerate(pair):
+                scene = object_scene(rng, f"crop-{i}-{j}", SceneObject(kind, colour, str(rng.choice(SIZES)),
+                                                                       str(rng.choice(CELLS))))
+                keys.append(f"crop-{i:05d}-{j}.png")
+                target = world.image_root / keys[-1]
+                if not target.exists():
+                    atomic_save_image(target, Image.fromarray(render(scene)[0]))
+            for j, colour in enumerate(pair):
+                other = pair[1 - j]
+                form = L.TRAIN_REFERRING_FORMS[int(rng.integers(len(L.TRAIN_REFERRING_FORMS)))]
+                records.append(NegationRecord(
+                    f"crop:{i}:{j}", keys[j], L.TRAIN_AFFIRMATIVE_REFERRING_FORMS[0].format(colour=colour, kind=kind),
+                    form.format(kind=kind, value=other), "attribute", other, CROPS_SOURCE,
+                    provenance={"pipeline": CROPS_SOURCE, "forms": "language.TRAIN_REFERRING_FORMS", "truth": "scene graph"},
+                    extra={"distractor_images": [keys[1 - j]]}))
+            stats.stages["pairs"] += 1
+        return records
+
+    return _write_once(path, CROPS_SOURCE, n_pairs, build)
 
 
 REFERRING_SEED = 2000  # training scenes for seg_loss; seg-compare draws its sets from seed 0, the route fit from 1000

@@ -42,8 +42,9 @@ def split_evaluation(model, tokenizer, processor, suite: B.Suite, data: Mapping[
     this model on the world's TRAINING records (true captions against their foils), never on benchmark items.
 
     The sources only fine-tuning recipes add (generator prompts `t2i`, referring crops `crops`) are left out of
-    the fit: a training-free route's numbers must not move because a fine-tuning recipe trains on them. With those records in the fit the base's reader
-    chose w = 1.4 instead of 0 and its negated retrieval R@5 fell 0.514 -> 0.220 (docs/testbed.md)."""
+    the fit: a training-free route's numbers must not move because a fine-tuning recipe trains on them. With
+    the generator prompts in the fit the base's reader chose w = 1.4 instead of 0 and its negated retrieval
+    R@5 fell 0.514 -> 0.220 (docs/testbed.md)."""
     from PIL import Image
 
     from negation_encoder.data import read_records

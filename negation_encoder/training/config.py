@@ -263,11 +263,14 @@ def resume_conflicts(saved: dict[str, Any], current: TrainConfig) -> list[str]:
     anything else changes what is trained."""
     now = current.to_dict()
     # a key the checkpoint lacks was added to TrainConfig after it was written: it trained with the default
-    default = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-               for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING
-               or f.default_factory is not dataclasses.MISSING}
-    was = {k: saved[k] if k in saved else default.get(k) for k in now}
+    default = {f.name: _field_default(f) for f in dataclasses.fields(TrainConfig)}
+    was = {k: saved[k] if k in saved else default[k] for k in now}
     return [f"{k} ({was[k]!r} -> {now[k]!r})" for k in now if k not in BOOKKEEPING_KEYS and was[k] != now[k]]
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    """A TrainConfig field's default (every field has one: a config file may leave any key out)."""
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
 def config_help() -> str:
@@ -275,7 +278,7 @@ def config_help() -> str:
     hints = _field_types()
     lines = []
     for f in dataclasses.fields(TrainConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = _field_default(f)
         lines.append(f"  {f.name:24s} {_type_name(hints[f.name]):9s} {default!r:>12}  {f.metadata['help']}")
     return "\n".join(lines)
 
