@@ -286,7 +286,8 @@ def make_crop_data(world: TrainWorld, path: str | Path, n_pairs: int | None = No
                 records.append(NegationRecord(
                     f"crop:{i}:{j}", keys[j], L.TRAIN_AFFIRMATIVE_REFERRING_FORMS[0].format(colour=colour, kind=kind),
                     form.format(kind=kind, value=other), "attribute", other, CROPS_SOURCE,
-                    provenance={"pipeline": CROPS_SOURCE, "forms": "language.TRAIN_REFERRING_FORMS", "truth": "scene graph"},
+                    provenance={"pipeline": CROPS_SOURCE, "forms": "language.TRAIN_REFERRING_FORMS",
+                                "truth": "scene graph"},
                     extra={"distractor_images": [keys[1 - j]]}))
             stats.stages["pairs"] += 1
         return records
@@ -303,14 +304,16 @@ def make_referring_data(out_dir: str | Path, n: int = 2000, seed: int = REFERRIN
     (`language.TRAIN_AFFIRMATIVE_REFERRING_FORMS`: "a blue cup", "a blue cup on the top left"; never the
     control's "the blue cup"), so the term teaches exclusion without unlearning plain reference. Each record
     names the other object of the referred kind (`other_mask`: the one a negated expression excludes), which
-    seg_loss's object-choice part reads. Deterministic; an existing file for the same (n, seed) is reused."""
+    seg_loss's object-choice part reads, and each negated record its referent in a training affirmative form
+    (`affirmative`: "a blue cup" for "the cup that isn't red"), seg_affirm's target. Deterministic; an
+    existing file for the same (n, seed) is reused."""
     from negation_encoder.data.referring import ReferringRecord, write_referring
 
-    from .transfer import referring_samples
+    from .transfer import referring_pairs, referring_samples
 
     out_dir = Path(out_dir)
-    wording = hashlib.sha1(repr((L.TRAIN_REFERRING_FORMS, L.TRAIN_AFFIRMATIVE_REFERRING_FORMS, "other_mask")).encode()
-                           ).hexdigest()[:8]
+    wording = hashlib.sha1(repr((L.TRAIN_REFERRING_FORMS, L.TRAIN_AFFIRMATIVE_REFERRING_FORMS, "other_mask",
+                                 "affirmative")).encode()).hexdigest()[:8]
     path = out_dir / f"referring-{n}-{seed}-{wording}.jsonl"  # another wording or size: another file
     if path.exists():
         return path
@@ -318,14 +321,18 @@ def make_referring_data(out_dir: str | Path, n: int = 2000, seed: int = REFERRIN
     records = []
     for negated in (True, False):
         tag = "neg" if negated else "aff"
-        samples = referring_samples(n // 2, seed + int(negated), negated, L.TRAIN_REFERRING_FORMS, prefix=f"seg-{tag}",
-                                    affirm_forms=L.TRAIN_AFFIRMATIVE_REFERRING_FORMS)
-        for i, (image, text, target, other) in enumerate(samples):
+        args = (n // 2, seed + int(negated), L.TRAIN_REFERRING_FORMS, f"seg-{tag}")
+        samples = referring_samples(*args[:2], negated, *args[2:], affirm_forms=L.TRAIN_AFFIRMATIVE_REFERRING_FORMS)
+        pairs = referring_pairs(*args)  # the same draw: the scenes and targets behind `samples`
+        for i, ((image, text, target, other), (scene, t, _, _)) in enumerate(zip(samples, pairs, strict=True)):
             key = f"{tag}-{i:05d}"
             Image.fromarray(image).save(out_dir / f"{key}.png")
             Image.fromarray(target.astype(np.uint8) * 255).save(out_dir / f"{key}_mask.png")
             Image.fromarray(other.astype(np.uint8) * 255).save(out_dir / f"{key}_other.png")
+            obj = scene.objects[t]  # a negated expression's referent said without negation (seg_affirm's target)
+            affirmative = L.TRAIN_AFFIRMATIVE_REFERRING_FORMS[i % len(L.TRAIN_AFFIRMATIVE_REFERRING_FORMS)].format(
+                colour=obj.colour, kind=obj.kind, cell=obj.cell) if negated else None
             records.append(ReferringRecord(key, f"{key}.png", text, f"{key}_mask.png", other_mask=f"{key}_other.png",
-                                           negated=negated))
+                                           negated=negated, affirmative=affirmative))
     write_referring(path, records)
     return path

@@ -110,8 +110,10 @@ def world(tmp_path_factory):
             o[4:10, 24:30] = 255
             Image.fromarray(o).save(refs / f"o{i}.png")
             other = f"o{i}.png"
+        # an affirmative expression of the referent on negated records but the last (seg_affirm skips it)
+        affirmative = ("a blue cup" if i % 4 == 1 else "a blue cup on the left") if i % 2 and i < 11 else None
         records.append(ReferringRecord(f"r{i}", f"i{i}.png", "the cup that is not red" if i % 2 else "the red cup",
-                                       f"m{i}.png", other_mask=other, negated=bool(i % 2)))
+                                       f"m{i}.png", other_mask=other, negated=bool(i % 2), affirmative=affirmative))
     write_referring(refs / "refs.jsonl", records)
     return {**w, "clipseg": str(root / "clipseg"), "refs": str(refs / "refs.jsonl")}
 
@@ -221,12 +223,96 @@ def test_seg_inputs_are_checked_before_compute(world, tmp_path, capsys):
     assert not (tmp_path / "c" / "image_cache").exists()
 
 
+def test_segmentation_affirmative_part_by_hand():
+    """||embed - target||^2 / ||target||^2 averaged over the rows that have a target; none adds 0."""
+    logits, mask = torch.zeros(3, 2, 2), torch.ones(3, 2, 2)
+    emb = torch.tensor([[1.0, 2.0], [0.0, 0.0], [3.0, -1.0]], requires_grad=True)
+    target = torch.tensor([[1.0, 0.0], [5.0, 5.0], [0.0, 2.0]])
+    has = torch.tensor([True, False, True])
+    hand = (4.0 / 1.0 + (9.0 + 9.0) / 4.0) / 2
+    plain = SegmentationLoss(dice=1.0)(logits, mask)
+    assert (SegmentationLoss(dice=1.0, affirm=0.5)(logits, mask, None, (emb, target, has)) - plain).item() == \
+        pytest.approx(0.5 * hand, rel=1e-6)
+    none = SegmentationLoss(dice=1.0, affirm=0.5)(logits, mask, None, (emb, target, torch.zeros(3, dtype=torch.bool)))
+    assert none.item() == pytest.approx(plain.item(), rel=1e-7)
+    none.backward()  # differentiable (a zero gradient), so a step whose samples have no target still runs
+    assert torch.equal(emb.grad, torch.zeros_like(emb))
+
+
+def test_seg_affirm_pulls_negated_expressions_toward_the_bases_affirmative_embedding(world, tmp_path):
+    """Two routes to the targets (the segmenter's table and the base's get_text_features); the first step's
+    logged seg_loss grows by exactly w x the hand-computed part at the base's weights; after training the
+    negated expression sits nearer its affirmative target than after the same run without the part."""
+    from transformers import AutoConfig, CLIPModel, CLIPTokenizer
+
+    from negation_encoder.encoding import text_features
+    from negation_encoder.training.downstream import FrozenSegmenter, affirmative_targets, check_seg_inputs
+
+    kw = dict(seg_loss=1.0, seg_model=world["clipseg"], seg_data=[world["refs"]], seg_batch_size=6, preserve=1.0,
+              steps=8, save_every=8)
+    cfg = _cfg(world, tmp_path / "x", seg_affirm=2.0, **kw)
+    inputs = check_seg_inputs(cfg, AutoConfig.from_pretrained(world["base"]))
+    base, tok = CLIPModel.from_pretrained(world["base"]).eval(), CLIPTokenizer.from_pretrained(world["base"])
+    targets, has = affirmative_targets(base, tok, inputs.records)
+    assert has.tolist() == [r.affirmative is not None for r in inputs.records] and int(has.sum()) == 5
+
+    def feats(model, texts):
+        enc = tok(texts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            return text_features(model, enc.input_ids, enc.attention_mask)
+
+    for i in torch.nonzero(has).flatten().tolist():
+        torch.testing.assert_close(targets[i], feats(base, [inputs.records[i].affirmative])[0])
+    assert torch.equal(targets[~has], torch.zeros_like(targets[~has]))
+    # the first step, at the base's weights: the part is w x the mean relative squared distance of its rows
+    rows = FrozenSegmenter(inputs, tok, torch.device("cpu")).sample(0, 0, cfg, 0, 1)
+    mine = [i for i in rows if has[i]]
+    assert mine, "the first step's samples hold no record with an affirmative expression"
+    emb = feats(base, [inputs.records[i].text for i in mine])
+    hand = ((emb - targets[mine]).pow(2).sum(-1) / targets[mine].pow(2).sum(-1)).mean().item()
+    on = train(cfg, progress=False, echo=None)
+    off = train(_cfg(world, tmp_path / "y", **kw), progress=False, echo=None)
+
+    def first(res):
+        return next(e for e in map(json.loads, (res.out / "train_log.jsonl").read_text().splitlines()) if "seg_loss" in e)
+
+    assert first(on)["seg_loss"] - first(off)["seg_loss"] == pytest.approx(2.0 * hand, rel=1e-4, abs=1e-6)
+    neg = [i for i in range(len(inputs.records)) if has[i]]
+
+    def distance(model_dir):
+        e = feats(CLIPModel.from_pretrained(model_dir).eval(), [inputs.records[i].text for i in neg])
+        return ((e - targets[neg]).pow(2).sum(-1) / targets[neg].pow(2).sum(-1)).mean().item()
+
+    assert distance(on.model_dir) < distance(off.model_dir)
+
+
+def test_seg_affirm_needs_seg_loss_and_records_that_have_an_affirmative(world, tmp_path):
+    from transformers import AutoConfig
+
+    from negation_encoder.training.downstream import check_seg_inputs
+
+    with pytest.raises(InputError, match="seg_affirm is a part of seg_loss"):
+        _cfg(world, tmp_path / "a", seg_affirm=1.0, preserve=1.0)
+    plain = tmp_path / "plain.jsonl"
+    rows = [json.loads(x) for x in Path(world["refs"]).read_text().splitlines()]
+    plain.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "affirmative"}) + "\n" for r in rows))
+    cfg = _cfg(world, tmp_path / "b", seg_loss=1.0, seg_affirm=1.0, seg_model=world["clipseg"], seg_data=[str(plain)],
+               seg_images=str(Path(world["refs"]).parent))
+    with pytest.raises(InputError, match=r"seg_affirm 1.0: no record of seg_data .*plain.jsonl.* has an 'affirmative'"):
+        check_seg_inputs(cfg, AutoConfig.from_pretrained(world["base"]))
+
+
 def test_referring_records_name_file_and_line(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps({"id": "a", "image": "i.png", "text": "t", "mask": "m.png"}) + "\n"
                     + json.dumps({"id": "b", "image": "i.png", "text": "t", "mask": "m.png", "negated": "yes"}) + "\n")
     with pytest.raises(Exception, match=r"r.jsonl:2: field 'negated' must be true or false"):
         read_referring(path)
+    path.write_text(json.dumps({"id": "a", "image": "i.png", "text": "t", "mask": "m.png", "affirmative": ""}) + "\n")
+    with pytest.raises(Exception, match=r"r.jsonl:1: field 'affirmative' must be a non-empty string, got ''"):
+        read_referring(path)
+    path.write_text(json.dumps({"id": "a", "image": "i.png", "text": "t", "mask": "m.png", "affirmative": "a cup"}) + "\n")
+    assert read_referring(path)[0].affirmative == "a cup"
     with pytest.raises(InputError, match="seg_loss needs seg_model"):
         TrainConfig(seg_loss=1.0)
 

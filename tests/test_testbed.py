@@ -575,7 +575,8 @@ def test_training_and_evaluation_wordings_are_disjoint_for_the_drop_in():
 
 def test_referring_training_records_name_the_excluded_object(tmp_path):
     """make_referring_data's records carry `other_mask`: the other object of the referred kind, disjoint from
-    the referred one, and for a negated expression the object in the colour it excludes (read off the pixels)."""
+    the referred one, and for a negated expression the object in the colour it excludes, and an `affirmative`
+    naming the referent's own colour (both read off the pixels)."""
     from PIL import Image
 
     from negation_encoder.data.referring import read_referring
@@ -597,4 +598,10 @@ def test_referring_training_records_name_the_excluded_object(tmp_path):
         if r.negated:
             excluded = next(c for c in COLOURS if c in r.text.split())
             assert colour(image, other) == excluded and colour(image, target) != excluded, r.text
+            # the affirmative names the referent's own colour, read off the pixels, in a training form
+            said = next(c for c in COLOURS if c in r.affirmative.split())
+            assert said == colour(image, target) and r.affirmative.startswith("a "), r.affirmative
+            assert r.affirmative.split()[2] in r.text.replace(",", "").split(), (r.affirmative, r.text)  # one kind
+        else:
+            assert r.affirmative is None
     assert make_referring_data(tmp_path, n=12) == path  # reused, not rewritten

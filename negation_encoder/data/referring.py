@@ -3,7 +3,9 @@
 The segmentation-aware loss term trains the text tower through a frozen CLIPSeg on these, and eval_seg's
 JSONL format is the same shape. One JSON object a line: `id`, `image` (relative to the file's folder or an
 image root), `text`, `mask` (PNG, nonzero = the referred object), optional `other_mask` (the object a
-negated expression excludes) and `negated` (bool). Reading validates every line and names FILE:LINE.
+negated expression excludes), `negated` (bool) and `affirmative` (an expression of the same referent that
+negates nothing: "a blue cup" beside "the cup that isn't red"; RefCOCOg gives several sentences per object).
+Reading validates every line and names FILE:LINE.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from .records import RecordError, iter_checked_objects
 
 _REQUIRED = ("id", "image", "text", "mask")
+_OPTIONAL = ("other_mask", "negated", "affirmative")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class ReferringRecord:
     mask: str
     other_mask: str | None = None
     negated: bool = False
+    affirmative: str | None = None
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
@@ -37,14 +41,15 @@ def _problem(obj) -> str | None:
     missing = [k for k in _REQUIRED if k not in obj]
     if missing:
         return f"missing required field(s) {', '.join(repr(m) for m in missing)}"
-    for k in (*_REQUIRED, "other_mask"):
+    for k in (*_REQUIRED, "other_mask", "affirmative"):
         if k in obj and obj[k] is not None and (not isinstance(obj[k], str) or not obj[k].strip()):
             return f"field {k!r} must be a non-empty string, got {obj[k]!r}"
     if "negated" in obj and not isinstance(obj["negated"], bool):
         return f"field 'negated' must be true or false, got {obj['negated']!r}"
-    unknown = set(obj) - {*_REQUIRED, "other_mask", "negated"}
+    unknown = set(obj) - {*_REQUIRED, *_OPTIONAL}
     if unknown:
-        return f"unknown field(s) {', '.join(sorted(unknown))} (expected {', '.join(_REQUIRED)}, other_mask, negated)"
+        return (f"unknown field(s) {', '.join(sorted(unknown))} (expected {', '.join(_REQUIRED)}, "
+                f"{', '.join(_OPTIONAL)})")
     return None
 
 

@@ -125,6 +125,10 @@ class TrainConfig:
     seg_dice: float = _f(1.0, "weight of the soft Dice part of seg_loss", group="objective")
     seg_choice: float = _f(0.0, "weight of seg_loss's object-choice part: softplus(mean decoder logit on the record's "
                            "other_mask - on its mask), on records that have an other_mask", group="objective")
+    seg_affirm: float = _f(0.0, "weight of seg_loss's affirmative-target part: the tower's projected embedding of a "
+                           "referring expression toward the base's projected embedding of the record's `affirmative` "
+                           "expression of the same referent (squared distance over the target's squared norm), on "
+                           "records that have one", group="objective")
     unet_loss: float = _f(0.0, "through a frozen diffusion UNet (unet_model): the swapped prompt's prediction "
                           "toward the negative-prompt teacher (unet_mode teacher) or the plain denoising target "
                           "(denoise), on the records' images", group="objective")
@@ -158,7 +162,7 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 p.append(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("lr", "weight_decay", "min_lr_ratio", "max_grad_norm", "omni_temperature", "omni_margin",
-                     "split_distill_w", "seg_dice", "seg_choice", "unet_guidance", *TERMS):
+                     "split_distill_w", "seg_dice", "seg_choice", "seg_affirm", "unet_guidance", *TERMS):
             v = getattr(self, name)
             if not math.isfinite(v):
                 p.append(f"{name} must be a finite number, got {v}")
@@ -190,6 +194,9 @@ class TrainConfig:
             p.append(f"unet_guidance must be > 1 for the teacher (a negative prompt acts only then), got {self.unet_guidance}")
         if self.seg_loss and not (self.seg_model and self.seg_data):
             p.append("seg_loss needs seg_model (a CLIPSeg folder) and seg_data (ReferringRecord .jsonl files)")
+        for part in ("seg_choice", "seg_affirm"):
+            if getattr(self, part) and not self.seg_loss:
+                p.append(f"{part} is a part of seg_loss: it needs seg_loss > 0")
         if not any(getattr(self, t) for t in TERMS if t != "preserve"):
             p.append(f"at least one of {', '.join(t for t in TERMS if t != 'preserve')} must be > 0")
         return p

@@ -1,8 +1,8 @@
 """The frozen downstream models a downstream-aware term trains through (docs/design.md: the core may run a
 transformers CLIPSeg *model*; it never runs a diffusers pipeline).
 
-`seg_loss` reads ReferringRecords (image, text, mask, optional other_mask) and a frozen `CLIPSegForImageSegmentation`: the
-trained text tower's projected embedding goes in as CLIPSeg's `conditional_embeddings` (CLIPSeg computes
+`seg_loss` reads ReferringRecords (image, text, mask, optional other_mask and affirmative) and a frozen
+`CLIPSegForImageSegmentation`: the trained text tower's projected embedding goes in as CLIPSeg's `conditional_embeddings` (CLIPSeg computes
 its own text conditioning under `torch.no_grad()`, so passing it in is the way to train through it). The
 decoder and the vision tower stay frozen, as they will be when the encoder is swapped in.
 """
@@ -64,15 +64,43 @@ def check_seg_inputs(cfg: TrainConfig, base_config) -> SegInputs:
                     raise InputError(f"{path}: record {r.id!r} (line {i}): {key!r} not found under {root}")
         records += recs
         roots += [root] * len(recs)
+    if cfg.seg_affirm and not any(r.affirmative for r in records):
+        raise InputError(f"seg_affirm {cfg.seg_affirm}: no record of seg_data ({', '.join(cfg.seg_data)}) has an "
+                         "'affirmative' expression; add them or set seg_affirm to 0")
     return SegInputs(records, roots, cfg.seg_model)
+
+
+@torch.no_grad()
+def affirmative_targets(model, tokenizer, records: list[ReferringRecord], batch_size: int = 256
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """((N, D) the base CLIPModel's UNnormalised projected embedding of each record's `affirmative`
+    expression, zeros where it has none; (N,) which records have one). Computed once, before any step
+    changes the model (seg_affirm's targets)."""
+    from ..encoding import text_features
+
+    has = torch.tensor([r.affirmative is not None for r in records], dtype=torch.bool)
+    texts = list(dict.fromkeys(r.affirmative for r in records if r.affirmative is not None))
+    device = next(model.parameters()).device
+    found: dict[str, torch.Tensor] = {}
+    for i in range(0, len(texts), batch_size):
+        chunk = texts[i: i + batch_size]
+        enc = tokenizer(chunk, padding=True, truncation=True, max_length=tokenizer.model_max_length,
+                        return_tensors="pt").to(device)
+        found.update(zip(chunk, text_features(model, enc.input_ids, enc.attention_mask).float().cpu(), strict=True))
+    targets = torch.zeros(len(records), model.config.projection_dim)
+    for i, r in enumerate(records):
+        if r.affirmative is not None:
+            targets[i] = found[r.affirmative]
+    return targets, has
 
 
 class FrozenSegmenter:
     """A frozen CLIPSeg and the referring samples it is fed, a seeded share per step and process."""
 
-    def __init__(self, inputs: SegInputs, tokenizer, device, dtype: torch.dtype = torch.float32, others: bool = True):
+    def __init__(self, inputs: SegInputs, tokenizer, device, dtype: torch.dtype = torch.float32, others: bool = True,
+                 affirm: tuple[torch.Tensor, torch.Tensor] | None = None):
         """`others`: read each record's other_mask (only seg_choice needs them; skipping them saves a PNG
-        read per sample and step)."""
+        read per sample and step). `affirm`: `affirmative_targets` of the records (seg_affirm)."""
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
         self.model = CLIPSegForImageSegmentation.from_pretrained(inputs.model).to(device, dtype).eval()
@@ -81,6 +109,7 @@ class FrozenSegmenter:
         self.records, self.roots = inputs.records, inputs.roots
         self.table = TokenTable(tokenizer, [r.text for r in self.records])
         self.device, self.dtype, self.others = device, dtype, others
+        self.affirm = affirm
 
     def sample(self, step: int, micro: int, cfg: TrainConfig, rank: int, world: int) -> list[int]:
         idx = batch_indices(step, micro, len(self.records), cfg.seg_batch_size, cfg.grad_accum,
@@ -117,6 +146,12 @@ class FrozenSegmenter:
         ids, attn = self.table.pad([r.text for r in recs])
         return (ids.to(self.device), attn.to(self.device), pixels.to(self.device, self.dtype), resized(masks),
                 None if others is None else resized(others))
+
+    def affirm_targets(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(the base's projected embeddings of `rows`' affirmative expressions, which rows have one), or None."""
+        if self.affirm is None:
+            return None
+        return self.affirm[0][rows].to(self.device), self.affirm[1][rows].to(self.device)
 
     def logits(self, pixel_values: torch.Tensor, conditional_embeddings: torch.Tensor) -> torch.Tensor:
         """(B, H, W) decoder logits; gradients flow into `conditional_embeddings` only."""

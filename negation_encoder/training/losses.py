@@ -275,18 +275,27 @@ class SegmentationLoss(nn.Module):
     name the other object (`other_mask`: the red cup "the cup that is not red" excludes): which object the
     decoder picks. BCE and Dice barely tell "both cups" from "the right cup" (both objects are a few percent
     of the pixels), and an encoder trained by them alone learns to drop the colour, not to exclude it:
-    object choice stays at chance (docs/testbed.md, "Which object CLIPSeg picks")."""
+    object choice stays at chance (docs/testbed.md, "Which object CLIPSeg picks").
 
-    def __init__(self, dice: float = 1.0, choice: float = 0.0):
+    `affirm` x `affirm_loss`, on samples whose record gives an `affirmative` expression of the same referent:
+    the embedding the decoder reads pulled toward one it already segments right."""
+
+    def __init__(self, dice: float = 1.0, choice: float = 0.0, affirm: float = 0.0):
         super().__init__()
         self.dice = dice
         self.choice = choice
+        self.affirm = affirm
 
-    def forward(self, logits: torch.Tensor, masks: torch.Tensor, others: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, masks: torch.Tensor, others: torch.Tensor | None = None,
+                affirm: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """`affirm`: (the tower's projected embeddings of the samples' texts, the base's projected embeddings of
+        their records' affirmative expressions, which rows have one) for the affirmative-target part."""
         masks = masks.to(logits.dtype)
         loss = F.binary_cross_entropy_with_logits(logits, masks) + self.dice * dice_loss(logits, masks)
         if self.choice and others is not None:
             loss = loss + self.choice * choice_loss(logits, masks, others.to(logits.dtype))
+        if self.affirm and affirm is not None:
+            loss = loss + self.affirm * affirm_loss(*affirm)
         return loss
 
 
@@ -297,6 +306,18 @@ def choice_loss(logits: torch.Tensor, masks: torch.Tensor, others: torch.Tensor)
     if not has.any():
         return logits.sum() * 0.0
     return F.softplus(masked_mean(logits, others) - masked_mean(logits, masks))[has].mean()
+
+
+def affirm_loss(embeds: torch.Tensor, targets: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+    """Mean over the rows in `has` of ||embed - target||^2 / ||target||^2: the unnormalised projected
+    embedding (what CLIPSeg's FiLM reads, norm included) of "the cup that isn't red" toward the base's
+    embedding of "a blue cup", the same referent said without a negation, which the frozen decoder already
+    segments. A direct target, where BCE and Dice through the decoder barely tell the two cups apart
+    (`choice_loss`). 0 if no row has one."""
+    if not has.any():
+        return embeds.sum() * 0.0
+    e, t = embeds[has].float(), targets[has].float()
+    return ((e - t).pow(2).sum(-1) / t.pow(2).sum(-1).clamp_min(1e-12)).mean()
 
 
 def masked_mean(values: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

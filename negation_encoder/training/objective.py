@@ -47,12 +47,12 @@ class NegationObjective(nn.Module):
         self.split_distill = SplitDistillLoss()
         self.preserve_embeds = EmbeddingPreservationLoss()
         self.omit_states = StateDistillationLoss()
-        self.seg_loss = SegmentationLoss(cfg.seg_dice, cfg.seg_choice)
+        self.seg_loss = SegmentationLoss(cfg.seg_dice, cfg.seg_choice, cfg.seg_affirm)
 
     def forward(self, emb: torch.Tensor, hidden: torch.Tensor, batch: Batch, logit_scale: torch.Tensor,
                 base_hidden: torch.Tensor | None = None,
                 states: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
-                seg: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                seg: tuple | None = None,
                 unet: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """`emb` (T, D) normalised embeddings of the batch's distinct texts and `hidden` their last hidden
         states; every target comes with the batch (`batch.image_emb`, and for the terms that need them
@@ -62,7 +62,8 @@ class NegationObjective(nn.Module):
         true captions at the pipeline's padding, the frozen base's states of their affirmative parts, the
         tower's states of those affirmative parts or None) for omit_states and preserve_states; `seg` is (a
         frozen CLIPSeg's logits on this step's referring samples, their masks, their other objects' masks,
-        all-zero where a record names none)."""
+        all-zero where a record names none, and for seg_affirm (the tower's projected embeddings of the samples,
+        the base's of their affirmative expressions, which have one) or None)."""
         w = self.weights
         ids = batch.image_index
         image_emb = batch.image_emb

@@ -57,7 +57,14 @@ from .batching import (
     states_tokens,
 )
 from .config import TrainConfig, resume_conflicts
-from .downstream import FrozenDenoiser, FrozenSegmenter, SegInputs, check_seg_inputs, check_unet_inputs
+from .downstream import (
+    FrozenDenoiser,
+    FrozenSegmenter,
+    SegInputs,
+    affirmative_targets,
+    check_seg_inputs,
+    check_unet_inputs,
+)
 from .freezing import configure_trainable, text_layer_indices
 from .losses import TERMS
 from .objective import NegationObjective
@@ -444,6 +451,7 @@ def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: 
     examples = inputs.examples
     table = TokenTable(inputs.tokenizer, all_texts(examples))
     targets = precompute_targets(cfg, model, inputs.tokenizer, examples, cache.load(inputs.keys).cpu())
+    affirm = affirmative_targets(model, inputs.tokenizer, inputs.seg.records) if cfg.seg_affirm else None
 
     text_model = model.text_model
     base_text = copy.deepcopy(text_model).requires_grad_(False).eval() \
@@ -471,7 +479,7 @@ def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: 
     return TrainState(cfg, accelerator, run, model, tower, params, trainable, optimizer, scheduler,
                       NegationObjective(cfg), examples, table, targets, base_text, start_step,
                       FrozenSegmenter(inputs.seg, inputs.tokenizer, accelerator.device,
-                                      others=cfg.seg_choice > 0) if inputs.seg else None,
+                                      others=cfg.seg_choice > 0, affirm=affirm) if inputs.seg else None,
                       FrozenDenoiser(cfg.unet_model, cfg.images, accelerator.device) if cfg.unet_loss else None,
                       inputs.keys, empty_prompt_states(cfg, inputs.tokenizer, base_text, accelerator.device))
 
@@ -530,9 +538,11 @@ def compute_loss(state: TrainState, batch: Batch, step: int = 0, micro: int = 0
         if cfg.preserve_states:  # the affirmative texts ride in the same forward (one forward per step)
             ids, mask = torch.cat([ids, batch.states_target_ids]), torch.cat([mask, batch.states_target_mask])
         states_in = (ids, mask if cfg.states_mask else None)
+    seg_rows = None
     if state.seg is not None:
         acc = state.accelerator
-        seg_in = state.seg.inputs(state.seg.sample(step, micro, cfg, acc.process_index, acc.num_processes))
+        seg_rows = state.seg.sample(step, micro, cfg, acc.process_index, acc.num_processes)
+        seg_in = state.seg.inputs(seg_rows)
     emb, hidden, states, seg_proj = state.tower(batch.input_ids, batch.attention_mask,
                                                 *(states_in or (None, None)), *(seg_in[:2] if seg_in else (None, None)))
     kept = None  # the tower's states of the affirmative texts (preserve_states)
@@ -549,7 +559,9 @@ def compute_loss(state: TrainState, batch: Batch, step: int = 0, micro: int = 0
                                             attention_mask=batch.states_target_mask if cfg.states_mask else None
                                             ).last_hidden_state
     if seg_in is not None:
-        seg = (state.seg.logits(seg_in[2], seg_proj), seg_in[3], seg_in[4])
+        affirm = state.seg.affirm_targets(seg_rows)
+        seg = (state.seg.logits(seg_in[2], seg_proj), seg_in[3], seg_in[4],
+               None if affirm is None else (seg_proj, *affirm))
     unet = unet_inputs(state, batch, states, step, micro) if state.unet is not None else None
     return state.objective(emb, hidden, batch, state.logit_scale().exp(), base_hidden=base_hidden,
                            states=None if states_target is None else (states, states_target, kept), seg=seg,
