@@ -11,8 +11,9 @@ folder (`compare_entry.json`, written last), and `resume` reuses those, continue
 its newest training checkpoint, and runs the (recipe, seed) pairs not seen before, so a third seed is
 one more command, not a new comparison. The shared world, data and benchmark suite are regenerated
 (deterministically: the same bytes); settings that change every run (scenes, steps, benchmark size,
-transfer) must match the folder's `compare_config.json`, and a recipe whose definition changed since its
-run was saved is refused by name.
+transfer) must match the folder's `compare_config.json`, and a run is refused by name when its recipe's
+definition or the bytes of the data it trained on (`trainer.data_fingerprint`: another version of the data
+generation writes other records) changed since it was saved.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from tqdm.auto import tqdm
 from negation_encoder.errors import InputError
 from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_json, atomic_write_text
+from negation_encoder.training.trainer import data_fingerprint
 
 from . import benchmarks as B
 from .datagen import FINE_TUNING_ONLY_SOURCES, generate_negation_data, make_train_world
 from .demo import load_base
 from .recipes import RECIPES, Recipe, get_recipe
 from .reports import compare_table
-from .run import fit_summary, run_recipe, split_evaluation
+from .run import fit_summary, recipe_config, run_recipe, split_evaluation
 
 # (label, where in drop_in's result): the transfer columns of the comparison
 TRANSFER_COLUMNS = (
@@ -65,8 +67,9 @@ def recipe_fingerprint(rec: Recipe) -> dict:
                    "seg": rec.seg})
 
 
-def finished_entry(run_dir: Path, rec: Recipe) -> dict | None:
-    """The saved numbers of a finished run, or None when the run never finished (no entry file)."""
+def finished_entry(run_dir: Path, rec: Recipe, data: str) -> dict | None:
+    """The saved numbers of a finished run, or None when the run never finished (no entry file). `data`: the
+    fingerprint of the data the recipe would train on now."""
     path = run_dir / ENTRY
     if not path.exists():
         return None
@@ -77,6 +80,10 @@ def finished_entry(run_dir: Path, rec: Recipe) -> dict | None:
     if saved.get("recipe") != recipe_fingerprint(rec):
         raise InputError(f"--resume: {path}: recipe {rec.name!r} changed since this run was saved; use another "
                          "--out or --overwrite")
+    if saved.get("data") != data:
+        raise InputError(f"--resume: {path}: the data recipe {rec.name!r} trains on changed since this run was saved "
+                         f"(fingerprint {saved.get('data')} then, {data} now: another version of the data "
+                         "generation); use another --out or --overwrite")
     return saved["entry"]
 
 
@@ -140,7 +147,9 @@ def _compare(out: Path, names: list[str], seeds: tuple[int, ...], n_scenes: int,
         runs = []
         for seed in seeds:
             run_dir = out / "runs" / f"{name}-seed{seed}"
-            entry = finished_entry(run_dir, rec) if resume else None
+            cfg = recipe_config(rec, data=datasets[rec.data_variant], images=world.image_root, out=run_dir, seed=seed)
+            data = data_fingerprint([*cfg.data, *cfg.seg_data])
+            entry = finished_entry(run_dir, rec, data) if resume else None
             if entry is not None:
                 runs.append(entry)
                 bar.update()
@@ -156,7 +165,8 @@ def _compare(out: Path, names: list[str], seeds: tuple[int, ...], n_scenes: int,
 
                 entry["transfer"] = transfer_values(drop_in(run.model_dir, run_dir / "drop_in",
                                                             **(transfer_settings or {})))
-            atomic_write_json(run_dir / ENTRY, {"recipe": recipe_fingerprint(rec), "seed": seed, "entry": entry})
+            atomic_write_json(run_dir / ENTRY, {"recipe": recipe_fingerprint(rec), "data": data, "seed": seed,
+                                                "entry": entry})
             runs.append(entry)
             bar.update()
             bar.write(run_line(name, seed, entry))

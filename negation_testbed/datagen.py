@@ -176,9 +176,11 @@ def generate_negation_data(world: TrainWorld, out_dir: str | Path, sources: tupl
 T2I_SOURCE = "t2i"  # the generator-prompt source a recipe may list beside p1 / p2 / presence
 
 
-def _write_once(path: str | Path, source: str, n_items: int, build) -> tuple[Path, PipelineStats]:
+def _write_once(path: str | Path, source: str, n_items: int, build, key: str) -> tuple[Path, PipelineStats]:
     """The one rule of the sources written from the scene graph: a complete file (its `.done` marker beside
-    it) is kept as it is; otherwise `build(stats)` makes the records, which are written, then marked done."""
+    it, holding the `key` that built it) is kept as it is; otherwise `build(stats)` makes the records, which
+    are written, then marked done. `key` names what the records depend on besides the world (wordings,
+    sizes, seeds): a file built by another key (another version of this code) is rebuilt, not reused."""
     import time
 
     from negation_encoder.data.records import write_records
@@ -186,14 +188,15 @@ def _write_once(path: str | Path, source: str, n_items: int, build) -> tuple[Pat
     path = Path(path)
     stats = PipelineStats(source, items_total=n_items)
     done = path.with_name(path.name + ".done")
-    if path.exists() and done.exists():
+    key = hashlib.sha1(key.encode()).hexdigest()
+    if path.exists() and done.exists() and done.read_text().strip() == key:
         stats.items_skipped_done = n_items
         return path, stats
     start = time.perf_counter()
     stats.records_written = write_records(path, build(stats))
     stats.items_processed = n_items
     stats.seconds = time.perf_counter() - start
-    done.write_text("")
+    done.write_text(key + "\n")
     return path, stats
 
 
@@ -207,7 +210,7 @@ def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_
     appended, and the world's CLIP learns "drop what is negated" per sentence frame (`omit_states` fitted on
     P1's frames leaves these prompts' states where the base had them). Written from the scene graph, as the
     oracles answer from it; with real data this is P1 with an LLM asked for generator-style prompts.
-    Deterministic; an existing complete file is kept."""
+    Deterministic; an existing complete file is kept while the same wordings and seed built it."""
     from negation_encoder.data.records import NegationRecord
 
     from .world import THEMES
@@ -236,7 +239,7 @@ def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_
             records.append(rec)
         return records
 
-    return _write_once(path, T2I_SOURCE, len(world.scenes), build)
+    return _write_once(path, T2I_SOURCE, len(world.scenes), build, repr((L.TRAIN_T2I_FORMS, seed, len(world.scenes))))
 
 
 CROPS_SOURCE = "crops"  # referring expressions against crops of two objects of one kind (make_crop_data)
@@ -250,8 +253,8 @@ def make_crop_data(world: TrainWorld, path: str | Path, n_pairs: int | None = No
     """NegationRecords in NegRefCOCOg's format, on new training crops: two objects of one kind in two
     colours, each alone in its image (the world's stand-in for a referring box cropped out of a photo,
     as the pairwise benchmark twin crops its candidates), and for each a negated referring expression
-    true for it ("the cup that isn't red") in the TRAINING referring forms (`language.TRAIN_REFERRING_FORMS`,
-    disjoint from the evaluated ones), with the other crop as its `distractor_images`. Caption: "a blue cup".
+    true for it ("the cup that isn't red") in the fine-tuning referring forms
+    (`language.FINE_TUNING_REFERRING_FORMS`, disjoint from the evaluated ones), with the other crop as its `distractor_images`. Caption: "a blue cup".
 
     Why: an encoder fine-tuned on alt-text negations still reads "red" in "the cup that is not red" as a
     reason to pick the red cup (below chance on every evaluated form, docs/testbed.md); these records put
@@ -260,7 +263,8 @@ def make_crop_data(world: TrainWorld, path: str | Path, n_pairs: int | None = No
     the evaluation subset. Crop images are written next to the training images (`crop-*.png`, from their
     own seed: no benchmark or training scene repeats). `n_pairs` defaults to one pair per 6 training scenes
     (1000 for the demo's 6000, the share chosen on the validation sets: 2000 lowered existence), so a smaller
-    world is not swamped by crops. Deterministic; an existing complete file is kept."""
+    world is not swamped by crops. Deterministic; an existing complete file is kept while the same wordings,
+    size and seed built it."""
     from negation_encoder.data.records import NegationRecord
 
     n_pairs = max(1, len(world.scenes) // CROPS_PER_SCENES) if n_pairs is None else n_pairs
@@ -282,17 +286,18 @@ def make_crop_data(world: TrainWorld, path: str | Path, n_pairs: int | None = No
                     atomic_save_image(target, Image.fromarray(render(scene)[0]))
             for j, colour in enumerate(pair):
                 other = pair[1 - j]
-                form = L.TRAIN_REFERRING_FORMS[int(rng.integers(len(L.TRAIN_REFERRING_FORMS)))]
+                form = L.FINE_TUNING_REFERRING_FORMS[int(rng.integers(len(L.FINE_TUNING_REFERRING_FORMS)))]
                 records.append(NegationRecord(
                     f"crop:{i}:{j}", keys[j], L.TRAIN_AFFIRMATIVE_REFERRING_FORMS[0].format(colour=colour, kind=kind),
                     form.format(kind=kind, value=other), "attribute", other, CROPS_SOURCE,
-                    provenance={"pipeline": CROPS_SOURCE, "forms": "language.TRAIN_REFERRING_FORMS",
+                    provenance={"pipeline": CROPS_SOURCE, "forms": "language.FINE_TUNING_REFERRING_FORMS",
                                 "truth": "scene graph"},
                     extra={"distractor_images": [keys[1 - j]]}))
             stats.stages["pairs"] += 1
         return records
 
-    return _write_once(path, CROPS_SOURCE, n_pairs, build)
+    return _write_once(path, CROPS_SOURCE, n_pairs, build, repr((L.FINE_TUNING_REFERRING_FORMS,
+                                                                 L.TRAIN_AFFIRMATIVE_REFERRING_FORMS[0], n_pairs, seed)))
 
 
 REFERRING_SEED = 2000  # training scenes for seg_loss; seg-compare draws its sets from seed 0, the route fit from 1000
@@ -300,7 +305,7 @@ REFERRING_SEED = 2000  # training scenes for seg_loss; seg-compare draws its set
 
 def make_referring_data(out_dir: str | Path, n: int = 2000, seed: int = REFERRING_SEED) -> Path:
     """ReferringRecords for the segmentation-aware term, on TRAINING scenes: half negated with the training
-    referring forms (`language.TRAIN_REFERRING_FORMS`, disjoint from the evaluated ones), half affirmative
+    referring forms (`language.FINE_TUNING_REFERRING_FORMS`, disjoint from the evaluated ones), half affirmative
     (`language.TRAIN_AFFIRMATIVE_REFERRING_FORMS`: "a blue cup", "a blue cup on the top left"; never the
     control's "the blue cup"), so the term teaches exclusion without unlearning plain reference. Each record
     names the other object of the referred kind (`other_mask`: the one a negated expression excludes), which
@@ -312,7 +317,7 @@ def make_referring_data(out_dir: str | Path, n: int = 2000, seed: int = REFERRIN
     from .transfer import referring_pairs, referring_samples
 
     out_dir = Path(out_dir)
-    wording = hashlib.sha1(repr((L.TRAIN_REFERRING_FORMS, L.TRAIN_AFFIRMATIVE_REFERRING_FORMS, "other_mask",
+    wording = hashlib.sha1(repr((L.FINE_TUNING_REFERRING_FORMS, L.TRAIN_AFFIRMATIVE_REFERRING_FORMS, "other_mask",
                                  "affirmative")).encode()).hexdigest()[:8]
     path = out_dir / f"referring-{n}-{seed}-{wording}.jsonl"  # another wording or size: another file
     if path.exists():
@@ -321,7 +326,7 @@ def make_referring_data(out_dir: str | Path, n: int = 2000, seed: int = REFERRIN
     records = []
     for negated in (True, False):
         tag = "neg" if negated else "aff"
-        args = (n // 2, seed + int(negated), L.TRAIN_REFERRING_FORMS, f"seg-{tag}")
+        args = (n // 2, seed + int(negated), L.FINE_TUNING_REFERRING_FORMS, f"seg-{tag}")
         samples = referring_samples(*args[:2], negated, *args[2:], affirm_forms=L.TRAIN_AFFIRMATIVE_REFERRING_FORMS)
         pairs = referring_pairs(*args)  # the same draw: the scenes and targets behind `samples`
         for i, ((image, text, target, other), (scene, t, _, _)) in enumerate(zip(samples, pairs, strict=True)):

@@ -72,6 +72,20 @@ def world_results(metrics: dict) -> dict:
     return {R.world_key(k): v for k, v in metrics.items()}
 
 
+def recipe_config(recipe: Recipe, *, data: Mapping[str, str | Path], images: str | Path, out: str | Path,
+                  seed: int = 0, steps: int | None = None, cache_dir: str | Path = "", base: str | Path = BASE_DIR):
+    """The TrainConfig `run_recipe` trains: the recipe on the world's data, and for a seg recipe the world's
+    frozen CLIPSeg and referring records on training scenes (made once, cached)."""
+    seg_kw = {}
+    if recipe.seg:
+        from .datagen import make_referring_data
+        from .world_seg import SEG_DIR
+
+        seg_kw = {"seg_data": make_referring_data(Path(images).parent / "referring"), "seg_model": SEG_DIR}
+    return recipe.to_config(base=base, data=data, images=images, out=out, seed=seed, steps=steps, cache_dir=cache_dir,
+                            **seg_kw)
+
+
 def run_recipe(recipe: Recipe, *, data: Mapping[str, str | Path], images: str | Path, out: str | Path,
                suite: B.Suite, tokenizer, processor, base_metrics: dict | None = None,
                base_split_metrics: dict | None = None, seed: int = 0,
@@ -81,14 +95,8 @@ def run_recipe(recipe: Recipe, *, data: Mapping[str, str | Path], images: str | 
     from transformers import CLIPModel
 
     start = time.perf_counter()
-    seg_kw = {}
-    if recipe.seg:  # the world's frozen CLIPSeg and referring records on training scenes (made once, cached)
-        from .datagen import make_referring_data
-        from .world_seg import SEG_DIR
-
-        seg_kw = {"seg_data": make_referring_data(Path(images).parent / "referring"), "seg_model": SEG_DIR}
-    cfg = recipe.to_config(base=base, data=data, images=images, out=out, seed=seed, steps=steps, cache_dir=cache_dir,
-                           **seg_kw)
+    cfg = recipe_config(recipe, data=data, images=images, out=out, seed=seed, steps=steps, cache_dir=cache_dir,
+                        base=base)
     result = train(cfg, resume=resume, overwrite=overwrite, progress=progress)
     model = CLIPModel.from_pretrained(result.model_dir).eval()  # what users will load
     metrics, details = B.evaluate(model, tokenizer, processor, suite, return_details=True)

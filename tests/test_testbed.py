@@ -406,7 +406,7 @@ def test_compare_runs_recipes_over_seeds_and_tabulates(tmp_path, capsys):
 def test_compare_resume_adds_seeds_and_reuses_finished_runs(tmp_path, monkeypatch):
     """Resumed vs uninterrupted: seed 0, then --resume with seeds 0,1 trains only seed 1 and gives the
     numbers of one uninterrupted 0,1 comparison; an unfinished run continues from its checkpoint; other
-    settings, a changed recipe, or resume and overwrite together are refused in one line."""
+    settings, a changed recipe, changed data, or resume and overwrite together are refused in one line."""
     import negation_testbed.compare as C
     import negation_testbed.recipes as RC
     from negation_encoder.errors import InputError
@@ -443,6 +443,19 @@ def test_compare_resume_adds_seeds_and_reuses_finished_runs(tmp_path, monkeypatc
     monkeypatch.setitem(RC.RECIPES, "negationclip", changed)
     with pytest.raises(InputError, match="recipe 'negationclip' changed"):
         C.compare(tmp_path / "a", ["negationclip"], seeds=(0,), resume=True, **kw)
+    monkeypatch.undo()  # the recipe as it was, and run_recipe unwrapped
+    # another version of the data generation (here: a P2 record edited in place) is refused, not reused
+    p2 = tmp_path / "a" / "world" / "data" / "p2.jsonl"
+    real_generate = C.generate_negation_data
+
+    def edited(*a, **k):
+        out = real_generate(*a, **k)
+        p2.write_text(p2.read_text().replace("not", "not ", 1))
+        return out
+
+    monkeypatch.setattr(C, "generate_negation_data", edited)
+    with pytest.raises(InputError, match=r"seed0.*the data recipe 'negationclip' trains on changed"):
+        C.compare(tmp_path / "a", ["negationclip"], seeds=(0,), resume=True, **kw)
 
 
 @pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")
@@ -470,7 +483,8 @@ def test_compare_transfer_columns_per_seed(tmp_path, capsys):
 def test_referring_crop_records_are_true_for_their_crop_and_false_for_its_distractor(tmp_path):
     """The crops source: read off the rendered pixels by the rule-based reader (exact on renders), each
     record's own crop is its kind in the colour its expression keeps, its distractor the same kind in the
-    colour it excludes; the expressions are the training referring forms; a complete file is kept."""
+    colour it excludes; the expressions are the fine-tuning referring forms; a complete file is kept while
+    the same wordings, size and seed built it."""
     from PIL import Image
 
     from negation_testbed.datagen import make_crop_data
@@ -484,7 +498,7 @@ def test_referring_crop_records_are_true_for_their_crop_and_false_for_its_distra
         kind = next(k for k in OBJECTS if r.caption.endswith(f" {k}"))
         colour = r.caption.split(" ")[1]
         assert r.negation_type == "attribute" and r.negated_concept != colour and r.source == "crops"
-        assert r.negated_caption in {f.format(kind=kind, value=r.negated_concept) for f in L.TRAIN_REFERRING_FORMS}
+        assert r.negated_caption in {f.format(kind=kind, value=r.negated_concept) for f in L.FINE_TUNING_REFERRING_FORMS}
         own = read_image(Image.open(world.image_root / r.image))
         other = read_image(Image.open(world.image_root / r.extra["distractor_images"][0]))
         assert reader_says_yes(own, kind, colour) and not reader_says_yes(own, kind, r.negated_concept), r
@@ -492,6 +506,16 @@ def test_referring_crop_records_are_true_for_their_crop_and_false_for_its_distra
     assert len({r.negated_caption.replace(r.negated_concept, "{v}") for r in records}) > 4  # forms and kinds vary
     again, stats2 = make_crop_data(world, tmp_path / "crops.jsonl", n_pairs=30)  # kept, not rewritten
     assert stats2.items_skipped_done == 30 and again.read_text() == path.read_text()
+    # a file another version of the wordings built is rebuilt, not reused (its marker holds another key)
+    done = path.with_name(path.name + ".done")
+    done.write_text("")  # the marker written before markers held keys
+    built = path.read_text()
+    path.write_text(built.replace("crop:0:0", "stale:0:0"))
+    _, stats3 = make_crop_data(world, tmp_path / "crops.jsonl", n_pairs=30)
+    assert stats3.items_skipped_done == 0 and stats3.records_written == 60
+    assert path.read_text() == built  # rebuilt: the same records again
+    _, stats4 = make_crop_data(world, tmp_path / "crops.jsonl", n_pairs=20)  # another size: rebuilt
+    assert stats4.items_skipped_done == 0 and len(read_records(path)) == 40
 
 
 def test_no_benchmark_image_is_a_training_image(tmp_path):
@@ -553,15 +577,16 @@ def test_training_and_evaluation_wordings_are_disjoint_for_the_drop_in():
     scores (negated forms, and the control's affirmative form), nor any t2i-compare prompt form."""
     from negation_testbed.transfer import CONTROL_REFERRING_FORMS, T2I_FORMS
 
-    assert not set(L.TRAIN_REFERRING_FORMS) & set(L.REFERRING_FORMS)
+    assert set(L.TRAIN_REFERRING_FORMS) <= set(L.FINE_TUNING_REFERRING_FORMS)
+    assert not set(L.FINE_TUNING_REFERRING_FORMS) & set(L.REFERRING_FORMS)
     assert not set(L.TRAIN_AFFIRMATIVE_REFERRING_FORMS) & set(CONTROL_REFERRING_FORMS)
     slots = {"kind": "cup", "value": "red", "colour": "red", "cell": "top left"}
-    train = [f.format(**slots) for f in (*L.TRAIN_REFERRING_FORMS, *L.TRAIN_AFFIRMATIVE_REFERRING_FORMS)]
+    train = [f.format(**slots) for f in (*L.FINE_TUNING_REFERRING_FORMS, *L.TRAIN_AFFIRMATIVE_REFERRING_FORMS)]
     scored = [f.format(**slots) for f in (*L.REFERRING_FORMS, *CONTROL_REFERRING_FORMS)]
     for t in train:  # no evaluated phrase inside a training phrase, nor the other way round
         assert not any(s in t or t in s for s in scored), t
     t2i_forms = {f for forms in T2I_FORMS for f in forms if "{" in f}
-    assert not t2i_forms & set(L.TRAIN_REFERRING_FORMS)
+    assert not t2i_forms & set(L.FINE_TUNING_REFERRING_FORMS)
     # generator prompts: no evaluated prompt (negated or control) inside a training prompt, for any slots
     assert not t2i_forms & {f for fs in L.TRAIN_T2I_FORMS for f in fs}
     evaluated = [f.format(place=p, colour=c, kind=k, neg=n) for f in t2i_forms for p in ("kitchen", "street")
