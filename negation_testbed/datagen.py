@@ -254,7 +254,8 @@ def make_crop_data(world: TrainWorld, path: str | Path, n_pairs: int | None = No
     colours, each alone in its image (the world's stand-in for a referring box cropped out of a photo,
     as the pairwise benchmark twin crops its candidates), and for each a negated referring expression
     true for it ("the cup that isn't red") in the fine-tuning referring forms
-    (`language.FINE_TUNING_REFERRING_FORMS`, disjoint from the evaluated ones), with the other crop as its `distractor_images`. Caption: "a blue cup".
+    (`language.FINE_TUNING_REFERRING_FORMS`, disjoint from the evaluated ones), with the other crop as its
+    `distractor_images`. Caption: "a blue cup".
 
     Why: an encoder fine-tuned on alt-text negations still reads "red" in "the cup that is not red" as a
     reason to pick the red cup (below chance on every evaluated form, docs/testbed.md); these records put
@@ -314,7 +315,7 @@ def make_referring_data(out_dir: str | Path, n: int = 2000, seed: int = REFERRIN
     existing file for the same (n, seed) is reused."""
     from negation_encoder.data.referring import ReferringRecord, write_referring
 
-    from .transfer import referring_pairs, referring_samples
+    from .transfer import affirmative_phrase, referring_pairs, referring_samples
 
     out_dir = Path(out_dir)
     wording = hashlib.sha1(repr((L.FINE_TUNING_REFERRING_FORMS, L.TRAIN_AFFIRMATIVE_REFERRING_FORMS, "other_mask",
@@ -334,10 +335,9 @@ def make_referring_data(out_dir: str | Path, n: int = 2000, seed: int = REFERRIN
             Image.fromarray(image).save(out_dir / f"{key}.png")
             Image.fromarray(target.astype(np.uint8) * 255).save(out_dir / f"{key}_mask.png")
             Image.fromarray(other.astype(np.uint8) * 255).save(out_dir / f"{key}_other.png")
-            obj = scene.objects[t]  # a negated expression's referent said without negation (seg_affirm's target)
-            affirmative = L.TRAIN_AFFIRMATIVE_REFERRING_FORMS[i % len(L.TRAIN_AFFIRMATIVE_REFERRING_FORMS)].format(
-                colour=obj.colour, kind=obj.kind, cell=obj.cell) if negated else None
+            # a negated expression's referent said without negation, as the affirmative half says it (seg_affirm)
+            affirm = affirmative_phrase(scene.objects[t], i, L.TRAIN_AFFIRMATIVE_REFERRING_FORMS) if negated else None
             records.append(ReferringRecord(key, f"{key}.png", text, f"{key}_mask.png", other_mask=f"{key}_other.png",
-                                           negated=negated, affirmative=affirmative))
+                                           negated=negated, affirmative=affirm))
     write_referring(path, records)
     return path

@@ -80,6 +80,11 @@ def referring_pairs(n: int, seed: int, forms: tuple[str, ...] = L.REFERRING_FORM
         yield scene, target, other, forms[int(rng.integers(len(forms)))]
 
 
+def affirmative_phrase(obj, i: int, forms: tuple[str, ...]) -> str:
+    """Sample `i`'s affirmative expression of `obj` ("the blue cup"): the forms taken in turn."""
+    return forms[i % len(forms)].format(colour=obj.colour, kind=obj.kind, cell=obj.cell)
+
+
 def referring_samples(n: int, seed: int, negated: bool, forms: tuple[str, ...] = L.REFERRING_FORMS,
                       prefix: str = "ref", affirm_forms: tuple[str, ...] = CONTROL_REFERRING_FORMS):
     """(image, text, target mask, other mask) for scenes with two objects of one kind in different colours;
@@ -89,8 +94,7 @@ def referring_samples(n: int, seed: int, negated: bool, forms: tuple[str, ...] =
 
     for i, (scene, target, other, form) in enumerate(referring_pairs(n, seed, forms, prefix)):
         t, o = scene.objects[target], scene.objects[other]
-        text = form.format(kind=t.kind, value=o.colour) if negated else \
-            affirm_forms[i % len(affirm_forms)].format(colour=t.colour, kind=t.kind, cell=t.cell)
+        text = form.format(kind=t.kind, value=o.colour) if negated else affirmative_phrase(t, i, affirm_forms)
         image, masks = object_masks(scene)
         yield image, text, masks[target], masks[other]
 
