@@ -11,7 +11,8 @@ folder (`compare_entry.json`, written last), and `resume` reuses those, continue
 its newest training checkpoint, and runs the (recipe, seed) pairs not seen before, so a third seed is
 one more command, not a new comparison. The shared world, data and benchmark suite are regenerated
 (deterministically: the same bytes); settings that change every run (scenes, steps, benchmark size,
-transfer) must match the folder's `compare_config.json`, and a run is refused by name when its recipe's
+transfer, and with transfer the bytes of the frozen generator, segmenter and judge) must match the
+folder's `compare_config.json`, and a run is refused by name when its recipe's
 definition or the bytes of the data it trained on (`trainer.data_fingerprint`: another version of the data
 generation writes other records) changed since it was saved.
 """
@@ -119,6 +120,10 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
         get_recipe(n)
     settings = _plain({"n_scenes": n_scenes, "steps": steps, "bench_size": bench_size, "transfer": transfer,
                        "transfer_settings": transfer_settings or {}})
+    if transfer:  # resuming after the generator, segmenter or judge changed would mix two instruments' numbers
+        from .transfer import instruments_fingerprint
+
+        settings["instruments"] = instruments_fingerprint()
     folder = RunFolder(out, OWNED, fingerprint_name="compare_config.json")
     with folder.lock():  # a second comparison in the same folder is refused, not interleaved
         folder.prepare(resume, overwrite, settings)

@@ -474,6 +474,17 @@ def seg_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def instruments_fingerprint(folders: tuple[str | Path, ...] | None = None) -> str:
+    """Hash of the bytes of the frozen models `drop_in` measures with (by default the committed generator,
+    segmenter and judge). Why: a comparison resumed after one of them was retrained would otherwise mix
+    transfer numbers of two instruments in one table (`compare` saves this with its settings)."""
+    from negation_encoder.training.trainer import data_fingerprint
+
+    folders = folders or (ASSETS / "t2i", ASSETS / "seg", ASSETS / "judge")
+    files = [f for d in folders for f in sorted(Path(d).rglob("*")) if f.is_file()]
+    return data_fingerprint([str(f) for f in files])
+
+
 def drop_in(encoder: str | Path, out: str | Path, seg_samples: int = 200, t2i_prompts: int = 16,
             seeds: tuple[int, ...] = (0, 1), progress: bool = False, t2i_steps: int | None = None) -> dict:
     """A small real measurement of the drop-in (the demo's last step): the encoder swapped into the world's
@@ -513,5 +524,5 @@ def drop_in_markdown(d: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["SegCompareConfig", "T2ICompareConfig", "drop_in", "seg_compare", "t2i_compare", "world_prompt_sets",
-           "write_referring_set"]
+__all__ = ["SegCompareConfig", "T2ICompareConfig", "drop_in", "instruments_fingerprint", "seg_compare", "t2i_compare",
+           "world_prompt_sets", "write_referring_set"]

@@ -459,6 +459,36 @@ def test_compare_resume_adds_seeds_and_reuses_finished_runs(tmp_path, monkeypatc
 
 
 @pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")
+def test_compare_resume_refuses_other_instruments(tmp_path, monkeypatch):
+    """The transfer numbers of a resumed comparison come from one generator, segmenter and judge: their
+    bytes' hash is part of the saved settings, so resuming after one was retrained is refused in one line
+    (and a comparison without transfer does not care)."""
+    import negation_testbed.compare as C
+    import negation_testbed.transfer as T
+    from negation_encoder.errors import InputError
+    from negation_encoder.training.trainer import data_fingerprint
+
+    a, b = tmp_path / "gen" / "a.bin", tmp_path / "seg" / "sub" / "b.json"
+    for f, text in ((a, "weights"), (b, "{}")):
+        f.parent.mkdir(parents=True)
+        f.write_text(text)
+    folders = (tmp_path / "gen", tmp_path / "seg")
+    first = T.instruments_fingerprint(folders)
+    assert first == data_fingerprint([str(a), str(b)]) == T.instruments_fingerprint(folders)
+    a.write_text("retrained")
+    assert T.instruments_fingerprint(folders) != first
+    monkeypatch.setattr(C, "_compare", lambda *args: {})  # only the folder's settings matter here
+    monkeypatch.setattr(T, "instruments_fingerprint", lambda: "generator-A")
+    C.compare(tmp_path / "cmp", ["negationclip"], seeds=(0,))
+    C.compare(tmp_path / "cmp", ["negationclip"], seeds=(0,), resume=True)
+    monkeypatch.setattr(T, "instruments_fingerprint", lambda: "generator-B")
+    with pytest.raises(InputError, match=r"instruments \('generator-A' -> 'generator-B'\)"):
+        C.compare(tmp_path / "cmp", ["negationclip"], seeds=(0,), resume=True)
+    C.compare(tmp_path / "plain", ["negationclip"], seeds=(0,), transfer=False)
+    monkeypatch.setattr(T, "instruments_fingerprint", lambda: "generator-C")
+    C.compare(tmp_path / "plain", ["negationclip"], seeds=(0,), transfer=False, resume=True)
+
+
 def test_compare_transfer_columns_per_seed(tmp_path, capsys):
     """Each (recipe, seed) encoder is swapped into the frozen segmenter and generator; the arms that do not
     read the encoder (original, base, negative prompt) are the same for every run, the swapped ones are not."""
