@@ -42,11 +42,12 @@ MAX_LENGTH = 77  # the pipeline pads every prompt to CLIP's 77 positions; traini
 class T2IConfig:
     """Defaults: the committed generator (issue #22). Each lever was chosen on
     `instruments.validation_prompts` (fresh training-world captions, never the evaluation prompts); the
-    measurements are in docs/testbed.md. With these defaults `negenc testbed pretrain-t2i` reproduces the
-    committed weights (one torch thread)."""
+    measurements are in docs/testbed.md. `negenc testbed pretrain-t2i` with these defaults wrote the
+    committed weights on two torch threads (runs with the same thread count give the same weights; another
+    count sums in another order)."""
 
     seed: int = 0
-    steps: int = 2000  # ~1.9 CPU-s a step on one thread: about 65 CPU-minutes
+    steps: int = 4000  # ~0.6 s a step on two threads: about 40 minutes on a 2-core machine
     batch_size: int = 64
     lr: float = 1e-3
     warmup: int = 100
@@ -65,8 +66,10 @@ class T2IConfig:
     scale_shift: bool = True  # FiLM (scale and shift) of the time/text embedding in every resnet, as IF
     sampler: str = "dpmsolver++"  # the scheduler saved with the pipeline: "ddpm" or "dpmsolver++"
     timestep_sampling: str = "uniform"  # or "importance" (see `sample_timesteps`; not yet validated at full length)
-    sample_steps: int = 25  # sampling settings t2i-compare uses by default, chosen on validation prompts
-    guidance_scale: float = 5.0
+    sample_steps: int = 20  # sampling settings t2i-compare uses by default (pretrain_info.json "sampling")
+    guidance_scale: float = 7.0
+    sampling_prompts: int = 64  # after training, `instruments.choose_sampling` on this many validation prompts
+    # picks the sampling settings saved with the pipeline; 0 keeps sample_steps / guidance_scale as set
 
 
 def base_text_encoder(base: str | Path = BASE_DIR):
@@ -267,12 +270,19 @@ def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: 
         ema.copy_to(unet)
     out = Path(out)
     save_world_pipeline(out, unet, sampling_scheduler(cfg), text_encoder, tokenizer)
+    sampling: dict = {"steps": cfg.sample_steps, "guidance_scale": cfg.guidance_scale, "scheduler": cfg.sampler}
+    if cfg.sampling_prompts > 0:
+        from .instruments import choose_sampling
+
+        choice = choose_sampling(out, n_prompts=cfg.sampling_prompts)
+        sampling.update(steps=choice["best"]["steps"], guidance_scale=choice["best"]["guidance_scale"],
+                        chosen_by=f"negation_testbed.instruments.choose_sampling (reader subject rate on "
+                                  f"{cfg.sampling_prompts} validation prompts)", table=choice["table"])
     info = {"config": {**asdict(cfg), "channels": list(cfg.channels)},
             "seconds": round(time.perf_counter() - start, 1),
             "cpu_seconds": round(time.process_time() - cpu_start, 1),  # wall time grows when the machine is shared
             "final_loss": round(float(np.mean(losses[-100:])), 4), "torch_threads": torch.get_num_threads(),
             "parameters": sum(p.numel() for p in unet.parameters()), "text_encoder": "base (frozen)",
-            "sampling": {"steps": cfg.sample_steps, "guidance_scale": cfg.guidance_scale, "scheduler": cfg.sampler},
-            "command": "negenc testbed pretrain-t2i"}
+            "sampling": sampling, "command": "negenc testbed pretrain-t2i"}
     (out / "pretrain_info.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

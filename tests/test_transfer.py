@@ -283,10 +283,23 @@ def test_pretrain_commands_are_deterministic(asset, tmp_path):
     runs = []
     for k in range(2):
         out = tmp_path / f"run{k}"
-        assert main(["testbed", f"pretrain-{asset}", "--steps", "2", "--out", str(out)]) == 0
+        extra = ["--sampling-prompts", "2"] if asset == "t2i" else []
+        assert main(["testbed", f"pretrain-{asset}", "--steps", "2", "--out", str(out), *extra]) == 0
         runs.append(load_file(str(out / weights)))
         info = json.loads((out / "pretrain_info.json").read_text())
         assert info["command"] == f"negenc testbed pretrain-{asset}" and info["config"]["steps"] == 2
+        if asset == "t2i":  # the saved sampling settings are the validation choice, and the pipeline reads them
+            from negation_testbed.transfer import pipeline_sampling
+
+            table, chosen = info["sampling"]["table"], info["sampling"]
+            assert len(table) == 12 and info["config"]["sampling_prompts"] == 2
+            best = max(r["reader_subject_rate"] for r in table)
+            assert {"steps": chosen["steps"], "guidance_scale": chosen["guidance_scale"], "reader_subject_rate": best} \
+                in table
+            assert pipeline_sampling(out) == (chosen["steps"], chosen["guidance_scale"])
+    if asset == "t2i":  # refused in one line before any training
+        assert main(["testbed", "pretrain-t2i", "--sampling-prompts", "-1", "--out", str(tmp_path / "bad")]) == 2
+        assert not (tmp_path / "bad").exists()
     differing = [name for name in runs[0] if not torch.equal(runs[0][name], runs[1][name])]
     assert not differing and set(runs[0]) == set(runs[1]), f"{asset}: tensors differ between runs: {differing[:5]}"
 

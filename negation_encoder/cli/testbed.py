@@ -44,6 +44,10 @@ def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
         pp.add_argument("--out", default=None, help="folder (default: the package's committed asset)")
         pp.add_argument("--steps", type=int, default=None, help="override the training steps")
         pp.add_argument("--seed", type=int, default=0, help="seed of the run")
+        if name == "pretrain-t2i":
+            pp.add_argument("--sampling-prompts", type=int, default=None,
+                            help="validation prompts that choose the saved sampling steps and guidance after "
+                                 "training (default 64; 0: keep the config's)")
         pp.set_defaults(func=pretrain_asset_command, asset=name.split("-")[1])
     rp = sub.add_parser("report", help="regenerate the docs' result tables from docs/results/data/*.json "
                         "(stamped with the commit that produced them)")
@@ -119,6 +123,12 @@ def pretrain_asset_command(args: argparse.Namespace) -> int:
     cfg = Config(seed=args.seed)
     if args.steps:
         cfg.steps = args.steps
+    if getattr(args, "sampling_prompts", None) is not None:
+        if args.sampling_prompts < 0:
+            from ..errors import InputError
+
+            raise InputError(f"--sampling-prompts must be >= 0, got {args.sampling_prompts}")
+        cfg.sampling_prompts = args.sampling_prompts
     info = run(cfg, out=args.out or default)
     print(json.dumps(info, indent=2))
     return 0
