@@ -270,6 +270,7 @@ def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: 
         ema.copy_to(unet)
     out = Path(out)
     save_world_pipeline(out, unet, sampling_scheduler(cfg), text_encoder, tokenizer)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start  # training, not the choice
     sampling: dict = {"steps": cfg.sample_steps, "guidance_scale": cfg.guidance_scale, "scheduler": cfg.sampler}
     if cfg.sampling_prompts > 0:
         from .instruments import choose_sampling
@@ -279,8 +280,8 @@ def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: 
                         chosen_by=f"negation_testbed.instruments.choose_sampling (reader subject rate on "
                                   f"{cfg.sampling_prompts} validation prompts)", table=choice["table"])
     info = {"config": {**asdict(cfg), "channels": list(cfg.channels)},
-            "seconds": round(time.perf_counter() - start, 1),
-            "cpu_seconds": round(time.process_time() - cpu_start, 1),  # wall time grows when the machine is shared
+            "seconds": round(seconds, 1),
+            "cpu_seconds": round(cpu_seconds, 1),  # wall time grows when the machine is shared
             "final_loss": round(float(np.mean(losses[-100:])), 4), "torch_threads": torch.get_num_threads(),
             "parameters": sum(p.numel() for p in unet.parameters()), "text_encoder": "base (frozen)",
             "sampling": sampling, "command": "negenc testbed pretrain-t2i"}
