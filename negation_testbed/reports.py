@@ -20,8 +20,16 @@ README_BEGIN, README_END = "<!-- results:routes -->", "<!-- /results:routes -->"
 
 
 def load(data_dir: str | Path) -> dict:
+    """The result files present; a t2i-compare run on validation prompts is refused (one line): its numbers
+    choose settings, they are never published as the evaluation's."""
+    from negation_encoder.errors import InputError
+
     data_dir = Path(data_dir)
-    return {k: json.loads((data_dir / f).read_text()) for k, f in FILES.items() if (data_dir / f).exists()}
+    data = {k: json.loads((data_dir / f).read_text()) for k, f in FILES.items() if (data_dir / f).exists()}
+    if data.get("t2i", {}).get("prompt_set", "evaluation") != "evaluation":
+        raise InputError(f"{data_dir / FILES['t2i']}: prompt_set {data['t2i']['prompt_set']!r}; only a t2i-compare "
+                         "run on the evaluation prompts is published")
+    return data
 
 
 def stamp(result: dict) -> str:

@@ -41,20 +41,39 @@ T2I_FORMS = (  # (negated prompt, cue, affirmative control): the cue words the w
     ("a {colour} {kind} in a {place} without a {neg}", "without", "a {colour} {kind} in a {place}"),
     ("a {place} with a {colour} {kind} but not a {neg}", "not", "a {place} with a {colour} {kind}"),
 )
+# Validation prompts (`t2i-compare --prompts validation`): the same cues in frames that neither train
+# (`language.TRAIN_T2I_FORMS`) nor are scored (`T2I_FORMS`), drawn with their own seed, so a setting of the
+# generator side (sampling, a route's options) can be chosen on prompts the evaluation never scores and the
+# fine-tuning never read (tests/test_transfer.py checks both).
+VALIDATION_T2I_FORMS = (
+    ("{place} scene showing a {colour} {kind} and no {neg}", "no", "{place} scene showing a {colour} {kind}"),
+    ("this image shows a {colour} {kind} at the {place}, without a {neg}", "without",
+     "this image shows a {colour} {kind} at the {place}"),
+    ("one {colour} {kind} at the {place} and not a {neg}", "not", "one {colour} {kind} at the {place}"),
+)
+VALIDATION_PROMPT_SEED = 8_675_309
+PROMPT_SETS = ("evaluation", "validation")
 
 
-def world_prompt_sets(forms_per_kind: int = 3, seed: int = 0) -> tuple[list[dict], list[dict]]:
+def world_prompt_sets(forms_per_kind: int = 3, seed: int = 0, prompts: str = "evaluation"
+                     ) -> tuple[list[dict], list[dict]]:
     """(negated, control) entries in eval_t2i's `negation_v1` format: one negated prompt per kind and
-    form (the negated object from the subject's theme), and its affirmative twin (no negated concept)."""
-    rng = np.random.default_rng(seed)
+    form (the negated object from the subject's theme), and its affirmative twin (no negated concept).
+    `prompts="validation"`: `VALIDATION_T2I_FORMS` drawn with `VALIDATION_PROMPT_SEED` (`seed` ignored),
+    ids prefixed "val_"."""
+    if prompts not in PROMPT_SETS:
+        raise ValueError(f"prompts must be one of {', '.join(PROMPT_SETS)}, got {prompts!r}")
+    validation = prompts == "validation"
+    forms = VALIDATION_T2I_FORMS if validation else T2I_FORMS
+    rng = np.random.default_rng(VALIDATION_PROMPT_SEED if validation else seed)
     negated, control = [], []
     for kind in OBJECTS:
         theme = OBJECT_THEME[kind]
-        for f, (form, cue, affirm) in enumerate(T2I_FORMS[:forms_per_kind]):
+        for f, (form, cue, affirm) in enumerate(forms[:forms_per_kind]):
             neg = str(rng.choice([k for k in THEMES[theme] if k != kind]))
             colour = str(rng.choice(list(COLOURS)))
             slots = {"place": THEME_PLACE[theme], "colour": colour, "kind": kind, "neg": neg}
-            pid = f"{kind}_{f}"
+            pid = f"val_{kind}_{f}" if validation else f"{kind}_{f}"
             negated.append({"id": pid, "prompt": form.format(**slots), "subject": kind, "negated_concepts": [neg],
                             "negation_type": "object", "cue": cue,
                             "questions": [f"Is there a {kind}?", f"Is there a {neg}?"]})
@@ -210,6 +229,8 @@ class T2ICompareConfig(Validated):
     judge: str = option(str(ASSETS / "judge"), "judge folder (default: the committed world judge)")
     seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "comma list of seeds (every arm uses the same)")
     forms: int = option(2, f"negated prompts per object kind (1-{len(T2I_FORMS)}; 16 kinds)")
+    prompts: str = option("evaluation", "which prompts: evaluation (the scored set) or validation (other frames and "
+                          "draws, to choose settings on; never published as evaluation)")
     limit: int | None = option(None, "only the first N prompts (smoke runs)")
     steps: int | None = option(None, "denoising steps (default: the pipeline's validated setting, pretrain_info.json)")
     guidance_scale: float | None = option(None, "classifier-free guidance scale (default: likewise)")
@@ -230,6 +251,8 @@ class T2ICompareConfig(Validated):
                     at_least(self, "guidance_scale", 0, True))
         if not 1 <= self.forms <= len(T2I_FORMS):
             p.append(f"forms must be in 1..{len(T2I_FORMS)}, got {self.forms}")
+        if self.prompts not in PROMPT_SETS:
+            p.append(f"prompts must be one of {', '.join(PROMPT_SETS)}, got {self.prompts!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             p.append(f"seeds must be distinct integers, at least one, got {list(self.seeds)}")
         if not self.encoders:
@@ -281,12 +304,12 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
     device, dtype = resolve_device_dtype("cpu", "fp32")
     pipe = load_pipeline(cfg.pipeline, device, dtype)
     check_encoders(pipe, encoders)  # before the folder is touched or any image is made
-    negated, control = world_prompt_sets(cfg.forms)
+    negated, control = world_prompt_sets(cfg.forms, prompts=cfg.prompts)
     if cfg.limit:
         negated, control = negated[: cfg.limit], control[: cfg.limit]
     fingerprint = {"command": "testbed t2i-compare", "encoders": encoders, "pipeline": cfg.pipeline,
                    "seeds": list(cfg.seeds), "steps": cfg.steps, "guidance_scale": cfg.guidance_scale,
-                   "prompts": [p["id"] for p in negated]}
+                   "prompt_set": cfg.prompts, "prompts": [p["id"] for p in negated]}
     prepare_out_dir(out, fingerprint, cfg.resume, cfg.overwrite)
     generation = GenerationConfig(steps=cfg.steps, guidance_scale=cfg.guidance_scale)
     results = {}
@@ -315,7 +338,8 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
     result = {"drift": drift, "negated": results["negated"]["arms"], "control": results["control"]["arms"],
               "paired": results["negated"]["paired"], "control_paired": results["control"]["paired"],
               "judge_agreement": judge_agreement(audit), "encoders": encoders, "seconds": seconds, "audit": audit,
-              "sampling": {"steps": cfg.steps, "guidance_scale": cfg.guidance_scale}, "provenance": provenance()}
+              "sampling": {"steps": cfg.steps, "guidance_scale": cfg.guidance_scale}, "prompt_set": cfg.prompts,
+              "provenance": provenance()}
     atomic_write_json(out / "results.json", result)
     return result
 

@@ -241,6 +241,8 @@ def test_seg_compare_two_encoders_through_cli(tmp_path, base_encoder_folder, oth
     (["testbed", "t2i-compare", "--encoder", "/nonexistent/model"], "--encoder /nonexistent/model: not a folder"),
     (["testbed", "seg-compare", "--encoder", "/nonexistent/model"], "--encoder /nonexistent/model: not a folder"),
     (["testbed", "t2i-compare", "--encoder", "x", "--seeds", "a,b"], "--seeds: expected a comma list of int"),
+    (["testbed", "t2i-compare", "--encoder", "x", "--prompts", "test"],
+     "prompts must be one of evaluation, validation, got 'test'"),
     (["testbed", "pretrain-judge", "--steps", "0"], "--steps must be >= 1"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, needle, capsys, tmp_path):
@@ -260,6 +262,45 @@ def test_world_prompt_sets_pair_negated_and_control():
         assert negative == n["negated_concepts"][0], n["prompt"]  # the negative-prompt arm removes the right object
         assert affirmative == c["prompt"] and n["subject"] == c["subject"]
         assert n["negated_concepts"][0] != n["subject"]
+
+
+def test_validation_prompts_neither_train_nor_evaluate():
+    """`--prompts validation`: every prompt splits into its control and its negated object like the
+    evaluation's, and no frame, prompt or control of it is an evaluated or a training one, nor holds one."""
+    from integrations.routes import negation_prompts
+    from negation_testbed import language as L
+    from negation_testbed.transfer import T2I_FORMS, VALIDATION_T2I_FORMS, world_prompt_sets
+
+    negated, control = world_prompt_sets(prompts="validation")
+    assert (negated, control) == world_prompt_sets(prompts="validation", seed=5)  # its own seed, deterministic
+    ev_neg, ev_ctl = world_prompt_sets()
+    assert len(negated) == len(ev_neg) and all(n["id"].startswith("val_") for n in negated + control)
+    affirmative, negative = negation_prompts([n["prompt"] for n in negated])
+    assert affirmative == [c["prompt"] for c in control]
+    assert negative == [n["negated_concepts"][0] for n in negated]
+    frames = {f for forms in VALIDATION_T2I_FORMS for f in forms if "{" in f}
+    assert not frames & {f for forms in T2I_FORMS for f in forms} and not frames & {f for fs in L.TRAIN_T2I_FORMS
+                                                                                   for f in fs}
+    evaluated = [p["prompt"] for p in ev_neg + ev_ctl]
+    for v in (p["prompt"] for p in negated + control):
+        assert not any(e in v or v in e for e in evaluated), v
+    training = [f.format(subject=f"a {c} {k}", place=pl, neg=n) for fs in L.TRAIN_T2I_FORMS for f in fs
+                for c, k, pl, n in (("red", "cup", "kitchen", "fork"), ("blue", "car", "street", "bike"))]
+    for v in (p["prompt"] for p in negated + control):
+        assert not any(t in v or v in t for t in training), v
+    with pytest.raises(ValueError, match="prompts must be one of"):
+        world_prompt_sets(prompts="test")
+
+
+def test_report_refuses_a_validation_run(tmp_path):
+    from negation_encoder.errors import InputError
+    from negation_testbed.reports import load
+
+    (tmp_path / "t2i_compare.json").write_text(json.dumps({"prompt_set": "validation"}))
+    with pytest.raises(InputError, match="t2i_compare.json: prompt_set 'validation'"):
+        load(tmp_path)
+    (tmp_path / "t2i_compare.json").write_text(json.dumps({"prompt_set": "evaluation"}))
+    assert load(tmp_path)["t2i"]["prompt_set"] == "evaluation"
 
 
 def test_world_prompt_files_load_with_eval_t2i(tmp_path):
