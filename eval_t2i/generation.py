@@ -3,7 +3,9 @@
 Arms (docs/design.md "Neg Score"), all on the same prompts and seeds:
 `base`; `base+negprompt` (the negated concepts moved to `negative_prompt` and out of the prompt);
 `swapped` (the negation encoder put in with `integrations.diffusion.swap_text_encoders`);
-`swapped+negprompt`. One pipeline is loaded; the arms switch its text encoder(s) in place.
+`swapped+negprompt` (stacked: the prompt as written, which the negation encoder reads, plus the negated
+concepts as `negative_prompt`: `integrations.negation_kwargs(..., keep_prompt=True)`). One pipeline is
+loaded; the arms switch its text encoder(s) in place.
 
 Seeds: image i gets its own `torch.Generator("cpu").manual_seed(seed_i)`, passed to the pipeline as a
 list, so its initial latents depend on its seed alone: the same (prompt, seed, arm) gives the same
@@ -28,17 +30,20 @@ from .prompts import PromptItem
 class Arm:
     """What an arm sends: the swapped encoder or the pipeline's own; the negated concepts as a negative
     prompt (`negprompt`) or dropped (`omit`: the affirmative part alone, the reference for an encoder
-    that reads "no fork" as silence, where the negative prompt is the reference for avoidance)."""
+    that reads "no fork" as silence, where the negative prompt is the reference for avoidance).
+    `keep_prompt`: with the negative prompt, the prompt goes as written instead of its affirmative part (the
+    stacked arm: the negation encoder reads the "no" the pipeline's own encoder would draw)."""
 
     name: str
     swapped: bool
     negprompt: bool
     omit: bool = False
+    keep_prompt: bool = False
 
 
 ARMS = {a.name: a for a in (Arm("base", False, False), Arm("base+negprompt", False, True),
                             Arm("omit", False, False, omit=True),
-                            Arm("swapped", True, False), Arm("swapped+negprompt", True, True))}
+                            Arm("swapped", True, False), Arm("swapped+negprompt", True, True, keep_prompt=True))}
 
 
 def parse_arms(text: str) -> tuple[str, ...]:
@@ -53,13 +58,15 @@ def parse_arms(text: str) -> tuple[str, ...]:
 def arm_prompt(item: PromptItem, arm: Arm, splitter=None) -> tuple[str, str | None]:
     """(prompt, negative_prompt) an arm sends for this item. With a negative prompt, the split the file
     gives (multi-negation set) wins; otherwise the training-free route of `integrations.routes` makes
-    it (`negation_prompts`, the parse `negation_kwargs` hands a pipeline), so this arm IS that route."""
+    it (`negation_prompts`, the parse `negation_kwargs` hands a pipeline, with the arm's `keep_prompt`),
+    so this arm IS that route."""
     if not (arm.negprompt or arm.omit):
         return item.prompt, None
     if item.affirmative is not None:
-        prompt, negative = item.affirmative, ", ".join(item.negated_concepts) or None
+        prompt = item.prompt if arm.keep_prompt else item.affirmative
+        negative = ", ".join(item.negated_concepts) or None
     else:
-        prompts, negatives = negation_prompts([item.prompt], splitter=splitter)
+        prompts, negatives = negation_prompts([item.prompt], splitter=splitter, keep_prompt=arm.keep_prompt)
         prompt, negative = prompts[0], negatives[0]
     return (prompt, None) if arm.omit else (prompt, negative)
 

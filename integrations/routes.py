@@ -5,7 +5,12 @@
 SD 1.x/2.x, SDXL and SD3 (their defaults already are), `true_cfg_scale > 1` for Flux (whose
 `guidance_scale` is a distilled embedding and which ignores `negative_prompt` otherwise). When the call
 would still ignore the negative prompt (a guidance scale <= 1 asked for), one warning line says so.
-It works the same with the pipeline's own text encoder or a swapped negation encoder (stacking).
+It works the same with the pipeline's own text encoder or a swapped negation encoder (stacking). Stacked,
+pass `keep_prompt=True`: the prompt goes as written, "no" included, and only the negative prompt is added.
+Why: the route strips the negation because the pipeline's own encoder reads "no cars" as "cars"; a
+negation encoder reads it, and on the world's validation prompts the stripped prompt made the swapped
+encoder lose the subject under a negative prompt where the prompt as written did not (docs/testbed.md,
+"Stacking: the prompt as written").
 """
 
 from __future__ import annotations
@@ -42,30 +47,33 @@ def _merge(user: str | None, concepts: Sequence[str]) -> str | None:
 
 
 def negation_prompts(prompts: Sequence[str], negative_prompts: Sequence[str | None] | None = None,
-                     splitter=None) -> tuple[list[str], list[str | None]]:
-    """(prompts, negative prompts) of the route: each prompt's affirmative part, and its negated concepts
-    merged with the user's own negative prompt (None where there is nothing to avoid). `splitter` is any
-    object with `.split(text) -> NegationSplit` (default: the rule splitter)."""
+                     splitter=None, keep_prompt: bool = False) -> tuple[list[str], list[str | None]]:
+    """(prompts, negative prompts) of the route: each prompt's affirmative part (the prompt as written with
+    `keep_prompt`, for a negation encoder), and its negated concepts merged with the user's own negative
+    prompt (None where there is nothing to avoid). `splitter` is any object with `.split(text) ->
+    NegationSplit` (default: the rule splitter)."""
     users = list(negative_prompts) if negative_prompts is not None else [None] * len(prompts)
     if len(users) != len(prompts):
         raise ValueError(f"negative_prompt: {len(users)} given for {len(prompts)} prompts")
     split = splitter.split if splitter is not None else split_negation
     parts = [split(p) for p in prompts]
-    return ([s.affirmative if s.has_negation else p for s, p in zip(parts, prompts, strict=True)],
+    return ([s.affirmative if s.has_negation and not keep_prompt else p for s, p in zip(parts, prompts, strict=True)],
             [_merge(u, s.negated) for u, s in zip(users, parts, strict=True)])
 
 
 def negation_kwargs(pipe, prompt: str | Sequence[str], negative_prompt: str | Sequence[str] | None = None,
-                    splitter=None, guidance_scale: float | None = None, true_cfg_scale: float | None = None) -> dict:
-    """Keyword arguments for `pipe(**kwargs, ...)`: each prompt's affirmative part as `prompt`, its negated
-    concepts merged with the user's own `negative_prompt`, and the guidance switch the pipeline needs.
-    A prompt that negates nothing is passed unchanged.
+                    splitter=None, guidance_scale: float | None = None, true_cfg_scale: float | None = None,
+                    keep_prompt: bool = False) -> dict:
+    """Keyword arguments for `pipe(**kwargs, ...)`: each prompt's affirmative part as `prompt` (the prompt as
+    written with `keep_prompt`: stacked on a negation encoder), its negated concepts merged with the user's
+    own `negative_prompt`, and the guidance switch the pipeline needs. A prompt that negates nothing is
+    passed unchanged.
     """
     single = isinstance(prompt, str)
     prompts = [prompt] if single else list(prompt)
     users = [negative_prompt] * len(prompts) if negative_prompt is None or isinstance(negative_prompt, str) \
         else list(negative_prompt)
-    out_prompts, negatives = negation_prompts(prompts, users, splitter)
+    out_prompts, negatives = negation_prompts(prompts, users, splitter, keep_prompt)
     kwargs: dict = {"prompt": out_prompts[0] if single else out_prompts}
     has_negative = any(n for n in negatives)
     if has_negative:

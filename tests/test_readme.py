@@ -114,8 +114,8 @@ def test_python_quick_start_runs(local_models):
     scope: dict = {}
     exec(compile(code, "<README Python quick start>", "exec"), scope)  # noqa: S102 - our own README
 
-    assert scope["kwargs"] == {"prompt": "a street", "negative_prompt": "cars"}, \
-        f"negation_kwargs no longer splits the README's prompt as its comment says: {scope['kwargs']}"
+    assert scope["kwargs"] == {"prompt": "a street with no cars", "negative_prompt": "cars"}, \
+        f"negation_kwargs no longer stacks the README's prompt as its comment says: {scope['kwargs']}"
     assert scope["image"].size == (32, 32)
     te = scope["pipe"].text_encoder
     reference = scope["load_negation_text_encoder"](str(local_models["encoder"]))

@@ -96,6 +96,12 @@ def test_stacking_with_a_swapped_encoder_is_the_same_call_on_the_swapped_pipelin
     assert np.array_equal(stacked, _run(swapped, prompt="a street", negative_prompt="cars"))
     assert not np.array_equal(stacked, _run(pipe, **kw)), "the swapped encoder changed nothing"
     assert not np.array_equal(stacked, _run(swapped, prompt="a street with no cars")), "the route changed nothing"
+    # keep_prompt (how a negation encoder is stacked): the prompt as written, the negated concept added
+    kept = negation_kwargs(swapped, ["a street with no cars", "a red car"], negative_prompt="blurry", keep_prompt=True)
+    assert kept["prompt"] == ["a street with no cars", "a red car"]
+    assert kept["negative_prompt"] == ["blurry, cars", "blurry"]
+    assert np.array_equal(_run(swapped, **negation_kwargs(swapped, "a street with no cars", keep_prompt=True)),
+                          _run(swapped, prompt="a street with no cars", negative_prompt="cars"))
 
 
 def test_negative_prompt_list_must_match_prompts():

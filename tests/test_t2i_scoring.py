@@ -54,6 +54,12 @@ def test_omit_arm_sends_the_affirmative_part_alone():
     assert arm_prompt(item, ARMS["base+negprompt"]) == ("a kitchen with a red cup", "fork")
     assert arm_prompt(item, ARMS["base"]) == (item.prompt, None)
     assert not ARMS["omit"].swapped
+    # stacked: the negation encoder reads the prompt as written; the negated object is also the negative prompt
+    assert arm_prompt(item, ARMS["swapped+negprompt"]) == (item.prompt, "fork")
+    given = PromptItem(id="y", prompt="a desk with no lamp and no book", subject="desk", negated_concepts=("lamp", "book"),
+                       negation_type="object", cue="no", questions=("Is there a desk?",), affirmative="a desk")
+    assert arm_prompt(given, ARMS["swapped+negprompt"]) == (given.prompt, "lamp, book")
+    assert arm_prompt(given, ARMS["base+negprompt"]) == ("a desk", "lamp, book")
 
 
 def test_tifa_aggregate_per_caption_then_over_captions():

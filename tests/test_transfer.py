@@ -164,7 +164,14 @@ def test_t2i_compare_two_encoders_through_the_real_runner(tmp_path, base_encoder
     key = json.loads((out / "negated" / "prompts.json").read_text())["prompts"][0]["id"]
     for seed in (0, 1):
         assert np.array_equal(image("base", key, seed), image("swapped-e1", key, seed)), "base swap changed an image"
-        assert np.array_equal(image("base+negprompt", key, seed), image("swapped-e1+negprompt", key, seed))
+    # stacked: the prompt as written plus the negative prompt, where base+negprompt sends the affirmative part
+    sent = {r["arm"]: (r["prompt_used"], r["negative_prompt"]) for r in
+            (json.loads(line) for p in (out / "negated").glob("runs/*/images.jsonl") for line in p.read_text().splitlines())
+            if r["key"] == key}
+    entry = json.loads((out / "negated" / "prompts.json").read_text())["prompts"][0]
+    control_entry = json.loads((out / "control" / "prompts.json").read_text())["prompts"][0]
+    assert sent["base+negprompt"] == (control_entry["prompt"], entry["negated_concepts"][0])
+    assert sent["swapped+negprompt"] == (entry["prompt"], entry["negated_concepts"][0])
     assert any(not np.array_equal(image("base", key, s), image("swapped-e2", key, s)) for s in (0, 1)), \
         "a different encoder drew the same images"
     assert res["paired"]["swapped-e1 - base"]["mean"] == 0.0
