@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from integrations.routes import FLUX_TRUE_CFG, negation_prompts, uses_true_cfg
+from integrations.routes import FLUX_TRUE_CFG, negation_prompts, t5_prompt_key, uses_true_cfg
 from negation_encoder.devices import resolve
 from negation_encoder.errors import InputError
 
@@ -69,6 +69,14 @@ def arm_prompt(item: PromptItem, arm: Arm, splitter=None) -> tuple[str, str | No
         prompts, negatives = negation_prompts([item.prompt], splitter=splitter, keep_prompt=arm.keep_prompt)
         prompt, negative = prompts[0], negatives[0]
     return (prompt, None) if arm.omit else (prompt, negative)
+
+
+def arm_t5_prompt(item: PromptItem, arm: Arm, splitter=None) -> str | None:
+    """What a T5 beside the swapped CLIP (Flux, SD3) reads in an arm that keeps the prompt: the affirmative
+    part, as `negation_kwargs(..., keep_prompt=True)` sends it (a T5 was never taught "no"); None otherwise."""
+    if not (arm.keep_prompt and arm.negprompt):
+        return None
+    return arm_prompt(item, ARMS["base+negprompt"], splitter)[0]
 
 
 def resolve_device_dtype(device: str | None, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -138,13 +146,17 @@ class GenerationConfig:
 
 
 def generate(pipe, prompts: list[str], negative_prompts: list[str | None], seeds: list[int],
-             config: GenerationConfig) -> list[Image.Image]:
+             config: GenerationConfig, t5_prompts: list[str | None] | None = None) -> list[Image.Image]:
     """One batched pipeline call; image i from its own CPU generator seeded with seeds[i]. A pipeline whose
-    negative prompt needs true CFG (Flux) gets `true_cfg_scale` when the batch has a negative prompt, as
-    `integrations.negation_kwargs` would pass it."""
+    negative prompt needs true CFG (Flux) gets `true_cfg_scale` when the batch has a negative prompt, and a
+    pipeline with a T5 gets `t5_prompts` (None: the prompt) in its T5 argument, as
+    `integrations.negation_kwargs` would pass them."""
     generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
     negs = [n or "" for n in negative_prompts]  # "" is what diffusers uses for "no negative prompt"
     extra = {"true_cfg_scale": config.true_cfg_scale} if uses_true_cfg(pipe) and any(negs) else {}
+    t5_key = t5_prompt_key(pipe) if t5_prompts and any(t is not None for t in t5_prompts) else None
+    if t5_key is not None:
+        extra[t5_key] = [p if t is None else t for p, t in zip(prompts, t5_prompts, strict=True)]
     out = pipe(prompt=prompts, negative_prompt=negs, generator=generators, num_inference_steps=config.steps,
                guidance_scale=config.guidance_scale, height=config.height, width=config.width, output_type="pil",
                **extra)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .generation import ARMS, ArmSwitcher, GenerationConfig, arm_prompt
+from .generation import ARMS, ArmSwitcher, GenerationConfig, arm_prompt, arm_t5_prompt
 from .prompts import PromptItem
 from .runner import Job, run_jobs
 from .scoring import BOOTSTRAP_UNIT, bootstrap_mean, group_means, image_score, is_yes, paired_difference
@@ -29,7 +29,8 @@ def build_jobs(items: Sequence[PromptItem], config: NegScoreConfig, splitter=Non
             prompt, negative = arm_prompt(item, ARMS[arm], splitter)
             meta = {"prompt_id": item.id, "prompt": item.prompt, "negation_type": item.negation_type,
                     "cue": item.cue, "questions": list(item.questions)}
-            jobs.extend(Job(arm, item.id, seed, prompt, negative, meta) for seed in config.seeds)
+            t5 = arm_t5_prompt(item, ARMS[arm], splitter)
+            jobs.extend(Job(arm, item.id, seed, prompt, negative, meta, t5) for seed in config.seeds)
     return jobs
 
 

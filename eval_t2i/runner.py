@@ -44,6 +44,7 @@ class Job:
     prompt: str
     negative_prompt: str | None
     meta: dict = field(default_factory=dict, hash=False, compare=False)
+    t5_prompt: str | None = None  # what a T5 beside the swapped CLIP reads (the stacked arm: the affirmative part)
 
     @property
     def ident(self) -> tuple[str, str, int]:
@@ -133,13 +134,14 @@ def run_jobs(jobs: list[Job], switcher: ArmSwitcher, out: Path, log_name: str, j
     for batch in mine:
         switcher.use(ARMS[batch[0].arm])
         images = generate(switcher.pipe, [j.prompt for j in batch], [j.negative_prompt for j in batch],
-                          [j.seed for j in batch], config)
+                          [j.seed for j in batch], config, t5_prompts=[j.t5_prompt for j in batch])
         judged = judge_fn(images, batch)
         for job, image, extra in zip(batch, images, judged, strict=True):
             rel = image_relpath(job.arm, job.key, job.seed)
             atomic_save_image(out / rel, image)
             record = {"arm": job.arm, "key": job.key, "seed": job.seed, "prompt_used": job.prompt,
-                      "negative_prompt": job.negative_prompt, "image": rel, **job.meta, **extra}
+                      "negative_prompt": job.negative_prompt, "image": rel, **job.meta, **extra,
+                      **({"t5_prompt_used": job.t5_prompt} if job.t5_prompt is not None else {})}
             parts.append([record])
             new.append(record)
             bar.update(1)

@@ -38,6 +38,16 @@ def uses_true_cfg(pipe) -> bool:
     return "true_cfg_scale" in _call_defaults(pipe)
 
 
+def t5_prompt_key(pipe) -> str | None:
+    """The call argument that feeds the pipeline's T5 encoder (Flux: `prompt_2`, SD3: `prompt_3`), or None."""
+    params = _call_defaults(pipe)
+    for slot, key in (("text_encoder_3", "prompt_3"), ("text_encoder_2", "prompt_2")):
+        encoder = getattr(pipe, slot, None)
+        if encoder is not None and type(encoder).__name__.startswith("T5") and key in params:
+            return key
+    return None
+
+
 def _merge(user: str | None, concepts: Sequence[str]) -> str | None:
     parts = [p.strip() for p in (user or "").split(",") if p.strip()]
     for c in concepts:
@@ -67,14 +77,19 @@ def negation_kwargs(pipe, prompt: str | Sequence[str], negative_prompt: str | Se
     """Keyword arguments for `pipe(**kwargs, ...)`: each prompt's affirmative part as `prompt` (the prompt as
     written with `keep_prompt`: stacked on a negation encoder), its negated concepts merged with the user's
     own `negative_prompt`, and the guidance switch the pipeline needs. A prompt that negates nothing is
-    passed unchanged.
+    passed unchanged. With `keep_prompt`, a T5 beside the swapped CLIP (Flux, SD3) still gets the
+    affirmative part (`prompt_2` / `prompt_3`): it was never taught to read "no".
     """
     single = isinstance(prompt, str)
     prompts = [prompt] if single else list(prompt)
     users = [negative_prompt] * len(prompts) if negative_prompt is None or isinstance(negative_prompt, str) \
         else list(negative_prompt)
-    out_prompts, negatives = negation_prompts(prompts, users, splitter, keep_prompt)
+    stripped, negatives = negation_prompts(prompts, users, splitter)
+    out_prompts = prompts if keep_prompt else stripped
     kwargs: dict = {"prompt": out_prompts[0] if single else out_prompts}
+    t5_key = t5_prompt_key(pipe) if keep_prompt else None
+    if t5_key is not None and stripped != prompts:
+        kwargs[t5_key] = stripped[0] if single else stripped
     has_negative = any(n for n in negatives)
     if has_negative:
         kwargs["negative_prompt"] = (negatives[0] or "") if single else [n or "" for n in negatives]

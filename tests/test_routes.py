@@ -63,6 +63,55 @@ def test_negation_kwargs_splits_once_and_equals_the_hand_written_call(family):
     assert negation_kwargs(pipe, "a red car") == {"prompt": "a red car"}  # nothing negated: unchanged
 
 
+def test_keep_prompt_gives_a_t5_the_affirmative_part():
+    """Stacked on Flux, the swapped CLIP reads the prompt as written; the T5 beside it (`prompt_2`), never
+    taught "no", gets the affirmative part. Pipelines without a T5 (SD, SDXL's CLIP-G `prompt_2`) get no
+    extra prompt."""
+    flux = tiny.build_flux_pipeline()
+    kw = negation_kwargs(flux, ["a street with no cars", "a red car"], keep_prompt=True)
+    assert kw["prompt"] == ["a street with no cars", "a red car"] and kw["prompt_2"] == ["a street", "a red car"]
+    assert kw["negative_prompt"] == ["cars", ""] and kw["true_cfg_scale"] > 1
+    assert "prompt_2" not in negation_kwargs(flux, "a street with no cars")  # plain route: one stripped prompt
+    assert "prompt_2" not in negation_kwargs(flux, "a red car", keep_prompt=True)  # nothing negated
+    for build in (_sd, _sdxl, tiny.build_sd3_pipeline):  # no T5 (the tiny SD3 has none)
+        assert set(negation_kwargs(build(), "a street with no cars", keep_prompt=True)) == {"prompt",
+                                                                                             "negative_prompt"}
+    sd3 = tiny.build_sd3_pipeline()
+    sd3.text_encoder_3 = flux.text_encoder_2  # an SD3 with its T5: that one reads `prompt_3`
+    assert negation_kwargs(sd3, "a street with no cars", keep_prompt=True)["prompt_3"] == "a street"
+
+
+def test_eval_t2i_stacked_arm_sends_what_the_route_sends(monkeypatch):
+    """eval_t2i's swapped+negprompt arm on Flux: the call `generate` makes carries the prompt as written,
+    the T5's affirmative part and the negative prompt, as `negation_kwargs(..., keep_prompt=True)` does."""
+    import functools
+
+    from eval_t2i.generation import GenerationConfig, generate
+    from eval_t2i.negscore import NegScoreConfig, build_jobs
+    from eval_t2i.prompts import PromptItem
+
+    item = PromptItem(id="s", prompt="a street with no cars", subject="street", negated_concepts=("cars",),
+                      negation_type="object", cue="no", questions=("Is there a street?", "Is there a car?"))
+    jobs = build_jobs([item], NegScoreConfig(seeds=(0,), arms=("base+negprompt", "swapped+negprompt")))
+    assert [(j.prompt, j.negative_prompt, j.t5_prompt) for j in jobs] == [
+        ("a street", "cars", None), ("a street with no cars", "cars", "a street")]
+    flux = tiny.build_flux_pipeline()
+    sent = []
+    original = type(flux).__call__
+
+    @functools.wraps(original)
+    def spy(self, *args, **kwargs):
+        sent.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(flux), "__call__", spy)
+    stacked = jobs[1]
+    generate(flux, [stacked.prompt], [stacked.negative_prompt], [0], GenerationConfig(steps=1, height=32, width=32),
+             t5_prompts=[stacked.t5_prompt])
+    route = negation_kwargs(flux, [item.prompt], keep_prompt=True)
+    assert {k: sent[0][k] for k in route} == route
+
+
 def test_flux_negative_prompt_changes_the_image_only_with_true_cfg():
     pipe = tiny.build_flux_pipeline()
     base = _run(pipe, prompt="a street")
