@@ -102,7 +102,10 @@ class T2IConfig(Validated):
         return {"command": self.command, "pipeline": self.pipeline, "encoder": self.encoder,
                 "encoder_2": self.encoder_2, "judge": self.judge, "judge_kind": self.judge_kind, "steps": self.steps,
                 "dtype": self.dtype, "guidance_scale": self.guidance_scale, "height": self.height,
-                "width": self.width, "prompts": self.prompts, "questions": self.questions}
+                "width": self.width, "prompts": self.prompts, "questions": self.questions,
+                # what the stacked arm sends (since d9da903: the prompt as written), so a folder resumed across
+                # that change is refused rather than mixing two definitions of one arm
+                "stacked_arm": "prompt as written"}
 
 
 def _setup(cfg: T2IConfig, arms: tuple[str, ...], procs: Processes):
