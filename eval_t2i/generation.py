@@ -63,12 +63,12 @@ def arm_prompt(item: PromptItem, arm: Arm, splitter=None) -> tuple[str, str | No
     if not (arm.negprompt or arm.omit):
         return item.prompt, None
     if item.affirmative is not None:
-        prompt = item.prompt if arm.keep_prompt else item.affirmative
-        negative = ", ".join(item.negated_concepts) or None
+        affirmative, negative = item.affirmative, ", ".join(item.negated_concepts) or None
     else:
-        prompts, negatives = negation_prompts([item.prompt], splitter=splitter, keep_prompt=arm.keep_prompt)
-        prompt, negative = prompts[0], negatives[0]
-    return (prompt, None) if arm.omit else (prompt, negative)
+        (affirmative,), (negative,) = negation_prompts([item.prompt], splitter=splitter)
+    if arm.omit:
+        return affirmative, None
+    return (item.prompt if arm.keep_prompt else affirmative), negative
 
 
 def arm_t5_prompt(item: PromptItem, arm: Arm, splitter=None) -> str | None:

@@ -57,17 +57,16 @@ def _merge(user: str | None, concepts: Sequence[str]) -> str | None:
 
 
 def negation_prompts(prompts: Sequence[str], negative_prompts: Sequence[str | None] | None = None,
-                     splitter=None, keep_prompt: bool = False) -> tuple[list[str], list[str | None]]:
-    """(prompts, negative prompts) of the route: each prompt's affirmative part (the prompt as written with
-    `keep_prompt`, for a negation encoder), and its negated concepts merged with the user's own negative
-    prompt (None where there is nothing to avoid). `splitter` is any object with `.split(text) ->
-    NegationSplit` (default: the rule splitter)."""
+                     splitter=None) -> tuple[list[str], list[str | None]]:
+    """(prompts, negative prompts) of the route: each prompt's affirmative part, and its negated concepts
+    merged with the user's own negative prompt (None where there is nothing to avoid). `splitter` is any
+    object with `.split(text) -> NegationSplit` (default: the rule splitter)."""
     users = list(negative_prompts) if negative_prompts is not None else [None] * len(prompts)
     if len(users) != len(prompts):
         raise ValueError(f"negative_prompt: {len(users)} given for {len(prompts)} prompts")
     split = splitter.split if splitter is not None else split_negation
     parts = [split(p) for p in prompts]
-    return ([s.affirmative if s.has_negation and not keep_prompt else p for s, p in zip(parts, prompts, strict=True)],
+    return ([s.affirmative if s.has_negation else p for s, p in zip(parts, prompts, strict=True)],
             [_merge(u, s.negated) for u, s in zip(users, parts, strict=True)])
 
 
