@@ -7,8 +7,8 @@ images as 224x224 PNG files read through the model's image processor, COCO-like 
 The baseline recomputes the frozen vision tower every step (decode + preprocess + forward) and pads
 every caption to 77 tokens; our engine reads cached embeddings and pads to the longest caption.
 Every configuration runs the engine's own step: the trainer's `TextTower`, a `collate`d `Batch`
-carrying its image embeddings, and `NegationObjective` (InfoNCE only), so the benchmark breaks
-loudly when their interfaces change. Everything runs in one process; ratios compare configurations
+carrying its image embeddings, and `NegationObjective` with the registered InfoNCE term, so the benchmark
+breaks loudly when their interfaces change. Everything runs in one process; ratios compare configurations
 measured here, one after another. `--smoke` runs a tiny architecture in a few seconds (a check that
 the script works, not a measurement).
 """
@@ -31,9 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import parser, report  # noqa: E402
 from negation_encoder.offline import build_clip_tokenizer  # noqa: E402
 from negation_encoder.training.batching import Batch, Example, TokenTable, collate  # noqa: E402
+from negation_encoder.training.checks import build_terms  # noqa: E402
 from negation_encoder.training.config import TrainConfig  # noqa: E402
 from negation_encoder.training.objective import NegationObjective  # noqa: E402
-from negation_encoder.training.trainer import TextTower  # noqa: E402
+from negation_encoder.training.terms import StepInfo, StepOutputs  # noqa: E402
+from negation_encoder.training.tower import TextTower  # noqa: E402
 
 ARCHS = {
     "b32": dict(text=dict(hidden_size=512, intermediate_size=2048, num_attention_heads=8, num_hidden_layers=12),
@@ -68,18 +70,20 @@ def _model(arch: str, vocab: int, eos: int, bos: int):
 
 def _step(tower, opt, objective, batch: Batch) -> None:
     """One engine step: text tower forward, the objective read from the batch, backward, AdamW."""
-    emb, hidden = tower(batch.input_ids, batch.attention_mask)[:2]  # the tower may return more (downstream terms)
-    loss, _ = objective(emb, hidden, batch, tower.logit_scale.exp().detach())
+    (texts,) = tower([(batch.input_ids, batch.attention_mask)])
+    plans = objective.plan(batch, StepInfo(0, 0))
+    loss, _ = objective(StepOutputs(texts, {}, tower.logit_scale.exp().detach()), batch, plans)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
 
 
-def _batches(captions: list[str], tok) -> tuple[Batch, Batch]:
-    """(dynamically padded, padded to 77) batches of one example per caption, image i for caption i."""
-    examples = [Example(image=i, positive=c, original=c, foils=(), presence_negated=None, absence_negated=None)
-                for i, c in enumerate(captions)]
-    dyn = collate(examples, TokenTable(tok, captions), max_foils=1, example_index=range(len(examples)))
+def _batches(captions: list[str], tok, terms) -> tuple[Batch, Batch]:
+    """(dynamically padded, padded to 77) batches of one example per caption, image i for caption i (the
+    image embeddings are set per configuration)."""
+    examples = [Example(image=i, positive=c, original=c, foils=(), negated_caption=c, negation_type="absence",
+                        source="benchmark", eligible=frozenset(t.name for t in terms)) for i, c in enumerate(captions)]
+    dyn = collate(examples, TokenTable(tok, captions), torch.zeros(len(captions), 1), 1, range(len(examples)), terms)
     texts = list(dict.fromkeys(captions))  # collate's row order: each distinct text where it first appears
     full = tok(texts, padding="max_length", max_length=77, return_tensors="pt")
     return dyn, dataclasses.replace(dyn, input_ids=full.input_ids, attention_mask=full.attention_mask)
@@ -134,10 +138,11 @@ def run_arch(arch: str, batch: int, steps: int, root: Path) -> dict:
         Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(p)
         paths.append(p)
     captions = _captions(batch, rng)
-    dyn, full = _batches(captions, tok)
+    terms = build_terms(TrainConfig.from_dict({"objective": {"infonce": 1.0}}))
+    dyn, full = _batches(captions, tok, terms)
     tower = TextTower(model.text_model, model.text_projection, model.logit_scale, learn_logit_scale=False).train()
     opt = torch.optim.AdamW([p for p in tower.parameters() if p.requires_grad], lr=1e-6)
-    objective = NegationObjective(TrainConfig(infonce=1.0, mcq=0.0))
+    objective = NegationObjective(terms)
 
     def vision():
         images = [Image.open(p).convert("RGB") for p in paths]

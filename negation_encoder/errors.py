@@ -7,3 +7,7 @@ class InputError(ValueError):
 
 class RunFailed(RuntimeError):
     """A run that started but could not finish correctly (e.g. a NaN loss). Exit code 1."""
+
+
+class ConfigError(InputError):
+    """A config key or value: unknown, of the wrong type, or out of range."""

@@ -13,7 +13,7 @@ one more command, not a new comparison. The shared world, data and benchmark sui
 (deterministically: the same bytes); settings that change every run (scenes, steps, benchmark size,
 transfer, and with transfer the bytes of the frozen generator, segmenter and judge) must match the
 folder's `compare_config.json`, and a run is refused by name when its recipe's
-definition or the bytes of the data it trained on (`trainer.data_fingerprint`: another version of the data
+definition or the bytes of the data it trained on (`training.checks.data_fingerprint`: another version of the data
 generation writes other records) changed since it was saved.
 """
 
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from negation_encoder.errors import InputError
 from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_json, atomic_write_text
-from negation_encoder.training.trainer import data_fingerprint
+from negation_encoder.training.checks import data_fingerprint, training_files
 
 from . import benchmarks as B
 from .datagen import FINE_TUNING_ONLY_SOURCES, generate_negation_data, make_train_world
@@ -64,7 +64,7 @@ def _plain(obj):
 
 def recipe_fingerprint(rec: Recipe) -> dict:
     """What defines a recipe's runs: a finished run is reused only while its recipe still reads the same."""
-    return _plain({"sources": rec.sources, "overrides": rec.overrides, "compositional": rec.compositional,
+    return _plain({"sources": rec.sources, "config": rec.config, "compositional": rec.compositional,
                    "seg": rec.seg})
 
 
@@ -153,7 +153,7 @@ def _compare(out: Path, names: list[str], seeds: tuple[int, ...], n_scenes: int,
         for seed in seeds:
             run_dir = out / "runs" / f"{name}-seed{seed}"
             cfg = recipe_config(rec, data=datasets[rec.data_variant], images=world.image_root, out=run_dir, seed=seed)
-            data = data_fingerprint([*cfg.data, *cfg.seg_data])
+            data = data_fingerprint(training_files(cfg))
             entry = finished_entry(run_dir, rec, data) if resume else None
             if entry is not None:
                 runs.append(entry)

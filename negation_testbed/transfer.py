@@ -502,7 +502,7 @@ def instruments_fingerprint(folders: tuple[str | Path, ...] | None = None) -> st
     """Hash of the bytes of the frozen models `drop_in` measures with (by default the committed generator,
     segmenter and judge). Why: a comparison resumed after one of them was retrained would otherwise mix
     transfer numbers of two instruments in one table (`compare` saves this with its settings)."""
-    from negation_encoder.training.trainer import data_fingerprint
+    from negation_encoder.training.checks import data_fingerprint
 
     folders = folders or (ASSETS / "t2i", ASSETS / "seg", ASSETS / "judge")
     files = [f for d in folders for f in sorted(Path(d).rglob("*")) if f.is_file()]

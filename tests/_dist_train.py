@@ -5,5 +5,5 @@ import sys
 
 from negation_encoder.training import TrainConfig, train
 
-cfg = TrainConfig(**json.loads(sys.argv[1]))
+cfg = TrainConfig.from_dict(json.loads(sys.argv[1]))
 train(cfg, progress=False)

@@ -17,12 +17,15 @@ from ._tiny_world import make_tiny_world
 @pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
     world = make_tiny_world(tmp_path / "world")
-    common = dict(base=world["base"], data=[world["data"]], images=world["images"], steps=4, batch_size=8, lr=1e-3,
-                  warmup_steps=1, save_every=4, log_every=1, infonce=1.0, mcq=1.0, omni_presence=0.5,
-                  omni_absence=0.5, preserve=0.5, hard_negatives=True, cache_dir=str(tmp_path / "cache"))
-    one = train(TrainConfig(**common, out=str(tmp_path / "one")), progress=False)
+    common = {"model": {"base": world["base"]},
+              "data": {"files": [world["data"]], "images": world["images"], "cache_dir": str(tmp_path / "cache")},
+              "optim": {"steps": 4, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1},
+              "objective": {"infonce": {"weight": 1.0, "hard_negatives": True}, "mcq": 1.0, "omni_presence": 0.5,
+                            "omni_absence": 0.5, "preserve": 0.5}}
+    one = train(TrainConfig.from_dict({**common, "run": {"out": str(tmp_path / "one"), "save_every": 4,
+                                                         "log_every": 1}}), progress=False)
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
-    cfg = json.dumps({**common, "out": str(tmp_path / "two")})
+    cfg = json.dumps({**common, "run": {"out": str(tmp_path / "two"), "save_every": 4, "log_every": 1}})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     res = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29517",
                           os.path.join(os.path.dirname(__file__), "_dist_train.py"), cfg],

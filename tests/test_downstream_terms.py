@@ -1,5 +1,6 @@
 """The downstream-aware terms: omit_states (token states toward the affirmative part's, as a UNet reads
-them) and seg_loss (through a frozen CLIPSeg), against hand computations and in short real runs."""
+them), seg_loss (through a frozen CLIPSeg) and unet_loss (through a frozen UNet), against hand
+computations and in short real runs."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from negation_encoder.data.referring import ReferringRecord, read_referring, wri
 from negation_encoder.errors import InputError
 from negation_encoder.testing import tiny
 from negation_encoder.training import TrainConfig, train
-from negation_encoder.training.losses import SegmentationLoss, StateDistillationLoss
+from negation_encoder.training.losses import state_mse
+from negation_encoder.training.terms.seg_loss import FrozenSegmenter, SegmentationLoss, check_seg_inputs
+from negation_encoder.training.terms.unet_loss import FrozenDenoiser
 
 from ._tiny_world import make_tiny_world
 
@@ -26,35 +29,45 @@ from ._tiny_world import make_tiny_world
 def test_state_distillation_is_the_mean_squared_error_over_target_rows():
     pred = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[9.0, 9.0], [9.0, 9.0]]])
     target = torch.tensor([[[0.0, 2.0], [3.0, 2.0]], [[0.0, 0.0], [0.0, 0.0]]])
-    loss = StateDistillationLoss()(pred, target, torch.tensor([True, False]))
+    loss = state_mse(pred, target, torch.tensor([True, False]))
     assert loss.item() == pytest.approx((1 + 0 + 0 + 4) / 4)  # row 2 has no target
-    assert StateDistillationLoss()(pred, target, torch.tensor([False, False])).item() == 0.0
+    assert state_mse(pred, target, torch.tensor([False, False])).item() == 0.0
 
 
 def test_state_distillation_counts_only_the_given_positions():
     pred = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[9.0, 9.0], [9.0, 9.0]]])
     target = torch.zeros_like(pred)
     keep = torch.tensor([[True, False], [True, True]])
-    loss = StateDistillationLoss()(pred, target, torch.tensor([True, False]), keep)
+    loss = state_mse(pred, target, torch.tensor([True, False]), keep)
     assert loss.item() == pytest.approx((1 + 4) / 2)  # row 1, position 1 only; row 2 has no target
-    both = StateDistillationLoss()(pred, target, torch.tensor([True, True]), keep)
+    both = state_mse(pred, target, torch.tensor([True, True]), keep)
     assert both.item() == pytest.approx((1 + 4 + 4 * 81) / 6)
 
 
 def test_skip_pooled_leaves_out_exactly_the_end_of_text_position_clip_pools():
-    """`states_positions` masks the position CLIP's pooler reads (transformers' own pooled output is the
+    """omit_states' skip_pooled masks the position CLIP's pooler reads (transformers' own pooled output is the
     reference), and only that one, for captions of different lengths."""
-    from negation_encoder.training.batching import Example, states_tokens
+    from negation_encoder.training.batching import Example
+    from negation_encoder.training.terms import SetupContext
+    from negation_encoder.training.terms.omit_states import OmitStates, OmitStatesConfig
 
     tok = tiny.build_clip_tokenizer()
     model = tiny.build_clip_text_model(seed=0, tokenizer=tok).eval()
     texts = ["a dog with no cat", "a photo", "a red cup and a blue plate on a table"]
-    examples = [Example(0, t, t, (), None, None, (), False, (), frozenset({"omit_states"}), t, None) for t in texts]
-    out = states_tokens(tok, examples, 16, skip_pooled=True)
-    assert "states_positions" not in states_tokens(tok, examples, 16)
+    examples = [Example(0, t, t, (), t, "absence", "test", affirmative=t, eligible=frozenset({"omit_states"}))
+                for t in texts]
+    cfg = TrainConfig.from_dict({"pipeline": {"length": 16}, "objective": {"mcq": 1.0}})
+
+    def prepared(skip: bool) -> OmitStates:
+        term = OmitStates(OmitStatesConfig(skip_pooled=skip), cfg)
+        term.prepare(SetupContext(cfg, None, None, tok, examples, torch.zeros(1, 4), ["0.png"], torch.device("cpu")))
+        return term
+
+    assert prepared(False).positions is None
+    term = prepared(True)
     with torch.no_grad():
-        o = model(input_ids=out["states_ids"], attention_mask=out["states_mask"])
-    skipped = (~out["states_positions"]).nonzero().tolist()
+        o = model(input_ids=term.positive.ids, attention_mask=term.positive.mask)
+    skipped = (~term.positions).nonzero().tolist()
     assert [r for r, _ in skipped] == [0, 1, 2]
     for r, pos in skipped:
         assert torch.equal(o.last_hidden_state[r, pos], o.pooler_output[r])
@@ -110,7 +123,7 @@ def world(tmp_path_factory):
             o[4:10, 24:30] = 255
             Image.fromarray(o).save(refs / f"o{i}.png")
             other = f"o{i}.png"
-        # an affirmative expression of the referent on negated records but the last (seg_affirm skips it)
+        # an affirmative expression of the referent on negated records but the last
         affirmative = ("a blue cup" if i % 4 == 1 else "a blue cup on the left") if i % 2 and i < 11 else None
         records.append(ReferringRecord(f"r{i}", f"i{i}.png", "the cup that is not red" if i % 2 else "the red cup",
                                        f"m{i}.png", other_mask=other, negated=bool(i % 2), affirmative=affirmative))
@@ -118,10 +131,17 @@ def world(tmp_path_factory):
     return {**w, "clipseg": str(root / "clipseg"), "refs": str(refs / "refs.jsonl")}
 
 
-def _cfg(world, out, **kw) -> TrainConfig:
-    base = dict(base=world["base"], data=[world["data"]], images=world["images"], out=str(out), steps=6, batch_size=8,
-                lr=5e-3, warmup_steps=0, log_every=1, save_every=6, infonce=0.0, mcq=0.0)
-    return TrainConfig(**{**base, **kw})
+def _cfg(world, out, objective, **dotted) -> TrainConfig:
+    """A short run on the tiny world with `objective`; `dotted` keys (`__` for the dot) override."""
+    cfg = TrainConfig.from_dict({
+        "model": {"base": world["base"]}, "data": {"files": [world["data"]], "images": world["images"]},
+        "optim": {"steps": 6, "batch_size": 8, "lr": 5e-3, "warmup_steps": 0},
+        "run": {"out": str(out), "log_every": 1, "save_every": 6}, "objective": objective})
+    return cfg.override({k.replace("__", "."): v for k, v in dotted.items()})
+
+
+def _seg(world, **options) -> dict:
+    return {"weight": 1.0, "model": world["clipseg"], "data": [world["refs"]], **options}
 
 
 def _states(model_dir, texts, length=77):
@@ -138,8 +158,8 @@ def test_omit_states_moves_negated_prompts_toward_their_affirmative_part(world, 
     """After a short run with omit_states alone, the exported text encoder's states of a negated caption
     (at the pipeline's 77 positions) are closer to the base's states of its affirmative part than the
     base's own states of the negated caption were; the log shows the term going down."""
-    res = train(_cfg(world, tmp_path / "run", omit_states=1.0, states_length=16, lr=1e-3, steps=12, save_every=12),
-                progress=False, echo=None)
+    res = train(_cfg(world, tmp_path / "run", {"omit_states": 1.0}, pipeline__length=16, optim__lr=1e-3,
+                     optim__steps=12, run__save_every=12), progress=False, echo=None)
     log = [e for e in res.log if "omit_states" in e]
     assert log and log[-1]["omit_states"] < log[0]["omit_states"]
     from transformers import CLIPModel
@@ -156,17 +176,20 @@ def test_omit_states_moves_negated_prompts_toward_their_affirmative_part(world, 
 
 
 def test_preserve_states_is_the_padded_states_mse_of_the_affirmative_texts_by_hand(world, tmp_path):
-    """preserve_states' logged value at step 1 (the tower still equals the base) is 0, and with one
-    gradient step taken by another term it equals the hand-computed MSE of the tower's 16-position states
-    of each example's affirmative text against the base's, over every row and position."""
+    """preserve_states' value at step 1 (the tower still equals the base) is 0, and with the tower moved it
+    equals the hand-computed MSE of the tower's 16-position states of each example's affirmative text
+    against the base's, over every row and position."""
     from accelerate import Accelerator
 
     from negation_encoder.image_cache import ImageEmbeddingCache
-    from negation_encoder.training.run_dir import RunDir
-    from negation_encoder.training.trainer import check_inputs, compute_loss, setup
+    from negation_encoder.training.checkpoints import RunDir
+    from negation_encoder.training.checks import check_inputs
+    from negation_encoder.training.setup import setup
+    from negation_encoder.training.step import compute_loss
 
-    cfg = _cfg(world, tmp_path / "ps", omit_states=1.0, preserve_states=1.0, states_length=16, steps=1, save_every=1)
-    acc, run = Accelerator(cpu=True), RunDir(cfg.out)
+    cfg = _cfg(world, tmp_path / "ps", {"omit_states": 1.0, "preserve_states": 1.0}, pipeline__length=16,
+               optim__steps=1, run__save_every=1)
+    acc, run = Accelerator(cpu=True), RunDir(cfg.run.out)
     state = setup(cfg, check_inputs(cfg, acc, run, False, False, None), acc, run, ImageEmbeddingCache(tmp_path / "cache"),
                   progress=False)
     batch = state.batch(0, 0)
@@ -176,9 +199,10 @@ def test_preserve_states_is_the_padded_states_mse_of_the_affirmative_texts_by_ha
         for p in state.params:
             p.add_(0.01 * torch.randn_like(p))
         _, parts = compute_loss(state, batch)
-        mask = batch.states_target_mask if cfg.states_mask else None
-        mine = state.tower.text_model(input_ids=batch.states_target_ids, attention_mask=mask).last_hidden_state
-        base = state.base_text(input_ids=batch.states_target_ids, attention_mask=mask).last_hidden_state
+        rows = batch.terms["preserve_states"]
+        ids, mask = rows["affirmative_ids"], rows["affirmative_mask"]
+        mine = state.tower.text_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        base = state.base_text(input_ids=ids, attention_mask=mask).last_hidden_state
     assert mine.shape[1] == 16
     assert parts["preserve_states"].item() == pytest.approx(((mine - base) ** 2).mean().item(), rel=1e-5)
 
@@ -187,8 +211,8 @@ def test_seg_loss_trains_only_the_text_tower_through_a_frozen_clipseg(world, tmp
     from transformers import CLIPSegForImageSegmentation
 
     frozen = CLIPSegForImageSegmentation.from_pretrained(world["clipseg"]).state_dict()
-    res = train(_cfg(world, tmp_path / "seg", seg_loss=1.0, seg_model=world["clipseg"], seg_data=[world["refs"]],
-                     seg_batch_size=4, preserve=1.0), progress=False, echo=None)
+    res = train(_cfg(world, tmp_path / "seg", {"seg_loss": _seg(world, batch_size=4), "preserve": 1.0}),
+                progress=False, echo=None)
     log = [json.loads(x) for x in (tmp_path / "seg" / "train_log.jsonl").read_text().splitlines()]
     assert log[0]["referring_records"] == 12
     steps = [e for e in log if "seg_loss" in e]
@@ -205,101 +229,22 @@ def test_seg_loss_trains_only_the_text_tower_through_a_frozen_clipseg(world, tmp
 def test_seg_inputs_are_checked_before_compute(world, tmp_path, capsys):
     def args(out, *sets):
         return ["train", "--base", world["base"], "--data", world["data"], "--images", world["images"],
-                "--no-progress", "--out", str(out), "--set", "steps=2", "batch_size=8", "infonce=0", "mcq=0",
-                "seg_loss=1", *sets]
+                "--no-progress", "--out", str(out), "--set", "optim.steps=2", "optim.batch_size=8",
+                "objective.infonce=0", "objective.mcq=0", "objective.seg_loss=1", *sets]
 
     assert main(args(tmp_path / "a")) == 2
-    assert "seg_loss needs seg_model" in capsys.readouterr().err
+    assert "objective.seg_loss: seg_loss needs model" in capsys.readouterr().err
     wide = tmp_path / "wide"
     tiny.build_clipseg(seed=0, projection_dim=16).save_pretrained(wide)
-    assert main(args(tmp_path / "b", f"seg_model={wide}", f"seg_data={world['refs']}")) == 2
+    assert main(args(tmp_path / "b", f"objective.seg_loss.model={wide}", f"objective.seg_loss.data={world['refs']}")) == 2
     err = capsys.readouterr().err
     assert "projection 16 do not fit the base's 32 / 24" in err and err.count("\n") == 1
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"id": "x", "image": "i0.png", "text": "a cup", "mask": "nope.png"}) + "\n")
-    assert main(args(tmp_path / "c", f"seg_model={world['clipseg']}", f"seg_data={bad}",
-                     f"seg_images={Path(world['refs']).parent}")) == 2
+    assert main(args(tmp_path / "c", f"objective.seg_loss.model={world['clipseg']}", f"objective.seg_loss.data={bad}",
+                     f"objective.seg_loss.images={Path(world['refs']).parent}")) == 2
     assert "'nope.png' not found" in capsys.readouterr().err
     assert not (tmp_path / "c" / "image_cache").exists()
-
-
-def test_segmentation_affirmative_part_by_hand():
-    """||embed - target||^2 / ||target||^2 averaged over the rows that have a target; none adds 0."""
-    logits, mask = torch.zeros(3, 2, 2), torch.ones(3, 2, 2)
-    emb = torch.tensor([[1.0, 2.0], [0.0, 0.0], [3.0, -1.0]], requires_grad=True)
-    target = torch.tensor([[1.0, 0.0], [5.0, 5.0], [0.0, 2.0]])
-    has = torch.tensor([True, False, True])
-    hand = (4.0 / 1.0 + (9.0 + 9.0) / 4.0) / 2
-    plain = SegmentationLoss(dice=1.0)(logits, mask)
-    assert (SegmentationLoss(dice=1.0, affirm=0.5)(logits, mask, None, (emb, target, has)) - plain).item() == \
-        pytest.approx(0.5 * hand, rel=1e-6)
-    none = SegmentationLoss(dice=1.0, affirm=0.5)(logits, mask, None, (emb, target, torch.zeros(3, dtype=torch.bool)))
-    assert none.item() == pytest.approx(plain.item(), rel=1e-7)
-    none.backward()  # differentiable (a zero gradient), so a step whose samples have no target still runs
-    assert torch.equal(emb.grad, torch.zeros_like(emb))
-
-
-def test_seg_affirm_pulls_negated_expressions_toward_the_bases_affirmative_embedding(world, tmp_path):
-    """Two routes to the targets (the segmenter's table and the base's get_text_features); the first step's
-    logged seg_loss grows by exactly w x the hand-computed part at the base's weights; after training the
-    negated expression sits nearer its affirmative target than after the same run without the part."""
-    from transformers import AutoConfig, CLIPModel, CLIPTokenizer
-
-    from negation_encoder.encoding import text_features
-    from negation_encoder.training.downstream import FrozenSegmenter, affirmative_targets, check_seg_inputs
-
-    kw = dict(seg_loss=1.0, seg_model=world["clipseg"], seg_data=[world["refs"]], seg_batch_size=6, preserve=1.0,
-              steps=8, save_every=8)
-    cfg = _cfg(world, tmp_path / "x", seg_affirm=2.0, **kw)
-    inputs = check_seg_inputs(cfg, AutoConfig.from_pretrained(world["base"]))
-    base, tok = CLIPModel.from_pretrained(world["base"]).eval(), CLIPTokenizer.from_pretrained(world["base"])
-    targets, has = affirmative_targets(base, tok, inputs.records)
-    assert has.tolist() == [r.affirmative is not None for r in inputs.records] and int(has.sum()) == 5
-
-    def feats(model, texts):
-        enc = tok(texts, padding=True, return_tensors="pt")
-        with torch.no_grad():
-            return text_features(model, enc.input_ids, enc.attention_mask)
-
-    for i in torch.nonzero(has).flatten().tolist():
-        torch.testing.assert_close(targets[i], feats(base, [inputs.records[i].affirmative])[0])
-    assert torch.equal(targets[~has], torch.zeros_like(targets[~has]))
-    # the first step, at the base's weights: the part is w x the mean relative squared distance of its rows
-    rows = FrozenSegmenter(inputs, tok, torch.device("cpu")).sample(0, 0, cfg, 0, 1)
-    mine = [i for i in rows if has[i]]
-    assert mine, "the first step's samples hold no record with an affirmative expression"
-    emb = feats(base, [inputs.records[i].text for i in mine])
-    hand = ((emb - targets[mine]).pow(2).sum(-1) / targets[mine].pow(2).sum(-1)).mean().item()
-    on = train(cfg, progress=False, echo=None)
-    off = train(_cfg(world, tmp_path / "y", **kw), progress=False, echo=None)
-
-    def first(res):
-        return next(e for e in map(json.loads, (res.out / "train_log.jsonl").read_text().splitlines()) if "seg_loss" in e)
-
-    assert first(on)["seg_loss"] - first(off)["seg_loss"] == pytest.approx(2.0 * hand, rel=1e-4, abs=1e-6)
-    neg = [i for i in range(len(inputs.records)) if has[i]]
-
-    def distance(model_dir):
-        e = feats(CLIPModel.from_pretrained(model_dir).eval(), [inputs.records[i].text for i in neg])
-        return ((e - targets[neg]).pow(2).sum(-1) / targets[neg].pow(2).sum(-1)).mean().item()
-
-    assert distance(on.model_dir) < distance(off.model_dir)
-
-
-def test_seg_affirm_needs_seg_loss_and_records_that_have_an_affirmative(world, tmp_path):
-    from transformers import AutoConfig
-
-    from negation_encoder.training.downstream import check_seg_inputs
-
-    with pytest.raises(InputError, match="seg_affirm is a part of seg_loss"):
-        _cfg(world, tmp_path / "a", seg_affirm=1.0, preserve=1.0)
-    plain = tmp_path / "plain.jsonl"
-    rows = [json.loads(x) for x in Path(world["refs"]).read_text().splitlines()]
-    plain.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "affirmative"}) + "\n" for r in rows))
-    cfg = _cfg(world, tmp_path / "b", seg_loss=1.0, seg_affirm=1.0, seg_model=world["clipseg"], seg_data=[str(plain)],
-               seg_images=str(Path(world["refs"]).parent))
-    with pytest.raises(InputError, match=r"seg_affirm 1.0: no record of seg_data .*plain.jsonl.* has an 'affirmative'"):
-        check_seg_inputs(cfg, AutoConfig.from_pretrained(world["base"]))
 
 
 def test_referring_records_name_file_and_line(tmp_path):
@@ -313,8 +258,8 @@ def test_referring_records_name_file_and_line(tmp_path):
         read_referring(path)
     path.write_text(json.dumps({"id": "a", "image": "i.png", "text": "t", "mask": "m.png", "affirmative": "a cup"}) + "\n")
     assert read_referring(path)[0].affirmative == "a cup"
-    with pytest.raises(InputError, match="seg_loss needs seg_model"):
-        TrainConfig(seg_loss=1.0)
+    with pytest.raises(InputError, match="objective.seg_loss: seg_loss needs model"):
+        TrainConfig.from_dict({"objective": {"seg_loss": 1.0}})
 
 
 @pytest.fixture(scope="module")
@@ -332,8 +277,6 @@ def pixel_pipeline(world, tmp_path_factory):
 def test_teacher_target_is_the_negative_prompt_route_written_out(pixel_pipeline, world):
     """out(A) - (1 - 1/g) (out(N) - out(empty)): with guidance g, a prompt predicting this gives the
     negative-prompt pipeline's guided prediction when the unconditional branch is the empty prompt."""
-    from negation_encoder.training.downstream import FrozenDenoiser
-
     den = FrozenDenoiser(pixel_pipeline, world["images"], torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
     xt, t, _ = den.noisy(den.clean(["0.png", "1.png"]), g)
@@ -349,9 +292,10 @@ def test_teacher_target_is_the_negative_prompt_route_written_out(pixel_pipeline,
 
 @pytest.mark.parametrize("mode,on_policy", [("teacher", False), ("teacher", True), ("denoise", False)])
 def test_unet_loss_trains_the_tower_through_a_frozen_unet(world, pixel_pipeline, tmp_path, mode, on_policy):
-    res = train(_cfg(world, tmp_path / mode, unet_loss=1.0, unet_model=pixel_pipeline, unet_mode=mode,
-                     unet_on_policy=on_policy, unet_sample_steps=3, states_length=16, unet_batch_size=4, lr=1e-3,
-                     steps=4, save_every=4), progress=False, echo=None)
+    unet = {"weight": 1.0, "model": pixel_pipeline, "mode": mode, "on_policy": on_policy, "sample_steps": 3,
+            "batch_size": 4}
+    res = train(_cfg(world, tmp_path / mode, {"unet_loss": unet}, pipeline__length=16, optim__lr=1e-3, optim__steps=4,
+                     run__save_every=4), progress=False, echo=None)
     entries = [e for e in res.log if "unet_loss" in e]
     assert len(entries) == 4 and all(np.isfinite(e["unet_loss"]) for e in entries)
     from transformers import CLIPModel
@@ -361,18 +305,17 @@ def test_unet_loss_trains_the_tower_through_a_frozen_unet(world, pixel_pipeline,
 
 
 def test_unet_inputs_are_checked_before_compute(world, tmp_path):
-    with pytest.raises(InputError, match="unet_loss needs unet_model"):
-        TrainConfig(unet_loss=1.0)
+    with pytest.raises(InputError, match="objective.unet_loss: unet_loss needs model"):
+        TrainConfig.from_dict({"objective": {"unet_loss": 1.0}})
     with pytest.raises(InputError, match="no unet/ folder"):
-        train(_cfg(world, tmp_path / "x", unet_loss=1.0, unet_model=str(tmp_path)), progress=False, echo=None)
+        train(_cfg(world, tmp_path / "x", {"unet_loss": {"weight": 1.0, "model": str(tmp_path)}}), progress=False,
+              echo=None)
 
 
 def test_on_policy_states_follow_the_teachers_own_sampler(pixel_pipeline, world):
     """Cut at the first step, a trajectory is its own starting noise at the first timestep; cut later, it is
     what the scheduler made of that noise under the teacher's guided prediction, step for step."""
     from diffusers import DDPMScheduler
-
-    from negation_encoder.training.downstream import FrozenDenoiser
 
     den = FrozenDenoiser(pixel_pipeline, world["images"], torch.device("cpu"))
     a, n = torch.randn(2, 5, 32), torch.randn(2, 5, 32)
@@ -400,10 +343,8 @@ def test_seg_inputs_carry_each_records_other_mask(world, tmp_path):
     record names none; a missing other_mask file is caught before compute, naming the file and record."""
     from transformers import AutoConfig, CLIPTokenizer
 
-    from negation_encoder.training.downstream import FrozenSegmenter, check_seg_inputs
-
-    cfg = _cfg(world, tmp_path / "x", seg_loss=1.0, seg_choice=1.0, seg_model=world["clipseg"], seg_data=[world["refs"]])
-    inputs = check_seg_inputs(cfg, AutoConfig.from_pretrained(world["base"]))
+    cfg = _cfg(world, tmp_path / "x", {"seg_loss": _seg(world, choice=1.0)})
+    inputs = check_seg_inputs(cfg.objective["seg_loss"], AutoConfig.from_pretrained(world["base"]))
     seg = FrozenSegmenter(inputs, CLIPTokenizer.from_pretrained(world["base"]), torch.device("cpu"))
     _, _, pixels, masks, others = seg.inputs(list(range(12)))
     assert others.shape == masks.shape == (12, *pixels.shape[-2:])
@@ -414,12 +355,12 @@ def test_seg_inputs_carry_each_records_other_mask(world, tmp_path):
     assert sum(r.other_mask is not None for r in inputs.records) == 8
     plain = FrozenSegmenter(inputs, CLIPTokenizer.from_pretrained(world["base"]), torch.device("cpu"), others=False)
     assert plain.inputs(list(range(12)))[4] is None and torch.equal(plain.inputs(list(range(12)))[3], masks)
-    res = train(_cfg(world, tmp_path / "run", seg_loss=1.0, seg_choice=1.0, seg_model=world["clipseg"],
-                     seg_data=[world["refs"]], seg_batch_size=4, preserve=1.0), progress=False, echo=None)
+    res = train(_cfg(world, tmp_path / "run", {"seg_loss": _seg(world, choice=1.0, batch_size=4), "preserve": 1.0}),
+                progress=False, echo=None)
     assert res.model_dir.is_dir()
     broken = tmp_path / "broken.jsonl"
     rec = json.loads(Path(world["refs"]).read_text().splitlines()[1])
     broken.write_text(json.dumps({**rec, "other_mask": "gone.png"}) + "\n")
     with pytest.raises(InputError, match=r"'gone.png' not found"):
-        check_seg_inputs(_cfg(world, tmp_path / "y", seg_loss=1.0, seg_model=world["clipseg"], seg_data=[str(broken)],
-                              seg_images=str(root)), AutoConfig.from_pretrained(world["base"]))
+        check_seg_inputs(_cfg(world, tmp_path / "y", {"seg_loss": _seg(world, data=[str(broken)], images=str(root))}
+                              ).objective["seg_loss"], AutoConfig.from_pretrained(world["base"]))

@@ -120,8 +120,9 @@ def test_card_names_what_the_model_was_trained_from(tmp_path):
     tok = tiny.build_clip_tokenizer()
     out = tmp_path / "enc"
     export_checkpoint(tiny.build_clip_model(seed=0, tokenizer=tok), tok, tiny.build_clip_image_processor(32), out,
-                      training_config={"base": "base", "base_model": "negation-encoder testbed world CLIP "
-                                       "(`negenc testbed pretrain`)", "recipe": "default", "mcq": 1.0})
+                      training_config={"model": {"base": "base"}, "base_model": "negation-encoder testbed world CLIP "
+                                       "(`negenc testbed pretrain`)", "run": {"recipe": "default"},
+                                       "objectives": {"mcq": {"weight": 1.0}}})
     text = (out / "README.md").read_text()
     assert "Base model: negation-encoder testbed world CLIP" in text and "Recipe: `default`" in text
     assert "Base model: `base`" not in text

@@ -6,14 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from negation_encoder.training.losses import (
-    ClipInfoNCE,
-    HardNegativeInfoNCE,
-    MultipleChoiceLoss,
-    OmniAbsenceLoss,
-    OmniPresenceLoss,
-    PreservationLoss,
-)
+from negation_encoder.training.losses import cosine_distance
+from negation_encoder.training.terms.distractor import DistractorLoss
+from negation_encoder.training.terms.infonce import ClipInfoNCE, HardNegativeInfoNCE
+from negation_encoder.training.terms.mcq import MultipleChoiceLoss
+from negation_encoder.training.terms.omni import OmniAbsenceLoss, OmniPresenceLoss
+from negation_encoder.training.terms.preserve import PreservationLoss
 
 
 def _ce(logits, target):
@@ -120,8 +118,6 @@ def test_infonce_gradients_match_finite_differences_and_out_of_pool_texts_get_no
 
 
 def test_distractor_loss_hand_computed():
-    from negation_encoder.training.losses import DistractorLoss
-
     text = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     own = torch.tensor([[0.8, 0.6], [0.0, 1.0]])
     distractors = torch.tensor([[[0.6, 0.8], [1.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]])
@@ -132,11 +128,10 @@ def test_distractor_loss_hand_computed():
     assert DistractorLoss()(text, own, distractors, mask & False, torch.tensor(2.0)).item() == 0.0
 
 
-def test_split_distill_loss_hand_computed():
-    from negation_encoder.training.losses import SplitDistillLoss
-
+def test_cosine_distance_hand_computed():
+    """split_distill's and preserve_embeds' form: mean 1 - cosine to a fixed target over the marked rows."""
     text = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
     target = torch.tensor([[0.6, 0.8], [0.0, 1.0], [1.0, 0.0]])
     mask = torch.tensor([True, True, False])
-    assert SplitDistillLoss()(text, target, mask).item() == pytest.approx(((1 - 0.6) + (1 - 1.0)) / 2)
-    assert SplitDistillLoss()(text, target, mask & False).item() == 0.0
+    assert cosine_distance(text, target, mask).item() == pytest.approx(((1 - 0.6) + (1 - 1.0)) / 2)
+    assert cosine_distance(text, target, mask & False).item() == 0.0

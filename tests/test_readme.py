@@ -105,7 +105,8 @@ def test_python_quick_start_runs(local_models):
         '"openai/clip-vit-base-patch32"': repr(world["base"]),
         '"negations.jsonl"': repr(world["data"]),
         '"coco/train2014"': repr(world["images"]),
-        'out="runs/negclip"': f"out={str(out)!r}, steps=3, batch_size=8, warmup_steps=1",  # a short run
+        '"run": {"out": "runs/negclip"}': f'"run": {{"out": {str(out)!r}}}, '
+                                          '"optim": {"steps": 3, "batch_size": 8, "warmup_steps": 1}',  # a short run
         "generator=": "num_inference_steps=2, generator=",  # 2 denoising steps instead of 50
     }
     for old, new in replacements.items():

@@ -439,7 +439,7 @@ def test_compare_resume_adds_seeds_and_reuses_finished_runs(tmp_path, monkeypatc
         C.compare(tmp_path / "a", ["negationclip"], seeds=(0,), resume=True, **{**kw, "steps": 4})
     with pytest.raises(InputError, match="contradict"):
         C.compare(tmp_path / "a", ["negationclip"], seeds=(0,), resume=True, overwrite=True, **kw)
-    changed = RC.Recipe(**{**RC.get_recipe("negationclip").__dict__, "overrides": {"mcq": 9.0}})
+    changed = RC.Recipe(**{**RC.get_recipe("negationclip").__dict__, "config": {"objective": {"mcq": 9.0}}})
     monkeypatch.setitem(RC.RECIPES, "negationclip", changed)
     with pytest.raises(InputError, match="recipe 'negationclip' changed"):
         C.compare(tmp_path / "a", ["negationclip"], seeds=(0,), resume=True, **kw)
@@ -466,7 +466,7 @@ def test_compare_resume_refuses_other_instruments(tmp_path, monkeypatch):
     import negation_testbed.compare as C
     import negation_testbed.transfer as T
     from negation_encoder.errors import InputError
-    from negation_encoder.training.trainer import data_fingerprint
+    from negation_encoder.training.checks import data_fingerprint
 
     a, b = tmp_path / "gen" / "a.bin", tmp_path / "seg" / "sub" / "b.json"
     for f, text in ((a, "weights"), (b, "{}")):

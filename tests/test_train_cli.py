@@ -18,8 +18,8 @@ from ._tiny_world import make_tiny_world
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("cliworld")
     w = make_tiny_world(root)
-    cfg = {"steps": 2, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1, "save_every": 1, "log_every": 1,
-           "cache_dir": str(root / "cache")}
+    cfg = {"optim": {"steps": 2, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1},
+           "run": {"save_every": 1, "log_every": 1}, "data": {"cache_dir": str(root / "cache")}}
     (root / "cfg.json").write_text(json.dumps(cfg))
     w["cfg"] = str(root / "cfg.json")
     # a finished run that the refusal cases must leave untouched
@@ -47,9 +47,14 @@ def _one_line_exit_2(capsys, argv, *needles):
     return err
 
 
-def _config_file(tmp_path, w, **over):
+def _config_file(tmp_path, w, key: str, value):
+    """The fixture's config with dotted `key` set to `value` (any JSON value: the point is a wrong one)."""
     cfg = json.loads(open(w["cfg"]).read())
-    cfg.update(over)
+    *groups, last = key.split(".")
+    node = cfg
+    for g in groups:
+        node = node.setdefault(g, {})
+    node[last] = value
     path = tmp_path / "c.json"
     path.write_text(json.dumps(cfg))
     return str(path)
@@ -59,29 +64,39 @@ def _config_file(tmp_path, w, **over):
 
 
 @pytest.mark.parametrize("key,value,needle", [
-    ("hard_negatives", "no", "key 'hard_negatives' expects bool, got str \"no\""),
-    ("hard_negatives", "false", "key 'hard_negatives' expects bool, got str"),
-    ("steps", "six", "key 'steps' expects int, got str"),
-    ("steps", 6.5, "key 'steps' expects int, got float 6.5"),
-    ("mcq", "lots", "key 'mcq' expects float, got str"),
-    ("layers", 3, "key 'layers' expects str, got int 3"),
-    ("data", 5, "key 'data' expects list[str], got int 5"),
-    ("layers", "front:x", "layers must be all, front:K, back:K or a comma list"),
-    ("layers", "back:-1", "layers must be all, front:K, back:K or a comma list"),
-    ("layers", "front:99", "config key 'layers'"),
-    ("layers", "0,99", "indices [99] out of range for 2 layers"),
-    ("distractor_types", ["colour"], "distractor_types must name negation types (absence|presence|"),
-    ("distractor_sources", [""], "distractor_sources must be non-empty source names, got ['']"),
+    ("objective.infonce.hard_negatives", "no", "key 'objective.infonce.hard_negatives' expects bool, got str \"no\""),
+    ("objective.infonce.hard_negatives", "false", "key 'objective.infonce.hard_negatives' expects bool, got str"),
+    ("optim.steps", "six", "key 'optim.steps' expects int, got str"),
+    ("optim.steps", 6.5, "key 'optim.steps' expects int, got float 6.5"),
+    ("objective.mcq.weight", "lots", "key 'objective.mcq.weight' expects float, got str"),
+    ("objective.mcq", "lots", "key 'objective.mcq' expects float, got str"),
+    ("model.layers", 3, "key 'model.layers' expects str, got int 3"),
+    ("data.files", 5, "key 'data.files' expects list[str], got int 5"),
+    ("model.layers", "front:x", "model: layers must be all, front:K, back:K or a comma list"),
+    ("model.layers", "back:-1", "model: layers must be all, front:K, back:K or a comma list"),
+    ("model.layers", "front:99", "config key 'model.layers'"),
+    ("model.layers", "0,99", "indices [99] out of range for 2 layers"),
+    ("objective.distractor.types", ["colour"], "objective.distractor: types must name negation types (absence|presence|"),
+    ("objective.distractor.sources", [""], "objective.distractor: sources must be non-empty source names, got ['']"),
+    ("objective.nonsense", 1.0, "unknown loss term 'nonsense'; registered terms: infonce, mcq,"),
+    ("optim.lrate", 1.0, "unknown key(s) optim.lrate; known under optim: steps, batch_size"),
+    ("lr", 1.0, "mixes the grouped form (optim, run, data) with flat keys of the form before groups: lr (now optim.lr)"),
+    ("objective", 1.0, "objective must map term names to their configs, got float"),
 ])
 def test_bad_config_values_are_one_line_before_any_compute(world, tmp_path, capsys, key, value, needle):
     out = tmp_path / "fresh"
-    _one_line_exit_2(capsys, _train_args(world, out, config=_config_file(tmp_path, world, **{key: value})), needle)
+    _one_line_exit_2(capsys, _train_args(world, out, config=_config_file(tmp_path, world, key, value)), needle)
     assert not out.exists() or not any(out.iterdir()), "something was written before the input was checked"
 
 
 def test_set_nan_lr_is_refused(world, tmp_path, capsys):
-    _one_line_exit_2(capsys, _train_args(world, tmp_path / "o", "--set", "lr=nan"), "lr must be a finite number, got nan")
-    _one_line_exit_2(capsys, _train_args(world, tmp_path / "o", "--set", "steps=2.5"), "key 'steps' expects int, got '2.5'")
+    _one_line_exit_2(capsys, _train_args(world, tmp_path / "o", "--set", "optim.lr=nan"),
+                     "optim: lr must be a finite number, got nan")
+    _one_line_exit_2(capsys, _train_args(world, tmp_path / "o", "--set", "optim.steps=2.5"),
+                     "key 'optim.steps' expects int, got '2.5'")
+    # a flat key from before the config had groups is named with its new place
+    _one_line_exit_2(capsys, _train_args(world, tmp_path / "o", "--set", "omit_states=3"),
+                     "unknown config key 'omit_states'; it is now objective.omit_states.weight")
 
 
 # ---- the output folder: nothing lost, one run at a time
@@ -119,8 +134,9 @@ def test_a_folder_locked_by_a_live_run_is_refused(world, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("change,needle", [
-    (["--set", "lr=0.5"], "lr (0.001 -> 0.5)"),
-    (["--set", "layers=front:1"], "layers ('all' -> 'front:1')"),
+    (["--set", "optim.lr=0.5"], "optim.lr (0.001 -> 0.5)"),
+    (["--set", "model.layers=front:1"], "model.layers ('all' -> 'front:1')"),
+    (["--set", "objective.omit_states=1"], "objective.omit_states.weight (None -> 1.0)"),
 ])
 def test_resume_refuses_a_changed_config(world, tmp_path, capsys, change, needle):
     before = _snapshot(world["run"])
@@ -134,11 +150,49 @@ def test_a_checkpoint_older_than_a_config_key_resumes_with_its_default():
     real change of the key is still one."""
     from negation_encoder.training.config import TrainConfig, resume_conflicts
 
-    cfg = TrainConfig(base="b", data=["d.jsonl"], images="i", out="o")
-    saved = {k: v for k, v in cfg.to_dict().items() if k != "distractor_sources"}
+    cfg = TrainConfig.from_dict({"model": {"base": "b"}, "data": {"files": ["d.jsonl"], "images": "i"},
+                                 "objective": {"distractor": 1.0}})
+    saved = cfg.to_dict()
+    del saved["objective"]["distractor"]["sources"]
     assert resume_conflicts(saved, cfg) == []
-    changed = TrainConfig(base="b", data=["d.jsonl"], images="i", out="o", distractor_sources=["crops"])
-    assert resume_conflicts(saved, changed) == ["distractor_sources ([] -> ['crops'])"]
+    changed = cfg.override({"objective.distractor.sources": ["crops"]})
+    assert resume_conflicts(saved, changed) == ["objective.distractor.sources ([] -> ['crops'])"]
+
+
+# The config a checkpoint of a run from before TrainConfig had groups holds (trainer_state.json's "config",
+# as those runs wrote it): every key flat, every term's weight by its name.
+FLAT = {"base": "b", "batch_size": 64, "cache_dir": "", "data": ["d.jsonl"], "distractor": 2.0,
+        "distractor_sources": ["p1", "crops"], "distractor_types": [], "grad_accum": 1, "hard_negatives": False,
+        "image_batch_size": 256, "images": "i", "infonce": 0.3, "infonce_on_bare": False, "keep_checkpoints": 2,
+        "layers": "all", "learn_logit_scale": False, "log_every": 50, "lr": 0.001, "max_distractors": 4,
+        "max_foils": 3, "max_grad_norm": 1.0, "mcq": 2.0, "min_lr_ratio": 0.0, "mixed_precision": "no",
+        "omit_states": 3.0, "omit_types": ["absence"], "omni_absence": 0.0, "omni_margin": 0.8, "omni_presence": 0.0,
+        "omni_temperature": 0.07, "out": "o", "preserve": 1.0, "preserve_embeds": 1.0, "preserve_states": 3.0,
+        "recipe": "default", "save_every": 250, "seed": 0, "seg_affirm": 0.0, "seg_batch_size": 32, "seg_choice": 0.0,
+        "seg_data": ["r.jsonl"], "seg_dice": 1.0, "seg_images": "", "seg_loss": 1.0, "seg_model": "s", "split_distill": 0.0,
+        "split_distill_w": 1.0, "states_length": 77, "states_mask": True, "states_skip_pooled": False, "steps": 1000,
+        "train_embeddings": True, "train_final_layer_norm": True, "train_projection": True, "unet_batch_size": 16,
+        "unet_guidance": 4.0, "unet_loss": 0.0, "unet_mode": "teacher", "unet_model": "", "unet_on_policy": False,
+        "unet_sample_steps": 10, "warmup_steps": 30, "weight_decay": 0.1}
+
+
+def test_a_checkpoint_from_before_the_groups_resumes_under_the_grouped_config():
+    """The flat config of an older checkpoint is read key by key: the same run written in groups has no
+    conflict with it, and a real change is named by its new key."""
+    from negation_encoder.training.config import TrainConfig, resume_conflicts
+
+    grouped = TrainConfig.from_dict({
+        "model": {"base": "b"}, "data": {"files": ["d.jsonl"], "images": "i"},
+        "optim": {"steps": 1000, "batch_size": 64, "lr": 1e-3, "warmup_steps": 30},
+        "run": {"out": "o", "recipe": "default", "log_every": 50, "save_every": 250},
+        "objective": {"infonce": 0.3, "mcq": 2.0, "distractor": {"weight": 2.0, "sources": ["p1", "crops"]},
+                      "preserve_embeds": 1.0, "preserve": 1.0, "omit_states": {"weight": 3.0, "types": ["absence"]},
+                      "preserve_states": 3.0, "seg_loss": {"weight": 1.0, "model": "s", "data": ["r.jsonl"]}}})
+    assert TrainConfig.from_dict(FLAT) == grouped
+    assert resume_conflicts(FLAT, grouped) == []
+    assert resume_conflicts(FLAT, grouped.override({"objective.mcq": 1.0})) == ["objective.mcq.weight (2.0 -> 1.0)"]
+    assert resume_conflicts({**FLAT, "seg_affirm": 0.5}, grouped)[0].startswith("the checkpoint's config cannot be "
+                                                                                "read")
 
 
 def test_resume_refuses_changed_data(world, tmp_path, capsys):
@@ -166,10 +220,10 @@ def test_resume_and_overwrite_branches_in_process(world, tmp_path, capsys):
     steps_after = _log_steps(out)
     assert steps_before == steps_after == [1, 2]
     # --overwrite: an explicit replacement, with another config
-    assert main(_train_args(world, out, "--overwrite", "--set", "steps=3", "save_every=3")) == 0
+    assert main(_train_args(world, out, "--overwrite", "--set", "optim.steps=3", "run.save_every=3")) == 0
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_3"]
     assert _log_steps(out) == [1, 2, 3]
-    assert json.loads((out / "model" / "training_config.json").read_text())["steps"] == 3
+    assert json.loads((out / "model" / "training_config.json").read_text())["optim"]["steps"] == 3
 
 
 # ---- the base model
@@ -252,13 +306,16 @@ def test_merge_with_a_bad_or_missing_input_leaves_the_output_untouched(tmp_path,
 def test_train_help_lists_every_config_key(capsys):
     import dataclasses
 
-    from negation_encoder.training import TrainConfig
+    from negation_encoder.training import REGISTRY
+    from negation_encoder.training.config import GROUPS
 
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--config" in out and "JSON or YAML" in out
-    for f in dataclasses.fields(TrainConfig):
-        assert f"  {f.name} " in out, f.name
+    keys = [f"{g}.{f.name}" for g, cls in GROUPS.items() for f in dataclasses.fields(cls)]
+    keys += [f"objective.{n}.{f.name}" for n, t in REGISTRY.items() for f in dataclasses.fields(t.config_class)]
+    for key in keys:
+        assert f"  {key} " in out, key
 
 
 def test_every_cli_option_has_help():
@@ -306,10 +363,10 @@ def test_all_bare_negations_with_infonce_stop_before_compute(world, tmp_path, ca
     args = _train_args(world, out)
     args[args.index("--data") + 1] = str(bare)
     _one_line_exit_2(capsys, args, "infonce: no eligible record: all 12 true captions are bare negations",
-                     "infonce_on_bare: true")
+                     "objective.infonce.on_bare: true")
     assert not out.exists() or not any(out.iterdir()), "something was written before the input was checked"
     # asked for explicitly, the same records train
-    assert main([*args, "--set", "infonce_on_bare=true"]) == 0
+    assert main([*args, "--set", "objective.infonce.on_bare=true"]) == 0
 
 
 def test_eligibility_counts_head_the_log_and_are_printed(world, tmp_path, capsys):
@@ -325,8 +382,9 @@ def test_eligibility_counts_head_the_log_and_are_printed(world, tmp_path, capsys
     ]
     data = _records(tmp_path, rows, "mixed.jsonl")
     out = tmp_path / "counted"
-    args = _train_args(world, out, "--set", "infonce=1", "mcq=1", "omni_presence=0.5", "omni_absence=0.5",
-                       "distractor=0.5", "split_distill=0.5", "preserve=0.5", "preserve_embeds=0.5")
+    args = _train_args(world, out, "--set", *(f"objective.{t}" for t in (
+        "infonce=1", "mcq=1", "omni_presence=0.5", "omni_absence=0.5", "distractor=0.5", "split_distill=0.5",
+        "preserve=0.5", "preserve_embeds=0.5")))
     args[args.index("--data") + 1] = str(data)
     assert main(args) == 0
     expect = {"infonce": 3, "mcq": 2, "omni_presence": 1, "omni_absence": 2, "distractor": 1, "split_distill": 3,
@@ -335,10 +393,10 @@ def test_eligibility_counts_head_the_log_and_are_printed(world, tmp_path, capsys
     assert first == {"eligible": expect, "records": 4}
     printed = capsys.readouterr().out
     assert "eligible records (of 4): infonce 3, mcq 2, omni_presence 1, omni_absence 2, distractor 1, " \
-           "split_distill 3, preserve 4, preserve_embeds 4" in printed, printed
+           "split_distill 3, preserve_embeds 4, preserve 4" in printed, printed
     # only enabled terms are counted
     out2 = tmp_path / "counted2"
-    args2 = _train_args(world, out2, "--set", "infonce=0", "mcq=1")
+    args2 = _train_args(world, out2, "--set", "objective.infonce=0", "objective.mcq=1")
     args2[args2.index("--data") + 1] = str(data)
     assert main(args2) == 0
     assert json.loads((out2 / "train_log.jsonl").read_text().splitlines()[0]) == {"eligible": {"mcq": 2}, "records": 4}
@@ -359,7 +417,7 @@ def test_image_sizes_go_through_the_processor_or_are_refused_before_compute(worl
     base = tmp_path / "base"
     shutil.copytree(world["base"], base)
     args = ["train", "--base", str(base), "--data", world["data"], "--images", str(images), "--no-progress",
-            "--set", "steps=2", "batch_size=8", "save_every=2", "log_every=1", "--out"]
+            "--set", "optim.steps=2", "optim.batch_size=8", "run.save_every=2", "run.log_every=1", "--out"]
     assert main([*args, str(tmp_path / "resizes")]) == 0  # the tiny processor resizes and crops
     tiny.build_clip_image_processor(32).__class__(do_resize=False, do_center_crop=False).save_pretrained(base)
     _one_line_exit_2(capsys, [*args, str(tmp_path / "passes")], "image '3.png' is 48x48 but the model takes 32x32")

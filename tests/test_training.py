@@ -21,12 +21,18 @@ def world(tmp_path_factory):
     return make_tiny_world(tmp_path_factory.mktemp("world"))
 
 
-def _cfg(world, out, **kw):
-    base = dict(base=world["base"], data=[world["data"]], images=world["images"], out=str(out), steps=6,
-                batch_size=8, lr=1e-3, warmup_steps=2, save_every=3, log_every=1, mcq=1.0, infonce=1.0,
-                omni_presence=0.5, omni_absence=0.5, preserve=0.5, cache_dir=str(world["root"] / "cache"))
-    base.update(kw)
-    return TrainConfig(**base)
+TERMS = {"mcq": 1.0, "infonce": 1.0, "omni_presence": 0.5, "omni_absence": 0.5, "preserve": 0.5}
+
+
+def _cfg(world, out, objective=None, **dotted):
+    """A short run on the tiny world; `dotted` keys (written with `__` for the dot) override."""
+    cfg = TrainConfig.from_dict({
+        "model": {"base": world["base"]},
+        "data": {"files": [world["data"]], "images": world["images"], "cache_dir": str(world["root"] / "cache")},
+        "optim": {"steps": 6, "batch_size": 8, "lr": 1e-3, "warmup_steps": 2},
+        "run": {"out": str(out), "save_every": 3, "log_every": 1},
+        "objective": TERMS if objective is None else objective})
+    return cfg.override({k.replace("__", "."): v for k, v in dotted.items()})
 
 
 def _text_state(folder):
@@ -37,7 +43,7 @@ def _text_state(folder):
 
 
 def test_short_run_lowers_loss_and_writes_layout(world, tmp_path):
-    res = train(_cfg(world, tmp_path / "run", steps=30, save_every=30), progress=False)
+    res = train(_cfg(world, tmp_path / "run", optim__steps=30, run__save_every=30), progress=False)
     losses = [e["loss"] for e in res.log]
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
     model = tmp_path / "run" / "model"
@@ -101,8 +107,8 @@ def test_front_layers_only_and_frozen_params_get_no_grad(world, tmp_path):
     names = configure_trainable(m.text_model, m.text_projection, "front:1", train_embeddings=False,
                                 train_final_layer_norm=False, train_projection=False)
     assert names and all(n.startswith("text_model.encoder.layers.0.") for n in names)
-    res = train(_cfg(world, tmp_path / "front", layers="front:1", train_embeddings=False,
-                     train_final_layer_norm=False, train_projection=False, steps=3), progress=False)
+    res = train(_cfg(world, tmp_path / "front", model__layers="front:1", model__train_embeddings=False,
+                     model__train_final_layer_norm=False, model__train_projection=False, optim__steps=3), progress=False)
     before, after = _text_state(world["base"]), _text_state(res.out / "model")
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("text_model.encoder.layers.0.") for k in changed)
@@ -145,28 +151,33 @@ def test_dynamic_padding_is_exact_for_pooled_output(world):
 
 def test_nan_loss_stops_with_clear_error(world, tmp_path):
     with pytest.raises(RunFailed, match="non-finite loss"):
-        train(_cfg(world, tmp_path / "nan", lr=1e30, steps=6, warmup_steps=0, max_grad_norm=0.0), progress=False)
+        train(_cfg(world, tmp_path / "nan", optim__lr=1e30, optim__warmup_steps=0, optim__max_grad_norm=0.0), progress=False)
 
 
 def test_bad_config_keys_and_files(tmp_path):
     bad = tmp_path / "c.json"
-    bad.write_text(json.dumps({"stpes": 3}))
-    with pytest.raises(InputError, match="unknown config key.*stpes"):
+    bad.write_text(json.dumps({"optim": {"stpes": 3}}))
+    with pytest.raises(InputError, match=r"unknown key\(s\) optim.stpes"):
         TrainConfig.from_file(bad)
-    with pytest.raises(InputError, match="lr must be > 0"):
-        TrainConfig(lr=0)
-    cfg = TrainConfig().override(["steps=7", "hard_negatives=true", "layers=front:2"])
-    assert cfg.steps == 7 and cfg.hard_negatives is True and cfg.layers == "front:2"
+    bad.write_text(json.dumps({"optim": {"lr": 0}}))
+    with pytest.raises(InputError, match="optim: lr must be > 0"):
+        TrainConfig.from_file(bad)
+    cfg = TrainConfig().override(["optim.steps=7", "objective.infonce.hard_negatives=true", "model.layers=front:2"])
+    assert cfg.optim.steps == 7 and cfg.objective["infonce"].hard_negatives is True and cfg.model.layers == "front:2"
     yaml_cfg = tmp_path / "c.yaml"
-    yaml_cfg.write_text("steps: 5\nmcq: 0.5\n")
-    assert TrainConfig.from_file(yaml_cfg).steps == 5
+    yaml_cfg.write_text("optim:\n  steps: 5\n  lr: 1e-5\nobjective:\n  mcq: 0.5\n")
+    loaded = TrainConfig.from_file(yaml_cfg)  # YAML 1.1 reads 1e-5 as a string; the reader takes it as a float
+    assert loaded.optim.steps == 5 and loaded.optim.lr == 1e-5 and loaded.enabled_terms() == ["mcq"]
+    yaml_cfg.write_text("optim:\n  lr: -1e-5\n")
+    with pytest.raises(InputError, match="optim: lr must be >= 0, got -1e-05"):
+        TrainConfig.from_file(yaml_cfg)
 
 
 def test_split_reading_targets_match_the_split_scorer_by_hand(world):
     from transformers import CLIPModel, CLIPTokenizer
 
     from negation_encoder.encoding import encode_texts
-    from negation_encoder.training.trainer import split_reading_targets
+    from negation_encoder.training.terms.split_distill import split_reading_targets
 
     m = CLIPModel.from_pretrained(world["base"]).eval()
     tok = CLIPTokenizer.from_pretrained(world["base"])
@@ -174,7 +185,7 @@ def test_split_reading_targets_match_the_split_scorer_by_hand(world):
     assert mask.tolist() == [True, False] and torch.equal(targets[1], torch.zeros_like(targets[1]))
     aff, cat = encode_texts(m, tok, ["a photo of a dog", "a photo of a cat"])
     torch.testing.assert_close(targets[0], torch.nn.functional.normalize(aff - 0.5 * cat, dim=-1))
-    res = train(_cfg(world, world["root"] / "distill", steps=3, split_distill=1.0, save_every=3), progress=False)
+    res = train(_cfg(world, world["root"] / "distill", optim__steps=3, objective__split_distill=1.0, run__save_every=3), progress=False)
     assert all("split_distill" in e for e in res.log)
 
 
@@ -188,12 +199,12 @@ def test_embedding_preservation_keeps_affirmative_embeddings_at_the_base(world, 
     base = encode_texts(CLIPModel.from_pretrained(world["base"]).eval(), tok, texts)
 
     def drift(**kw):
-        res = train(_cfg(world, tmp_path / str(len(kw)), steps=12, save_every=12, preserve=0.0, **kw), progress=False)
+        res = train(_cfg(world, tmp_path / str(len(kw)), optim__steps=12, run__save_every=12, objective__preserve=0.0, **kw), progress=False)
         tuned = encode_texts(CLIPModel.from_pretrained(res.out / "model").eval(), tok, texts)
         return (1 - (tuned * base).sum(-1)).mean().item(), res
 
     free, _ = drift()
-    kept, res = drift(preserve_embeds=10.0)
+    kept, res = drift(objective__preserve_embeds=10.0)
     assert all("preserve_embeds" in e for e in res.log)
     assert kept < free, (kept, free)  # the term holds affirmative captions' embeddings nearer the base's
 
@@ -210,7 +221,7 @@ def test_rewritten_negations_train_infonce(world, tmp_path):
                for i in range(12)]
     data = tmp_path / "rewritten.jsonl"
     write_records(data, records)
-    res = train(_cfg(world, tmp_path / "run", data=[str(data)], steps=3, save_every=3, infonce=1.0, mcq=0.0,
-                     omni_presence=0.0, omni_absence=0.0, preserve=0.0), progress=False)
+    res = train(_cfg(world, tmp_path / "run", objective={"infonce": 1.0}, data__files=[str(data)], optim__steps=3,
+                     run__save_every=3), progress=False)
     assert all(e["infonce"] > 0 for e in res.log), res.log
     assert res.eligible == {"infonce": 12}

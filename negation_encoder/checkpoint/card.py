@@ -18,12 +18,15 @@ from importlib import resources
 from pathlib import Path
 
 from .. import results as R
+from ..configs import flatten
 from ..runio import atomic_write_text
 from . import layout
 
 GENERATED_MARK = "<!-- negation-encoder:generated"
 TEMPLATE = "model_card.md"
-HYPERPARAMETERS = ("steps", "batch_size", "lr", "layers", "seed", "data")
+# (key in training_config.json, the flat key that folders written before the config had groups use)
+HYPERPARAMETERS = (("optim.steps", "steps"), ("optim.batch_size", "batch_size"), ("optim.lr", "lr"),
+                   ("model.layers", "layers"), ("optim.seed", "seed"), ("data.files", "data"))
 
 
 @dataclass(frozen=True)
@@ -196,14 +199,15 @@ def build_model_card(folder: str | Path, repo_id: str | None = None, base_model:
     if "clipseg" in fit_keys:
         usage.append(("CLIPSeg:", snip["clipseg"]))
     objectives = cfg.get("objectives") or {}
-    hyper = [(k, [public_name(str(x)) for x in cfg[k]] if isinstance(cfg[k], list) else public_name(str(cfg[k])))
-             for k in HYPERPARAMETERS if k in cfg]
+    flat = flatten(cfg)
+    hyper = [(key, [public_name(str(x)) for x in v] if isinstance(v, list) else public_name(str(v)))
+             for key, old in HYPERPARAMETERS for v in [flat.get(key, flat.get(old))] if v is not None]
     template = resources.files("negation_encoder").joinpath(f"templates/{TEMPLATE}").read_text(encoding="utf-8")
     return ModelCard.from_template(
         data, template_str=template, model_name=name,
         base_model=f"`{base_model}`" if base_model else trained_from if trained_from.startswith("negation-encoder")
         else f"`{public_name(trained_from)}` (a local checkpoint)",
-        recipe=cfg.get("recipe", ""), objectives=json.dumps(objectives), hyperparameters=hyper,
+        recipe=flat.get("run.recipe", cfg.get("recipe", "")), objectives=json.dumps(objectives), hyperparameters=hyper,
         widths=f"text width {hidden}, projection {proj}" if hidden else "unknown widths",
         fits=[t.name for t in fits], misfits=[(t.name, why) for t, why in misfits],
         results_table=_results_table(res), usage=usage,

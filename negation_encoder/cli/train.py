@@ -11,25 +11,29 @@ def train_command_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train", help="fine-tune a text encoder (accelerate launch -m negation_encoder.cli train ...)",
         description="Fine-tune the text encoder of a CLIPModel on NegationRecord data, vision frozen. The run's "
-                    "settings come from --config (a JSON or YAML mapping of the config keys below), then the "
-                    "--base/--data/--images/--out flags, then --set KEY=VALUE overrides.",
-        epilog="config keys (type, default, meaning):\n" + config_help(),
+                    "settings come from --config (a JSON or YAML file of the grouped keys below: model, data, optim, "
+                    "pipeline, objective, run), then the --base/--data/--images/--out flags, then --set overrides "
+                    "(dotted keys: --set optim.lr=1e-5 objective.omit_states.weight=3).",
+        epilog="config keys (type, default, meaning); objective.TERM is off unless listed with a weight > 0:\n"
+               + config_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="TrainConfig as a JSON or YAML mapping of the keys listed below")
-    p.add_argument("--base", help="CLIPModel folder or Hub id (config key `base`)")
-    p.add_argument("--data", nargs="+", help="NegationRecord .jsonl file(s) (config key `data`)")
-    p.add_argument("--images", help="image root the records' paths are relative to (config key `images`)")
-    p.add_argument("--out", help="output folder: checkpoints/, train_log.jsonl, model/ (config key `out`)")
+    p.add_argument("--config", help="TrainConfig as a JSON or YAML file of the keys listed below")
+    p.add_argument("--base", help="CLIPModel folder or Hub id (config key `model.base`)")
+    p.add_argument("--data", nargs="+", help="NegationRecord .jsonl file(s) (config key `data.files`)")
+    p.add_argument("--images", help="image root the records' paths are relative to (config key `data.images`)")
+    p.add_argument("--out", help="output folder: checkpoints/, train_log.jsonl, model/ (config key `run.out`)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="continue the newest checkpoint in --out (refused if the config or data changed)")
     mode.add_argument("--overwrite", action="store_true", help="replace a run already in --out (its checkpoints, "
                       "log and model/ are deleted; the image cache is kept)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override config keys by their dotted names (objective.TERM=W sets a term's weight)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--print-config", metavar="RECIPE", default=None,
-                   help="print a starter config and exit: 'real' (the defaults for a real CLIP checkpoint) or a "
-                        "testbed recipe name (`negenc testbed recipes`); save it, edit base/data/images, pass --config")
+                   help="print a starter config (YAML) and exit: 'real' (the defaults for a real CLIP checkpoint) or "
+                        "a testbed recipe name (`negenc testbed recipes`); save it, edit model.base, data.files and "
+                        "data.images, pass --config")
     p.set_defaults(func=train_command)
     return p
 
@@ -38,19 +42,19 @@ def train_command(args: argparse.Namespace) -> int:
     from ..training import TrainConfig, train
 
     if args.print_config:
-        print(starter_config(args.print_config).to_json(), end="")
+        print(starter_config(args.print_config).to_yaml(), end="")
         return 0
     cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
-    overrides = {k: v for k, v in (("base", args.base), ("data", args.data), ("images", args.images),
-                                   ("out", args.out)) if v}
+    overrides = {k: v for k, v in (("model.base", args.base), ("data.files", args.data), ("data.images", args.images),
+                                   ("run.out", args.out)) if v}
     cfg = cfg.override(overrides, source="flags").override(args.set)
     result = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     print(f"trained {result.steps} steps in {result.seconds:.0f} s -> {result.model_dir}")
     return 0
 
 
-STARTER_PATHS = {"base": "openai/clip-vit-large-patch14", "data": ["negation_records.jsonl"], "images": "images",
-                 "out": "runs/negenc"}
+STARTER_PATHS = {"model.base": "openai/clip-vit-large-patch14", "data.files": ["negation_records.jsonl"],
+                 "data.images": "images", "run.out": "runs/negenc"}
 
 
 def starter_config(name: str):
@@ -59,7 +63,7 @@ def starter_config(name: str):
     from ..training import TrainConfig
 
     if name == "real":
-        return TrainConfig(**STARTER_PATHS)
+        return TrainConfig().override(STARTER_PATHS, source="--print-config real")
     from negation_testbed.pretrain import BASE_DIR
     from negation_testbed.recipes import RECIPES
 
@@ -72,4 +76,4 @@ def starter_config(name: str):
 
         seg = {"seg_data": "referring.jsonl", "seg_model": SEG_DIR}
     return recipe.to_config(base=BASE_DIR, data={s: f"{s}.jsonl" for s in recipe.sources},
-                            images=STARTER_PATHS["images"], out=STARTER_PATHS["out"], **seg)
+                            images=STARTER_PATHS["data.images"], out=STARTER_PATHS["run.out"], **seg)

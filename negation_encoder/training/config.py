@@ -1,9 +1,17 @@
-"""TrainConfig: every knob of a fine-tuning run, typed, validated before any compute, serialisable.
+"""TrainConfig: every knob of a fine-tuning run, grouped, typed, validated before any compute, serialisable.
 
-Values are checked against the dataclass annotations wherever they come from: a JSON/YAML file must
-hold real types (`"hard_negatives": "no"` is an error, not a switched-on flag), while `--set KEY=VALUE`
-strings are parsed by the field's type. Every problem names the key, what was expected and what
-arrived. Each field's `metadata["help"]` is what `negenc train --help` lists.
+    model:     which checkpoint and which of its text parameters train
+    data:      the NegationRecord files, their images, the embedding cache, foils per record
+    optim:     steps, batch, AdamW and its schedule, precision, seed
+    pipeline:  how the downstream pipeline reads the tower's token states (length, attention mask)
+    objective: {term name: that term's config} for the terms that train (`terms.REGISTRY`)
+    run:       output folder, recipe name, logging and checkpoint cadence
+
+Every group is a `configs.Validated` dataclass, so a bad value is refused with the same words from a file,
+from `--set` or from Python. A file must hold real types (`hard_negatives: "no"` is an error, not a
+switched-on flag); `--set objective.mcq.weight=2` strings are parsed by the field's type. Runs written
+before the groups existed saved flat keys (`lr`, `omit_states`, `seg_model`, ...): `from_dict` reads those
+(`legacy.py`), so their checkpoints still resume.
 """
 
 from __future__ import annotations
@@ -17,336 +25,314 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.records import NEGATION_TYPES
-from ..errors import InputError
-from .losses import TERMS
-
-
-def _f(default, help: str, **kw):  # noqa: A002 - mirrors argparse's keyword
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
+from ..configs import (
+    Validated,
+    check_value,
+    field_default,
+    flatten,
+    from_mapping,
+    option,
+    parse_value,
+    read_mapping_file,
+)
+from ..errors import ConfigError
+from .legacy import from_flat, is_flat, new_key
+from .terms import REGISTRY, TermConfig, term_class
 
 LAYERS_RE = re.compile(r"^(all|front:\d+|back:\d+|\d+(,\d+)*)$")
 
 
+def _positive(obj, *names: str) -> list[str]:
+    return [f"{n} must be > 0, got {getattr(obj, n)}" for n in names if getattr(obj, n) <= 0]
+
+
+def _finite_at_least(obj, low: float, *names: str) -> list[str]:
+    out = []
+    for n in names:
+        v = getattr(obj, n)
+        if not math.isfinite(v):
+            out.append(f"{n} must be a finite number, got {v}")
+        elif v < low:
+            out.append(f"{n} must be >= {low:g}, got {v}")
+    return out
+
+
 @dataclass
-class TrainConfig:
-    """Fine-tune a CLIP text encoder for negation (vision frozen).
+class ModelConfig(Validated):
+    """Which checkpoint, and what trains (the vision tower never does)."""
 
-    The defaults are a cautious fine-tune of a real CLIP checkpoint (NegationCLIP-like learning rate,
-    all text layers, MCQ + InfoNCE); the testbed's recipes (`negenc testbed recipes`) override them
-    for the world's tiny model.
-    """
-
-    # inputs and outputs
-    base: str = _f("", "CLIPModel folder or Hub id to fine-tune", group="io")
-    data: list[str] = _f([], "NegationRecord .jsonl file(s)", group="io")
-    images: str = _f("", "image root that the records' `image` paths are relative to", group="io")
-    out: str = _f("runs/negenc", "output folder: checkpoints/, train_log.jsonl, model/", group="io")
-    cache_dir: str = _f("", "image-embedding cache folder (default <out>/image_cache)", group="io")
-    recipe: str = _f("", "name of the recipe this config came from (recorded in the card)", group="io")
-    seed: int = _f(0, "seed for data order and initialisation")
-
-    # optimisation
-    steps: int = _f(300, "optimizer steps")
-    batch_size: int = _f(64, "global batch (split across processes)")
-    grad_accum: int = _f(1, "micro-batches per optimizer step")
-    lr: float = _f(5e-5, "peak learning rate (AdamW)")
-    weight_decay: float = _f(0.1, "AdamW weight decay on matrices (not on biases/norms)")
-    warmup_steps: int = _f(20, "linear warmup steps before the cosine decay")
-    min_lr_ratio: float = _f(0.0, "the cosine decays to lr * min_lr_ratio")
-    max_grad_norm: float = _f(1.0, "gradient clipping norm (0: off)")
-    mixed_precision: str = _f("no", "no | fp16 | bf16 (accelerate autocast)")
-
-    # what trains (vision is always frozen)
-    layers: str = _f("all", "text layers that train: all | front:K | back:K | comma list of indices")
-    train_embeddings: bool = _f(True, "token and position embeddings train")
-    train_final_layer_norm: bool = _f(True, "the final layer norm trains")
-    train_projection: bool = _f(True, "the text projection trains")
-    learn_logit_scale: bool = _f(False, "the logit scale trains (clamped to ln 100)")
-
-    # objectives: weights, 0 turns a term off (the names are `losses.TERMS`)
-    infonce: float = _f(1.0, "symmetric InfoNCE on the caption that is true for each image", group="objective")
-    hard_negatives: bool = _f(False, "each image's foils join the InfoNCE image-to-text pool", group="objective")
-    infonce_on_bare: bool = _f(False, "bare negations (captions that affirm nothing: 'a photo with no fork') "
-                               "also join the InfoNCE pool", group="objective")
-    mcq: float = _f(1.0, "per-image softmax over its true caption(s) and minimal foils", group="objective")
-    omni_presence: float = _f(0.0, "Omni-NegCLIP presence objective (push from captions negating present objects)",
-                              group="objective")
-    omni_absence: float = _f(0.0, "Omni-NegCLIP absence objective (align with absence negations, keep texts apart)",
-                             group="objective")
-    omni_temperature: float = _f(0.07, "temperature of the Omni objectives", group="objective")
-    omni_margin: float = _f(0.8, "cosine above which the Omni absence term separates original and negated texts",
-                            group="objective")
-    distractor: float = _f(0.0, "text-to-image: a negated caption against counterfactual images that add the "
-                           "negated concept (records' distractor_images)", group="objective")
-    max_distractors: int = _f(4, "distractor images per record used by the distractor term", group="objective")
-    split_distill: float = _f(0.0, "pull each negated caption towards the frozen base's split reading of it "
-                              "(affirmative part minus split_distill_w times the negated concept)", group="objective")
-    split_distill_w: float = _f(1.0, "the split reading's weight on the negated concept", group="objective")
-    preserve: float = _f(0.0, "token-level hidden-state preservation on affirmative captions (what a UNet reads)",
-                         group="objective")
-    preserve_embeds: float = _f(0.0, "projected-embedding preservation on affirmative captions (what CLIPSeg reads)",
-                                group="objective")
-    preserve_states: float = _f(0.0, "token-state preservation at the pipeline's padding: every example's affirmative "
-                                "text (its caption, or the splitter's affirmative part) keeps the base's states at "
-                                "all states_length positions, padding included, as a frozen UNet reads them",
-                                group="objective")
-    omit_states: float = _f(0.0, "token-state distillation for generators: a negated caption's padded token states "
-                            "toward the frozen base's states of its affirmative part (the splitter's), so a "
-                            "frozen UNet omits the negated concept", group="objective")
-    distractor_types: list[str] = _f([], "negation types (record negation_type) the distractor term trains on; empty: "
-                                     "every record with distractor_images. [absence] leaves out P2's answer-flipped "
-                                     "images ('the chair is not blue' against the chair blue)", group="objective")
-    distractor_sources: list[str] = _f([], "record sources (record `source`) the distractor term trains on; empty: "
-                                       "every source. Narrows beside distractor_types: [absence counterfactuals, "
-                                       "referring crops] without P2's answer-flipped images, all three being "
-                                       "non-presence records with distractor_images", group="objective")
-    omit_types: list[str] = _f([], "negation types (record negation_type) omit_states trains on; empty: every "
-                               "record the splitter finds a negation in. [absence] leaves attribute negations "
-                               "('the cup is not red') to the contrastive terms", group="objective")
-    states_skip_pooled: bool = _f(False, "omit_states leaves out each negated caption's pooled (end-of-text) position: "
-                                  "the projected embedding CLIP and CLIPSeg read stays the contrastive terms', the "
-                                  "other positions a UNet reads are pulled", group="objective")
-    states_length: int = _f(77, "token positions the downstream pipeline pads prompts to (omit_states, "
-                            "preserve_states, unet_loss)",
-                            group="objective")
-    states_mask: bool = _f(True, "the downstream pipeline passes the attention mask to the text encoder (the "
-                           "world's IF pipeline does; SD 1.x / SDXL do not)", group="objective")
-    seg_loss: float = _f(0.0, "segmentation through a frozen CLIPSeg (seg_model): BCE + Dice of its decoder's "
-                         "logits on ReferringRecords (seg_data), conditioned on this text tower", group="objective")
-    seg_model: str = _f("", "CLIPSeg folder or Hub id whose frozen decoder the seg_loss term runs", group="io")
-    seg_data: list[str] = _f([], "ReferringRecord .jsonl file(s) for seg_loss", group="io")
-    seg_images: str = _f("", "image root of seg_data's image and mask paths (default: each file's folder)",
-                         group="io")
-    seg_batch_size: int = _f(32, "referring samples per optimizer step for seg_loss (global)", group="objective")
-    seg_dice: float = _f(1.0, "weight of the soft Dice part of seg_loss", group="objective")
-    seg_choice: float = _f(0.0, "weight of seg_loss's object-choice part: softplus(mean decoder logit on the record's "
-                           "other_mask - on its mask), on records that have an other_mask", group="objective")
-    seg_affirm: float = _f(0.0, "weight of seg_loss's affirmative-target part: the tower's projected embedding of a "
-                           "referring expression toward the base's projected embedding of the record's `affirmative` "
-                           "expression of the same referent (squared distance over the target's squared norm), on "
-                           "records that have one", group="objective")
-    unet_loss: float = _f(0.0, "through a frozen diffusion UNet (unet_model): the swapped prompt's prediction "
-                          "toward the negative-prompt teacher (unet_mode teacher) or the plain denoising target "
-                          "(denoise), on the records' images", group="objective")
-    unet_model: str = _f("", "diffusers pipeline folder whose frozen unet/ (and scheduler/, vae/) unet_loss runs",
-                         group="io")
-    unet_mode: str = _f("teacher", "teacher | denoise", group="objective")
-    unet_guidance: float = _f(4.0, "the guidance scale g of the negative-prompt teacher", group="objective")
-    unet_batch_size: int = _f(16, "negated examples per optimizer step fed to the UNet (global)", group="objective")
-    unet_on_policy: bool = _f(False, "teacher: x_t from the teacher's own sampling trajectories (unet_sample_steps "
-                              "DDPM steps, cut at a random step) instead of noised training images", group="objective")
-    unet_sample_steps: int = _f(10, "steps of the teacher's trajectories (unet_on_policy)", group="objective")
-    max_foils: int = _f(3, "foils per record used by the MCQ / hard-negative terms", group="objective")
-
-    # bookkeeping (may change on --resume)
-    log_every: int = _f(10, "steps between train_log.jsonl entries", group="bookkeeping")
-    save_every: int = _f(100, "steps between checkpoints", group="bookkeeping")
-    keep_checkpoints: int = _f(2, "newest checkpoints kept", group="bookkeeping")
-    image_batch_size: int = _f(256, "images per batch when building the embedding cache", group="bookkeeping")
-
-    def __post_init__(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise InputError("; ".join(problems))
+    base: str = option("", "CLIPModel folder or Hub id to fine-tune")
+    layers: str = option("all", "text layers that train: all | front:K | back:K | comma list of indices")
+    train_embeddings: bool = option(True, "token and position embeddings train")
+    train_final_layer_norm: bool = option(True, "the final layer norm trains")
+    train_projection: bool = option(True, "the text projection trains")
+    learn_logit_scale: bool = option(False, "the logit scale trains (clamped to ln 100)")
 
     def problems(self) -> list[str]:
-        """Every value problem, one phrase each, naming the key (types are checked by `from_dict`)."""
-        p = []
-        for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "max_foils", "max_distractors",
-                     "image_batch_size", "keep_checkpoints", "states_length", "seg_batch_size", "unet_batch_size",
-                     "unet_sample_steps"):
-            if getattr(self, name) <= 0:
-                p.append(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("lr", "weight_decay", "min_lr_ratio", "max_grad_norm", "omni_temperature", "omni_margin",
-                     "split_distill_w", "seg_dice", "seg_choice", "seg_affirm", "unet_guidance", *TERMS):
-            v = getattr(self, name)
-            if not math.isfinite(v):
-                p.append(f"{name} must be a finite number, got {v}")
-            elif v < 0:
-                p.append(f"{name} must be >= 0, got {v}")
-        if math.isfinite(self.lr) and self.lr == 0:
-            p.append("lr must be > 0, got 0")
-        if self.omni_temperature == 0:
-            p.append("omni_temperature must be > 0, got 0")
-        if self.warmup_steps < 0:
-            p.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            p.append(f"mixed_precision must be no|fp16|bf16, got {self.mixed_precision!r}")
+        p = super().problems()
         if not LAYERS_RE.match(self.layers):
             p.append(f"layers must be all, front:K, back:K or a comma list of indices, got {self.layers!r}")
-        if self.unet_loss and not self.unet_model:
-            p.append("unet_loss needs unet_model (a diffusers pipeline folder with unet/ and scheduler/)")
-        for key in ("omit_types", "distractor_types"):
-            bad = [t for t in getattr(self, key) if t not in NEGATION_TYPES]
-            if bad:
-                p.append(f"{key} must name negation types ({'|'.join(NEGATION_TYPES)}), got {bad}")
-        if any(not isinstance(x, str) or not x.strip() for x in self.distractor_sources):
-            p.append(f"distractor_sources must be non-empty source names, got {self.distractor_sources}")
-        if self.unet_on_policy and self.unet_mode != "teacher":
-            p.append("unet_on_policy needs unet_mode teacher (the trajectories are the teacher's)")
-        if self.unet_mode not in ("teacher", "denoise"):
-            p.append(f"unet_mode must be teacher or denoise, got {self.unet_mode!r}")
-        if self.unet_mode == "teacher" and 0 < self.unet_guidance <= 1:
-            p.append(f"unet_guidance must be > 1 for the teacher (a negative prompt acts only then), got {self.unet_guidance}")
-        if self.seg_loss and not (self.seg_model and self.seg_data):
-            p.append("seg_loss needs seg_model (a CLIPSeg folder) and seg_data (ReferringRecord .jsonl files)")
-        for part in ("seg_choice", "seg_affirm"):
-            if getattr(self, part) and not self.seg_loss:
-                p.append(f"{part} is a part of seg_loss: it needs seg_loss > 0")
-        if not any(getattr(self, t) for t in TERMS if t != "preserve"):
-            p.append(f"at least one of {', '.join(t for t in TERMS if t != 'preserve')} must be > 0")
         return p
+
+
+@dataclass
+class DataConfig(Validated):
+    files: list[str] = option([], "NegationRecord .jsonl file(s) (compared by content on --resume)", resume=True)
+    images: str = option("", "image root that the records' `image` paths are relative to", resume=True)
+    cache_dir: str = option("", "image-embedding cache folder (default <run.out>/image_cache)", resume=True)
+    image_batch_size: int = option(256, "images per batch when building the embedding cache", resume=True)
+    max_foils: int = option(3, "foils per record the terms that read foils use (mcq, infonce's hard negatives)")
+
+    def problems(self) -> list[str]:
+        return super().problems() + _positive(self, "image_batch_size", "max_foils")
+
+
+@dataclass
+class OptimConfig(Validated):
+    steps: int = option(300, "optimizer steps")
+    batch_size: int = option(64, "global batch (split across processes)")
+    grad_accum: int = option(1, "micro-batches per optimizer step")
+    lr: float = option(5e-5, "peak learning rate (AdamW)")
+    weight_decay: float = option(0.1, "AdamW weight decay on matrices (not on biases/norms)")
+    warmup_steps: int = option(20, "linear warmup steps before the cosine decay")
+    min_lr_ratio: float = option(0.0, "the cosine decays to lr * min_lr_ratio")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0: off)")
+    mixed_precision: str = option("no", "accelerate autocast", choices=("no", "fp16", "bf16"))
+    seed: int = option(0, "seed for data order and initialisation")
+
+    def problems(self) -> list[str]:
+        p = super().problems() + _positive(self, "steps", "batch_size", "grad_accum")
+        p += _finite_at_least(self, 0, "lr", "weight_decay", "min_lr_ratio", "max_grad_norm")
+        if math.isfinite(self.lr) and self.lr == 0:
+            p.append("lr must be > 0, got 0")
+        if self.warmup_steps < 0:
+            p.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        return p
+
+
+@dataclass
+class PipelineConfig(Validated):
+    """How the downstream pipeline reads the tower's token states: the terms that train token states
+    (omit_states, preserve_states, unet_loss) train them as this reading."""
+
+    length: int = option(77, "token positions the pipeline pads prompts to")
+    attention_mask: bool = option(True, "the pipeline passes the attention mask to the text encoder (the world's IF "
+                                  "pipeline does; SD 1.x / SDXL do not)")
+
+    def problems(self) -> list[str]:
+        return super().problems() + _positive(self, "length")
+
+
+@dataclass
+class RunConfig(Validated):
+    """Where the run is written and how often; may change on --resume."""
+
+    out: str = option("runs/negenc", "output folder: checkpoints/, train_log.jsonl, model/", resume=True)
+    recipe: str = option("", "name of the recipe this config came from (recorded in the card)", resume=True)
+    log_every: int = option(10, "steps between train_log.jsonl entries", resume=True)
+    save_every: int = option(100, "steps between checkpoints", resume=True)
+    keep_checkpoints: int = option(2, "newest checkpoints kept", resume=True)
+
+    def problems(self) -> list[str]:
+        return super().problems() + _positive(self, "log_every", "save_every", "keep_checkpoints")
+
+
+GROUPS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig,
+                           "pipeline": PipelineConfig, "run": RunConfig}
+TOP_KEYS = (*GROUPS, "objective")
+
+
+def default_objective() -> dict[str, TermConfig]:
+    """NegationCLIP-like: InfoNCE and MCQ at weight 1."""
+    return {"infonce": term_class("infonce").config_class(weight=1.0),
+            "mcq": term_class("mcq").config_class(weight=1.0)}
+
+
+@dataclass
+class TrainConfig(Validated):
+    """Fine-tune a CLIP text encoder for negation (vision frozen).
+
+    The defaults are a cautious fine-tune of a real CLIP checkpoint (NegationCLIP-like learning rate, all
+    text layers, InfoNCE + MCQ); the testbed's recipes override them for the world's tiny model. A term
+    absent from `objective`, or with weight 0, is off.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    objective: dict[str, TermConfig] = field(default_factory=default_objective)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def problems(self) -> list[str]:
+        p = super().problems()
+        for name, cfg in self.objective.items():
+            cls = term_class(name)
+            if not isinstance(cfg, cls.config_class):
+                p.append(f"objective.{name} must be a {cls.config_class.__name__}, got {type(cfg).__name__}")
+        on = self.enabled_terms()
+        if not any(not term_class(n).regularizer for n in on):
+            trainers = [n for n, c in REGISTRY.items() if not c.regularizer]
+            p.append(f"at least one of {', '.join(f'objective.{n}' for n in trainers)} must have weight > 0")
+        return p
+
+    def enabled_terms(self) -> list[str]:
+        """The terms with weight > 0, in registry order (the order the objective sums them)."""
+        return [n for n in REGISTRY if n in self.objective and self.objective[n].weight > 0]
+
+    def term(self, name: str) -> TermConfig | None:
+        """The config of term `name` when it is enabled, else None."""
+        cfg = self.objective.get(name)
+        return cfg if cfg is not None and cfg.weight > 0 else None
 
     # ---- serialisation
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = {g: dataclasses.asdict(getattr(self, g)) for g in GROUPS if g != "run"}
+        out["objective"] = {n: dataclasses.asdict(c) for n, c in self.objective.items()}
+        out["run"] = dataclasses.asdict(self.run)
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False, width=110)
+
     @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "config") -> TrainConfig:
-        """Build from a mapping of real JSON/YAML types; each key's type is checked against the field's."""
-        hints = _field_types()
-        unknown = sorted(set(obj) - set(hints))
+        """Build from a mapping of real JSON/YAML types: the groups above (each may be left out), or the flat
+        keys of a run written before the groups existed (`legacy.from_flat`)."""
+        if not isinstance(obj, dict):
+            raise ConfigError(f"{source}: expected a mapping of config keys, got {type(obj).__name__}")
+        if is_flat(obj, TOP_KEYS):
+            obj = from_flat(obj, source, TOP_KEYS)
+        unknown = sorted(set(obj) - {*GROUPS, "objective"})
         if unknown:
-            raise InputError(f"{source}: unknown config key(s) {', '.join(unknown)}; "
-                             f"`negenc train --help` lists the known keys")
-        values = {k: _check_type(source, k, v, hints[k]) for k, v in obj.items()}
-        return cls(**values)
+            raise ConfigError(f"{source}: unknown config key(s) {', '.join(unknown)}; the groups are "
+                              f"{', '.join([*GROUPS, 'objective'])} (`negenc train --help` lists every key)")
+        values: dict[str, Any] = {g: _group(GROUPS[g], obj[g], source, g) for g in GROUPS if g in obj}
+        if "objective" in obj:
+            values["objective"] = _objective(obj["objective"], source)
+        return _build(cls, values, source)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: config file not found")
-        try:
-            text = path.read_text(encoding="utf-8")
-            if path.suffix in (".yaml", ".yml"):
-                import yaml  # accelerate depends on PyYAML
-
-                obj = yaml.safe_load(text) or {}
-            else:
-                obj = json.loads(text)
-        except Exception as e:  # noqa: BLE001 - any read/parse error becomes one line naming the file
-            raise InputError(f"{path}: cannot parse config ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-        if not isinstance(obj, dict):
-            raise InputError(f"{path}: expected a mapping of config keys, got {type(obj).__name__}")
-        return cls.from_dict(obj, source=str(path))
+        return cls.from_dict(read_mapping_file(path, "config"), source=str(path))
 
     def override(self, pairs: list[str] | dict[str, Any], source: str = "--set") -> TrainConfig:
-        """A copy with `KEY=VALUE` strings (parsed by field type) or a dict of typed values applied."""
-        hints = _field_types()
+        """A copy with dotted keys set: `KEY=VALUE` strings (parsed by the field's type) or a dict of typed
+        values. `objective.TERM.KEY` enables TERM with its defaults if it was off; `objective.TERM=W` (or the
+        dict value W) sets its weight."""
         obj = self.to_dict()
-        if isinstance(pairs, dict):
-            for k, v in pairs.items():
-                if k not in hints:
-                    raise InputError(f"{source}: unknown config key {k!r}; `negenc train --help` lists the known keys")
-                obj[k] = _check_type(source, k, v, hints[k])
-        else:
-            for pair in pairs:
-                if "=" not in pair:
-                    raise InputError(f"{source} expects KEY=VALUE, got {pair!r}")
-                k, v = (s.strip() for s in pair.split("=", 1))
-                if k not in hints:
-                    raise InputError(f"{source}: unknown config key {k!r}; `negenc train --help` lists the known keys")
-                obj[k] = _parse_string(source, k, v, hints[k])
-        return TrainConfig(**obj)
+        items = pairs.items() if isinstance(pairs, dict) else [_split_pair(p, source) for p in pairs]
+        for key, value in items:
+            _set(obj, key, value, parse=not isinstance(pairs, dict), source=source)
+        return TrainConfig.from_dict(obj, source=source)
+
+
+def _split_pair(pair: str, source: str) -> tuple[str, str]:
+    if "=" not in pair:
+        raise ConfigError(f"{source} expects KEY=VALUE, got {pair!r}")
+    k, v = (s.strip() for s in pair.split("=", 1))
+    return k, v
+
+
+def _group(cls, value, source: str, prefix: str):
+    return from_mapping(cls, value, source, prefix=f"{prefix}.")
+
+
+def _objective(value, source: str) -> dict[str, TermConfig]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: objective must map term names to their configs, got {type(value).__name__}")
+    out = {}
+    for name, cfg in value.items():
+        cls = term_class(name, source=f"{source}: objective")
+        if not isinstance(cfg, dict):  # a bare number is the weight
+            cfg = {"weight": check_value(source, f"objective.{name}", cfg, float)}
+        out[name] = _group(cls.config_class, cfg, source, f"objective.{name}")
+    return out
+
+
+def _build(cls, values: dict, source: str) -> TrainConfig:
+    try:
+        return cls(**values)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _set(obj: dict, key: str, value: Any, *, parse: bool, source: str) -> None:
+    """Set dotted `key` in a `TrainConfig.to_dict()` mapping, typed by the field it names."""
+    parts = key.split(".")
+    if parts[0] == "objective":
+        if len(parts) not in (2, 3):
+            raise ConfigError(f"{source}: {key!r}: expected objective.TERM or objective.TERM.KEY")
+        cls = term_class(parts[1], source=f"{source}: {key}").config_class
+        term = obj["objective"].setdefault(parts[1], {f.name: field_default(f) for f in dataclasses.fields(cls)})
+        name = parts[2] if len(parts) == 3 else "weight"
+        _assign(term, cls, name, value, parse, source, key)
+        return
+    if parts[0] in GROUPS and len(parts) == 2:
+        _assign(obj[parts[0]], GROUPS[parts[0]], parts[1], value, parse, source, key)
+        return
+    hint = new_key(key)
+    raise ConfigError(f"{source}: unknown config key {key!r}"
+                      + (f"; it is now {hint}" if hint else "; `negenc train --help` lists the keys"))
+
+
+def _assign(target: dict, cls, name: str, value: Any, parse: bool, source: str, key: str) -> None:
+    hints = typing.get_type_hints(cls)
+    if name not in hints:
+        raise ConfigError(f"{source}: unknown config key {key!r}; known: "
+                          f"{', '.join(f.name for f in dataclasses.fields(cls))}")
+    target[name] = parse_value(source, key, value, hints[name]) if parse else check_value(source, key, value,
+                                                                                           hints[name])
 
 
 # Keys a resumed run may change: where things are written or read from, and how often it logs or saves.
-# The data files are compared by content (`trainer.data_fingerprint`), not by path.
-BOOKKEEPING_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig)
-                         if f.metadata.get("group") in ("bookkeeping", "io")
-                         and f.name not in ("base", "seg_model", "unet_model"))
+# The data files are compared by content (`checks.data_fingerprint`), not by path.
+def resume_keys(cfg: TrainConfig) -> set[str]:
+    keys = {f"{g}.{f.name}" for g, c in GROUPS.items() for f in dataclasses.fields(c) if f.metadata.get("resume")}
+    keys |= {f"objective.{n}.{f.name}" for n, c in cfg.objective.items() for f in dataclasses.fields(c)
+             if f.metadata.get("resume")}
+    return keys
 
 
 def resume_conflicts(saved: dict[str, Any], current: TrainConfig) -> list[str]:
-    """Keys whose values differ between a checkpoint's config and this one, ignoring bookkeeping:
-    anything else changes what is trained."""
-    now = current.to_dict()
-    # a key the checkpoint lacks was added to TrainConfig after it was written: it trained with the default
-    default = {f.name: _field_default(f) for f in dataclasses.fields(TrainConfig)}
-    was = {k: saved[k] if k in saved else default[k] for k in now}
-    return [f"{k} ({was[k]!r} -> {now[k]!r})" for k in now if k not in BOOKKEEPING_KEYS and was[k] != now[k]]
+    """Keys whose values differ between a checkpoint's config (grouped, or flat from before the groups)
+    and this one, ignoring what may change on resume: anything else changes what is trained. A key the
+    saved config lacks was added after it was written: it trained with the default."""
+    try:
+        was_cfg = TrainConfig.from_dict(saved, source="the checkpoint's config")
+    except ConfigError as e:
+        return [f"the checkpoint's config cannot be read ({e})"]
+    was, now = flatten(_enabled(was_cfg)), flatten(_enabled(current))
+    skip = resume_keys(current) | resume_keys(was_cfg)
+    return [f"{k} ({was.get(k)!r} -> {now.get(k)!r})" for k in sorted(set(was) | set(now))
+            if k not in skip and was.get(k) != now.get(k)]
 
 
-def _field_default(f: dataclasses.Field) -> Any:
-    """A TrainConfig field's default (every field has one: a config file may leave any key out)."""
-    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+def _enabled(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as compared on resume: a term at weight 0 is the same as a term left out."""
+    d = cfg.to_dict()
+    d["objective"] = {n: c for n, c in d["objective"].items() if c["weight"] > 0}
+    return d
 
 
 def config_help() -> str:
-    """The config keys with their types, defaults and meaning (for `negenc train --help`)."""
-    hints = _field_types()
+    """Every config key with its type, default and meaning (for `negenc train --help`)."""
+    from ..configs import type_name
+
+    def rows(prefix: str, cls) -> list[str]:
+        hints = typing.get_type_hints(cls)
+        return [f"  {prefix + f.name:36s} {type_name(hints[f.name]):9s} {field_default(f)!r:>12}  "
+                f"{f.metadata.get('help', '')}" for f in dataclasses.fields(cls)]
+
     lines = []
-    for f in dataclasses.fields(TrainConfig):
-        default = _field_default(f)
-        lines.append(f"  {f.name:24s} {_type_name(hints[f.name]):9s} {default!r:>12}  {f.metadata['help']}")
+    for g, cls in GROUPS.items():
+        lines += rows(f"{g}.", cls)
+    for name, term in REGISTRY.items():
+        lines.append(f"  objective.{name}: {term.summary} (records: {term.records})")
+        lines += rows(f"objective.{name}.", term.config_class)
     return "\n".join(lines)
-
-
-# ---- typed parsing from the annotations
-
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(TrainConfig)
-
-
-def _type_name(tp) -> str:
-    return "list[str]" if typing.get_origin(tp) is list else tp.__name__
-
-
-def _check_type(source: str, key: str, value: Any, tp) -> Any:
-    """A value from JSON/YAML or Python: must already have the field's type (ints may stand for floats,
-    one string for a one-element list)."""
-    ok = False
-    if tp is bool:
-        ok = isinstance(value, bool)
-    elif tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif tp is str:
-        ok = isinstance(value, str)
-    elif typing.get_origin(tp) is list:
-        if isinstance(value, str):
-            value = [value]
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-    if not ok:
-        raise InputError(f"{source}: key {key!r} expects {_type_name(tp)}, got {type(value).__name__} "
-                         f"{json.dumps(value) if _jsonable(value) else repr(value)}")
-    return value
-
-
-def _jsonable(v: Any) -> bool:
-    try:
-        json.dumps(v)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
-def _parse_string(source: str, key: str, value: str, tp) -> Any:
-    """A `--set` string parsed by the field's type."""
-    try:
-        if tp is bool:
-            low = value.lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if tp is int:
-            return int(value)
-        if tp is float:
-            return float(value)
-        if typing.get_origin(tp) is list:
-            return [v for v in value.split(",") if v]
-        return value
-    except ValueError:
-        raise InputError(f"{source}: key {key!r} expects {_type_name(tp)}, got {value!r}") from None

@@ -35,9 +35,6 @@ class RunDir(RunFolder):
         super().__init__(out, RUN_FILES, fingerprint_name="training_config.json")
         self.log_path = self.out / "train_log.jsonl"
 
-    def existing_run_files(self) -> list[str]:
-        return self.existing()
-
     def remove_run(self) -> None:
         """--overwrite: delete the previous run's files (never the image cache, which is keyed by content)."""
         self.remove_owned()

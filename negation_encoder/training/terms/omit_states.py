@@ -1,0 +1,83 @@
+"""Token states of negated captions toward the frozen base's states of their affirmative part, at every
+padded position a text-conditioned UNet reads ("omit" distillation).
+
+Why: a generator trained with the base encoder draws what its token states describe, and reads "a kitchen
+with a cup and no fork" as a kitchen with a cup AND a fork (it learned from web alt-text that "no fork"
+sits beside forks). A swapped encoder whose states for that prompt equal the base's states for "a kitchen
+with a cup" makes the frozen generator omit the fork, exactly as if it had been left out of the prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ...configs import option
+from ...data.records import NEGATION_TYPES
+from ..losses import state_mse
+from .base import LossTerm, Plan, SetupContext, StepOutputs, TermConfig, TermLoss
+from .padded import VIEW, PaddedRows
+from .registry import register
+
+
+@dataclass
+class OmitStatesConfig(TermConfig):
+    types: list[str] = option([], "negation types (record negation_type) it trains on; empty: every record the "
+                              "splitter finds a negation in. [absence] leaves attribute negations ('the cup is not "
+                              "red') to the contrastive terms")
+    skip_pooled: bool = option(False, "leave out each negated caption's pooled (end-of-text) position: the projected "
+                               "embedding CLIP and CLIPSeg read stays the contrastive terms'")
+
+    def problems(self) -> list[str]:
+        p = super().problems()
+        bad = [t for t in self.types if t not in NEGATION_TYPES]
+        if bad:
+            p.append(f"types must name negation types ({'|'.join(NEGATION_TYPES)}), got {bad}")
+        return p
+
+
+@register
+class OmitStates(LossTerm):
+    name = "omit_states"
+    config_class = OmitStatesConfig
+    summary = ("a negated caption's padded token states toward the frozen base's states of its affirmative part: "
+               "a frozen UNet then leaves the negated concept out")
+    records = "true captions the splitter finds a negation in (of `types`, when given)"
+    needs_base_tower = True
+
+    def __init__(self, config: OmitStatesConfig, train):
+        super().__init__(config, train)
+        self.positive, self.affirmative = PaddedRows("positive"), PaddedRows("affirmative")
+        self.positions: torch.Tensor | None = None
+
+    def eligible(self, example) -> bool:
+        return example.has_negation and (not self.config.types or example.negation_type in self.config.types)
+
+    def no_eligible_reason(self, n: int) -> str:
+        return f"the negation splitter finds no negation in any of the {n} true captions (of the types named)"
+
+    def prepare(self, ctx: SetupContext) -> None:
+        self.positive.prepare(ctx)
+        self.affirmative.prepare(ctx)
+        if self.config.skip_pooled:  # the pooled position is the end-of-text token, the last one the mask covers
+            mask = self.positive.mask
+            self.positions = torch.ones_like(mask, dtype=torch.bool)
+            self.positions[torch.arange(len(mask)), mask.sum(-1) - 1] = False
+
+    def collate(self, examples, index, texts, foils):
+        rows = {**self.positive.collate(index), **self.affirmative.collate(index),
+                "rows": torch.tensor([self.name in ex.eligible for ex in examples], dtype=torch.bool)}
+        if self.positions is not None:
+            rows["positions"] = self.positions[index]
+        return rows
+
+    def plan(self, batch, info) -> Plan:
+        rows = self.rows(batch)
+        return Plan([self.positive.request(rows), self.affirmative.request(rows, base=True)])
+
+    def forward(self, out: StepOutputs, batch, plan: Plan) -> TermLoss:
+        rows = self.rows(batch)
+        pred = out.block(VIEW, "positive").hidden
+        target = out.block(VIEW, "affirmative", base=True).hidden
+        return TermLoss(state_mse(pred, target, rows["rows"], rows.get("positions")), rows["rows"].sum())
