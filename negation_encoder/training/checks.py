@@ -164,8 +164,7 @@ def check_eligible(terms: Sequence[LossTerm], examples: list[Example]) -> dict[s
     empty = [t for t in terms if t.reads_records and counts[t.name] == 0]
     if empty:
         raise InputError("; ".join(f"{t.name}: no eligible record: {t.no_eligible_reason(len(examples))}"
-                                   + ("" if t.name == "infonce" else f"; set objective.{t.name}.weight: 0 to train "
-                                      "without it") for t in empty))
+                                   for t in empty))
     return counts
 
 

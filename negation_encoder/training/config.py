@@ -113,7 +113,7 @@ class OptimConfig(Validated):
 @dataclass
 class PipelineConfig(Validated):
     """How the downstream pipeline reads the tower's token states: the terms that train token states
-    (omit_states, preserve_states, unet_loss) train them as this reading."""
+    train them as this reading."""
 
     length: int = option(77, "token positions the pipeline pads prompts to")
     attention_mask: bool = option(True, "the pipeline passes the attention mask to the text encoder (the world's IF "

@@ -201,7 +201,11 @@ class LossTerm(nn.Module, abc.ABC):
         return True
 
     def no_eligible_reason(self, n: int) -> str:
-        return f"none of the {n} records feeds it ({self.records})"
+        """Why none of the `n` records feeds this term, and what to do (one phrase of a one-line error)."""
+        return self.without(f"none of the {n} records feeds it ({self.records})")
+
+    def without(self, why: str) -> str:
+        return f"{why}; set objective.{self.name}.weight: 0 to train without it"
 
     def image_keys(self, example: Example) -> Iterable[str]:
         return ()

@@ -71,8 +71,8 @@ class Distractor(LossTerm):
                 and (not c.sources or example.source in c.sources))
 
     def no_eligible_reason(self, n: int) -> str:
-        return (f"none of the {n} records other than presence ones lists distractor_images (of the negation types "
-                "and sources objective.distractor.types / sources name, when given)")
+        return self.without(f"none of the {n} records other than presence ones lists distractor_images (of the "
+                            "negation types and sources objective.distractor.types / sources name, when given)")
 
     def image_keys(self, example):
         return example.distractor_keys if self.name in example.eligible else ()

@@ -47,7 +47,7 @@ class MultipleChoice(LossTerm):
         return bool(example.foils)
 
     def no_eligible_reason(self, n: int) -> str:
-        return f"none of the {n} records has foils (hard_negatives, or a presence record)"
+        return self.without(f"none of the {n} records has foils (hard_negatives, or a presence record)")
 
     def collate(self, examples, index, texts, foils):
         example, choices = [], []

@@ -55,7 +55,8 @@ class OmitStates(LossTerm):
         return example.has_negation and (not self.config.types or example.negation_type in self.config.types)
 
     def no_eligible_reason(self, n: int) -> str:
-        return f"the negation splitter finds no negation in any of the {n} true captions (of the types named)"
+        return self.without(f"the negation splitter finds no negation in any of the {n} true captions (of the "
+                            "types named)")
 
     def prepare(self, ctx: SetupContext) -> None:
         self.positive.prepare(ctx)

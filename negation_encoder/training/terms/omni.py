@@ -90,8 +90,9 @@ class _NegatedCaption(LossTerm):
         return example.negation_type == self.negation_type
 
     def no_eligible_reason(self, n: int) -> str:
-        return f"none of the {n} records is a{'n' if self.negation_type[0] in 'aeiou' else ''} " \
-               f"{self.negation_type} record (negation_type {self.negation_type!r})"
+        article = "an" if self.negation_type[0] in "aeiou" else "a"
+        return self.without(f"none of the {n} records is {article} {self.negation_type} record "
+                            f"(negation_type {self.negation_type!r})")
 
     def collate(self, examples, index, texts, foils):
         return {"negated": torch.tensor([texts.row(ex.negated_caption if self.name in ex.eligible else None)

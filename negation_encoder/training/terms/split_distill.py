@@ -63,7 +63,7 @@ class SplitDistill(LossTerm):
         return example.has_negation
 
     def no_eligible_reason(self, n: int) -> str:
-        return f"the negation splitter finds no negation in any of the {n} true captions"
+        return self.without(f"the negation splitter finds no negation in any of the {n} true captions")
 
     def prepare(self, ctx: SetupContext) -> None:
         targets, has = split_reading_targets(ctx.model, ctx.tokenizer, [ex.positive for ex in ctx.examples],

@@ -164,7 +164,7 @@ class UNetTerm(LossTerm):
         return example.has_negation
 
     def no_eligible_reason(self, n: int) -> str:
-        return f"the negation splitter finds no negation in any of the {n} true captions"
+        return self.without(f"the negation splitter finds no negation in any of the {n} true captions")
 
     def check(self, ctx: CheckContext) -> dict:
         """`model` holds a UNet and its scheduler, and the UNet cross-attends to states of the base's width."""
