@@ -156,9 +156,6 @@ class Batch:
     image_emb: torch.Tensor  # (B, D) each example's cached image embedding
     terms: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def __len__(self) -> int:
-        return len(self.image_index)
-
     def to(self, device) -> Batch:
         def move(v):
             if isinstance(v, torch.Tensor):

@@ -90,8 +90,7 @@ def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: 
     text_model = model.text_model
     base_text = copy.deepcopy(text_model).requires_grad_(False).eval() \
         if any(t.needs_base_tower for t in inputs.terms) else None
-    ctx = SetupContext(cfg, model, base_text, inputs.tokenizer, examples, images, inputs.keys, accelerator.device,
-                       accelerator.process_index, accelerator.num_processes)
+    ctx = SetupContext(cfg, model, base_text, inputs.tokenizer, examples, images, inputs.keys, accelerator.device)
     for term in inputs.terms:
         term.prepare(ctx)
 

@@ -133,7 +133,7 @@ class CheckContext:
 @dataclass
 class SetupContext:
     """What a term may use in `prepare`: the frozen base (on the run's device), its tokenizer, every
-    example in training-set order, the image-embedding table and its keys, and the process layout."""
+    example in training-set order, and the image-embedding table and its keys."""
 
     train: Any  # TrainConfig
     model: nn.Module  # the base CLIPModel, frozen (its text tower is about to train: read it here, not later)
@@ -143,8 +143,6 @@ class SetupContext:
     images: torch.Tensor  # (K, D) cached image embeddings, rows in `keys` order
     keys: list[str]
     device: torch.device
-    rank: int = 0
-    world: int = 1
     _padded: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @property
