@@ -67,8 +67,6 @@ BENCHMARK_CARD_INFO: dict[str, CardInfo] = {
     "zeroshot_top1": CardInfo("ImageNet-style zero-shot", "ILSVRC/imagenet-1k", "zero-shot-image-classification",
                               "Zero-shot classification", "top-1 accuracy", dataset_split="validation"),
 }
-HEADLINE_KEYS = ("valse_existence", "negrefcocog", "negbench_mcq_coco", "negbench_mcq_voc", "negbench_negated_r5",
-                 "negbench_plain_r5", "coco_r5", "zeroshot_top1")
 
 # The testbed's benchmark twins (negation_testbed.benchmarks.METRIC_KEYS), under a `world_` prefix. Each twin
 # is its own dataset config of the testbed dataset, so the card gives it its own model-index entry.

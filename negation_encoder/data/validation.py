@@ -12,8 +12,6 @@ from collections.abc import Iterable, Mapping
 
 from ..splitting import has_negation_cue
 
-REJECT_REASONS = ("empty", "no_concept", "no_negation_cue", "unchanged", "too_long")
-
 
 def mentions(text: str, concept: str) -> bool:
     """Whole-word, case-insensitive match of the concept (or its head word, e.g. 'traffic light')."""
