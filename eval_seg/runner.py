@@ -27,7 +27,7 @@ from PIL import Image
 from negation_encoder.configs import Validated, at_least, collect, option
 from negation_encoder.devices import DTYPES, resolve_dtype
 from negation_encoder.distributed import processes
-from negation_encoder.errors import InputError
+from negation_encoder.errors import IncompatibleModelError, InputError
 from negation_encoder.runio import RunFolder, atomic_write_bytes, atomic_write_json, atomic_write_text
 from negation_encoder.stats import paired_bootstrap
 
@@ -122,7 +122,7 @@ def swapped_copy(seg, encoder: str, model: str):
     out = copy.deepcopy(seg)
     try:
         swap_clipseg_text_encoder(out, clip)
-    except (ValueError, TypeError) as e:
+    except IncompatibleModelError as e:
         raise InputError(f"--encoder {encoder} does not fit CLIPSeg {model}: {e}") from None
     return out
 

@@ -2,7 +2,7 @@
 
 Why one helper: a flag checked only by the CLI is a value the Python API accepts unchecked. Each config
 dataclass lists its problems in `problems()` (one phrase per problem, naming the field); `__post_init__`
-raises `InputError` with all of them, so `SegEvalConfig(resamples=0)` and `--resamples 0` are refused
+raises `ConfigError` (an `InputError`) with all of them, so `SegEvalConfig(resamples=0)` and `--resamples 0` are refused
 with the same words. `add_config_arguments` turns the fields into argparse flags (`batch_size` ->
 `--batch-size`, help and default from the field), and `config_from_args` builds the config back, so the
 CLI and the API accept and refuse exactly the same things.
@@ -18,7 +18,7 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import InputError
+from .errors import ConfigError
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: Iterable | None = None,  # noqa: A002
@@ -45,7 +45,7 @@ class Validated:
             if choices and getattr(self, f.name) not in choices:
                 problems.append(f"{f.name} must be one of {', '.join(map(str, choices))}, got {getattr(self, f.name)!r}")
         if problems:
-            raise InputError("; ".join(problems))
+            raise ConfigError("; ".join(problems))
 
 
 # ---- reusable checks: each returns a phrase naming the field, or None

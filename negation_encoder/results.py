@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .errors import DataError
+
 TASK_MATCHING = "zero-shot-image-classification"  # caption choice for one image: the closest Hub task id
 TASK_RETRIEVAL = "text-to-image-retrieval"
 
@@ -161,11 +163,11 @@ def _is_number(v) -> bool:
 def _check_metrics(metrics: dict, where: str) -> dict:
     bad = [k for k in metrics if k not in REGISTRY and k not in DIAGNOSTIC_KEYS and not k.endswith(COUNT_SUFFIXES)]
     if bad:
-        raise ValueError(f"{where}: unregistered result key(s) {', '.join(sorted(bad))}; register them in "
+        raise DataError(f"{where}: unregistered result key(s) {', '.join(sorted(bad))}; register them in "
                          "negation_encoder.results.REGISTRY")
     wrong = [k for k, v in metrics.items() if not _is_number(v)]
     if wrong:
-        raise ValueError(f"{where}: key(s) {', '.join(wrong)} must be numbers (or null), got "
+        raise DataError(f"{where}: key(s) {', '.join(wrong)} must be numbers (or null), got "
                          f"{', '.join(type(metrics[k]).__name__ for k in wrong)}")
     return dict(metrics)
 
@@ -200,7 +202,7 @@ def read_results(path) -> dict | None:
         return None
     obj = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: not an eval_results.json of schema {SCHEMA!r} (got "
+        raise DataError(f"{path}: not an eval_results.json of schema {SCHEMA!r} (got "
                          f"{obj.get('schema') if isinstance(obj, dict) else type(obj).__name__!r})")
     _check_metrics({k: v for k, v in obj.items() if k not in _RESERVED}, str(path))
     return obj

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import DataError
 from ..runio import atomic_write_text, repair_torn_tail
 
 NEGATION_TYPES = ("absence", "presence", "attribute", "action", "relation")
@@ -32,7 +33,7 @@ _FIELDS: dict[str, tuple[type, bool]] = {
 }
 
 
-class RecordError(ValueError):
+class RecordError(DataError):
     """A bad record. `str()` is one line: `FILE:LINE: what was wrong and what was expected`."""
 
     def __init__(self, path: str | os.PathLike, line: int, message: str):
@@ -58,7 +59,7 @@ class NegationRecord:
     def __post_init__(self) -> None:
         problem = _check_fields(self.to_dict())
         if problem:
-            raise ValueError(problem)
+            raise DataError(problem)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -73,7 +74,7 @@ class NegationRecord:
     def from_dict(cls, obj: dict[str, Any]) -> NegationRecord:
         problem = _check_fields(obj)
         if problem:
-            raise ValueError(problem)
+            raise DataError(problem)
         known = {k: obj[k] for k in _FIELDS if k in obj}
         extra = {k: v for k, v in obj.items() if k not in _FIELDS}
         return cls(**known, extra=extra)
