@@ -244,7 +244,7 @@ def _attach_distractors(records: list[NegationRecord], batch: list, source: Dist
             stats.rejects["distractors:none_found"] += 1
             continue
         stats.stages["distractor_images"] += len(keys[:k])
-        rec.extra["distractor_images"] = keys[:k]
+        rec.distractor_images = keys[:k]
         rec.provenance["distractor_source"] = source.name
 
 
@@ -374,14 +374,13 @@ def _p1_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
                              "compositional_prompt": f"rewrite_compositional.{llm.prompt_version}"}
         elif job.compositional_false:
             stats.rejects["compositional:pair_incomplete"] += 1
-        extra = {"extra_positives": positives} if positives else {}
         records.append(NegationRecord(
             id=f"{cfg.pipeline}:{job.item.id}:{job.obj}", image=job.item.image, caption=job.item.caption,
             negated_caption=job.negated.text, negation_type="absence", negated_concept=job.obj, source=cfg.pipeline,
             hard_negatives=foils,
             provenance=_provenance(cfg, llm, mllm, p_yes=round(float(job.p_yes), 4), present_foil=job.present,
                                    **compositional),
-            extra=extra,
+            extra_positives=positives or None,
         ))
     return records
 

@@ -42,7 +42,7 @@ class Example:
 def distractor_keys(rec: NegationRecord) -> tuple[str, ...]:
     """The record's `distractor_images` (DESIGN: images that contain the negated concept and share as
     much of the caption as possible), never its own image."""
-    keys = rec.extra.get("distractor_images", ())
+    keys = rec.distractor_images or ()
     return tuple(str(k) for k in keys if isinstance(k, str) and k != rec.image)
 
 
@@ -111,7 +111,7 @@ def example_from_record(rec: NegationRecord, image_index: int, key_index: dict[s
     of the negated caption when `key_index` (the image table's keys) is given."""
     split = split if split is not None else split_negation(true_caption(rec))
     ok = eligibility(rec, split, infonce_on_bare, omit_types, distractor_types, distractor_sources)
-    extra = tuple(str(t) for t in rec.extra.get("extra_positives", ()) if isinstance(t, str))
+    extra = tuple(str(t) for t in rec.extra_positives or () if isinstance(t, str))
     presence = rec.negation_type == "presence"
     foils = (rec.negated_caption, *rec.hard_negatives) if presence else tuple(rec.hard_negatives)
     distractors = (tuple(key_index[k] for k in distractor_keys(rec))
