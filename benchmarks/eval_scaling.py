@@ -55,7 +55,7 @@ def negscore_argv(world: Path, out: Path, args) -> list[str]:
     return ["t2i", "negscore", "--prompts", "negation_v1", "--limit", str(args.prompts), "--pipeline",
             str(world / "sd"), "--judge", str(world / "blip"), "--arms", "base,base+negprompt", "--seeds", seeds,
             "--steps", str(args.steps), "--height", str(args.size), "--width", str(args.size), "--batch-size",
-            str(args.batch), "--device", "cpu", "--n-boot", "200", "--no-progress", "--out", str(out)]
+            str(args.batch), "--device", "cpu", "--resamples", "200", "--no-progress", "--out", str(out)]
 
 
 def timed_launch(nproc: int, argv: list[str], times: Path) -> tuple[float, float]:

@@ -5,8 +5,10 @@
 Tiny SD 1.x components and the tiny BLIP judge (`negation_encoder.testing.tiny`), built offline. The
 baseline calls the pipeline once per (prompt, seed), as most evaluation scripts do; ours sends
 `--batch` images per call with one generator per image (the same pixels, see tests/test_t2i_e2e.py).
-The judge is timed answering every (image, question) pair one by one and in batches. Everything
-runs in one process; ratios compare configurations measured here, one after another. `--smoke`: 2
+The judge is timed answering every (image, question) pair one by one and in batches. Both pairs of
+paths are checked to give the same result: `images_equal` (the loop's and the batched runner's pixels)
+and `judge_equal` (the judge's probabilities one by one and batched, within 1e-5; the largest gap in
+`judge_max_abs_diff`). Everything runs in one process; ratios compare configurations measured here, one after another. `--smoke`: 2
 images of one step (a check that the script runs).
 """
 
@@ -16,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -70,9 +73,12 @@ def main(argv: list[str] | None = None) -> dict:
     results["batched_images_per_s"] = args.images / _time(batched)
     results["batch_ratio"] = results["batched_images_per_s"] / results["loop_images_per_s"]
 
+    images = batched()
+    results["images_equal"] = all(np.array_equal(np.asarray(a), np.asarray(b))
+                                  for a, b in zip(loop(), images, strict=True))
+
     model, processor = tiny.build_blip_vqa(seed=0)
     judge = BlipJudge(model, processor, batch_size=args.judge_batch, device="cpu")
-    images = batched()
     pairs_img = [im for im in images for _ in range(2)]
     pairs_q = [q for _ in images for q in ("is there a dog?", "is there a car?")]
     results["judge_pairs"] = len(pairs_q)
@@ -80,6 +86,10 @@ def main(argv: list[str] | None = None) -> dict:
         lambda: [judge.yes_probability([i], [q]) for i, q in zip(pairs_img, pairs_q, strict=True)])
     results["judge_batched_pairs_per_s"] = len(pairs_q) / _time(lambda: judge.yes_probability(pairs_img, pairs_q))
     results["judge_batch_ratio"] = results["judge_batched_pairs_per_s"] / results["judge_one_by_one_pairs_per_s"]
+    one = [p for i, q in zip(pairs_img, pairs_q, strict=True) for p in judge.yes_probability([i], [q])]
+    results["judge_max_abs_diff"] = float(np.max(np.abs(np.asarray(one) - np.asarray(
+        judge.yes_probability(pairs_img, pairs_q)))))
+    results["judge_equal"] = results["judge_max_abs_diff"] <= 1e-5
     return report(results, args.json)
 
 

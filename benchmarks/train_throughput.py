@@ -8,8 +8,11 @@ The baseline recomputes the frozen vision tower every step (decode + preprocess 
 every caption to 77 tokens; our engine reads cached embeddings and pads to the longest caption.
 Every configuration runs the engine's own step: the trainer's `TextTower`, a `collate`d `Batch`
 carrying its image embeddings, and `NegationObjective` with the registered InfoNCE term, so the benchmark
-breaks loudly when their interfaces change. Everything runs in one process; ratios compare configurations
-measured here, one after another. `--smoke` runs a tiny architecture in a few seconds (a check that
+breaks loudly when their interfaces change. Before anything is timed, the four configurations compute their
+loss on the same weights: padding to 77 and recomputing the vision tower must not change it, so
+`<arch>_same_loss` is true when they agree (`<arch>_loss_max_abs_diff`), or the ratios compare
+different work. Everything runs in one process; ratios compare configurations measured here, one
+after another. `--smoke` runs a tiny architecture in a few seconds (a check that
 the script works, not a measurement).
 """
 
@@ -68,11 +71,16 @@ def _model(arch: str, vocab: int, eos: int, bos: int):
     return CLIPModel(CLIPConfig(text_config=text, vision_config=a["vision"], projection_dim=a["projection_dim"]))
 
 
-def _step(tower, opt, objective, batch: Batch) -> None:
-    """One engine step: text tower forward, the objective read from the batch, backward, AdamW."""
+def _loss(tower, objective, batch: Batch) -> torch.Tensor:
+    """The engine's loss on one batch: text tower forward, the objective read from the batch."""
     (texts,) = tower([(batch.input_ids, batch.attention_mask)])
     plans = objective.plan(batch, StepInfo(0, 0))
-    loss, _ = objective(StepOutputs(texts, {}, tower.logit_scale.exp().detach()), batch, plans)
+    return objective(StepOutputs(texts, {}, tower.logit_scale.exp().detach()), batch, plans)[0]
+
+
+def _step(tower, opt, objective, batch: Batch) -> None:
+    """One engine step: `_loss`, backward, AdamW."""
+    loss = _loss(tower, objective, batch)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -153,16 +161,20 @@ def run_arch(arch: str, batch: int, steps: int, root: Path) -> dict:
     cache_start = time.perf_counter()
     cached = vision()
     cache_seconds = time.perf_counter() - cache_start
+
     def step(b: Batch, image_emb) -> None:
         _step(tower, opt, objective, dataclasses.replace(b, image_emb=image_emb))
 
-    configs = {
-        "baseline": lambda: step(full, vision()),
-        "cache_only": lambda: step(full, cached),
-        "dynamic_only": lambda: step(dyn, vision()),
-        "engine": lambda: step(dyn, cached),
-    }
-    out: dict = {}
+    def loss(b: Batch, image_emb) -> float:
+        with torch.no_grad():
+            return float(_loss(tower, objective, dataclasses.replace(b, image_emb=image_emb)))
+
+    inputs = {"baseline": (full, vision), "cache_only": (full, lambda: cached), "dynamic_only": (dyn, vision),
+              "engine": (dyn, lambda: cached)}
+    losses = [loss(b, images()) for b, images in inputs.values()]  # before any step: the same weights
+    out: dict = {f"{arch}_loss_max_abs_diff": max(losses) - min(losses)}
+    out[f"{arch}_same_loss"] = out[f"{arch}_loss_max_abs_diff"] <= 1e-5 * max(1.0, abs(losses[0]))
+    configs = {name: (lambda b=b, images=images: step(b, images())) for name, (b, images) in inputs.items()}
     for name, fn in configs.items():
         before = _peak_memory_mb(reset=True)
         sec = _time(fn, steps)

@@ -27,7 +27,7 @@ from PIL import Image
 from negation_encoder.configs import Validated, at_least, collect, option
 from negation_encoder.devices import DTYPES, resolve_dtype
 from negation_encoder.distributed import processes
-from negation_encoder.errors import InputError
+from negation_encoder.errors import IncompatibleModelError, InputError
 from negation_encoder.runio import RunFolder, atomic_write_bytes, atomic_write_json, atomic_write_text
 from negation_encoder.stats import paired_bootstrap
 
@@ -66,10 +66,10 @@ class SegEvalConfig(Validated):
     seed: int = option(0, "seed for torch and the bootstrap")
     progress: bool = option(True, cli=False)
     overlays: int = option(4, "tiles in each of the best and worst rows of overlays.png")
-    bootstrap: int = option(1000, "bootstrap resamples for the paired interval (compare)")
+    resamples: int = option(1000, "bootstrap resamples for the paired interval (compare)")
 
     def problems(self) -> list[str]:
-        p = collect(at_least(self, "batch_size", 1), at_least(self, "bootstrap", 1), at_least(self, "overlays", 0))
+        p = collect(at_least(self, "batch_size", 1), at_least(self, "resamples", 1), at_least(self, "overlays", 0))
         if self.command == "compare" and not self.encoder:
             p.append("encoder is required for compare (the swapped arm)")
         if self.resume and self.overwrite:
@@ -122,7 +122,7 @@ def swapped_copy(seg, encoder: str, model: str):
     out = copy.deepcopy(seg)
     try:
         swap_clipseg_text_encoder(out, clip)
-    except (ValueError, TypeError) as e:
+    except IncompatibleModelError as e:
         raise InputError(f"--encoder {encoder} does not fit CLIPSeg {model}: {e}") from None
     return out
 
@@ -305,7 +305,7 @@ def compare(cfg: SegEvalConfig) -> CompareResult:
     b = run_arm(swapped, processor, data, cfg, out / "swapped", "swapped", device, dtype, route)
     ids = [s.id for s in data.samples]
     diff = paired_bootstrap([a.sample_ious[i] for i in ids], [b.sample_ious[i] for i in ids],
-                            resamples=cfg.bootstrap, seed=cfg.seed)
+                            resamples=cfg.resamples, seed=cfg.seed)
     comparison = {f"original_{k}": v for k, v in a.metrics.items()}
     comparison.update({f"swapped_{k}": v for k, v in b.metrics.items()})
     comparison.update({"paired_iou_0.3_mean_diff": diff.mean, "paired_iou_0.3_ci_low": diff.low,

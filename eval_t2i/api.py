@@ -52,7 +52,7 @@ class T2IConfig(Validated):
     height: int | None = option(None, "image height (default: the pipeline's)")
     width: int | None = option(None, "image width (default: the pipeline's)")
     limit: int | None = option(None, "only the first N prompts / captions")
-    n_boot: int = option(2000, "bootstrap resamples for the 95% intervals")
+    resamples: int = option(2000, "bootstrap resamples for the 95% intervals")
     resume: bool = option(False, "continue a run in --out; finished images are not remade")
     overwrite: bool = option(False, "replace this tool's results in --out (other files there are left alone)")
     progress: bool = option(True, cli=False)
@@ -64,7 +64,7 @@ class T2IConfig(Validated):
         super().__post_init__()
 
     def problems(self) -> list[str]:
-        p = collect(*(at_least(self, k, 1) for k in ("batch_size", "judge_batch_size", "steps", "n_boot")),
+        p = collect(*(at_least(self, k, 1) for k in ("batch_size", "judge_batch_size", "steps", "resamples")),
                     at_least(self, "limit", 1, allow_none=True), at_least(self, "guidance_scale", 0))
         for k in ("height", "width"):
             v = getattr(self, k)
@@ -166,7 +166,7 @@ def _negscore(cfg: T2IConfig, prompt_set, arms, judge, switcher, gen, log) -> di
 
     out = Path(cfg.out)
     items = prompt_set.items[: cfg.limit] if cfg.limit else prompt_set.items
-    ns = NegScoreConfig(seeds=cfg.seeds, arms=arms, batch_size=cfg.batch_size, n_boot=cfg.n_boot,
+    ns = NegScoreConfig(seeds=cfg.seeds, arms=arms, batch_size=cfg.batch_size, resamples=cfg.resamples,
                         progress=cfg.progress)
     summary, records = run_negscore(items, switcher, judge, out, ns, gen)
     summary["prompts"] = {"source": cfg.prompts, "format": prompt_set.format, "n": len(items)}

@@ -21,7 +21,7 @@ from PIL import Image
 
 from integrations.routes import FLUX_TRUE_CFG, negation_prompts, t5_prompt_key, uses_true_cfg
 from negation_encoder.devices import resolve
-from negation_encoder.errors import InputError
+from negation_encoder.errors import IncompatibleModelError, InputError
 
 from .prompts import PromptItem
 
@@ -123,7 +123,7 @@ class ArmSwitcher:
             raise InputError(f"--encoder {encoder}: cannot load the negation text encoder ({first})") from None
         try:
             swap_text_encoders(pipe, **new)
-        except ValueError as e:
+        except IncompatibleModelError as e:
             raise InputError(f"--encoder {encoder}: does not fit --pipeline ({e})") from None
         self.negation = {k: getattr(pipe, k) for k in new}
         pipe.register_modules(**self.base)

@@ -72,13 +72,13 @@ def compare_encoders(pipe, items: Sequence[PromptItem], encoders: Mapping[str, s
         processes().on_main(lambda recs=recs, relabelled=relabelled, sub=sub: _copy_images(sub, recs, out, relabelled))
         records += relabelled
         arms += [arm_label(a, label) for a in part_arms]
-    summary = summarize(records, arms, config.n_boot, config.boot_seed)
+    summary = summarize(records, arms, config.resamples, config.boot_seed)
     scores = {a: {(r["key"], int(r["seed"])): float(image_score(r["probabilities"][0], r["probabilities"][1:]))
                   for r in records if r["arm"] == a} for a in arms}
     if "base+negprompt" in scores:
         for arm in arms:
             if ARMS[_plain(arm)].swapped and scores[arm]:
-                d = paired_difference(scores["base+negprompt"], scores[arm], config.n_boot, config.boot_seed)
+                d = paired_difference(scores["base+negprompt"], scores[arm], config.resamples, config.boot_seed)
                 summary["paired"][f"{arm} - base+negprompt"] = {"mean": d.mean, "ci95": [d.low, d.high],
                                                                 "n_pairs": len(scores[arm])}
     summary["encoders"] = dict(encoders)

@@ -17,7 +17,7 @@ class NegScoreConfig:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     arms: tuple[str, ...] = ("base", "base+negprompt")
     batch_size: int = 4
-    n_boot: int = 2000
+    resamples: int = 2000
     boot_seed: int = 0
     progress: bool = True
 
@@ -65,7 +65,7 @@ def run_negscore(items: Sequence[PromptItem], switcher: ArmSwitcher, judge, out:
                               judge_images(judge), generation, config.batch_size, config.progress, on_record)
     wanted = {item.id for item in items}
     records = [r for r in records if r["key"] in wanted and r["arm"] in config.arms and r["seed"] in config.seeds]
-    summary = summarize(records, config.arms, config.n_boot, config.boot_seed)
+    summary = summarize(records, config.arms, config.resamples, config.boot_seed)
     summary["run"] = {"generated": stats.generated, "skipped_finished": stats.skipped}
     return summary, records
 
@@ -76,7 +76,7 @@ def _rate(flags: list[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
 
 
-def summarize(records: Sequence[dict], arms: Sequence[str], n_boot: int = 2000, boot_seed: int = 0) -> dict:
+def summarize(records: Sequence[dict], arms: Sequence[str], resamples: int = 2000, boot_seed: int = 0) -> dict:
     """Per arm: the mean, its prompt-bootstrap interval, the subject rate (first question judged yes) and
     the negated rate (any further question judged yes: the negated object is in the image), means per
     negation type and per cue; and the
@@ -94,7 +94,7 @@ def summarize(records: Sequence[dict], arms: Sequence[str], n_boot: int = 2000, 
             subject[r["arm"]].append(is_yes(p[0]))
             if len(p) > 1:
                 negated[r["arm"]].append(any(is_yes(x) for x in p[1:]))
-    summary: dict = {"bootstrap_unit": BOOTSTRAP_UNIT, "n_boot": n_boot, "bootstrap_seed": boot_seed,
+    summary: dict = {"bootstrap_unit": BOOTSTRAP_UNIT, "bootstrap_resamples": resamples, "bootstrap_seed": boot_seed,
                      "yes_rule": "P(yes) > P(no) at the first answer token", "arms": {}, "paired": {},
                      "per_prompt": {}}
     for arm in arms:
@@ -104,7 +104,7 @@ def summarize(records: Sequence[dict], arms: Sequence[str], n_boot: int = 2000, 
         by_prompt: dict[str, list[float]] = {}
         for (pid, _seed), v in sorted(s.items()):
             by_prompt.setdefault(pid, []).append(v)
-        ci = bootstrap_mean(by_prompt, n_boot=n_boot, seed=boot_seed)
+        ci = bootstrap_mean(by_prompt, resamples=resamples, seed=boot_seed)
         summary["arms"][arm] = {"neg_score": ci.mean, "ci95": [ci.low, ci.high], "n_images": len(s),
                                 "n_prompts": ci.n, "subject_rate": _rate(subject[arm]),
                                 "negated_rate": _rate(negated[arm]), "by_negation_type": group_means(s, types),
@@ -112,7 +112,7 @@ def summarize(records: Sequence[dict], arms: Sequence[str], n_boot: int = 2000, 
         summary["per_prompt"][arm] = {pid: sum(v) / len(v) for pid, v in by_prompt.items()}
     present = [a for a in arms if scores[a]]
     for arm in present[1:]:
-        d = paired_difference(scores[present[0]], scores[arm], n_boot=n_boot, seed=boot_seed)
+        d = paired_difference(scores[present[0]], scores[arm], resamples=resamples, seed=boot_seed)
         pairs = len(set(scores[present[0]]) & set(scores[arm]))
         summary["paired"][f"{arm} - {present[0]}"] = {"mean": d.mean, "ci95": [d.low, d.high], "n_pairs": pairs}
     return summary

@@ -21,12 +21,17 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def _resamples(summary: dict):
+    # a summary.json may carry the count under its older name n_boot; it still renders
+    return summary.get("bootstrap_resamples", summary.get("n_boot"))
+
+
 def markdown_table(summary: dict, title: str = "Neg Score") -> str:
     """Arms with their interval, paired differences, and per-type / per-cue means (percent)."""
     lines = [f"## {title}", "",
              f"An image scores 1 only if the judge says the subject is present and every negated concept absent "
              f"({summary.get('yes_rule', '')}). 95% intervals: percentile bootstrap over "
-             f"{summary.get('bootstrap_unit', 'prompt')}s ({summary.get('n_boot')} resamples, seed "
+             f"{summary.get('bootstrap_unit', 'prompt')}s ({_resamples(summary)} resamples, seed "
              f"{summary.get('bootstrap_seed')}).", "",
              "| arm | Neg Score (%) | 95% CI | images | prompts |", "|---|---:|---:|---:|---:|"]
     for arm, a in summary["arms"].items():

@@ -13,18 +13,20 @@ from pathlib import Path
 
 import torch
 
+from negation_encoder.errors import IncompatibleModelError, InputError
+
 
 def _text_parts(encoder):
     if hasattr(encoder, "text_model") and hasattr(encoder, "text_projection"):
         return encoder.text_model, encoder.text_projection
-    raise TypeError(f"encoder is of type {type(encoder).__name__}, but should be CLIPModel or "
+    raise IncompatibleModelError(f"encoder is of type {type(encoder).__name__}, but should be CLIPModel or "
                     "CLIPTextModelWithProjection (a text tower with its projection)")
 
 
 def swap_clipseg_text_encoder(model, encoder):
     """Copy the text transformer and text projection of `encoder` into `model` (in place; returned).
 
-    Every shape is checked first; a mismatch raises one ValueError listing each differing tensor.
+    Every shape is checked first; a mismatch raises one IncompatibleModelError listing each differing tensor.
     """
     text_model, projection = _text_parts(encoder)
     src = {f"text_model.{k}": v for k, v in text_model.state_dict().items()}
@@ -38,7 +40,7 @@ def swap_clipseg_text_encoder(model, encoder):
     if missing or unexpected or mismatched:
         lines = [f"MISSING {k}" for k in missing[:5]] + [f"UNEXPECTED {k}" for k in unexpected[:5]] + \
                 [f"MISMATCH {m}" for m in mismatched[:5]]
-        raise ValueError(
+        raise IncompatibleModelError(
             f"cannot load a text tower (width {text_model.config.hidden_size}, projection "
             f"{projection.out_features}) into CLIPSeg (width {model.config.text_config.hidden_size}, projection "
             f"{model.config.projection_dim}): " + "; ".join(lines))
@@ -135,9 +137,9 @@ def segment(model, processor, images, texts, route: str = "plain", split_route: 
     from negation_encoder.splitting import split_negation
 
     if route not in ROUTES:
-        raise ValueError(f"route must be one of {', '.join(ROUTES)}, got {route!r}")
+        raise InputError(f"route must be one of {', '.join(ROUTES)}, got {route!r}")
     if len(images) != len(texts):
-        raise ValueError(f"one image per text: {len(images)} images, {len(texts)} texts")
+        raise InputError(f"one image per text: {len(images)} images, {len(texts)} texts")
     if route == "plain":
         return clipseg_probabilities(model, processor, images, texts)
     if split_route is None:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from negation_encoder.checkpoint.layout import ROLE_SUBFOLDER as ROLES
+from negation_encoder.errors import IncompatibleModelError, InputError
 
 
 def load_negation_text_encoder(path_or_repo: str, role: str = "text_encoder", **from_pretrained_kwargs):
@@ -26,7 +27,7 @@ def load_negation_text_encoder(path_or_repo: str, role: str = "text_encoder", **
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        raise InputError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     cls = CLIPTextModel if role == "text_encoder" else CLIPTextModelWithProjection
     return cls.from_pretrained(path_or_repo, subfolder=ROLES[role], **from_pretrained_kwargs)
 
@@ -55,7 +56,7 @@ def load_slot_encoders(slots: dict[str, str], encoder: str, encoder_2: str | Non
 
 def check_compatibility(unet_config: Any, text_encoder=None, text_encoder_2=None, tokenizer=None,
                         current_text_encoder=None, current_text_encoder_2=None) -> None:
-    """Raise ValueError naming both sizes when an encoder cannot drive this UNet / transformer / tokenizer.
+    """Raise IncompatibleModelError naming both sizes when an encoder cannot drive this UNet / transformer / tokenizer.
 
     `unet_config` is the denoiser's config: a UNet's (SD 1.x/2.x/SDXL) or SD3's transformer.
     """
@@ -72,26 +73,29 @@ def check_compatibility(unet_config: Any, text_encoder=None, text_encoder_2=None
         w1 = te1.config.hidden_size if te1 is not None else 0
         w2 = te2.config.hidden_size
         if w1 + w2 != cross:
-            raise ValueError(f"text encoder widths {w1} + {w2} = {w1 + w2} do not match the UNet's "
-                             f"cross_attention_dim {cross} (SDXL concatenates both encoders' hidden states)")
+            raise IncompatibleModelError(f"text encoder widths {w1} + {w2} = {w1 + w2} do not match the UNet's "
+                                         f"cross_attention_dim {cross} (SDXL concatenates both encoders' hidden "
+                                         "states)")
         add_in = _get(unet_config, "projection_class_embeddings_input_dim")
         time_dim = _get(unet_config, "addition_time_embed_dim")
         proj = getattr(te2.config, "projection_dim", None)
         if add_in is not None and time_dim and proj is not None and (add_in - proj) % time_dim:
-            raise ValueError(f"text_encoder_2 projection_dim {proj} does not fit the UNet's add-embedding input "
-                             f"{add_in} (= projection_dim + k * addition_time_embed_dim {time_dim})")
+            raise IncompatibleModelError(f"text_encoder_2 projection_dim {proj} does not fit the UNet's "
+                                         f"add-embedding input {add_in} (= projection_dim + k * "
+                                         f"addition_time_embed_dim {time_dim})")
     elif te1 is not None and te1.config.hidden_size != cross:
-        raise ValueError(f"text encoder hidden size {te1.config.hidden_size} does not match the UNet's "
-                         f"cross_attention_dim {cross}")
+        raise IncompatibleModelError(f"text encoder hidden size {te1.config.hidden_size} does not match the "
+                                     f"UNet's cross_attention_dim {cross}")
     for name, te in (("text_encoder", text_encoder), ("text_encoder_2", text_encoder_2)):
         if te is None or tokenizer is None:
             continue
         if len(tokenizer) > te.config.vocab_size:
-            raise ValueError(f"{name} has a vocabulary of {te.config.vocab_size} tokens but the pipeline's "
-                             f"tokenizer has {len(tokenizer)}: the encoder was trained with another tokenizer")
+            raise IncompatibleModelError(f"{name} has a vocabulary of {te.config.vocab_size} tokens but the "
+                                         f"pipeline's tokenizer has {len(tokenizer)}: the encoder was trained with "
+                                         "another tokenizer")
         if tokenizer.model_max_length > te.config.max_position_embeddings:
-            raise ValueError(f"{name} has {te.config.max_position_embeddings} positions but the tokenizer pads to "
-                             f"{tokenizer.model_max_length}")
+            raise IncompatibleModelError(f"{name} has {te.config.max_position_embeddings} positions but the "
+                                         f"tokenizer pads to {tokenizer.model_max_length}")
 
 
 def _check_sd3(config: Any, te1, te2) -> None:
@@ -102,23 +106,24 @@ def _check_sd3(config: Any, te1, te2) -> None:
         return
     p1, p2 = te1.config.projection_dim, te2.config.projection_dim
     if p1 + p2 != pooled:
-        raise ValueError(f"text encoder projections {p1} + {p2} = {p1 + p2} do not match the SD3 transformer's "
-                         f"pooled_projection_dim {pooled}")
+        raise IncompatibleModelError(f"text encoder projections {p1} + {p2} = {p1 + p2} do not match the SD3 "
+                                     f"transformer's pooled_projection_dim {pooled}")
     w = te1.config.hidden_size + te2.config.hidden_size
     if w > joint:
-        raise ValueError(f"text encoder widths {te1.config.hidden_size} + {te2.config.hidden_size} = {w} exceed the SD3 "
-                         f"transformer's joint_attention_dim {joint}")
+        raise IncompatibleModelError(f"text encoder widths {te1.config.hidden_size} + {te2.config.hidden_size} = "
+                                     f"{w} exceed the SD3 transformer's joint_attention_dim {joint}")
 
 
 def _check_flux(config: Any, te1, new_te2) -> None:
     """Flux reads the CLIP encoder's pooled output (its hidden size) as the pooled projection; the
     second encoder is T5 and is not a CLIP role."""
     if new_te2 is not None:
-        raise ValueError("Flux's text_encoder_2 is a T5 encoder; only its CLIP text_encoder can be replaced")
+        raise IncompatibleModelError("Flux's text_encoder_2 is a T5 encoder; only its CLIP text_encoder can be "
+                                     "replaced")
     pooled = _get(config, "pooled_projection_dim")
     if te1 is not None and te1.config.hidden_size != pooled:
-        raise ValueError(f"text encoder hidden size {te1.config.hidden_size} does not match the Flux transformer's "
-                         f"pooled_projection_dim {pooled}")
+        raise IncompatibleModelError(f"text encoder hidden size {te1.config.hidden_size} does not match the Flux "
+                                     f"transformer's pooled_projection_dim {pooled}")
 
 
 def _get(config: Any, key: str):
@@ -129,11 +134,12 @@ def swap_text_encoders(pipe, text_encoder=None, text_encoder_2=None):
     """Replace the pipeline's CLIP text encoder(s) in place (dtype and device follow the pipeline's)."""
     denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
     if denoiser is None:
-        raise ValueError(f"{type(pipe).__name__} has neither a unet nor a transformer to check the encoders against")
+        raise IncompatibleModelError(f"{type(pipe).__name__} has neither a unet nor a transformer to check the "
+                                     "encoders against")
     check_compatibility(denoiser.config, text_encoder, text_encoder_2, getattr(pipe, "tokenizer", None),
                         getattr(pipe, "text_encoder", None), getattr(pipe, "text_encoder_2", None))
     if text_encoder_2 is not None and not hasattr(pipe, "text_encoder_2"):
-        raise ValueError(f"{type(pipe).__name__} has no text_encoder_2 to replace")
+        raise IncompatibleModelError(f"{type(pipe).__name__} has no text_encoder_2 to replace")
     device, dtype = denoiser.device, denoiser.dtype
     updates = {}
     if text_encoder is not None:

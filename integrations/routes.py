@@ -19,6 +19,7 @@ import inspect
 import warnings
 from collections.abc import Sequence
 
+from negation_encoder.errors import InputError
 from negation_encoder.splitting import split_negation
 
 FLUX_TRUE_CFG = 4.0  # what diffusers' Flux docs use to turn true CFG (and the negative prompt) on
@@ -63,7 +64,7 @@ def negation_prompts(prompts: Sequence[str], negative_prompts: Sequence[str | No
     object with `.split(text) -> NegationSplit` (default: the rule splitter)."""
     users = list(negative_prompts) if negative_prompts is not None else [None] * len(prompts)
     if len(users) != len(prompts):
-        raise ValueError(f"negative_prompt: {len(users)} given for {len(prompts)} prompts")
+        raise InputError(f"negative_prompt: {len(users)} given for {len(prompts)} prompts")
     split = splitter.split if splitter is not None else split_negation
     parts = [split(p) for p in prompts]
     return ([s.affirmative if s.has_negation else p for s, p in zip(parts, prompts, strict=True)],

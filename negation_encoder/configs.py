@@ -2,7 +2,8 @@
 
 Why one helper: a flag checked only by the CLI is a value the Python API accepts unchecked. Each config
 dataclass lists its problems in `problems()` (one phrase per problem, naming the field); `__post_init__`
-raises `ConfigError` (an `InputError`) with all of them, so `SegEvalConfig(bootstrap=0)` and `--bootstrap 0` are refused
+raises `ConfigError` (an `InputError`) with all of them, so `SegEvalConfig(resamples=0)` and `--resamples 0` are
+refused
 with the same words. `add_config_arguments` turns the fields into argparse flags (`batch_size` ->
 `--batch-size`, help and default from the field), and `config_from_args` builds the config back, so the
 CLI and the API accept and refuse exactly the same things.

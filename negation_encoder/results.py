@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .errors import DataError
+
 TASK_MATCHING = "zero-shot-image-classification"  # caption choice for one image: the closest Hub task id
 TASK_RETRIEVAL = "text-to-image-retrieval"
 
@@ -54,7 +56,7 @@ def _recall(prefix: str, name: str, dataset_type: str, task_name: str, config: s
 
 BENCHMARK_CARD_INFO: dict[str, CardInfo] = {
     "valse_existence": CardInfo("VALSE existence", "Heidelberg-NLP/VALSE", TASK_MATCHING,
-                                "Existence caption vs foil", "pairwise accuracy (acc_r)"),
+                                "Existence caption vs foil", "pairwise accuracy (acc_r)", dataset_config="existence"),
     "negrefcocog": CardInfo("NegRefCOCOg", "parkquasar/NegationCLIP", "zero-shot-object-detection",
                             "Negated referring expression box selection", "accuracy", dataset_split="test"),
     **_mcq("NegBench MCQ COCO (val2017)", "coco", "coco_val2017"),
@@ -67,31 +69,76 @@ BENCHMARK_CARD_INFO: dict[str, CardInfo] = {
     "zeroshot_top1": CardInfo("ImageNet-style zero-shot", "ILSVRC/imagenet-1k", "zero-shot-image-classification",
                               "Zero-shot classification", "top-1 accuracy", dataset_split="validation"),
 }
-HEADLINE_KEYS = ("valse_existence", "negrefcocog", "negbench_mcq_coco", "negbench_mcq_voc", "negbench_negated_r5",
-                 "negbench_plain_r5", "coco_r5", "zeroshot_top1")
 
-# The testbed's benchmark twins (negation_testbed.benchmarks.METRIC_KEYS), under a `world_` prefix.
+# The testbed's benchmark twins (negation_testbed.benchmarks.METRIC_KEYS), under a `world_` prefix. Each twin
+# is its own dataset config of the testbed dataset, so the card gives it its own model-index entry.
 WORLD_DATASET = "negation-encoder/testbed"
-WORLD_METRICS: dict[str, tuple[str, str, str]] = {  # metric -> (task name, metric name, task type)
-    "existence": ("Existence caption vs foil (VALSE-style)", "accuracy", TASK_MATCHING),
-    "mcq": ("Negated multiple choice (NegBench wording)", "accuracy", TASK_MATCHING),
-    "mcq_positive": ("Negated multiple choice (NegBench wording)", "accuracy (positive template)", TASK_MATCHING),
-    "mcq_negative": ("Negated multiple choice (NegBench wording)", "accuracy (negative template)", TASK_MATCHING),
-    "mcq_hybrid": ("Negated multiple choice (NegBench wording)", "accuracy (hybrid template)", TASK_MATCHING),
-    "pairwise": ("Negated referring expression, two objects", "accuracy", TASK_MATCHING),
-    "retrieval_negated_r5": ("Negated text-to-image retrieval", "Recall@5 (any valid image)", TASK_RETRIEVAL),
-    "retrieval_negated_group_top1": ("Negated retrieval among counterfactuals", "group top-1", TASK_RETRIEVAL),
-    "retrieval_plain_r5": ("Text-to-image retrieval", "Recall@5", TASK_RETRIEVAL),
-    "heldout_existence": ("Existence with held-out cue words", "accuracy", TASK_MATCHING),
-    "heldout_mcq": ("Multiple choice with held-out cue words", "accuracy", TASK_MATCHING),
-    "zeroshot": ("Zero-shot classification", "top-1 accuracy", "zero-shot-image-classification"),
+WORLD_SPLIT = "benchmark twins (seed 12345)"
+WORLD_TWINS: dict[str, str] = {  # dataset config -> what the twin is (the dataset name says it after the world)
+    "world-existence": "existence twin", "world-mcq": "MCQ twin", "world-pairwise": "referring-expression twin",
+    "world-retrieval-negated": "negated retrieval twin",
+    "world-retrieval-negated-groups": "negated retrieval twin, counterfactual groups",
+    "world-retrieval-plain": "plain retrieval twin", "world-heldout-existence": "held-out-cue existence twin",
+    "world-heldout-mcq": "held-out-cue MCQ twin", "world-zeroshot": "zero-shot twin",
+}
+WORLD_METRICS: dict[str, tuple[str, str, str, str]] = {  # metric -> (twin config, task name, metric name, task type)
+    "existence": ("world-existence", "Existence caption vs foil (VALSE-style)", "pairwise accuracy (acc_r)",
+                  TASK_MATCHING),
+    "mcq": ("world-mcq", "Negated multiple choice (NegBench wording)", "accuracy", TASK_MATCHING),
+    "mcq_positive": ("world-mcq", "Negated multiple choice (NegBench wording)", "accuracy (positive template)",
+                     TASK_MATCHING),
+    "mcq_negative": ("world-mcq", "Negated multiple choice (NegBench wording)", "accuracy (negative template)",
+                     TASK_MATCHING),
+    "mcq_hybrid": ("world-mcq", "Negated multiple choice (NegBench wording)", "accuracy (hybrid template)",
+                   TASK_MATCHING),
+    "pairwise": ("world-pairwise", "Negated referring expression, two objects", "referred-object accuracy",
+                 TASK_MATCHING),
+    "retrieval_negated_r5": ("world-retrieval-negated", "Negated text-to-image retrieval",
+                             "Recall@5 (any valid image)", TASK_RETRIEVAL),
+    "retrieval_negated_group_top1": ("world-retrieval-negated-groups", "Negated retrieval among counterfactuals",
+                                     "group top-1 accuracy", TASK_RETRIEVAL),
+    "retrieval_plain_r5": ("world-retrieval-plain", "Text-to-image retrieval", "Recall@5", TASK_RETRIEVAL),
+    "heldout_existence": ("world-heldout-existence", "Existence with held-out cue words",
+                          "pairwise accuracy (acc_r), held-out cues", TASK_MATCHING),
+    "heldout_mcq": ("world-heldout-mcq", "Multiple choice with held-out cue words", "accuracy, held-out cues",
+                    TASK_MATCHING),
+    "zeroshot": ("world-zeroshot", "Zero-shot classification", "top-1 accuracy", TASK_MATCHING),
 }
 BENCHMARK_CARD_INFO.update({
-    f"world_{k}": CardInfo("negation-encoder testbed world", WORLD_DATASET, task_type, task, metric,
-                           "recall@5" if "r5" in k else "accuracy", dataset_split="benchmark twins (seed 12345)",
-                           dataset_config="world")
-    for k, (task, metric, task_type) in WORLD_METRICS.items()})
+    f"world_{k}": CardInfo(f"negation-encoder testbed world: {WORLD_TWINS[twin]}", WORLD_DATASET, task_type, task,
+                           metric, "recall@5" if "r5" in k else "accuracy", dataset_split=WORLD_SPLIT,
+                           dataset_config=twin)
+    for k, (twin, task, metric, task_type) in WORLD_METRICS.items()})
 REGISTRY = BENCHMARK_CARD_INFO
+
+
+def card_entry(info: CardInfo) -> tuple:
+    """What huggingface_hub groups a card's results by (`EvalResult.unique_identifier`): results sharing it
+    are written as ONE model-index entry under the first one's task and dataset names."""
+    return (info.task_type, info.dataset_type, info.dataset_config, info.dataset_split)
+
+
+def check_card_entries(registry: dict[str, CardInfo]) -> None:
+    """Refuse a registry whose keys would share a model-index entry without sharing its task and dataset
+    names, or would sit in one entry under one metric name: a reader of the card could not tell them apart."""
+    entries: dict[tuple, list[str]] = {}
+    for key, info in registry.items():
+        entries.setdefault(card_entry(info), []).append(key)
+    for keys in entries.values():
+        first = registry[keys[0]]
+        clash = [k for k in keys[1:] if (registry[k].task_name, registry[k].dataset_name)
+                 != (first.task_name, first.dataset_name)]
+        if clash:
+            raise ValueError(f"result keys {keys[0]} and {', '.join(clash)} would share one model-index entry but "
+                             "name different tasks or datasets; give each benchmark its own dataset_config")
+        names = [registry[k].metric_name for k in keys]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"result keys {', '.join(keys)} share a model-index entry and metric name(s) "
+                             f"{', '.join(twice)}; each needs a metric name of its own")
+
+
+check_card_entries(REGISTRY)
 # Diagnostics written beside the headline numbers but never published as model-index entries:
 # which template NegBench's wrong picks had (share of wrong answers).
 DIAGNOSTIC_KEYS = frozenset(f"negbench_mcq_{src}_wrong_picked_{t}" for src in ("coco", "voc")
@@ -116,11 +163,11 @@ def _is_number(v) -> bool:
 def _check_metrics(metrics: dict, where: str) -> dict:
     bad = [k for k in metrics if k not in REGISTRY and k not in DIAGNOSTIC_KEYS and not k.endswith(COUNT_SUFFIXES)]
     if bad:
-        raise ValueError(f"{where}: unregistered result key(s) {', '.join(sorted(bad))}; register them in "
+        raise DataError(f"{where}: unregistered result key(s) {', '.join(sorted(bad))}; register them in "
                          "negation_encoder.results.REGISTRY")
     wrong = [k for k, v in metrics.items() if not _is_number(v)]
     if wrong:
-        raise ValueError(f"{where}: key(s) {', '.join(wrong)} must be numbers (or null), got "
+        raise DataError(f"{where}: key(s) {', '.join(wrong)} must be numbers (or null), got "
                          f"{', '.join(type(metrics[k]).__name__ for k in wrong)}")
     return dict(metrics)
 
@@ -155,7 +202,7 @@ def read_results(path) -> dict | None:
         return None
     obj = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: not an eval_results.json of schema {SCHEMA!r} (got "
+        raise DataError(f"{path}: not an eval_results.json of schema {SCHEMA!r} (got "
                          f"{obj.get('schema') if isinstance(obj, dict) else type(obj).__name__!r})")
     _check_metrics({k: v for k, v in obj.items() if k not in _RESERVED}, str(path))
     return obj

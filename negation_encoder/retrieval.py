@@ -19,6 +19,7 @@ import torch
 
 from .devices import resolve_device
 from .encoding import encode_images, encode_texts
+from .errors import InputError
 from .split_scorer import SplitScorer
 
 ROUTES = ("plain", "split")
@@ -53,7 +54,7 @@ class NegationRetriever:
         """Embed images (PIL or arrays) once and append them to the gallery; `keys` name them (default: index)."""
         keys = list(keys) if keys is not None else list(range(len(self.keys), len(self.keys) + len(images)))
         if len(keys) != len(images):
-            raise ValueError(f"{len(images)} images but {len(keys)} keys")
+            raise InputError(f"{len(images)} images but {len(keys)} keys")
         emb = encode_images(self.model, self.image_processor, list(images), batch_size=self.batch_size)
         self.gallery = torch.cat([self.gallery, emb])
         self.keys += keys
@@ -65,12 +66,12 @@ class NegationRetriever:
     def scores(self, queries: Sequence[str], route: str = "plain") -> torch.Tensor:
         """(queries, gallery) scores: cosines, or split scores."""
         if route not in ROUTES:
-            raise ValueError(f"route must be one of {', '.join(ROUTES)}, got {route!r}")
+            raise InputError(f"route must be one of {', '.join(ROUTES)}, got {route!r}")
         queries = list(queries)
         if route == "plain":
             return self._encode(queries) @ self.gallery.T
         if self.scorer is None:
-            raise ValueError("the split route needs a SplitScorer (fitted on training data): pass scorer=, or load a "
+            raise InputError("the split route needs a SplitScorer (fitted on training data): pass scorer=, or load a "
                              "folder that holds split_scorer.json")
         return self.scorer.similarity(self.gallery, self.scorer.encode(queries, self._encode)).T
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError
+from .errors import DataError, InputError
 from .splitting import RuleSplitter
 
 CONCEPT_TEMPLATE = "a photo of a {}"
@@ -164,7 +164,7 @@ def fit_split_weight_on_records(model, tokenizer, image_processor, records: Sequ
         pick = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:limit].tolist()
         items = [items[i] for i in sorted(pick)]
     if not items:
-        raise ValueError("no record with foils to fit the split weight on")
+        raise DataError("no record with foils to fit the split weight on")
     width = max(len(c[0]) for _, c in items)
     keys = list(dict.fromkeys(rec.image for rec, _ in items))
     image_emb = encode_images(model, image_processor, [load_image(k) for k in keys])

@@ -30,15 +30,15 @@ class Interval:
         return {"mean": self.mean, "ci95": [self.low, self.high], "n": self.n}
 
 
-def bootstrap_mean(values_by_unit: Mapping[Hashable, Sequence[float]], n_boot: int = 2000, seed: int = 0,
+def bootstrap_mean(values_by_unit: Mapping[Hashable, Sequence[float]], resamples: int = 2000, seed: int = 0,
                    level: float = 0.95) -> Interval:
     """Mean over all values, and a percentile interval from resampling units with replacement.
 
     Each resample draws as many units as there are, concatenates their values and takes the mean, so a
     unit with more values weighs more, as it does in the point estimate.
     """
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
     units = [np.asarray(values_by_unit[k], dtype=float) for k in sorted(values_by_unit) if len(values_by_unit[k])]
     if not units:
         raise ValueError("bootstrap needs at least one unit with at least one value")
@@ -46,14 +46,14 @@ def bootstrap_mean(values_by_unit: Mapping[Hashable, Sequence[float]], n_boot: i
     counts = np.array([len(u) for u in units], dtype=float)
     point = float(sums.sum() / counts.sum())
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(units), size=(n_boot, len(units)))
+    draws = rng.integers(0, len(units), size=(resamples, len(units)))
     boot = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
     alpha = (1.0 - level) / 2
     low, high = np.quantile(boot, [alpha, 1.0 - alpha])
-    return Interval(point, float(low), float(high), len(units), n_boot, seed)
+    return Interval(point, float(low), float(high), len(units), resamples, seed)
 
 
-def paired_difference(scores_a: Mapping[tuple, float], scores_b: Mapping[tuple, float], n_boot: int = 2000,
+def paired_difference(scores_a: Mapping[tuple, float], scores_b: Mapping[tuple, float], resamples: int = 2000,
                       seed: int = 0, level: float = 0.95) -> Interval:
     """b minus a over the keys both score; keys are (unit, replicate) tuples, e.g. (prompt, seed), and
     the bootstrap resamples units."""
@@ -63,7 +63,7 @@ def paired_difference(scores_a: Mapping[tuple, float], scores_b: Mapping[tuple, 
     by_unit: dict = {}
     for key in common:
         by_unit.setdefault(key[0], []).append(float(scores_b[key]) - float(scores_a[key]))
-    return bootstrap_mean(by_unit, n_boot=n_boot, seed=seed, level=level)
+    return bootstrap_mean(by_unit, resamples=resamples, seed=seed, level=level)
 
 
 def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 1000, seed: int = 0,
@@ -75,4 +75,4 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 10
         raise ValueError("no paired samples to compare")
     width = len(str(len(a)))
     return bootstrap_mean({f"{i:0{width}d}": [float(y) - float(x)] for i, (x, y) in enumerate(zip(a, b, strict=True))},
-                          n_boot=resamples, seed=seed, level=level)
+                          resamples=resamples, seed=seed, level=level)

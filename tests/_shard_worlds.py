@@ -55,7 +55,7 @@ def t2i_args(world: Path, out: Path, command: str = "negscore", *extra: str) -> 
     arms = [] if command == "compare" else ["--arms", "base,swapped"]
     return ["t2i", command, "--prompts", str(world / "prompts.json"), "--pipeline", str(world / "sd"),
             "--encoder", str(world / "enc"), "--judge", str(world / "blip"), "--seeds", "0,1", *arms,
-            "--steps", "2", "--height", "32", "--width", "32", "--no-progress", "--n-boot", "200",
+            "--steps", "2", "--height", "32", "--width", "32", "--no-progress", "--resamples", "200",
             "--batch-size", "2", "--device", "cpu", "--out", str(out), *extra]
 
 

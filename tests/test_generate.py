@@ -361,7 +361,7 @@ def test_pipeline_attaches_mined_distractor_images(coco, tmp_path):
     stats = run_pipeline(items, out, PipelineConfig("p1", distractors_per_record=2), _FixedLLM(), _NoForkMLLM(),
                          progress=False, distractors=miner)
     (rec,) = read_records(out)
-    assert rec.extra["distractor_images"] == ["a.jpg", "d.jpg"] and rec.image not in rec.extra["distractor_images"]
+    assert rec.distractor_images == ["a.jpg", "d.jpg"] and rec.image not in rec.distractor_images
     assert rec.provenance["distractor_source"] == "coco-instances-miner"
     assert stats.stages["distractor_images"] == 2
 

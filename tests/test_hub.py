@@ -43,16 +43,112 @@ def test_card_metadata_and_round_trip(folder, tmp_path):
     assert data["license"] == "mit" and data["library_name"] == "transformers"
     assert data["datasets"] == ["negation-encoder/testbed"]
     assert "negation" in data["tags"]
-    results = {(r.dataset_name, r.metric_name, r.dataset_type): r.metric_value for r in again.data.eval_results}
-    assert results == {("negation-encoder testbed world", "accuracy", "negation-encoder/testbed"): 0.9,
-                       ("VALSE existence", "pairwise accuracy (acc_r)", "Heidelberg-NLP/VALSE"): 0.8}
-    assert any(r.task_name.startswith("Existence caption vs foil") and r.metric_value == 0.95
-               for r in again.data.eval_results)
-    assert "| negation-encoder testbed world: Negated multiple choice (NegBench wording) (accuracy) | 0.900 | 0.300 |" \
-        in again.text
+    results = {(r.task_name, r.dataset_name, r.metric_name, r.dataset_type): r.metric_value
+               for r in again.data.eval_results}
+    assert results == {
+        ("Negated multiple choice (NegBench wording)", "negation-encoder testbed world: MCQ twin", "accuracy",
+         "negation-encoder/testbed"): 0.9,
+        ("Existence caption vs foil (VALSE-style)", "negation-encoder testbed world: existence twin",
+         "pairwise accuracy (acc_r)", "negation-encoder/testbed"): 0.95,
+        ("Existence caption vs foil", "VALSE existence", "pairwise accuracy (acc_r)", "Heidelberg-NLP/VALSE"): 0.8}
+    assert "| negation-encoder testbed world: MCQ twin: Negated multiple choice (NegBench wording) (accuracy) | " \
+        "0.900 | 0.300 |" in again.text
     assert 'CLIPModel.from_pretrained("org/neg-clip")' in again.text
     assert "/home/me" not in again.text and "p1.jsonl" in again.text, "a local path leaked into the card"
     assert '{"mcq": 1.0}' in again.text
+
+
+# Every registered key, by hand: (task name, dataset name, metric name). Two keys share an entry only where
+# they are one benchmark's numbers (NegBench's templates, one retrieval set's Recall@k).
+MCQ = "Negated multiple-choice caption selection"
+WORLD = "negation-encoder testbed world: "
+EXPECTED_CARD = {
+    "valse_existence": ("Existence caption vs foil", "VALSE existence", "pairwise accuracy (acc_r)"),
+    "negrefcocog": ("Negated referring expression box selection", "NegRefCOCOg", "accuracy"),
+    **{f"negbench_mcq_{src}{sfx}": (MCQ, name, metric)
+       for src, name in (("coco", "NegBench MCQ COCO (val2017)"), ("voc", "NegBench MCQ VOC2007"))
+       for sfx, metric in (("", "accuracy"), ("_positive", "accuracy (positive template)"),
+                           ("_negative", "accuracy (negative template)"), ("_hybrid", "accuracy (hybrid template)"))},
+    **{f"{prefix}_r{k}": (task, name, f"Recall@{k}") for k in (1, 5, 10)
+       for prefix, task, name in (
+           ("negbench_negated", "Negated text-to-image retrieval", "NegBench negated retrieval COCO (val2017)"),
+           ("negbench_plain", "Text-to-image retrieval", "NegBench retrieval COCO (val2017)"),
+           ("coco", "Text-to-image retrieval", "COCO Karpathy test"))},
+    "zeroshot_top1": ("Zero-shot classification", "ImageNet-style zero-shot", "top-1 accuracy"),
+    "world_existence": ("Existence caption vs foil (VALSE-style)", WORLD + "existence twin",
+                        "pairwise accuracy (acc_r)"),
+    **{f"world_mcq{sfx}": ("Negated multiple choice (NegBench wording)", WORLD + "MCQ twin", metric)
+       for sfx, metric in (("", "accuracy"), ("_positive", "accuracy (positive template)"),
+                           ("_negative", "accuracy (negative template)"), ("_hybrid", "accuracy (hybrid template)"))},
+    "world_pairwise": ("Negated referring expression, two objects", WORLD + "referring-expression twin",
+                       "referred-object accuracy"),
+    "world_retrieval_negated_r5": ("Negated text-to-image retrieval", WORLD + "negated retrieval twin",
+                                   "Recall@5 (any valid image)"),
+    "world_retrieval_negated_group_top1": ("Negated retrieval among counterfactuals",
+                                           WORLD + "negated retrieval twin, counterfactual groups",
+                                           "group top-1 accuracy"),
+    "world_retrieval_plain_r5": ("Text-to-image retrieval", WORLD + "plain retrieval twin", "Recall@5"),
+    "world_heldout_existence": ("Existence with held-out cue words", WORLD + "held-out-cue existence twin",
+                                "pairwise accuracy (acc_r), held-out cues"),
+    "world_heldout_mcq": ("Multiple choice with held-out cue words", WORLD + "held-out-cue MCQ twin",
+                          "accuracy, held-out cues"),
+    "world_zeroshot": ("Zero-shot classification", WORLD + "zero-shot twin", "top-1 accuracy"),
+}
+
+
+def test_card_gives_every_benchmark_its_own_model_index_entry(tmp_path):
+    """A card from every registered key, read back by huggingface_hub's own parser: each number comes back
+    once, under its own task and dataset and a metric name no other number in that entry has."""
+    import json
+
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard import metadata_load
+
+    from negation_encoder.results import REGISTRY
+
+    assert set(EXPECTED_CARD) == set(REGISTRY), "a registered key this test does not name (or the reverse)"
+    keys = sorted(EXPECTED_CARD)
+    values = {k: round(0.1 + i / 100, 4) for i, k in enumerate(keys)}  # distinct, so a value names its key
+    folder = tmp_path / "enc"
+    folder.mkdir()
+    (folder / "eval_results.json").write_text(json.dumps(make_results(values)))
+    text = str(build_model_card(folder, repo_id="org/neg-clip"))
+    path = tmp_path / "README.md"
+    path.write_text(text)
+
+    by_value = {}
+    for r in ModelCard(text).data.eval_results:
+        assert r.metric_value not in by_value, f"{r.metric_value} read back twice"
+        by_value[r.metric_value] = (r.task_name, r.dataset_name, r.metric_name)
+    assert by_value == {values[k]: EXPECTED_CARD[k] for k in keys}
+
+    entries = metadata_load(path)["model-index"][0]["results"]
+    # 8 papers' benchmarks (VALSE, NegRefCOCOg, MCQ COCO, MCQ VOC, negated / plain NegBench retrieval, COCO,
+    # zero-shot) and 9 twins (existence, MCQ, pairwise, negated retrieval, its groups, plain retrieval, two
+    # held-out, zero-shot)
+    assert len(entries) == 17
+    for e in entries:
+        names = [m["name"] for m in e["metrics"]]
+        assert len(names) == len(set(names)), e
+        for m in e["metrics"]:
+            key = next(k for k in keys if values[k] == m["value"])
+            assert (e["task"]["name"], e["dataset"]["name"], m["name"]) == EXPECTED_CARD[key]
+
+
+def test_registry_check_refuses_keys_that_would_share_an_entry():
+    from negation_encoder.results import CardInfo, check_card_entries
+
+    a = CardInfo("world", "org/set", "text-to-image-retrieval", "Negated retrieval", "Recall@5")
+    check_card_entries({"a": a, "b": CardInfo("world", "org/set", "text-to-image-retrieval", "Negated retrieval",
+                                              "Recall@10")})
+    with pytest.raises(ValueError, match="different tasks or datasets"):
+        check_card_entries({"a": a, "b": CardInfo("world", "org/set", "text-to-image-retrieval", "Group top-1",
+                                                  "group top-1")})
+    with pytest.raises(ValueError, match="metric name"):
+        check_card_entries({"a": a, "b": CardInfo("world", "org/set", "text-to-image-retrieval",
+                                                  "Negated retrieval", "Recall@5")})
+    check_card_entries({"a": a, "b": CardInfo("world", "org/set", "text-to-image-retrieval", "Group top-1",
+                                              "group top-1", dataset_config="groups")})
 
 
 def test_publish_uploads_one_commit_with_mocked_api(folder):

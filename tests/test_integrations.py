@@ -16,6 +16,7 @@ from integrations import (
     swap_text_encoders,
 )
 from negation_encoder.checkpoint.export import export_checkpoint
+from negation_encoder.errors import IncompatibleModelError
 from negation_encoder.testing import tiny
 
 
@@ -67,10 +68,10 @@ def test_swapped_encoder_matches_its_own_prompt_embeds(sd, encoder_folder):
 
 def test_wrong_size_encoder_names_both_sizes(sd):
     wide = tiny.build_clip_text_model(seed=0, text_hidden_size=48)
-    with pytest.raises(ValueError, match="hidden size 48 does not match the UNet's cross_attention_dim 32"):
+    with pytest.raises(IncompatibleModelError, match="hidden size 48 does not match the UNet's cross_attention_dim 32"):
         swap_text_encoders(sd, text_encoder=wide)
     small_vocab = tiny.build_clip_text_model(seed=0, tokenizer=tiny.build_clip_tokenizer(["a"]))
-    with pytest.raises(ValueError, match=r"vocabulary of \d+ tokens but the pipeline's tokenizer has \d+"):
+    with pytest.raises(IncompatibleModelError, match=r"vocabulary of \d+ tokens but the pipeline's tokenizer has \d+"):
         swap_text_encoders(sd, text_encoder=small_vocab)
 
 
@@ -104,7 +105,7 @@ def test_sdxl_swap_both_encoders_and_checks(tmp_path):
     new2 = tiny.build_clip_text_model_with_projection(seed=3, text_hidden_size=32, projection_dim=32)
     swap_text_encoders(pipe, text_encoder_2=new2)
     assert not np.allclose(_run(pipe), before)
-    with pytest.raises(ValueError, match=r"widths 32 \+ 48 = 80 do not match the UNet's cross_attention_dim 64"):
+    with pytest.raises(IncompatibleModelError, match=r"widths 32 \+ 48 = 80 do not match the UNet's cross_attention_dim 64"):
         swap_text_encoders(pipe, text_encoder_2=tiny.build_clip_text_model_with_projection(seed=0, text_hidden_size=48, projection_dim=32))
 
 
@@ -156,9 +157,9 @@ def test_clipseg_swap_identity_change_and_reload(tmp_path):
     again = CLIPSegForImageSegmentation.from_pretrained(tmp_path / "seg").eval()
     with torch.no_grad():
         torch.testing.assert_close(again(**inputs).logits, after)
-    with pytest.raises(ValueError, match="width 48.*CLIPSeg \\(width 32"):
+    with pytest.raises(IncompatibleModelError, match="width 48.*CLIPSeg \\(width 32"):
         swap_clipseg_text_encoder(seg, tiny.build_clip_model(seed=0, text_hidden_size=48))
-    with pytest.raises(TypeError, match="should be CLIPModel or CLIPTextModelWithProjection"):
+    with pytest.raises(IncompatibleModelError, match="should be CLIPModel or CLIPTextModelWithProjection"):
         swap_clipseg_text_encoder(seg, tiny.build_clip_text_model())
 
 
@@ -171,7 +172,7 @@ def test_sd3_clip_encoders_swap_without_t5(tmp_path):
     assert np.array_equal(_run(pipe), before)
     swap_text_encoders(pipe, text_encoder=tiny.build_clip_text_model_with_projection(seed=7, tokenizer=tok, projection_dim=32))
     assert not np.allclose(_run(pipe), before)
-    with pytest.raises(ValueError, match=r"projections 24 \+ 32 = 56 do not match the SD3 transformer's pooled_projection_dim 64"):
+    with pytest.raises(IncompatibleModelError, match=r"projections 24 \+ 32 = 56 do not match the SD3 transformer's pooled_projection_dim 64"):
         swap_text_encoders(pipe, text_encoder=tiny.build_clip_text_model_with_projection(seed=0, tokenizer=tok))
 
 
@@ -189,9 +190,9 @@ def test_flux_clip_encoder_swap():
     assert np.abs(swapped - before).max() <= 3 * noise
     swap_text_encoders(pipe, text_encoder=tiny.build_clip_text_model(seed=5, tokenizer=tok))
     assert np.abs(_run(pipe, max_sequence_length=16) - before).max() > 10 * noise
-    with pytest.raises(ValueError, match="hidden size 48 does not match the Flux transformer's pooled_projection_dim 32"):
+    with pytest.raises(IncompatibleModelError, match="hidden size 48 does not match the Flux transformer's pooled_projection_dim 32"):
         swap_text_encoders(pipe, text_encoder=tiny.build_clip_text_model(seed=0, tokenizer=tok, text_hidden_size=48))
-    with pytest.raises(ValueError, match="T5 encoder"):
+    with pytest.raises(IncompatibleModelError, match="T5 encoder"):
         swap_text_encoders(pipe, text_encoder_2=tiny.build_clip_text_model_with_projection(seed=0, tokenizer=tok))
 
 

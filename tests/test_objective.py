@@ -142,7 +142,7 @@ def _by_hand(setting, order, scale, w) -> torch.Tensor:
                 logits = scale * torch.stack([_vec(t) for t in (true, *e.foils[:2])]) @ im
                 mcq.append(torch.logsumexp(logits, 0) - logits[0])
     total = total + w["mcq"] * torch.stack(mcq).mean()
-    own = [[key[k] for k in records[i].extra.get("distractor_images", [])] if not ex_.presence else []
+    own = [[key[k] for k in records[i].distractor_images or []] if not ex_.presence else []
            for i, ex_ in zip(order, ex, strict=True)]
     k = max(len(d) for d in own)
     dist = torch.stack([images[d + [0] * (k - len(d))] for d in own])

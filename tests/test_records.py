@@ -116,12 +116,58 @@ def test_killed_writer_resumes_without_duplicates_or_gaps(tmp_path):
 def test_distractor_images_are_validated(tmp_path):
     p = tmp_path / "r.jsonl"
     _write_lines(p, [_rec(0, distractor_images=["img7.png", "img8.png"])])
-    assert read_records(p)[0].extra["distractor_images"] == ["img7.png", "img8.png"]
+    rec = read_records(p)[0]
+    assert rec.distractor_images == ["img7.png", "img8.png"] and rec.extra == {}
     for bad, msg in (("img7.png", "must be list, got str"), (["img7.png", 3], r"item\(s\) \[1\] are not"),
+                     (["img7.png", " "], r"non-empty strings; item\(s\) \[1\] are not"),
                      (["img7.png", "img1.png"], "lists the record's own image 'img1.png'")):
         _write_lines(p, [_rec(0), _rec(1, distractor_images=bad)])
         with pytest.raises(RecordError, match=rf"r\.jsonl:2: field 'distractor_images' .*{msg}"):
             read_records(p)
+
+
+def test_extra_positives_are_validated(tmp_path):
+    p = tmp_path / "r.jsonl"
+    _write_lines(p, [_rec(0, extra_positives=["a dog on a street with a bike"])])
+    assert read_records(p)[0].extra_positives == ["a dog on a street with a bike"]
+    for bad, msg in (({"a": 1}, "must be list, got dict"), (["fine", 3], r"item\(s\) \[1\] are not"),
+                     (["", "fine"], r"non-empty strings; item\(s\) \[0\] are not")):
+        _write_lines(p, [_rec(0), _rec(1, extra_positives=bad)])
+        with pytest.raises(RecordError, match=rf"r\.jsonl:2: field 'extra_positives' .*{msg}"):
+            read_records(p)
+
+
+def test_optional_list_fields_round_trip_byte_for_byte(tmp_path):
+    """Files as the pipelines write them (the optional keys after provenance, extra_positives first, only
+    when set; unknown keys last) come back byte for byte; a record without them gains no key."""
+    lines = [
+        json.dumps(_rec(0)),
+        json.dumps(_rec(1, extra_positives=["a dog on a street with a bike"])),
+        json.dumps(_rec(2, distractor_images=["img7.png"])),
+        json.dumps(_rec(3, extra_positives=["a dog on a street with a bike"], distractor_images=["img7.png", "img8.png"],
+                        score=0.5)),
+        json.dumps(_rec(4, distractor_images=[])),
+    ]
+    p = tmp_path / "in.jsonl"
+    p.write_text("".join(line + "\n" for line in lines))
+    recs = read_records(p)
+    assert [(r.extra_positives, r.distractor_images) for r in recs] == [
+        (None, None), (["a dog on a street with a bike"], None), (None, ["img7.png"]),
+        (["a dog on a street with a bike"], ["img7.png", "img8.png"]), (None, [])]
+    assert recs[3].extra == {"score": 0.5}
+    out = tmp_path / "out.jsonl"
+    write_records(out, recs)
+    assert out.read_bytes() == p.read_bytes()
+    assert "extra_positives" not in recs[0].to_dict() and "distractor_images" not in recs[0].to_json()
+
+
+def test_optional_fields_given_with_the_unknown_keys_become_fields():
+    rec = NegationRecord(**{**_rec(0), "extra": {"distractor_images": ["img7.png"], "score": 1}})
+    assert rec.distractor_images == ["img7.png"] and rec.extra == {"score": 1}
+    with pytest.raises(ValueError, match="'distractor_images' given twice"):
+        NegationRecord(**{**_rec(0), "distractor_images": ["img8.png"], "extra": {"distractor_images": ["img7.png"]}})
+    with pytest.raises(ValueError, match="own image 'img0.png'"):
+        NegationRecord(**{**_rec(0), "distractor_images": ["img0.png"]})
 
 
 def test_batched_token_counts_match_one_call_per_text():

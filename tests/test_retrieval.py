@@ -9,6 +9,7 @@ from PIL import Image
 
 from negation_encoder.checkpoint.export import export_checkpoint
 from negation_encoder.encoding import encode_images, encode_texts
+from negation_encoder.errors import InputError
 from negation_encoder.retrieval import NegationRetriever
 from negation_encoder.split_scorer import SplitScorer
 from negation_encoder.testing import tiny
@@ -45,7 +46,7 @@ def test_plain_and_split_routes_match_the_scorer_written_out(folder):
     torch.testing.assert_close(split[1], plain[1], atol=1e-5, rtol=1e-5)  # no negation: plain CLIP
     hits = r.search(queries, k=2, route="split")
     assert [k for k, _ in hits[0]] == [["a", "b", "c", "d", "e"][i] for i in split[0].topk(2).indices.tolist()]
-    with pytest.raises(ValueError, match="route must be one of plain, split"):
+    with pytest.raises(InputError, match="route must be one of plain, split"):
         r.scores(queries, route="stacked")
 
 
@@ -53,6 +54,6 @@ def test_split_route_needs_a_fitted_scorer(folder):
     tok = tiny.build_clip_tokenizer()
     r = NegationRetriever(tiny.build_clip_model(seed=0, tokenizer=tok), tok, tiny.build_clip_image_processor(32))
     r.add_images(_images(2))
-    with pytest.raises(ValueError, match="needs a SplitScorer"):
+    with pytest.raises(InputError, match="needs a SplitScorer"):
         r.scores(["no dog"], route="split")
     assert r.keys == [0, 1]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from integrations import NegativePromptIgnored, SplitRoute, negation_kwargs, segment, swap_text_encoders
+from negation_encoder.errors import InputError
 from negation_encoder.testing import tiny
 
 
@@ -154,7 +155,7 @@ def test_stacking_with_a_swapped_encoder_is_the_same_call_on_the_swapped_pipelin
 
 
 def test_negative_prompt_list_must_match_prompts():
-    with pytest.raises(ValueError, match="2 given for 1 prompts"):
+    with pytest.raises(InputError, match="2 given for 1 prompts"):
         negation_kwargs(_sd(), ["a dog"], negative_prompt=["x", "y"])
 
 
@@ -198,7 +199,7 @@ def test_split_route_equals_the_rule_written_out():
         torch.testing.assert_close(got[i], ref, atol=1e-5, rtol=1e-4)
     plain = segment(model, proc, images, texts, route="plain")
     torch.testing.assert_close(plain[1], got[1])  # no negation: the split route segments the text as is
-    with pytest.raises(ValueError, match="route must be one of plain, split"):
+    with pytest.raises(InputError, match="route must be one of plain, split"):
         segment(model, proc, images, texts, route="product")
 
 

@@ -110,7 +110,7 @@ def test_cli_compare_pairs_samples(world, tmp_path, capsys):
     out = tmp_path / "cmp"
     rc = main(["seg", "compare", "--dataset", "jsonl", "--jsonl", str(world / "data.jsonl"),
                "--model", str(world / "clipseg"), "--encoder", str(world / "encoder"), "--batch-size", "2",
-               "--out", str(out), "--no-progress", "--bootstrap", "200", "--seed", "3"])
+               "--out", str(out), "--no-progress", "--resamples", "200", "--seed", "3"])
     assert rc == 0, capsys.readouterr().err
     c = json.loads((out / "comparison.json").read_text())
     ious = {arm: [json.loads(x)["iou_0.3"] for x in (out / arm / "samples.jsonl").read_text().splitlines()]

@@ -33,7 +33,7 @@ def _commands(worlds: Path, out: Path) -> list[list[str]]:
             t2i_args(worlds / "t2i", out / "compare", "compare", "--limit", "2", "--questions",
                      str(worlds / "t2i" / "qa.json")),  # Neg Score of the four arms, then TIFA of two
             seg_args(worlds / "seg", out / "seg"),
-            seg_args(worlds / "seg", out / "seg_compare", "compare", "--bootstrap", "200"),
+            seg_args(worlds / "seg", out / "seg_compare", "compare", "--resamples", "200"),
             eval_args(worlds / "eval", out / "eval")]
 
 

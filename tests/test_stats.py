@@ -11,10 +11,10 @@ from negation_encoder.stats import bootstrap_mean, paired_bootstrap, paired_diff
 def test_bootstrap_over_units_matches_hand_computed_quantiles():
     # two prompts, means 1 and 0: a resample of two prompts has mean 0 (1/4), 0.5 (1/2) or 1 (1/4),
     # so the 2.5% and 97.5% percentiles are 0 and 1 and the point estimate is 0.5
-    ci = bootstrap_mean({"a": [1, 1], "b": [0, 0]}, n_boot=4000, seed=3)
+    ci = bootstrap_mean({"a": [1, 1], "b": [0, 0]}, resamples=4000, seed=3)
     assert (ci.mean, ci.low, ci.high, ci.n) == (0.5, 0.0, 1.0, 2)
     # identical prompts: every resample has the same mean
-    flat = bootstrap_mean({"a": [1, 0], "b": [0, 1], "c": [1, 0]}, n_boot=500)
+    flat = bootstrap_mean({"a": [1, 0], "b": [0, 1], "c": [1, 0]}, resamples=500)
     assert (flat.mean, flat.low, flat.high) == (0.5, 0.5, 0.5)
 
 
@@ -29,7 +29,7 @@ def test_bootstrap_is_seeded_and_order_free():
 def test_paired_difference_uses_common_pairs_only():
     a = {("p1", 0): 0, ("p1", 1): 1, ("p2", 0): 0, ("p3", 0): 1}
     b = {("p1", 0): 1, ("p1", 1): 1, ("p2", 0): 1}
-    d = paired_difference(a, b, n_boot=200)
+    d = paired_difference(a, b, resamples=200)
     assert d.mean == pytest.approx(2 / 3)  # (+1, 0, +1) over the three shared pairs
     assert d.n == 2
 

@@ -51,7 +51,7 @@ def world(tmp_path_factory):
 def _args(world, out, *extra):
     return ["t2i", "negscore", "--prompts", str(world / "prompts.json"), "--pipeline", str(world / "sd"),
             "--encoder", str(world / "enc"), "--judge", str(world / "blip"), "--seeds", "0,1", "--arms", "base,swapped",
-            "--steps", "2", "--height", "32", "--width", "32", "--no-progress", "--n-boot", "200", "--out", str(out),
+            "--steps", "2", "--height", "32", "--width", "32", "--no-progress", "--resamples", "200", "--out", str(out),
             *extra]
 
 

@@ -25,22 +25,32 @@ def test_summary_per_type_and_cue_from_probabilities():
                rec("base", "p2", 0, [0.3, 0.1], "action", "not"), rec("base", "p2", 1, [0.8, 0.1], "action", "not"),
                rec("swapped", "p1", 0, [0.9, 0.1], "object", "no"), rec("swapped", "p1", 1, [0.9, 0.2], "object", "no"),
                rec("swapped", "p2", 0, [0.6, 0.4], "action", "not"), rec("swapped", "p2", 1, [0.8, 0.9], "action", "not")]
-    s = summarize(records, ["base", "swapped"], n_boot=300)
+    s = summarize(records, ["base", "swapped"], resamples=300)
     assert s["arms"]["base"]["neg_score"] == 0.5 and s["arms"]["swapped"]["neg_score"] == 0.75
     assert s["arms"]["base"]["by_negation_type"] == {"action": {"mean": 0.5, "n_images": 2},
                                                      "object": {"mean": 0.5, "n_images": 2}}
     assert s["arms"]["swapped"]["by_cue"]["no"]["mean"] == 1.0
     assert s["paired"]["swapped - base"]["mean"] == 0.25 and s["paired"]["swapped - base"]["n_pairs"] == 4
-    assert s["bootstrap_unit"] == "prompt"
+    assert s["bootstrap_unit"] == "prompt" and s["bootstrap_resamples"] == 300
     # by hand: base subject yes in 3 of 4 images (0.3 is no), negated yes in 1 (0.8); swapped 4 of 4 and 1 (0.9)
     assert s["arms"]["base"]["subject_rate"] == 0.75 and s["arms"]["base"]["negated_rate"] == 0.25
     assert s["arms"]["swapped"]["subject_rate"] == 1.0 and s["arms"]["swapped"]["negated_rate"] == 0.25
 
 
+def test_report_states_the_resample_count_of_new_and_older_summaries():
+    from eval_t2i.report import markdown_table
+
+    arms = {"base": {"neg_score": 0.5, "ci95": [0.25, 0.75], "n_images": 4, "n_prompts": 2, "by_negation_type": {},
+                     "by_cue": {}}}
+    for key in ("bootstrap_resamples", "n_boot"):  # n_boot: the count's name in summaries already on disk
+        text = markdown_table({"bootstrap_unit": "prompt", key: 321, "bootstrap_seed": 7, "arms": arms})
+        assert "over prompts (321 resamples, seed 7)" in text, key
+
+
 def test_rates_of_an_affirmative_control_leave_the_negated_rate_undefined():
     recs = [{"arm": "base", "key": "c", "seed": i, "probabilities": [p], "negation_type": "none", "cue": "none"}
             for i, p in enumerate((0.9, 0.2, 0.6))]
-    a = summarize(recs, ["base"], n_boot=50)["arms"]["base"]
+    a = summarize(recs, ["base"], resamples=50)["arms"]["base"]
     assert a["subject_rate"] == pytest.approx(2 / 3) and a["negated_rate"] is None and a["neg_score"] == pytest.approx(2 / 3)
 
 

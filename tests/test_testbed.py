@@ -146,7 +146,7 @@ def test_world_distractors_differ_from_the_image_only_by_the_negated_concept(tmp
     assert isinstance(fresh, DistractorSource)
     scenes = {world.image_key(s): s for s in world.scenes}
     for r in recs:
-        keys = r.extra["distractor_images"]
+        keys = r.distractor_images
         scene = scenes[r.image]
         assert len(keys) == 2 and r.image not in keys and len(set(keys)) == 2
         assert fresh.distractors(CaptionItem("x", r.image, r.caption), r.negated_concept, 2) == keys
@@ -178,7 +178,7 @@ def test_p2_distractors_flip_the_answer_and_differ_only_at_the_asked_object(tmp_
     for r in recs:
         scene, item = scenes[r.image], items[r.image]
         kind, value = item.detail["kind"], item.detail["value"]
-        keys = r.extra.get("distractor_images", [])
+        keys = r.distractor_images or []
         taken = {o.cell for o in scene.objects if o.kind != kind}
         if r.negation_type == "relation" and value in taken:
             assert keys == [] and fresh.answer_flipped(item, 2) == []  # no free cell: no exact twin
@@ -214,7 +214,7 @@ def test_compositional_foils_come_with_their_true_twins_in_one_frame(tmp_path):
     scenes = {world.image_key(s): s for s in world.scenes}
     recs = read_records(res["p1"][0])
     pairs = [r for r in recs if "compositional" in r.provenance]
-    assert len(pairs) == len(recs) > 0 and not any("distractor_images" in r.extra for r in recs)
+    assert len(pairs) == len(recs) > 0 and all(r.distractor_images is None for r in recs)
     for r in pairs:
         absent, present = r.provenance["compositional"]
         assert absent == r.negated_concept and r.provenance["compositional_prompt"] == "rewrite_compositional.oracle-v1"
@@ -222,8 +222,8 @@ def test_compositional_foils_come_with_their_true_twins_in_one_frame(tmp_path):
         assert not scene.has(absent) and scene.has(present)  # so "a N but no B" is false, "a B but no N" true
         frames = [f for f in L.COMPOSITIONAL_FORMS
                   if f.format(caption=r.caption, affirm=absent, negate=present) in r.hard_negatives
-                  and f.format(caption=r.caption, affirm=present, negate=absent) in r.extra["extra_positives"]]
-        assert frames, (r.hard_negatives, r.extra)  # foil and twin share one sentence frame
+                  and f.format(caption=r.caption, affirm=present, negate=absent) in r.extra_positives]
+        assert frames, (r.hard_negatives, r.extra_positives)  # foil and twin share one sentence frame
         neg, aff = L.negation_forms(_style(r.id.split(":")[1], absent))  # the pipeline's frame seed
         assert neg.format(caption=r.caption, concept=absent) == r.negated_caption
         assert aff.format(caption=r.caption, concept=absent) in r.hard_negatives  # the minimal foils stay
@@ -240,7 +240,7 @@ def test_corpus_negation_ratio_like_table_1():
 def _record_texts(records) -> list[str]:
     """Every text a record puts in front of the trainer."""
     return [t for r in records for t in (r.caption, r.negated_caption, *r.hard_negatives,
-                                         *r.extra.get("extra_positives", []))]
+                                         *(r.extra_positives or []))]
 
 
 def test_benchmark_wording_never_overlaps_training_rewrites(tmp_path):
@@ -530,7 +530,7 @@ def test_referring_crop_records_are_true_for_their_crop_and_false_for_its_distra
         assert r.negation_type == "attribute" and r.negated_concept != colour and r.source == "crops"
         assert r.negated_caption in {f.format(kind=kind, value=r.negated_concept) for f in L.FINE_TUNING_REFERRING_FORMS}
         own = read_image(Image.open(world.image_root / r.image))
-        other = read_image(Image.open(world.image_root / r.extra["distractor_images"][0]))
+        other = read_image(Image.open(world.image_root / r.distractor_images[0]))
         assert reader_says_yes(own, kind, colour) and not reader_says_yes(own, kind, r.negated_concept), r
         assert reader_says_yes(other, kind, r.negated_concept) and not reader_says_yes(other, kind, colour), r
     assert len({r.negated_caption.replace(r.negated_concept, "{v}") for r in records}) > 4  # forms and kinds vary

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from .. import results as R
+from ..errors import DataError
 from ..runio import atomic_write_json
 from . import layout
 from .card import write_model_card
@@ -76,7 +77,7 @@ def export_checkpoint(clip_model, tokenizer, image_processor, out: str | os.Path
 
 def _check_schema(results: dict) -> None:
     if results.get("schema") != R.SCHEMA:
-        raise ValueError(f"eval results must follow {R.SCHEMA} (negation_encoder.results.make_results)")
+        raise DataError(f"eval results must follow {R.SCHEMA} (negation_encoder.results.make_results)")
 
 
 def write_eval_results(folder: str | os.PathLike, results: dict, split_scorer=None, **card_fields) -> Path:

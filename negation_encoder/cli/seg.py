@@ -22,7 +22,7 @@ def seg_command_parser(subparsers) -> argparse.ArgumentParser:
                             ("compare", "original vs swapped CLIPSeg on the same samples, paired bootstrap interval")):
         c = sub.add_parser(name, help=help_text)
         add_config_arguments(c, DatasetConfig)
-        add_config_arguments(c, SegEvalConfig, skip=() if name == "compare" else ("bootstrap",))
+        add_config_arguments(c, SegEvalConfig, skip=() if name == "compare" else ("resamples",))
         c.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         c.set_defaults(func=seg_command, command=name)
     return parser

@@ -244,7 +244,7 @@ def _attach_distractors(records: list[NegationRecord], batch: list, source: Dist
             stats.rejects["distractors:none_found"] += 1
             continue
         stats.stages["distractor_images"] += len(keys[:k])
-        rec.extra["distractor_images"] = keys[:k]
+        rec.distractor_images = keys[:k]
         rec.provenance["distractor_source"] = source.name
 
 
@@ -260,6 +260,57 @@ def _rewrite_checked(llm, requests, originals, concepts, negated_flags, tokenize
             stats.stages[f"{stage}_ok"] += 1
             result.append(text.strip())
     return result
+
+
+@dataclass
+class _Rewrite:
+    """One caption asked of the LLM, whether it must negate its concept, and the validated text (None: rejected)."""
+
+    request: RewriteRequest
+    negated: bool
+    text: str | None = None
+
+
+def _text(rewrite: _Rewrite | None) -> str | None:
+    return rewrite.text if rewrite else None
+
+
+@dataclass
+class _P1Job:
+    """The rewrites of one (item, absent object), all in one sentence frame: "no obj" (the negated caption),
+    "obj" (a foil); with a present object known, "no present" (a foil) and "present" (true); with
+    compositional, "present but no obj" (false) and its twin "obj but no present" (true)."""
+
+    item: CaptionItem
+    obj: str
+    p_yes: float
+    present: str | None
+    negated: _Rewrite
+    affirmed: _Rewrite
+    present_negated: _Rewrite | None = None
+    present_affirmed: _Rewrite | None = None
+    compositional_false: _Rewrite | None = None
+    compositional_true: _Rewrite | None = None
+
+    @classmethod
+    def plan(cls, it: CaptionItem, obj: str, p_yes: float, present: str | None, style: int,
+             compositional: bool) -> _P1Job:
+        def ask(concept: str, kind: str, negated: bool, detail: dict | None = None) -> _Rewrite:
+            return _Rewrite(RewriteRequest(it.caption, concept, kind, style=style, detail=detail or {}), negated)
+
+        job = cls(it, obj, p_yes, present, ask(obj, "absence", True), ask(obj, "affirm", False))
+        if present:
+            job.present_negated = ask(present, "absence", True)
+            job.present_affirmed = ask(present, "affirm", False)
+            if compositional:
+                job.compositional_false = ask(present, "compositional", True, {"affirm": obj, "negate": present})
+                job.compositional_true = ask(obj, "compositional", True, {"affirm": present, "negate": obj})
+        return job
+
+    def rewrites(self) -> list[_Rewrite]:
+        """The rewrites in the order they are sent."""
+        return [r for r in (self.negated, self.affirmed, self.present_negated, self.present_affirmed,
+                            self.compositional_false, self.compositional_true) if r is not None]
 
 
 def _p1_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
@@ -292,64 +343,44 @@ def _p1_batch(batch, cfg, llm, mllm, tokenizer, stats) -> list[NegationRecord]:
         else:
             stats.rejects["verify:present_or_unsure"] += 1
     # one negated caption and its minimal foils per (item, object), sharing a sentence frame
-    jobs: list[tuple[CaptionItem, str, float, str | None]] = []
-    requests, originals, concepts, negated = [], [], [], []
+    jobs = []
     for idx, found in kept.items():
         it = batch[idx]
         for obj, p_yes in found:
             style = _style(it.id, obj)
             present = it.objects[style % len(it.objects)] if it.objects else None
-            jobs.append((it, obj, p_yes, present))
-            requests += [RewriteRequest(it.caption, obj, "absence", style=style),
-                         RewriteRequest(it.caption, obj, "affirm", style=style)]
-            originals += [it.caption, it.caption]
-            concepts += [obj, obj]
-            negated += [True, False]
-            if present:
-                # the same frame negating a present object (a foil) and affirming it (true): minimal pairs
-                requests += [RewriteRequest(it.caption, present, "absence", style=style),
-                             RewriteRequest(it.caption, present, "affirm", style=style)]
-                originals += [it.caption, it.caption]
-                concepts += [present, present]
-                negated += [True, False]
-            if present and cfg.compositional:
-                # compositional: "a N but no B" (false) beside its true twin "a B but no N", one frame
-                requests += [RewriteRequest(it.caption, present, "compositional", style=style,
-                                            detail={"affirm": obj, "negate": present}),
-                             RewriteRequest(it.caption, obj, "compositional", style=style,
-                                            detail={"affirm": present, "negate": obj})]
-                originals += [it.caption, it.caption]
-                concepts += [present, obj]
-                negated += [True, True]
-    texts = _rewrite_checked(llm, requests, originals, concepts, negated, tokenizer, stats, "rewrite")
-    for i, r in enumerate(requests):  # a compositional caption must name the object it affirms too
-        if r.kind == "compositional" and texts[i] and not mentions(texts[i], r.detail["affirm"]):
+            jobs.append(_P1Job.plan(it, obj, p_yes, present, style, cfg.compositional))
+    rewrites = [r for job in jobs for r in job.rewrites()]
+    texts = _rewrite_checked(llm, [r.request for r in rewrites], [r.request.caption for r in rewrites],
+                             [r.request.concept for r in rewrites], [r.negated for r in rewrites], tokenizer, stats,
+                             "rewrite")
+    for r, text in zip(rewrites, texts, strict=True):
+        r.text = text
+        if r.request.kind == "compositional" and text and not mentions(text, r.request.detail["affirm"]):
+            # a compositional caption must name the object it affirms too
             stats.rejects["rewrite:compositional_no_affirmed"] += 1
-            texts[i] = None
-    records, pos = [], 0
-    for it, obj, p_yes, present in jobs:
-        n = 2 + (2 if present else 0) + (2 if present and cfg.compositional else 0)
-        neg, affirm, *presence = texts[pos: pos + n]
-        pos += n
-        if neg is None:
+            r.text = None
+    records = []
+    for job in jobs:
+        if job.negated.text is None:
             continue
-        foils = [t for t in [affirm, *presence[:1]] if t]
-        positives = [presence[1]] if present and presence[1] else []
+        foils = [t for t in (job.affirmed.text, _text(job.present_negated)) if t]
+        positives = [t for t in (_text(job.present_affirmed),) if t]
         compositional = {}
-        if present and cfg.compositional and presence[2] and presence[3]:  # never a foil without its twin
-            foils.append(presence[2])
-            positives.append(presence[3])
-            compositional = {"compositional": [obj, present],
+        if _text(job.compositional_false) and _text(job.compositional_true):
+            foils.append(job.compositional_false.text)  # never a foil without its twin
+            positives.append(job.compositional_true.text)
+            compositional = {"compositional": [job.obj, job.present],
                              "compositional_prompt": f"rewrite_compositional.{llm.prompt_version}"}
-        elif present and cfg.compositional:
+        elif job.compositional_false:
             stats.rejects["compositional:pair_incomplete"] += 1
-        extra = {"extra_positives": positives} if positives else {}
         records.append(NegationRecord(
-            id=f"{cfg.pipeline}:{it.id}:{obj}", image=it.image, caption=it.caption, negated_caption=neg,
-            negation_type="absence", negated_concept=obj, source=cfg.pipeline, hard_negatives=foils,
-            provenance=_provenance(cfg, llm, mllm,
-                                   p_yes=round(float(p_yes), 4), present_foil=present, **compositional),
-            extra=extra,
+            id=f"{cfg.pipeline}:{job.item.id}:{job.obj}", image=job.item.image, caption=job.item.caption,
+            negated_caption=job.negated.text, negation_type="absence", negated_concept=job.obj, source=cfg.pipeline,
+            hard_negatives=foils,
+            provenance=_provenance(cfg, llm, mllm, p_yes=round(float(job.p_yes), 4), present_foil=job.present,
+                                   **compositional),
+            extra_positives=positives or None,
         ))
     return records
 

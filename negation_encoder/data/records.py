@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import DataError
 from ..runio import atomic_write_text, repair_torn_tail
 
 NEGATION_TYPES = ("absence", "presence", "attribute", "action", "relation")
@@ -29,10 +30,15 @@ _FIELDS: dict[str, tuple[type, bool]] = {
     "source": (str, True),
     "hard_negatives": (list, False),
     "provenance": (dict, False),
+    "extra_positives": (list, False),
+    "distractor_images": (list, False),
 }
+# optional fields written only when set (None: the key is absent), so a record without them round-trips
+# without gaining empty keys
+_OPTIONAL = ("extra_positives", "distractor_images")
 
 
-class RecordError(ValueError):
+class RecordError(DataError):
     """A bad record. `str()` is one line: `FILE:LINE: what was wrong and what was expected`."""
 
     def __init__(self, path: str | os.PathLike, line: int, message: str):
@@ -53,16 +59,28 @@ class NegationRecord:
     source: str
     hard_negatives: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    extra_positives: list[str] | None = None  # further captions true for the image
+    distractor_images: list[str] | None = None  # images with the negated concept: negatives of negated_caption
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept on round trip
 
     def __post_init__(self) -> None:
+        given = [name for name in _OPTIONAL if name in self.extra]
+        for name in given:  # a known field handed in with the unknown keys is taken as the field
+            if getattr(self, name) is not None:
+                raise DataError(f"field {name!r} given twice (as a field and in extra)")
+            setattr(self, name, self.extra[name])
+        if given:
+            self.extra = {k: v for k, v in self.extra.items() if k not in given}
         problem = _check_fields(self.to_dict())
         if problem:
-            raise ValueError(problem)
+            raise DataError(problem)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         extra = out.pop("extra")
+        for name in _OPTIONAL:
+            if out[name] is None:
+                del out[name]
         out.update({k: v for k, v in extra.items() if k not in out})
         return out
 
@@ -73,7 +91,7 @@ class NegationRecord:
     def from_dict(cls, obj: dict[str, Any]) -> NegationRecord:
         problem = _check_fields(obj)
         if problem:
-            raise ValueError(problem)
+            raise DataError(problem)
         known = {k: obj[k] for k in _FIELDS if k in obj}
         extra = {k: v for k, v in obj.items() if k not in _FIELDS}
         return cls(**known, extra=extra)
@@ -97,21 +115,11 @@ def _check_fields(obj: Any) -> str | None:
     bad = [i for i, h in enumerate(obj.get("hard_negatives", [])) if not isinstance(h, str)]
     if bad:
         return f"field 'hard_negatives' must be a list of strings; item(s) {bad} are not"
-    return _check_distractors(obj)
-
-
-def _check_distractors(obj: dict) -> str | None:
-    """`distractor_images` (optional, kept with the unknown keys): non-empty image keys, never the
-    record's own image (a distractor is a negative of the negated caption)."""
-    if "distractor_images" not in obj:
-        return None
-    keys = obj["distractor_images"]
-    if not isinstance(keys, list):
-        return f"field 'distractor_images' must be list, got {type(keys).__name__} ({keys!r:.60})"
-    bad = [i for i, k in enumerate(keys) if not isinstance(k, str) or not k.strip()]
-    if bad:
-        return f"field 'distractor_images' must be a list of non-empty strings; item(s) {bad} are not"
-    if obj["image"] in keys:
+    for name in _OPTIONAL:
+        bad = [i for i, t in enumerate(obj.get(name, [])) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            return f"field {name!r} must be a list of non-empty strings; item(s) {bad} are not"
+    if obj["image"] in obj.get("distractor_images", []):  # a distractor is a negative of the negated caption
         return f"field 'distractor_images' lists the record's own image {obj['image']!r}"
     return None
 

@@ -12,8 +12,6 @@ from collections.abc import Iterable, Mapping
 
 from ..splitting import has_negation_cue
 
-REJECT_REASONS = ("empty", "no_concept", "no_negation_cue", "unchanged", "too_long")
-
 
 def mentions(text: str, concept: str) -> bool:
     """Whole-word, case-insensitive match of the concept (or its head word, e.g. 'traffic light')."""
@@ -57,7 +55,7 @@ def record_texts(rec) -> list[tuple[str, str]]:
     """(field, text) for every text a record contributes to training."""
     out = [("caption", rec.caption), ("negated_caption", rec.negated_caption)]
     out += [("hard_negatives", t) for t in rec.hard_negatives]
-    out += [("extra_positives", t) for t in rec.extra.get("extra_positives", ()) if isinstance(t, str)]
+    out += [("extra_positives", t) for t in rec.extra_positives or () if isinstance(t, str)]
     return out
 
 

@@ -49,7 +49,7 @@ class Example:
 def distractor_keys(rec: NegationRecord) -> tuple[str, ...]:
     """The record's `distractor_images` (images that contain the negated concept and share as much of the
     caption as possible), never its own image."""
-    keys = rec.extra.get("distractor_images", ())
+    keys = rec.distractor_images or ()
     return tuple(str(k) for k in keys if isinstance(k, str) and k != rec.image)
 
 
@@ -67,7 +67,7 @@ def example_from_record(rec: NegationRecord, image_index: int, split: NegationSp
         image=image_index, positive=true_caption(rec), original=rec.caption,
         foils=(rec.negated_caption, *rec.hard_negatives) if presence else tuple(rec.hard_negatives),
         negated_caption=rec.negated_caption, negation_type=rec.negation_type, source=rec.source,
-        extra_positives=tuple(str(t) for t in rec.extra.get("extra_positives", ()) if isinstance(t, str)),
+        extra_positives=tuple(rec.extra_positives or ()),
         distractor_keys=distractor_keys(rec), bare=split.is_bare, has_negation=split.has_negation,
         affirmative=split.affirmative if split.has_negation else None,
         negated=", ".join(split.negated) if split.has_negation else None)
