@@ -1,0 +1,74 @@
+"""Negation cues and the negation splitter: one package for every "does this text negate, and what?".
+
+The cue lexicon (`NEGATION_CUES`, `find_cues`, `has_negation_cue`, `cue_matcher`) is what data
+validation, eval_seg's negation subset and the testbed's corpus statistics check; the splitter turns a
+caption into its affirmative part and its negated concepts. Nothing else in the codebase lists cues.
+
+Training-free rivals of a negation-aware encoder (SpaceVLM's split scoring; LLM-grounded Diffusion's
+and NPC's negative prompts) all start by splitting "a street with no cars" into "a street" and
+["cars"]. The split scorer, the text-to-image negative-prompt arm, the integrations' routes and the
+trainer's loss eligibility import this package, so every route reads a caption the same way.
+
+Modules: `cues` (the lexicon and the lexicalised-negation rule), `types` (`NegationSplit`,
+`NegatedConcept`), `tokens` (the tokeniser and word classes both read), `scope` (cue kinds and the
+phrase readers a scope is built from), `rules` (`RuleSplitter`: the readers per cue kind, the
+affirmative part), `llm` (`LLMSplitter`, its prompt version and answer parsing). Import from the package.
+
+Lexicalised negation is not negation, for the lexicon and the splitter alike (one function decides):
+signs and names ("a no entry sign", "a no parking zone", "a not-for-sale tag", a capitalised "No" inside
+a title, anything quoted or after "says"/"reads"), fixed phrases ("nothing but sand", "not only") and
+"non-"/"un-" words (never cues: the lexicon matches whole words). `cue_matcher(custom_cues)` keeps plain
+whole-word matching: a user's own list means exactly its words.
+
+`RuleSplitter`'s scope rules (each negation removes a span of the caption and names concepts):
+
+- a determiner cue ("no", "nor"), a preposition cue ("without", "lacking", "free of", "devoid of") and
+  "there is no" negate one noun phrase, or a list of them ("no cars, buses or bikes", "neither X nor
+  Y", "no cars and buses": a bare noun after "and" continues the list, "and a bus" affirms a bus);
+- the noun phrase keeps "of", "with", "for" and "to" complements ("no cup of tea") and ends before
+  whatever follows it: a place, time or manner modifier ("at sunset", "on the table", "riding a bike",
+  "slowly", "today"), a relative clause or a new clause. What follows stays in the affirmative part: it
+  is read as describing the affirmed subject ("a boy without a hat riding a bike" -> "a boy riding a
+  bike"). When the negation opened the sentence, a left-over leading preposition goes, so the place
+  becomes the affirmed subject ("neither a fork nor a knife on the plate" -> "the plate");
+- scene fillers after a negated phrase ("here", "at all", "in sight", "in the picture", "on it") go with
+  the negation; so do the connectors that only served it ("with", "and", "that does", ", but");
+- "not"/"n't"/"never" read what follows: a determiner -> an object ("not a cat"); a preposition -> a
+  relation, named with its subject ("a cat not on the sofa" -> "cat on the sofa"), because "on the sofa"
+  alone names nothing a negative prompt or a concept embedding could use; a verb ("not running",
+  "doesn't bark") -> an action, the verb phrase alone ("wearing a hat"), as Neg Score questions ask it
+  of the subject; an adjective ("the cup that is not red", "the dog isn't brown", "a not white cat")
+  -> an attribute, named with its noun ("red cup") for the same reason as relations;
+- a negated noun phrase whose head noun the affirmative part also names is an attribute negation
+  ("a cup, but not the red one" -> "red cup"; "not the red cup, the other cup"): the thing is there,
+  one of its kinds is not;
+- "except": "everything"/"all"/"anything" before it affirms nothing depictable and goes with the
+  negation ("a fruit bowl with everything except grapes" -> "a fruit bowl", ["grapes"]); a real noun
+  phrase stays ("all the chairs except the red one" -> "all the chairs", ["red chairs"]);
+- "none of the X are P" affirms the X and negates P of them; "none of the X" alone negates the X;
+- "nobody"/"no one" negate "people", "nothing" negates "objects";
+- postfix cues ("X is missing", "with the X missing", "X is absent from ...") negate the phrase before
+  them; "from PLACE" names the affirmed place when the negation opened the sentence ("A chair is missing
+  from this room" -> "this room"), and goes with the negation otherwise;
+- "not X but Y" keeps Y and drops the "but" ("not a cat but a dog" -> "a dog", "a yard with no cats but
+  two dogs" -> "a yard with two dogs"); so does "and" before a verbless phrase when the negation took a
+  "with" ("a cup with no handle and chipped edges" -> "a cup with chipped edges").
+
+A caption that affirms nothing ("there is no dog", "a photo with no fork here") has the affirmative
+part `EMPTY_AFFIRMATIVE`; the trainer reads `has_negation and affirmative == EMPTY_AFFIRMATIVE` as a
+bare negation (`NegationSplit.is_bare`).
+
+`LLMSplitter` asks a chat model through the data pipelines' backends (versioned prompt, JSON answer,
+the same `NegationSplit` with types) and falls back to the rules when the answer is malformed, counting
+how often.
+"""
+
+from .cues import NEGATION_CUES, cue_matcher, find_cues, has_negation_cue
+from .llm import LLM_PROMPT_VERSION, LLMSplitter, parse_split_answer
+from .rules import RuleSplitter, split_negation
+from .types import EMPTY_AFFIRMATIVE, NegatedConcept, NegationSplit
+
+__all__ = [
+    "EMPTY_AFFIRMATIVE", "LLM_PROMPT_VERSION", "NEGATION_CUES", "LLMSplitter", "NegatedConcept", "NegationSplit",
+    "RuleSplitter", "cue_matcher", "find_cues", "has_negation_cue", "parse_split_answer", "split_negation",
+]
