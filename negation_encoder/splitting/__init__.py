@@ -58,6 +58,10 @@ A caption that affirms nothing ("there is no dog", "a photo with no fork here") 
 part `EMPTY_AFFIRMATIVE`; the trainer reads `has_negation and affirmative == EMPTY_AFFIRMATIVE` as a
 bare negation (`NegationSplit.is_bare`).
 
+Where a cue's scope cannot be read, the rule splitter leaves the caption whole rather than guess, and
+says why in `NegationSplit.unsure`: such a split negates nothing, so the negative-prompt routes, split
+scoring and the trainer's eligibility all read the text as written.
+
 `LLMSplitter` asks a chat model through the data pipelines' backends (versioned prompt, JSON answer,
 the same `NegationSplit` with types) and falls back to the rules when the answer is malformed, counting
 how often.

@@ -299,6 +299,8 @@ class RuleSplitter:
                 r.removed[k] = False
             scopes.append(scope)
             i = max(scope.end, i + 1)
+        if r.unsure is not None:
+            return NegationSplit(text, text.strip(), unsure=r.unsure)
         if not scopes:
             return NegationSplit(text, text.strip())
         kept = _trim(t, [k for k in range(r.n) if not r.removed[k]], r.removed)

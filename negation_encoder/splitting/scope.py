@@ -84,6 +84,7 @@ class _PhraseReader:
         self.n = len(t)
         self.blocked = _lexicalised(t)
         self.removed = [False] * self.n
+        self.unsure: str | None = None  # why a cue's scope cannot be read: the caption stays whole
 
     # ---- token classes
     def cue(self, k: int) -> tuple[str, int] | None:

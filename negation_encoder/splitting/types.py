@@ -29,7 +29,11 @@ class NegationSplit:
     `negated`, `negation_types` and `concept_cues` run in parallel (one entry per concept; `concepts`
     zips them); `cues` lists each cue occurrence once ("neither X nor Y" has one cue, two concepts).
     Types and concept cues may be left out: types default to "object", a single cue applies to every
-    concept."""
+    concept.
+
+    `unsure` says why a splitter that found a cue left the caption whole instead of guessing its scope
+    ("never seen before: a purple cow"): such a split negates nothing (`has_negation` is false, the
+    affirmative part is the caption), so every route reads the text as written; None otherwise."""
 
     text: str
     affirmative: str
@@ -37,9 +41,12 @@ class NegationSplit:
     cues: tuple[str, ...] = ()
     negation_types: tuple[str, ...] = ()
     concept_cues: tuple[str, ...] = ()
+    unsure: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.negated)
+        if self.unsure is not None and n:
+            raise ValueError(f"an unsure split negates nothing, got {n} negated concepts ({self.unsure})")
         types = tuple(self.negation_types) or ("object",) * n
         cues = tuple(self.cues)
         per = tuple(self.concept_cues) or (cues * n if len(cues) == 1 else cues if len(cues) == n else ("",) * n)
@@ -71,11 +78,12 @@ class NegationSplit:
         return {"text": self.text, "affirmative": self.affirmative, "negated": list(self.negated),
                 "cues": list(self.cues), "negation_types": list(self.negation_types),
                 "concepts": [c.to_dict() for c in self.concepts], "has_negation": self.has_negation,
-                "is_bare": self.is_bare}
+                "is_bare": self.is_bare, "unsure": self.unsure}
 
     @classmethod
     def from_dict(cls, d: dict) -> NegationSplit:
         concepts = d.get("concepts") or [{"text": t} for t in d.get("negated", [])]
         return cls(d["text"], d["affirmative"], tuple(c["text"] for c in concepts), tuple(d.get("cues", ())),
-                   tuple(c.get("type", "object") for c in concepts), tuple(c.get("cue", "") for c in concepts))
+                   tuple(c.get("type", "object") for c in concepts), tuple(c.get("cue", "") for c in concepts),
+                   d.get("unsure"))
 
