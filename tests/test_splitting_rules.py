@@ -58,6 +58,15 @@ LEXICALISED = [  # names, signs, fixed phrases and non-/un- words negate nothing
     ("without a doubt the tallest tree here", "without a doubt the tallest tree here", [], []),
     ("a knot on a rope", "a knot on a rope", [], []),
     ("a nobleman in armour", "a nobleman in armour", [], []),
+    # comparatives bound a number or a degree: nothing is absent
+    ("a table with no more than two cups", "a table with no more than two cups", [], []),
+    ("a room with no fewer than three chairs", "a room with no fewer than three chairs", [], []),
+    ("a jar with no less than ten cookies", "a jar with no less than ten cookies", [], []),
+    ("not more than three birds on a wire", "not more than three birds on a wire", [], []),
+    ("a shed that is nothing more than a box", "a shed that is nothing more than a box", [], []),
+    ("a puppy no bigger than a shoe", "a puppy no bigger than a shoe", [], []),
+    ("not just a cat on the sofa", "not just a cat on the sofa", [], []),
+    ("not merely a garden but a forest", "not merely a garden but a forest", [], []),
 ]
 
 QUANTIFIERS = [  # except, neither ... nor, none of, not a single, lists

@@ -16,8 +16,9 @@ affirmative part), `llm` (`LLMSplitter`, its prompt version and answer parsing).
 
 Lexicalised negation is not negation, for the lexicon and the splitter alike (one function decides):
 signs and names ("a no entry sign", "a no parking zone", "a not-for-sale tag", a capitalised "No" inside
-a title, anything quoted or after "says"/"reads"), fixed phrases ("nothing but sand", "not only") and
-"non-"/"un-" words (never cues: the lexicon matches whole words). `cue_matcher(custom_cues)` keeps plain
+a title, anything quoted or after "says"/"reads"), fixed phrases ("nothing but sand", "not only", "not
+just"), comparatives, which bound a number or a degree ("no more than two cups", "no fewer than",
+"nothing less than", "a dog no bigger than a cat"), and "non-"/"un-" words (never cues: the lexicon matches whole words). `cue_matcher(custom_cues)` keeps plain
 whole-word matching: a user's own list means exactly its words.
 
 `RuleSplitter`'s scope rules (each negation removes a span of the caption and names concepts):

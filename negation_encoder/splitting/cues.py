@@ -74,7 +74,10 @@ _SAY_VERBS = frozenset({"says", "say", "saying", "said", "reads", "reading", "re
                         "spelling"})
 _FIXED = (("nothing", "but"), ("none", "other", "than"), ("not", "only"), ("not", "just"), ("no", "doubt"),
           ("no", "matter"), ("not", "to", "mention"), ("never", "mind"), ("no", "wonder"), ("no", "sooner"),
-          ("without", "a", "doubt"))
+          ("without", "a", "doubt"), ("not", "merely"))
+# "no more than two cups" counts the cups, "no bigger than a cat" sizes the dog: comparatives bound a
+# quantity or a degree, they never say something is absent
+_COMPARATIVE_QUANTITIES = frozenset({"more", "less", "fewer"})
 _TITLE_CUES = frozenset({"No", "Not", "Never", "Nothing", "None", "Nobody"})
 _HYPHEN_CUES = frozenset({"no", "not", "never", "none", "nothing"})
 
@@ -127,7 +130,15 @@ def _title(t: _Text, k: int) -> bool:
 
 
 def _fixed(t: _Text, k: int) -> bool:
-    return any(t.low[k: k + len(f)] == f for f in _FIXED)
+    return any(t.low[k: k + len(f)] == f for f in _FIXED) or _comparative(t, k)
+
+
+def _comparative(t: _Text, k: int) -> bool:
+    """'no more than', 'not fewer than', 'nothing less than', 'no bigger than'."""
+    w, nxt = t.at(k), t.at(k + 1)
+    if t.at(k + 2) != "than" or w not in ("no", "not", "nothing"):
+        return False
+    return nxt in _COMPARATIVE_QUANTITIES or (w == "no" and len(nxt) > 3 and nxt.endswith("er"))
 
 
 def _lexicalised(t: _Text) -> frozenset[int]:
