@@ -93,6 +93,15 @@ QUANTIFIERS = [  # except, neither ... nor, none of, not a single, lists
     ("a cup with no handle and chipped edges", "a cup with chipped edges", ["handle"], [OBJ]),
     ("a street with no cars and a single bus", "a street with a single bus", ["cars"], [OBJ]),
     ("a desk with no lamp and the chair is red", "a desk and the chair is red", ["lamp"], [OBJ]),
+    # a noun with modifiers of its own after "and" is affirmed; a lone bare noun continues the list
+    ("a street with no cars and beautiful tall houses", "a street with beautiful tall houses", ["cars"], [OBJ]),
+    ("a park with no dogs and green trees", "a park with green trees", ["dogs"], [OBJ]),
+    ("a beach with no people and white sand", "a beach with white sand", ["people"], [OBJ]),
+    ("a sky with no clouds and bright stars", "a sky with bright stars", ["clouds"], [OBJ]),
+    ("no dogs and green trees", "green trees", ["dogs"], [OBJ]),
+    ("a lake without boats and tall reeds", "a lake with tall reeds", ["boats"], [OBJ]),
+    ("a street with no cars, buses and tall houses", "a street with tall houses", ["cars", "buses"], [OBJ, OBJ]),
+    ("a desk with no pens and papers on it", "a desk", ["pens", "papers"], [OBJ, OBJ]),
 ]
 
 TYPES = [  # attributes, actions, relations, the world's referring forms

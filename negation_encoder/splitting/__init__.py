@@ -25,7 +25,9 @@ whole-word matching: a user's own list means exactly its words.
 
 - a determiner cue ("no", "nor"), a preposition cue ("without", "lacking", "free of", "devoid of") and
   "there is no" negate one noun phrase, or a list of them ("no cars, buses or bikes", "neither X nor
-  Y", "no cars and buses": a bare noun after "and" continues the list, "and a bus" affirms a bus);
+  Y", "no cars and buses": a lone bare noun after "and" continues the list); after "and", a determiner
+  ("and a bus") or a noun with modifiers of its own ("and green trees", "and beautiful tall houses")
+  starts an affirmed phrase;
 - the noun phrase keeps "of", "with", "for" and "to" complements ("no cup of tea") and ends before
   whatever follows it: a place, time or manner modifier ("at sunset", "on the table", "riding a bike",
   "slowly", "today"), a relative clause or a new clause. What follows stays in the affirmative part: it
@@ -53,7 +55,9 @@ whole-word matching: a user's own list means exactly its words.
   from this room" -> "this room"), and goes with the negation otherwise;
 - "not X but Y" keeps Y and drops the "but" ("not a cat but a dog" -> "a dog", "a yard with no cats but
   two dogs" -> "a yard with two dogs"); so does "and" before a verbless phrase when the negation took a
-  "with" ("a cup with no handle and chipped edges" -> "a cup with chipped edges").
+  "with" ("a cup with no handle and chipped edges" -> "a cup with chipped edges", "a park with no dogs
+  and green trees" -> "a park with green trees"); after "without", a determiner-less phrase is affirmed
+  with "with" said for the cue ("a lake without boats and tall reeds" -> "a lake with tall reeds").
 
 A caption that affirms nothing ("there is no dog", "a photo with no fork here") has the affirmative
 part `EMPTY_AFFIRMATIVE`; the trainer reads `has_negation and affirmative == EMPTY_AFFIRMATIVE` as a

@@ -34,6 +34,8 @@ from .tokens import (
 )
 from .types import EMPTY_AFFIRMATIVE, NegationSplit
 
+_Edit = tuple[list[int], list[int], dict[int, str]]  # tokens to remove, to restore, to say as another word
+
 
 class _Reader(_PhraseReader):
     """Reads the negations of one caption, left to right, into `_Scope`s (see the package docstring)."""
@@ -234,24 +236,40 @@ class _Reader(_PhraseReader):
         return _Scope(i, end, cue, ((self.t.slice(j, end), "attribute"),), keep=frozenset({end - 1}))
 
     # ---- a following "but": "not a cat but a dog", "no cats but two dogs"
-    def contrast(self, scope: _Scope) -> tuple[list[int], list[int]]:
-        """(tokens to remove, lead tokens to restore) for a contrastive 'but' after a scope."""
+    def contrast(self, scope: _Scope) -> _Edit:
+        """(tokens to remove, lead tokens to restore, tokens said as another word) for a contrastive 'but',
+        or an 'and' before an affirmed phrase, after a scope."""
         e = scope.end
         but = [e, e + 1] if self.t.at(e) == "," and self.t.at(e + 1) == "but" else [e] if self.t.at(e) == "but" else []
         with_lead = [k for k in scope.lead if self.t.at(k) == "with"]
         if not but and self.t.at(e) == "and" and with_lead and self.affirmed_phrase(e + 1):
-            return [e], with_lead  # "a cup with no handle and chipped edges" -> "a cup with chipped edges"
+            return [e], with_lead, {}  # "a cup with no handle and chipped edges" -> "a cup with chipped edges"
+        if not but and self.t.at(e) == "and" and self.bare_noun(e + 1) and self.affirmed_phrase(e + 1):
+            with_cue = self.as_with(scope)  # "a lake without boats and tall reeds" -> "a lake with tall reeds"
+            return ([e], [], with_cue) if with_cue else ([], [], {})
         if not but:
-            return [], []
+            return [], [], {}
         after = but[-1] + 1
         if after >= self.n or self.cue(after) is not None or self.t.at(after) in ("also", "there", "it", "not"):
-            return [], []
+            return [], [], {}
         if self.t.at(after) in ("with", "is", "are"):
-            return but, []
+            return but, [], {}
         restore = [k for k in scope.lead if self.t.at(k) in _COPULAS | _RELATIVES | {"with"}]
         if any(self.t.at(k) in _DO | _HAVE | _MODALS for k in scope.lead):
             restore = []
-        return but, restore
+        return but, restore, {}
+
+    def as_with(self, scope: _Scope) -> dict[int, str]:
+        """A 'without' that opens a scope said as 'with', for the affirmed phrase after the scope to hang
+        on; nothing when the scope opens the caption (the phrase then stands alone)."""
+        i = scope.start + len(scope.lead)
+        if self.t.at(i) != "without" or self.opening(scope.start):
+            return {}
+        return {i: self.t.words[i][:4]}
+
+    def opening(self, k: int) -> bool:
+        """Nothing affirmed before token k: it opens the caption, or earlier scopes removed all before it."""
+        return all(self.removed[m] or self.punct(m) for m in range(k))
 
 
     def affirmed_phrase(self, k: int) -> bool:
@@ -292,11 +310,13 @@ class RuleSplitter:
                 continue
             for k in range(scope.start, scope.end):
                 r.removed[k] = k not in scope.keep
-            drop, restore = r.contrast(scope)
+            drop, restore, say = r.contrast(scope)
             for k in drop:
                 r.removed[k] = True
             for k in restore:
                 r.removed[k] = False
+            for k, word in say.items():
+                r.removed[k], r.say[k] = False, word
             scopes.append(scope)
             i = max(scope.end, i + 1)
         if r.unsure is not None:
@@ -304,7 +324,7 @@ class RuleSplitter:
         if not scopes:
             return NegationSplit(text, text.strip())
         kept = _trim(t, [k for k in range(r.n) if not r.removed[k]], r.removed)
-        affirmative = _join(t, kept)
+        affirmative = _join(t, kept, r.say)
         concepts = [[c, kind, s.cue] for s in scopes for c, kind in s.concepts]
         _type_by_shared_head(concepts, {t.low[k] for k in kept})
         return NegationSplit(text, affirmative, tuple(c[0] for c in concepts), tuple(s.cue for s in scopes),
@@ -327,8 +347,9 @@ def _trim(t: _Text, kept: list[int], removed: list[bool]) -> list[int]:
     return kept
 
 
-def _join(t: _Text, kept: list[int]) -> str:
-    """The kept tokens as text: the caption's own spacing inside a kept run, one space between runs."""
+def _join(t: _Text, kept: list[int], say: dict[int, str]) -> str:
+    """The kept tokens as text (`say` gives the word a kept token is said as): the caption's own spacing
+    inside a kept run, one space between runs."""
     if not [k for k in kept if t.low[k] not in _STOP and t.words[k] not in _PUNCT]:
         return EMPTY_AFFIRMATIVE
     out = ""
@@ -337,7 +358,7 @@ def _join(t: _Text, kept: list[int]) -> str:
             out += t.raw[t.spans[k - 1][1]: t.spans[k][0]]
         elif n:
             out += " "
-        out += t.words[k]
+        out += say.get(k, t.words[k])
     out = re.sub(r"\s*(?:\(\s*\)|\[\s*\])", "", out)  # brackets the negation emptied
     out = re.sub(r"\s+([,.;:!?)])", r"\1", out)
     out = re.sub(r"([,;:])(?:\s*[,;:])+", r"\1", out)

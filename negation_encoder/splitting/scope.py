@@ -85,6 +85,7 @@ class _PhraseReader:
         self.blocked = _lexicalised(t)
         self.removed = [False] * self.n
         self.unsure: str | None = None  # why a cue's scope cannot be read: the caption stays whole
+        self.say: dict[int, str] = {}  # kept tokens the affirmative part says as another word
 
     # ---- token classes
     def cue(self, k: int) -> tuple[str, int] | None:
@@ -132,6 +133,12 @@ class _PhraseReader:
         w = self.t.at(k)
         return (k < self.n and w.isalpha() and not self.stops(k) and w not in _STOP and not self.trails(k)
                 and not _is_ed(w))
+
+    def lone_noun(self, k: int) -> bool:
+        """A bare noun that is the whole noun phrase ("and buses", "and knives on the table"); a word before
+        another noun modifies it ("and green trees"): that phrase has its own modifiers, so it is affirmed."""
+        nxt = k + 1
+        return self.bare_noun(k) and (self.stops(nxt) or self.trails(nxt) or self.t.at(nxt) in _NP_PREPS)
 
     # ---- phrase readers: each returns the end (exclusive) of the phrase starting at j
     def noun_phrase(self, j: int) -> int:
@@ -203,7 +210,7 @@ class _PhraseReader:
             return k + 1
         if w == "," and self.list_follows(k, bare_lists):
             return k + 2 if self.t.at(k + 1) in ("or", "nor", "and") else k + 1
-        if w == "and" and bare_lists and self.bare_noun(k + 1):
+        if w == "and" and bare_lists and self.lone_noun(k + 1):
             return k + 1
         return None
 
