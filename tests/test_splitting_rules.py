@@ -75,6 +75,16 @@ QUANTIFIERS = [  # except, neither ... nor, none of, not a single, lists
     ("a classroom with everyone except the teacher", "a classroom", ["teacher"], [OBJ]),
     # a real noun phrase before "except" stays, and "the red one" is one of its kind: an attribute
     ("all the chairs except the red one", "all the chairs", ["red chairs"], [A]),
+    # an exception to a negated object is there: it is affirmed, on the connector the negation took
+    ("a room without any furniture except a chair", "a room with a chair", ["furniture"], [OBJ]),
+    ("a room with no furniture apart from a bed", "a room with a bed", ["furniture"], [OBJ]),
+    ("a street with no cars other than a taxi", "a street with a taxi", ["cars"], [OBJ]),
+    ("a shelf that has no books except a dictionary", "a shelf that has a dictionary", ["books"], [OBJ]),
+    ("no animals besides a cat", "a cat", ["animals"], [OBJ]),
+    ("a garage without tools, aside from a hammer", "a garage with a hammer", ["tools"], [OBJ]),
+    ("a desk that does not have any papers except a letter", "a desk with a letter", ["papers"], [OBJ]),
+    ("a shelf with no books except for one red book", "a shelf with one red book", ["books"], [OBJ]),
+    ("a room with a bed and no chairs except a stool", "a room with a bed and a stool", ["chairs"], [OBJ]),
     # a negation that opens the sentence leaves its place as the affirmed subject
     ("neither a fork nor a knife on the plate", "the plate", ["fork", "knife"], [OBJ, OBJ]),
     ("a garden with neither flowers nor trees", "a garden", ["flowers", "trees"], [OBJ, OBJ]),
@@ -173,6 +183,26 @@ def test_rule_splitter_table(text, affirmative, negated, types):
     # the lexicon agrees with the splitter: a cue that names nothing is no cue
     assert has_negation_cue(text) == s.has_negation
     assert [c.text for c in s.concepts] == negated
+
+
+# Where a cue's scope cannot be read, the caption stays whole and the split says why (`unsure`): the
+# lexicon still sees the cue, the splitter declines to guess what it negates.
+UNSURE = [
+    # an exception to "nothing"/"nobody" is what is there; nothing absent can be named
+    ("a room with nobody except a guard", "names what is there"),
+    ("a hall with no one but the janitor", "names what is there"),
+    ("there is nothing except dust", "names what is there"),
+    ("a man not wearing anything except a hat", "after a negated action"),
+]
+
+
+@pytest.mark.parametrize("text,reason", UNSURE, ids=[c[0] for c in UNSURE])
+def test_unsure_captions_stay_whole_and_say_why(text, reason):
+    s = split_negation(text)
+    assert (s.affirmative, s.negated, s.has_negation, s.is_bare) == (text, (), False, False), s
+    assert reason in (s.unsure or ""), s
+    assert has_negation_cue(text)
+    assert split_negation(TABLE[0][0]).unsure is None
 
 
 def test_lexicalised_cues_and_custom_cue_lists():

@@ -48,6 +48,13 @@ whole-word matching: a user's own list means exactly its words.
 - "except": "everything"/"all"/"anything" before it affirms nothing depictable and goes with the
   negation ("a fruit bowl with everything except grapes" -> "a fruit bowl", ["grapes"]); a real noun
   phrase stays ("all the chairs except the red one" -> "all the chairs", ["red chairs"]);
+- an exception to a negated object ("except", "except for", "apart from", "aside from", "other than",
+  "besides") is there: the marker goes and the excepted phrase is affirmed on the connector the negation
+  took ("a room with no furniture apart from a bed" -> "a room with a bed", "a shelf that has no books
+  except a dictionary" -> "a shelf that has a dictionary"), else on "with" said for the cue ("a room
+  without any furniture except a chair" -> "a room with a chair", ["furniture"]). An exception to
+  "nothing"/"nobody"/"no one" (with "but" too: "a hall with no one but the janitor") or to a negated
+  action, attribute or relation names what is there and nothing absent: the caption is left whole;
 - "none of the X are P" affirms the X and negates P of them; "none of the X" alone negates the X;
 - "nobody"/"no one" negate "people", "nothing" negates "objects";
 - postfix cues ("X is missing", "with the X missing", "X is absent from ...") negate the phrase before

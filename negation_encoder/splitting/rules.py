@@ -93,7 +93,7 @@ class _Reader(_PhraseReader):
     def pronoun_scope(self, i: int, j: int, length: int, cue: str) -> _Scope:
         concept = "objects" if self.t.at(j) == "nothing" else "people"
         start, lead = self.left_edge(i)
-        return _Scope(start, self.fillers(j + length), cue, ((concept, "object"),), lead=lead)
+        return _Scope(start, self.fillers(j + length), cue, ((concept, "object"),), lead=lead, pronoun=True)
 
     def read_neither(self, i: int, length: int) -> _Scope | None:
         if self.t.at(i - 1) in _COPULAS:  # "the cup is neither red nor blue"
@@ -235,6 +235,38 @@ class _Reader(_PhraseReader):
             return None
         return _Scope(i, end, cue, ((self.t.slice(j, end), "attribute"),), keep=frozenset({end - 1}))
 
+    # ---- a following exception: "no furniture except a chair"
+    def exception_after(self, scope: _Scope) -> _Edit | None:
+        """An exception to a negated object is affirmed: 'a room without any furniture except a chair' ->
+        'a room with a chair', minus furniture. The marker goes; the phrase keeps the connector the negation
+        took ('with', 'that has'), or hangs on 'with' said for the cue. After 'nothing'/'nobody', or a
+        negated action, attribute or relation, the exception is what is there and nothing absent can be
+        named: the caption is left whole (`unsure`). None when no exception follows."""
+        e = scope.end
+        m = e + (self.t.at(e) == ",")
+        length = self.exception(m) or int(scope.pronoun and self.t.at(m) == "but")
+        if not length or m + length >= self.n or self.punct(m + length) or self.cue(m + length) is not None:
+            return None
+        marker = " ".join(self.t.low[m: m + length])
+        if scope.pronoun:
+            negated = self.t.slice(scope.start + len(scope.lead), scope.end)
+            self.unsure = f"'{negated} {marker} ...' names what is there: nothing absent can be named"
+            return None
+        if any(kind != "object" for _, kind in scope.concepts):
+            self.unsure = f"'{marker}' after a negated {scope.concepts[0][1]}: what it excepts is unclear"
+            return None
+        drop = list(range(e, m + length))
+        lead = [self.t.at(k) for k in scope.lead]
+        if "with" in lead:
+            return drop, [k for k in scope.lead if self.t.at(k) == "with"], {}
+        if set(lead) & _HAVE and not set(lead) & (_DO | _MODALS):  # "a room that has no furniture except ..."
+            return drop, [k for k in scope.lead if self.t.at(k) in _HAVE | _RELATIVES], {}
+        if "and" in lead:  # "a bed and no chairs except a stool" -> "a bed and a stool"
+            return drop, [k for k in scope.lead if self.t.at(k) == "and"], {}
+        if self.opening(scope.start):
+            return drop, [], {}
+        return drop, [], {scope.start + len(scope.lead): "with"}
+
     # ---- a following "but": "not a cat but a dog", "no cats but two dogs"
     def contrast(self, scope: _Scope) -> _Edit:
         """(tokens to remove, lead tokens to restore, tokens said as another word) for a contrastive 'but',
@@ -310,7 +342,7 @@ class RuleSplitter:
                 continue
             for k in range(scope.start, scope.end):
                 r.removed[k] = k not in scope.keep
-            drop, restore, say = r.contrast(scope)
+            drop, restore, say = r.exception_after(scope) or r.contrast(scope)
             for k in drop:
                 r.removed[k] = True
             for k in restore:

@@ -12,6 +12,7 @@ from .tokens import (
     _COMPLEMENT_PREPS,
     _COORD,
     _COPULAS,
+    _EXCEPTIONS,
     _FILLER_SEQS,
     _FILLER_WORDS,
     _LEADING,
@@ -43,6 +44,7 @@ class _Scope:
     concepts: tuple[tuple[str, str], ...]
     keep: frozenset[int] = frozenset()
     lead: tuple[int, ...] = ()
+    pronoun: bool = False  # "nothing", "nobody", "no one": the concept is everything of a kind
 
 
 def _cue_at(t: _Text, k: int) -> tuple[str, int] | None:
@@ -98,7 +100,11 @@ class _PhraseReader:
         """A clause or phrase boundary that no scope crosses."""
         w = self.t.at(k)
         return (k >= self.n or self.punct(k) or w in _COORD | _RELATIVES | _COPULAS | _AUX
-                or self.cue(k) is not None)
+                or self.cue(k) is not None or self.exception(k) > 0)
+
+    def exception(self, k: int) -> int:
+        """Length of an exception marker at k ("except", "except for", "apart from", "other than"), else 0."""
+        return next((len(e) for e in _EXCEPTIONS if self.t.low[k: k + len(e)] == e), 0)
 
     def filler(self, k: int) -> int:
         """Length of a scene filler at k ("here", "at all", "in the picture", "on it"), else 0."""

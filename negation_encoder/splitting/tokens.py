@@ -33,6 +33,8 @@ _POSTURE = frozenset({"sitting", "standing", "lying", "laying", "leaning", "rest
                       "kneeling", "crouching", "parked", "sleeping", "sit", "stand", "lie", "lean", "rest", "hang"})
 _COMPLEMENT_PREPS = frozenset({"at", "to", "with", "into", "onto", "against", "toward", "towards", "for", "about",
                                "over"})
+# what opens an exception to a negated phrase ("no furniture except a chair": the chair is there)
+_EXCEPTIONS = (("except", "for"), ("except",), ("apart", "from"), ("aside", "from"), ("other", "than"), ("besides",))
 _PARTICLES = frozenset({"up", "down", "away", "out", "back"})
 _TIME_WORDS = frozenset({"today", "tonight", "yesterday", "now", "anymore", "again", "outdoors", "indoors",
                          "downstairs", "upstairs", "overhead", "alone", "together"})
