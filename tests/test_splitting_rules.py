@@ -164,6 +164,8 @@ CLAUSES = [  # copulas, "there is no", postfix cues, contractions, pronouns, con
     ("a tray with nothing on it", "a tray", ["objects"], [OBJ]),
     ("nobody on the bench", "the bench", ["people"], [OBJ]),
     ("a street with no one on it", "a street", ["people"], [OBJ]),
+    # "never" before a verb negates the action; "has never" with an -ed verb too
+    ("the man has never shaved", "the man", ["shaved"], [V]),
     # "not X but Y" keeps Y
     ("not a cat but a dog", "a dog", ["cat"], [OBJ]),
     ("a yard with no cats but two dogs", "a yard with two dogs", ["cats"], [OBJ]),
@@ -193,6 +195,13 @@ UNSURE = [
     ("a hall with no one but the janitor", "names what is there"),
     ("there is nothing except dust", "names what is there"),
     ("a man not wearing anything except a hat", "after a negated action"),
+    # "never" with a participle or "before"/"again" tells a history: nothing is absent from the picture
+    ("never seen before: a purple cow", "tells a history"),
+    ("a cow never seen before", "tells a history"),
+    ("never before seen: a purple cow", "tells a history"),
+    ("a bike that has never been ridden", "tells a history"),
+    ("a car that was never washed", "tells a history"),
+    ("a beach never visited again", "tells a history"),
 ]
 
 

@@ -18,8 +18,9 @@ Lexicalised negation is not negation, for the lexicon and the splitter alike (on
 signs and names ("a no entry sign", "a no parking zone", "a not-for-sale tag", a capitalised "No" inside
 a title, anything quoted or after "says"/"reads"), fixed phrases ("nothing but sand", "not only", "not
 just"), comparatives, which bound a number or a degree ("no more than two cups", "no fewer than",
-"nothing less than", "a dog no bigger than a cat"), and "non-"/"un-" words (never cues: the lexicon matches whole words). `cue_matcher(custom_cues)` keeps plain
-whole-word matching: a user's own list means exactly its words.
+"nothing less than", "a dog no bigger than a cat"), and "non-"/"un-" words (never cues: the lexicon
+matches whole words). `cue_matcher(custom_cues)` keeps plain whole-word matching: a user's own list
+means exactly its words.
 
 `RuleSplitter`'s scope rules (each negation removes a span of the caption and names concepts):
 
@@ -41,7 +42,9 @@ whole-word matching: a user's own list means exactly its words.
   alone names nothing a negative prompt or a concept embedding could use; a verb ("not running",
   "doesn't bark") -> an action, the verb phrase alone ("wearing a hat"), as Neg Score questions ask it
   of the subject; an adjective ("the cup that is not red", "the dog isn't brown", "a not white cat")
-  -> an attribute, named with its noun ("red cup") for the same reason as relations;
+  -> an attribute, named with its noun ("red cup") for the same reason as relations. "never" before a
+  participle or "before"/"again" ("never seen before: a purple cow", "a bike that has never been
+  ridden") tells a history, not an absence: the caption is left whole;
 - a negated noun phrase whose head noun the affirmative part also names is an attribute negation
   ("a cup, but not the red one" -> "red cup"; "not the red cup, the other cup"): the thing is there,
   one of its kinds is not;

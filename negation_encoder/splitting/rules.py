@@ -19,10 +19,12 @@ from .tokens import (
     _META,
     _MODALS,
     _NP_PREPS,
+    _PARTICIPLES,
     _PRONOUNS,
     _PUNCT,
     _RELATIVES,
     _STOP,
+    _TEMPORAL,
     _TRANSPARENT,
     _UNIVERSALS,
     _is_ed,
@@ -179,6 +181,9 @@ class _Reader(_PhraseReader):
         if ctx == "plain" and self.t.at(i - 1) in _ARTICLES:  # "a not white cat"
             return self.prenominal_scope(i, j, cue)
         w = self.t.at(j)
+        if cue == "never" and (w in _TEMPORAL | {"been"} or (ctx != "have" and (_is_ed(w) or w in _PARTICIPLES))):
+            self.unsure = f"'never {self.t.words[j]}' tells a history, not what is absent from the picture"
+            return None
         if self.stops(j) and w not in _TRANSPARENT:
             return None
         if ctx == "have" and _is_ed(w):  # "has not shaved"

@@ -35,6 +35,13 @@ _COMPLEMENT_PREPS = frozenset({"at", "to", "with", "into", "onto", "against", "t
                                "over"})
 # what opens an exception to a negated phrase ("no furniture except a chair": the chair is there)
 _EXCEPTIONS = (("except", "for"), ("except",), ("apart", "from"), ("aside", "from"), ("other", "than"), ("besides",))
+# irregular past participles: after "never" they tell a history ("never seen before"), not an absence
+_PARTICIPLES = frozenset({"seen", "been", "done", "gone", "known", "shown", "heard", "made", "found", "worn",
+                          "eaten", "taken", "given", "driven", "ridden", "written", "flown", "grown", "thrown",
+                          "broken", "spoken", "stolen", "chosen", "forgotten", "hidden", "told", "sold", "built",
+                          "bought", "caught", "taught", "brought", "lost", "met", "kept", "held", "slept", "swum",
+                          "sung", "drunk", "begun"})
+_TEMPORAL = frozenset({"before", "again", "ever", "once", "yet", "since"})  # "never before", "never again"
 _PARTICLES = frozenset({"up", "down", "away", "out", "back"})
 _TIME_WORDS = frozenset({"today", "tonight", "yesterday", "now", "anymore", "again", "outdoors", "indoors",
                          "downstairs", "upstairs", "overhead", "alone", "together"})
