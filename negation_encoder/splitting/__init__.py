@@ -59,7 +59,13 @@ means exactly its words.
   "nothing"/"nobody"/"no one" (with "but" too: "a hall with no one but the janitor") or to a negated
   action, attribute or relation names what is there and nothing absent: the caption is left whole;
 - "none of the X are P" affirms the X and negates P of them; "none of the X" alone negates the X;
-- "nobody"/"no one" negate "people", "nothing" negates "objects";
+- "nobody"/"no one" negate "people", "nothing" negates "objects", with what follows them: a filler
+  ("a tray with nothing on it"); a place, which says where when something is affirmed before ("a
+  kitchen with nothing on the counter" -> "a kitchen", ["objects on the counter"]) and is the affirmed
+  place when the negation opens the sentence ("nothing is on the table" -> "the table"); an -ing phrase
+  ("a bench with nobody sitting on it" -> ["people sitting on it"]); the rest of a relative clause ("a
+  bed that nobody has slept in" -> "a bed"). Before anything else ("nothing compares to this view") the
+  caption is left whole;
 - postfix cues ("X is missing", "with the X missing", "X is absent from ...") negate the phrase before
   them; "from PLACE" names the affirmed place when the negation opened the sentence ("A chair is missing
   from this room" -> "this room"), and goes with the negation otherwise;

@@ -92,10 +92,42 @@ class _Reader(_PhraseReader):
     def read_pronoun(self, i: int, length: int) -> _Scope | None:
         return self.pronoun_scope(i, i, length, " ".join(self.t.low[i: i + length]))
 
-    def pronoun_scope(self, i: int, j: int, length: int, cue: str) -> _Scope:
+    def pronoun_scope(self, i: int, j: int, length: int, cue: str) -> _Scope | None:
+        """'nothing' negates objects, 'nobody'/'no one' people, with what follows the pronoun: a filler or a
+        clause end ('a tray with nothing on it'); a place, which names where when something is affirmed
+        before ('a kitchen with nothing on the counter' -> 'a kitchen' minus 'objects on the counter') and
+        is the affirmed place when the negation opens the caption ('nothing is on the table' -> 'the
+        table'); an -ing verb phrase ('nobody sitting on it'); the rest of a relative clause whose subject
+        it is ('a bed that nobody has slept in'). Anything else is unsure: the caption stays whole."""
         concept = "objects" if self.t.at(j) == "nothing" else "people"
         start, lead = self.left_edge(i)
-        return _Scope(start, self.fillers(j + length), cue, ((concept, "object"),), lead=lead, pronoun=True)
+        end = self.fillers(j + length)
+        if self.t.at(end) in _COPULAS:
+            end = self.fillers(end + 1)  # "nothing is on the table", "nobody is here"
+        w = self.t.at(end)
+        plen = _prep_len(self.t, end)
+        if plen and w not in _NP_PREPS and not self.filler(end):
+            if _prep_len(self.t, end + plen) or self.stops(end + plen):  # "nobody around at dusk": an adverb
+                return _Scope(start, end + plen, cue, ((concept, "object"),), lead=lead, pronoun=True)
+            if self.opening(start):
+                return _Scope(start, end, cue, ((concept, "object"),), lead=lead, pronoun=True)
+            place = self.prep_phrase(end)
+            if not set(self.t.low[end + plen: place]) <= _PRONOUNS | _LEADING:  # "on top of it" names no place
+                concept = f"{concept} {self.t.slice(end, place)}"
+            end = self.fillers(place)
+        elif _verb_after_cue(w):
+            verb = self.verb_phrase(end)
+            concept = f"{concept} {self.t.slice(end, verb)}"
+            end = self.fillers(verb)
+        elif not self.stops(end) or w in _COPULAS | _AUX:
+            if self.t.at(i - 1) not in _RELATIVES:
+                said = f"'{self.t.slice(j, j + length)}' before '{self.t.words[end]}'"
+                self.unsure = f"{said}: what it negates is unclear"
+                return None
+            while end < self.n and not self.punct(end) and w not in _COORD:  # "a bed that nobody has slept in"
+                end += 1
+                w = self.t.at(end)
+        return _Scope(start, end, cue, ((concept, "object"),), lead=lead, pronoun=True)
 
     def read_neither(self, i: int, length: int) -> _Scope | None:
         if self.t.at(i - 1) in _COPULAS:  # "the cup is neither red nor blue"
