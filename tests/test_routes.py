@@ -62,6 +62,8 @@ def test_negation_kwargs_splits_once_and_equals_the_hand_written_call(family):
     plain = negation_kwargs(pipe, ["a dog", "a dog without a hat"])
     assert plain["prompt"] == ["a dog", "a dog"] and plain["negative_prompt"] == ["", "hat"]
     assert negation_kwargs(pipe, "a red car") == {"prompt": "a red car"}  # nothing negated: unchanged
+    # a cue the splitter cannot scope (`NegationSplit.unsure`): the prompt goes as written, no negative prompt
+    assert negation_kwargs(pipe, "a room with nobody except a guard") == {"prompt": "a room with nobody except a guard"}
 
 
 def test_keep_prompt_gives_a_t5_the_affirmative_part():

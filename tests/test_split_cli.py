@@ -22,6 +22,13 @@ def test_split_prints_one_json_object_per_text(capsys):
     assert out[2]["concepts"] == [{"text": "cat on the sofa", "type": "relation", "cue": "not"}]
 
 
+def test_split_says_why_it_leaves_a_text_whole(capsys):
+    assert main(["split", "a room with nobody except a guard", "a street with no cars"]) == 0
+    unsure, plain = _lines(capsys)
+    assert (unsure["affirmative"], unsure["has_negation"]) == ("a room with nobody except a guard", False)
+    assert "names what is there" in unsure["unsure"] and plain["unsure"] is None
+
+
 class _Chat:
     name = "fake-chat"
 

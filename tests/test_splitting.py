@@ -132,6 +132,44 @@ def test_negation_split_fills_types_and_cues_and_round_trips():
         NegationSplit("x", "y", ("a", "b"), negation_types=("object",))
 
 
+class _UnsureSplitter:
+    """Leaves every text whole with a reason, as the rule splitter does with a cue it cannot scope."""
+
+    def split(self, text):
+        return NegationSplit(text, text.strip(), unsure="a cue whose scope cannot be read")
+
+    def split_batch(self, texts):
+        return [self.split(t) for t in texts]
+
+
+def test_an_unsure_split_negates_nothing_and_round_trips():
+    s = _UnsureSplitter().split("a street with no cars")
+    assert not s.has_negation and not s.is_bare and s.affirmative == "a street with no cars" and s.negated == ()
+    d = s.to_dict()
+    assert d["unsure"] == "a cue whose scope cannot be read" and d["concepts"] == []
+    assert NegationSplit.from_dict(json.loads(json.dumps(d))) == s
+    assert s != NegationSplit(s.text, s.affirmative)  # the reason is part of the split
+    assert split_negation("a street with no cars").unsure is None and split_negation("a dog").to_dict()["unsure"] is None
+    with pytest.raises(ValueError, match="an unsure split negates nothing"):
+        NegationSplit("x", "x", ("cars",), unsure="why")
+
+
+def test_callers_read_an_unsure_split_as_no_negation():
+    """The negative-prompt route and split scoring key on `has_negation`: an unsure text goes as written,
+    with no negative prompt, and is scored by its plain embedding."""
+    import torch
+
+    from negation_encoder.eval import encode_split, split_paired
+
+    assert negation_prompts(["a street with no cars"], splitter=_UnsureSplitter()) == (["a street with no cars"],
+                                                                                      [None])
+    assert negation_prompts(["a street with no cars"], ["blurry"], splitter=_UnsureSplitter())[1] == ["blurry"]
+    table = {"a street with no cars": [0.6, 0.8]}
+    emb = encode_split(["a street with no cars"], _encoder(table), _UnsureSplitter())
+    assert not emb.has_negation.any()
+    torch.testing.assert_close(split_paired(torch.tensor([[1.0, 0.0]]), emb, 1.0), torch.tensor([0.6]))
+
+
 def test_the_package_top_exports_split_negation():
     import negation_encoder
 

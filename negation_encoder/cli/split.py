@@ -4,7 +4,8 @@
     negenc split "a lake with no boats at sunset" --llm openai:MODEL@http://localhost:8000/v1
 
 Each line is `NegationSplit.to_dict()`: the affirmative part, the negated concepts with their type
-(object, attribute, action, relation) and cue, and whether the negation is bare (affirms nothing).
+(object, attribute, action, relation) and cue, whether the negation is bare (affirms nothing), and
+`unsure`: why the splitter left a text with a cue whole rather than guess its scope (null otherwise).
 Without `--llm` the rule splitter answers; with it, a chat model does (the same backends as `negenc
 generate`), and a malformed answer falls back to the rules (counted on stderr).
 """
