@@ -70,7 +70,7 @@ BENCHMARK_CARD_INFO: dict[str, CardInfo] = {
 HEADLINE_KEYS = ("valse_existence", "negrefcocog", "negbench_mcq_coco", "negbench_mcq_voc", "negbench_negated_r5",
                  "negbench_plain_r5", "coco_r5", "zeroshot_top1")
 
-# The testbed's benchmark twins (negation_testbed.benchmarks.METRIC_KEYS), under a `world_` prefix.
+# The testbed's benchmark twins (negation_testbed.world.twins.METRIC_KEYS), under a `world_` prefix.
 WORLD_DATASET = "negation-encoder/testbed"
 WORLD_METRICS: dict[str, tuple[str, str, str]] = {  # metric -> (task name, metric name, task type)
     "existence": ("Existence caption vs foil (VALSE-style)", "accuracy", TASK_MATCHING),

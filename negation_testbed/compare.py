@@ -29,12 +29,12 @@ from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_json, atomic_write_text
 from negation_encoder.training.trainer import data_fingerprint
 
-from . import benchmarks as B
-from .datagen import FINE_TUNING_ONLY_SOURCES, generate_negation_data, make_train_world
 from .demo import load_base
 from .recipes import RECIPES, Recipe, get_recipe
 from .reports import compare_table
 from .run import fit_summary, recipe_config, run_recipe, split_evaluation
+from .world import twins as B
+from .world.datagen import FINE_TUNING_ONLY_SOURCES, generate_negation_data, make_train_world
 
 # (label, where in drop_in's result): the transfer columns of the comparison
 TRANSFER_COLUMNS = (

@@ -18,12 +18,12 @@ from negation_encoder.errors import InputError
 from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_text
 
-from . import benchmarks as B
-from .datagen import generate_negation_data, make_train_world
 from .pretrain import BASE_DIR
 from .recipes import get_recipe
 from .run import fit_summary, run_recipe, split_evaluation
-from .world import render
+from .world import twins as B
+from .world.datagen import generate_negation_data, make_train_world
+from .world.scenes import render
 
 LABELS = B.METRIC_LABELS
 DEMO_FILES = ("results.json", "report.md", "report.png", "run", "drop_in")  # the world/ folder is a deterministic cache

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 
 from negation_encoder.training.losses import dice_loss, masked_mean
 
-from . import language as L
 from .transfer import ROUTE_FIT_SEED, referring_pairs
-from .world import COLOURS, OBJECTS
+from .world import language as L
+from .world.scenes import COLOURS, OBJECTS
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import language as L
-from .world import sample_scene
+from .world import language as L
+from .world.scenes import sample_scene
 from .world_judge import parse_question
 from .world_reader import OBJECT, UNREADABLE, ReaderConfig, read_image, reader_says_yes
 

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from negation_encoder.offline import build_clip_tokenizer, clip_config
 from negation_encoder.splitting import find_cues, has_negation_cue
 
-from . import language as L
-from .world import IMAGE_SIZE, render, sample_scene
+from .world import language as L
+from .world.scenes import IMAGE_SIZE, render, sample_scene
 
 ASSETS = Path(__file__).parent / "assets"
 BASE_DIR = ASSETS / "base"

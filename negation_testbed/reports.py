@@ -13,7 +13,7 @@ import json
 import statistics
 from pathlib import Path
 
-from .benchmarks import METRIC_KEYS, METRIC_LABELS
+from .world.twins import METRIC_KEYS, METRIC_LABELS
 
 FILES = {"demo": "demo.json", "t2i": "t2i_compare.json", "seg": "seg_compare.json", "compare": "compare.json"}
 README_BEGIN, README_END = "<!-- results:routes -->", "<!-- /results:routes -->"

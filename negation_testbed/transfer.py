@@ -32,9 +32,9 @@ from negation_encoder.errors import InputError
 from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_json, atomic_write_text
 
-from . import language as L
 from .pretrain import ASSETS, BASE_DIR
-from .world import COLOURS, OBJECT_THEME, OBJECTS, THEME_PLACE, THEMES
+from .world import language as L
+from .world.scenes import COLOURS, OBJECT_THEME, OBJECTS, THEME_PLACE, THEMES
 
 T2I_FORMS = (  # (negated prompt, cue, affirmative control): the cue words the world's splitter reads
     ("a {place} with a {colour} {kind} and no {neg}", "no", "a {place} with a {colour} {kind}"),

@@ -34,7 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .pretrain import ASSETS
-from .world import (
+from .world.scenes import (
     BACKGROUND,
     CELL,
     CELL_ORIGIN,
@@ -91,7 +91,7 @@ class JudgeNet(nn.Module):
 
     @staticmethod
     def cells(pixels: torch.Tensor) -> torch.Tensor:
-        """(N, 3, 32, 32) -> (N * 4, 3, 16, 16) in `world.CELLS` order."""
+        """(N, 3, 32, 32) -> (N * 4, 3, 16, 16) in `scenes.CELLS` order."""
         n = len(pixels)
         x = pixels.view(n, 3, 2, CELL, 2, CELL).permute(0, 2, 4, 1, 3, 5)
         return x.reshape(n * 4, 3, CELL, CELL)

@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import language as L
 from .pretrain import ASSETS, BASE_DIR
-from .world import IMAGE_SIZE, render, sample_scene
+from .world import language as L
+from .world.scenes import IMAGE_SIZE, render, sample_scene
 
 T2I_DIR = ASSETS / "t2i"
 MAX_LENGTH = 77  # the pipeline pads every prompt to CLIP's 77 positions; training must see the same

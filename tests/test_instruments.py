@@ -16,7 +16,7 @@ from negation_testbed.instruments import (
     audit_table,
     validation_prompts,
 )
-from negation_testbed.world import (
+from negation_testbed.world.scenes import (
     BACKGROUND,
     CELLS,
     COLOURS,

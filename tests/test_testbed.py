@@ -12,24 +12,24 @@ from negation_encoder.data.backends import RewriteRequest, TextLLM, VisionLLM
 from negation_encoder.errors import InputError
 from negation_encoder.eval import recall_at_k
 from negation_encoder.splitting import has_negation_cue, split_negation
-from negation_testbed import language as L
-from negation_testbed.benchmarks import (
-    METRIC_KEYS,
-    METRIC_LABELS,
-    build_suite,
-    negated_retrieval_scores,
-    negated_validity,
-)
-from negation_testbed.datagen import (
+from negation_testbed.pretrain import BASE_DIR, corpus_negation_ratio, world_tokenizer
+from negation_testbed.world import language as L
+from negation_testbed.world.datagen import (
     WorldDistractors,
     caption_items,
     generate_negation_data,
     make_train_world,
     qa_items,
 )
-from negation_testbed.oracle import OracleLLM, OracleMLLM
-from negation_testbed.pretrain import BASE_DIR, corpus_negation_ratio, world_tokenizer
-from negation_testbed.world import COLOURS, OBJECTS, render, sample_scene
+from negation_testbed.world.oracle import OracleLLM, OracleMLLM
+from negation_testbed.world.scenes import COLOURS, OBJECTS, render, sample_scene
+from negation_testbed.world.twins import (
+    METRIC_KEYS,
+    METRIC_LABELS,
+    build_suite,
+    negated_retrieval_scores,
+    negated_validity,
+)
 
 
 def test_world_is_deterministic():
@@ -277,7 +277,7 @@ def test_benchmark_wording_never_overlaps_training_rewrites(tmp_path):
 def test_generator_prompt_records_are_true_for_their_scene_and_split_to_their_affirmative_part(tmp_path):
     """The t2i source: each negated prompt names present objects of its scene and negates an absent one,
     the splitter's affirmative part of it is the record's caption, and its foils are false."""
-    from negation_testbed.datagen import make_t2i_prompt_data
+    from negation_testbed.world.datagen import make_t2i_prompt_data
 
     world = make_train_world(tmp_path / "images", n_scenes=80)
     path, stats = make_t2i_prompt_data(world, tmp_path / "t2i.jsonl")
@@ -517,7 +517,7 @@ def test_referring_crop_records_are_true_for_their_crop_and_false_for_its_distra
     the same wordings, size and seed built it."""
     from PIL import Image
 
-    from negation_testbed.datagen import make_crop_data
+    from negation_testbed.world.datagen import make_crop_data
     from negation_testbed.world_reader import read_image, reader_says_yes
 
     world = make_train_world(tmp_path / "images", n_scenes=5)
@@ -570,8 +570,8 @@ def test_split_weight_is_fitted_on_training_records_only(tmp_path, monkeypatch):
     sources are not fitted on (a training-free route must not move with the fine-tuning recipe's data)."""
     import negation_encoder.split_scorer as split_mod
     from negation_encoder.testing import tiny
-    from negation_testbed.datagen import make_crop_data
     from negation_testbed.run import split_evaluation
+    from negation_testbed.world.datagen import make_crop_data
 
     world = make_train_world(tmp_path / "images", n_scenes=40)
     data = generate_negation_data(world, tmp_path / "data", ("p1", "presence", "t2i"), tokenizer=world_tokenizer(),
@@ -635,8 +635,8 @@ def test_referring_training_records_name_the_excluded_object(tmp_path):
     from PIL import Image
 
     from negation_encoder.data.referring import read_referring
-    from negation_testbed.datagen import make_referring_data
-    from negation_testbed.world import COLOURS
+    from negation_testbed.world.datagen import make_referring_data
+    from negation_testbed.world.scenes import COLOURS
 
     path = make_referring_data(tmp_path, n=12)
     records = read_referring(path)

@@ -11,7 +11,7 @@ import torch
 
 from negation_encoder.cli import main
 from negation_testbed.pretrain import BASE_DIR
-from negation_testbed.world import OBJECTS, render, sample_scene
+from negation_testbed.world.scenes import OBJECTS, render, sample_scene
 from negation_testbed.world_judge import JUDGE_DIR, WorldJudge
 from negation_testbed.world_seg import SEG_DIR
 from negation_testbed.world_t2i import T2I_DIR, base_text_encoder
@@ -275,8 +275,8 @@ def test_validation_prompts_neither_train_nor_evaluate():
     """`--prompts validation`: every prompt splits into its control and its negated object like the
     evaluation's, and no frame, prompt or control of it is an evaluated or a training one, nor holds one."""
     from integrations.routes import negation_prompts
-    from negation_testbed import language as L
     from negation_testbed.transfer import T2I_FORMS, VALIDATION_T2I_FORMS, world_prompt_sets
+    from negation_testbed.world import language as L
 
     negated, control = world_prompt_sets(prompts="validation")
     assert (negated, control) == world_prompt_sets(prompts="validation", seed=5)  # its own seed, deterministic

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .world import THEME_PLACE, Scene, SceneObject
+from .scenes import THEME_PLACE, Scene, SceneObject
 
 TRAIN_CUES = ("no", "not", "without")
 HELDOUT_CUES = ("lacking", "free of", "isn't", "absent", "missing")
