@@ -18,7 +18,7 @@ from negation_encoder.errors import InputError
 from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_text
 
-from .pretrain import BASE_DIR
+from .instruments.base_clip import BASE_DIR
 from .recipes import get_recipe
 from .run import fit_summary, run_recipe, split_evaluation
 from .world import twins as B

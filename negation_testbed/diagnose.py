@@ -36,7 +36,7 @@ from PIL import Image
 from negation_encoder.encoding import encode_images, encode_texts, text_features
 from negation_encoder.eval import group_top1_accuracy, recall_at_k_any
 
-from .pretrain import BASE_DIR
+from .instruments.base_clip import BASE_DIR
 from .world import language as L
 from .world.scenes import COLOURS, OBJECTS, Scene, render, sample_scene
 from .world.twins import BENCH_SEED, Suite, build_suite, evaluate, negated_validity

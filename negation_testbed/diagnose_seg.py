@@ -66,7 +66,7 @@ class _Set:
 
 
 def _draw(n: int, seed: int, processor) -> _Set:
-    from .world_seg import object_masks
+    from .instruments.segmenter import object_masks
 
     images, masks, others, kinds, excluded = [], [], [], [], []
     texts: dict[str, list[str]] = {"named colour": [], "kind only": [], "negated": []}
@@ -120,7 +120,7 @@ def seg_ceiling(cfg: SegCeilingConfig = SegCeilingConfig(), encoders: Sequence[s
 
     from integrations.clipseg import swap_clipseg_text_encoder
 
-    from .world_seg import SEG_DIR, world_seg_processor
+    from .instruments.segmenter import SEG_DIR, world_seg_processor
 
     torch.manual_seed(cfg.seed)
     seg = CLIPSegForImageSegmentation.from_pretrained(SEG_DIR).eval().requires_grad_(False)

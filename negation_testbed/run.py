@@ -17,7 +17,7 @@ from negation_encoder.checkpoint.export import write_eval_results
 from negation_encoder.split_scorer import SplitScorer
 from negation_encoder.training.trainer import TrainResult, train
 
-from .pretrain import BASE_DIR
+from .instruments.base_clip import BASE_DIR
 from .recipes import Recipe
 from .world import twins as B
 from .world.datagen import FINE_TUNING_ONLY_SOURCES
@@ -78,8 +78,8 @@ def recipe_config(recipe: Recipe, *, data: Mapping[str, str | Path], images: str
     frozen CLIPSeg and referring records on training scenes (made once, cached)."""
     seg_kw = {}
     if recipe.seg:
+        from .instruments.segmenter import SEG_DIR
         from .world.datagen import make_referring_data
-        from .world_seg import SEG_DIR
 
         seg_kw = {"seg_data": make_referring_data(Path(images).parent / "referring"), "seg_model": SEG_DIR}
     return recipe.to_config(base=base, data=data, images=images, out=out, seed=seed, steps=steps, cache_dir=cache_dir,

@@ -32,7 +32,7 @@ from negation_encoder.errors import InputError
 from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_json, atomic_write_text
 
-from .pretrain import ASSETS, BASE_DIR
+from .instruments.base_clip import ASSETS, BASE_DIR
 from .world import language as L
 from .world.scenes import COLOURS, OBJECT_THEME, OBJECTS, THEME_PLACE, THEMES
 
@@ -90,7 +90,7 @@ def referring_pairs(n: int, seed: int, forms: tuple[str, ...] = L.REFERRING_FORM
     """(scene, target index, other index, negated form) for scenes with two objects of one kind in different
     colours: the draw behind every referring set, so a diagnosis that needs the objects (not the text) sees
     the very scenes `referring_samples` makes for the same seed and forms."""
-    from .world_seg import pair_scene
+    from .instruments.segmenter import pair_scene
 
     rng = np.random.default_rng(seed)
     for i in range(n):
@@ -109,7 +109,7 @@ def referring_samples(n: int, seed: int, negated: bool, forms: tuple[str, ...] =
     """(image, text, target mask, other mask) for scenes with two objects of one kind in different colours;
     the phrase picks one. Negated: a referring form ("the cup that is not red") naming the *other*
     object's colour; control: "the blue cup". The same seed gives the same scenes and targets for both."""
-    from .world_seg import object_masks
+    from .instruments.segmenter import object_masks
 
     for i, (scene, target, other, form) in enumerate(referring_pairs(n, seed, forms, prefix)):
         t, o = scene.objects[target], scene.objects[other]
@@ -206,7 +206,7 @@ def encoder_drift(encoder: str, texts: list[str], base: str | Path = BASE_DIR) -
     import torch.nn.functional as F
     from transformers import CLIPModel
 
-    from .pretrain import world_tokenizer
+    from .instruments.base_clip import world_tokenizer
 
     tok = world_tokenizer()
     models = [CLIPModel.from_pretrained(base).eval(), CLIPModel.from_pretrained(encoder).eval()]
@@ -264,7 +264,7 @@ class T2ICompareConfig(Validated):
 
 def pipeline_sampling(folder: str | Path) -> tuple[int, float]:
     """(steps, guidance scale) the world generator was validated with: its `pretrain_info.json` "sampling"
-    entry (chosen on `instruments.validation_prompts`, never on the evaluation prompts); 50 and 4.0 for
+    entry (chosen on `audit.validation_prompts`, never on the evaluation prompts); 50 and 4.0 for
     a folder without one (the first world generator's settings)."""
     try:
         sampling = json.loads((Path(folder) / "pretrain_info.json").read_text())["sampling"]
@@ -275,7 +275,7 @@ def pipeline_sampling(folder: str | Path) -> tuple[int, float]:
 
 def t2i_compare(cfg: T2ICompareConfig) -> dict:
     """Neg Score on the world's negated prompts and its affirmative control, every arm on the same seeds;
-    then the judge's answers checked against the rule-based reader (`instruments.audit_t2i_compare`)."""
+    then the judge's answers checked against the rule-based reader (`audit.audit_t2i_compare`)."""
     from diffusers.utils import logging as diffusers_logging
 
     from eval_t2i.generation import GenerationConfig, load_pipeline, resolve_device_dtype
@@ -285,8 +285,8 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
     from eval_t2i.report import image_grid, markdown_table, write_summary
     from eval_t2i.runner import prepare_out_dir
 
-    from .instruments import audit_t2i_compare, audit_table
-    from .world_judge import WorldJudge
+    from .instruments.audit import audit_t2i_compare, audit_table
+    from .instruments.judge import WorldJudge
 
     default_steps, default_guidance = pipeline_sampling(cfg.pipeline)
     cfg = replace(cfg, steps=default_steps if cfg.steps is None else cfg.steps,

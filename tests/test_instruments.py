@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from negation_testbed.instruments import (
+from negation_testbed.instruments.audit import (
     Audit,
     audit_images,
     audit_t2i_compare,
     audit_table,
     validation_prompts,
 )
+from negation_testbed.instruments.reader import EMPTY, OBJECT, UNREADABLE, found, read_image, reader_says_yes
 from negation_testbed.world.scenes import (
     BACKGROUND,
     CELLS,
@@ -26,7 +27,6 @@ from negation_testbed.world.scenes import (
     render,
     sample_scene,
 )
-from negation_testbed.world_reader import EMPTY, OBJECT, UNREADABLE, found, read_image, reader_says_yes
 
 
 def test_reader_is_exact_on_rendered_scenes():
@@ -136,7 +136,7 @@ def test_validation_prompts_are_fresh_and_never_evaluation_prompts():
 
 
 def test_generated_like_is_deterministic_and_keeps_labels():
-    from negation_testbed.world_judge import generated_like
+    from negation_testbed.instruments.judge import generated_like
 
     scene = sample_scene(np.random.default_rng(3), "g", n_objects=(3,))
     a, objs_a = generated_like(scene, np.random.default_rng(11))
@@ -152,7 +152,12 @@ def test_audit_default_is_empty():
 def test_importance_sampled_timesteps_keep_the_weighted_objective():
     import torch
 
-    from negation_testbed.world_t2i import T2IConfig, build_scheduler, loss_weights, sample_timesteps
+    from negation_testbed.instruments.generator import (
+        T2IConfig,
+        build_scheduler,
+        loss_weights,
+        sample_timesteps,
+    )
 
     cfg = T2IConfig(timestep_sampling="importance")
     alphas = build_scheduler(cfg).alphas_cumprod

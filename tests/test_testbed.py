@@ -12,7 +12,7 @@ from negation_encoder.data.backends import RewriteRequest, TextLLM, VisionLLM
 from negation_encoder.errors import InputError
 from negation_encoder.eval import recall_at_k
 from negation_encoder.splitting import has_negation_cue, split_negation
-from negation_testbed.pretrain import BASE_DIR, corpus_negation_ratio, world_tokenizer
+from negation_testbed.instruments.base_clip import BASE_DIR, corpus_negation_ratio, world_tokenizer
 from negation_testbed.world import language as L
 from negation_testbed.world.datagen import (
     WorldDistractors,
@@ -517,8 +517,8 @@ def test_referring_crop_records_are_true_for_their_crop_and_false_for_its_distra
     the same wordings, size and seed built it."""
     from PIL import Image
 
+    from negation_testbed.instruments.reader import read_image, reader_says_yes
     from negation_testbed.world.datagen import make_crop_data
-    from negation_testbed.world_reader import read_image, reader_says_yes
 
     world = make_train_world(tmp_path / "images", n_scenes=5)
     path, stats = make_crop_data(world, tmp_path / "crops.jsonl", n_pairs=30)

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from negation_encoder.cli import main
-from negation_testbed.pretrain import BASE_DIR
+from negation_testbed.instruments.base_clip import BASE_DIR
+from negation_testbed.instruments.generator import T2I_DIR, base_text_encoder
+from negation_testbed.instruments.judge import JUDGE_DIR, WorldJudge
+from negation_testbed.instruments.segmenter import SEG_DIR
 from negation_testbed.world.scenes import OBJECTS, render, sample_scene
-from negation_testbed.world_judge import JUDGE_DIR, WorldJudge
-from negation_testbed.world_seg import SEG_DIR
-from negation_testbed.world_t2i import T2I_DIR, base_text_encoder
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def base_encoder_folder(tmp_path_factory):
     from transformers import CLIPModel
 
     from negation_encoder.checkpoint.export import export_checkpoint
-    from negation_testbed.pretrain import world_image_processor, world_tokenizer
+    from negation_testbed.instruments.base_clip import world_image_processor, world_tokenizer
 
     out = tmp_path_factory.mktemp("enc") / "model"
     export_checkpoint(CLIPModel.from_pretrained(BASE_DIR), world_tokenizer(), world_image_processor(), out)
@@ -45,7 +45,7 @@ def _perturbed_clip(seed: int = 0):
 @pytest.fixture(scope="module")
 def other_encoder_folder(tmp_path_factory):
     from negation_encoder.checkpoint.export import export_checkpoint
-    from negation_testbed.pretrain import world_image_processor, world_tokenizer
+    from negation_testbed.instruments.base_clip import world_image_processor, world_tokenizer
 
     out = tmp_path_factory.mktemp("enc2") / "model"
     export_checkpoint(_perturbed_clip(), world_tokenizer(), world_image_processor(), out)
@@ -357,7 +357,7 @@ def test_t2i_compare_checks_every_encoder_before_any_image(tmp_path, base_encode
     be reused for the corrected run (no --resume/--overwrite needed)."""
     from negation_encoder.checkpoint.export import export_checkpoint
     from negation_encoder.testing import tiny
-    from negation_testbed.pretrain import world_tokenizer
+    from negation_testbed.instruments.base_clip import world_tokenizer
 
     tok = world_tokenizer()
     wide = tmp_path / "wide"

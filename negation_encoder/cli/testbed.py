@@ -94,8 +94,8 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def fit_seg_route_command(args: argparse.Namespace) -> int:
+    from negation_testbed.instruments.segmenter import SEG_DIR
     from negation_testbed.transfer import fit_seg_route
-    from negation_testbed.world_seg import SEG_DIR
 
     from ..errors import InputError
 
@@ -107,9 +107,9 @@ def fit_seg_route_command(args: argparse.Namespace) -> int:
 
 
 # asset -> (module, default folder, config class, trainer): the three world models the drop-in runs on
-_ASSETS = {"t2i": ("world_t2i", "T2I_DIR", "T2IConfig", "pretrain_t2i"),
-           "seg": ("world_seg", "SEG_DIR", "SegConfig", "pretrain_seg"),
-           "judge": ("world_judge", "JUDGE_DIR", "JudgeConfig", "pretrain_judge")}
+_ASSETS = {"t2i": ("instruments.generator", "T2I_DIR", "T2IConfig", "pretrain_t2i"),
+           "seg": ("instruments.segmenter", "SEG_DIR", "SegConfig", "pretrain_seg"),
+           "judge": ("instruments.judge", "JUDGE_DIR", "JudgeConfig", "pretrain_judge")}
 
 
 def pretrain_asset_command(args: argparse.Namespace) -> int:
@@ -157,7 +157,7 @@ def seg_compare_command(args: argparse.Namespace) -> int:
 
 
 def pretrain_command(args: argparse.Namespace) -> int:
-    from negation_testbed.pretrain import BASE_DIR, PretrainConfig, pretrain
+    from negation_testbed.instruments.base_clip import BASE_DIR, PretrainConfig, pretrain
 
     cfg = PretrainConfig(seed=args.seed)
     if args.steps:

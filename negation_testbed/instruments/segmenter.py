@@ -28,8 +28,18 @@ from tqdm.auto import tqdm
 
 from negation_encoder.training.losses import dice_loss
 
-from .pretrain import ASSETS, BASE_DIR, world_tokenizer
-from .world.scenes import CELLS, COLOURS, IMAGE_SIZE, OBJECTS, SIZES, Scene, SceneObject, render, sample_scene
+from ..world.scenes import (
+    CELLS,
+    COLOURS,
+    IMAGE_SIZE,
+    OBJECTS,
+    SIZES,
+    Scene,
+    SceneObject,
+    render,
+    sample_scene,
+)
+from .base_clip import ASSETS, BASE_DIR, world_tokenizer
 
 SEG_DIR = ASSETS / "seg"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPImageProcessor's defaults, as the base was trained
@@ -60,7 +70,7 @@ def pair_scene(rng: np.random.Generator, scene_id: str, kind: str | None = None)
     if rng.random() < 0.5:
         other = str(rng.choice([k for k in OBJECTS if k != kind]))
         objs.append(SceneObject(other, str(rng.choice(list(COLOURS))), str(rng.choice(SIZES)), cells[2]))
-    from .world.scenes import OBJECT_THEME
+    from ..world.scenes import OBJECT_THEME
 
     return Scene(scene_id, OBJECT_THEME[kind], objs, seed=int(rng.integers(0, 2**31 - 1))), 0, 1
 

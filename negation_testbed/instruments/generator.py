@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .pretrain import ASSETS, BASE_DIR
-from .world import language as L
-from .world.scenes import IMAGE_SIZE, render, sample_scene
+from ..world import language as L
+from ..world.scenes import IMAGE_SIZE, render, sample_scene
+from .base_clip import ASSETS, BASE_DIR
 
 T2I_DIR = ASSETS / "t2i"
 MAX_LENGTH = 77  # the pipeline pads every prompt to CLIP's 77 positions; training must see the same
@@ -41,7 +41,7 @@ MAX_LENGTH = 77  # the pipeline pads every prompt to CLIP's 77 positions; traini
 @dataclass
 class T2IConfig:
     """Defaults: the committed generator (issue #22). Each lever was chosen on
-    `instruments.validation_prompts` (fresh training-world captions, never the evaluation prompts); the
+    `audit.validation_prompts` (fresh training-world captions, never the evaluation prompts); the
     measurements are in docs/testbed.md. `negenc testbed pretrain-t2i` with these defaults wrote the
     committed weights on two torch threads (runs with the same thread count give the same weights; another
     count sums in another order)."""
@@ -68,7 +68,7 @@ class T2IConfig:
     timestep_sampling: str = "uniform"  # or "importance" (see `sample_timesteps`; not yet validated at full length)
     sample_steps: int = 20  # sampling settings t2i-compare uses by default (pretrain_info.json "sampling")
     guidance_scale: float = 7.0
-    sampling_prompts: int = 64  # after training, `instruments.choose_sampling` on this many validation prompts
+    sampling_prompts: int = 64  # after training, `audit.choose_sampling` on this many validation prompts
     # picks the sampling settings saved with the pipeline; 0 keeps sample_steps / guidance_scale as set
 
 
@@ -214,7 +214,7 @@ def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: 
 
     `snapshots`: after these many steps, also save the (EMA) pipeline to `out/step_<n>`, so a training
     length can be chosen on validation prompts from one run."""
-    from .pretrain import world_tokenizer
+    from .base_clip import world_tokenizer
 
     cfg = cfg or T2IConfig()
     torch.manual_seed(cfg.seed)
@@ -273,11 +273,11 @@ def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: 
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start  # training, not the choice
     sampling: dict = {"steps": cfg.sample_steps, "guidance_scale": cfg.guidance_scale, "scheduler": cfg.sampler}
     if cfg.sampling_prompts > 0:
-        from .instruments import choose_sampling
+        from .audit import choose_sampling
 
         choice = choose_sampling(out, n_prompts=cfg.sampling_prompts)
         sampling.update(steps=choice["best"]["steps"], guidance_scale=choice["best"]["guidance_scale"],
-                        chosen_by=f"negation_testbed.instruments.choose_sampling (reader subject rate on "
+                        chosen_by=f"negation_testbed.instruments.audit.choose_sampling (reader subject rate on "
                                   f"{cfg.sampling_prompts} validation prompts)", table=choice["table"])
     info = {"config": {**asdict(cfg), "channels": list(cfg.channels)},
             "seconds": round(seconds, 1),

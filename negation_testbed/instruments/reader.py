@@ -29,7 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .world.scenes import (
+from ..world.scenes import (
     BACKGROUND,
     CELL,
     CELL_ORIGIN,

@@ -33,8 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .pretrain import ASSETS
-from .world.scenes import (
+from ..world.scenes import (
     BACKGROUND,
     CELL,
     CELL_ORIGIN,
@@ -47,6 +46,7 @@ from .world.scenes import (
     render,
     sample_scene,
 )
+from .base_clip import ASSETS
 
 JUDGE_DIR = ASSETS / "judge"
 COLOUR_NAMES = tuple(COLOURS)
@@ -255,7 +255,7 @@ def _blob(rng: np.random.Generator, cell: str, pixels: int) -> np.ndarray:
 
 def _glyph_likeness(mask: np.ndarray, cell: str) -> float:
     """The best IoU of a cell's mask with any glyph at any size and offset `render` allows."""
-    from .world_reader import glyph_templates
+    from .reader import glyph_templates
 
     oy, ox = CELL_ORIGIN[cell]
     flat = mask[oy: oy + CELL, ox: ox + CELL].ravel().astype(np.float32)
