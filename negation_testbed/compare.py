@@ -3,7 +3,7 @@
 All recipes share the training world, the generated negation data (all four pipelines are run once)
 and the benchmark suite; each (recipe, seed) fine-tunes the committed base from scratch. With
 `transfer`, each fine-tuned encoder is also swapped into the world's frozen segmenter and generator
-(`transfer.drop_in`, the demo's small measurement), so a recipe is judged as a drop-in, not only on the
+(`drop_in.measure.drop_in`, the demo's small measurement), so a recipe is judged as a drop-in, not only on the
 encoder benchmarks.
 
 A comparison survives interruption and grows: each finished (recipe, seed) leaves its numbers in its run
@@ -112,7 +112,7 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
             n_scenes: int = 6000, steps: int | None = None, bench_size: int = B.DEFAULT_SIZE,
             overwrite: bool = False, progress: bool = False, transfer: bool = True,
             transfer_settings: dict | None = None, resume: bool = False) -> dict:
-    """`transfer_settings`: keyword arguments for `transfer.drop_in` (its defaults are the demo's sizes).
+    """`transfer_settings`: keyword arguments for `drop_in.measure.drop_in` (its defaults are the demo's sizes).
     `resume` continues a comparison in `out` (module docstring); the table covers `recipes` x `seeds`."""
     out = Path(out)
     names = recipes or list(RECIPES)
@@ -121,7 +121,7 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
     settings = _plain({"n_scenes": n_scenes, "steps": steps, "bench_size": bench_size, "transfer": transfer,
                        "transfer_settings": transfer_settings or {}})
     if transfer:  # resuming after the generator, segmenter or judge changed would mix two instruments' numbers
-        from .transfer import instruments_fingerprint
+        from .drop_in.measure import instruments_fingerprint
 
         settings["instruments"] = instruments_fingerprint()
     folder = RunFolder(out, OWNED, fingerprint_name="compare_config.json")
@@ -166,7 +166,7 @@ def _compare(out: Path, names: list[str], seeds: tuple[int, ...], n_scenes: int,
                              resume=resume and run_dir.exists(), progress=False)
             entry = {**run.metrics, "seconds": run.seconds, "split": run.split_metrics, "split_fit": run.split_fit}
             if transfer:
-                from .transfer import drop_in
+                from .drop_in.measure import drop_in
 
                 entry["transfer"] = transfer_values(drop_in(run.model_dir, run_dir / "drop_in",
                                                             **(transfer_settings or {})))

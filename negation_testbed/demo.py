@@ -155,7 +155,7 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     Four columns: the base and the fine-tuned encoder, each scored plainly (one cosine per caption) and
     with the training-free split reader (`negation_encoder.split_scorer`), whose weight is fitted for each
     model on the world's training records. With `drop_in`, the fine-tuned encoder is then swapped into the
-    world's frozen segmenter and generator, beside the training-free routes (`transfer.drop_in`)."""
+    world's frozen segmenter and generator, beside the training-free routes (`drop_in.measure.drop_in`)."""
     start = time.perf_counter()
     out = Path(out)
     rec = get_recipe(recipe)
@@ -205,7 +205,7 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     results = {**columns, "split_weights": weights, "recipe": rec.name, "seconds": round(seconds, 1),
                "checkpoint": str(run.model_dir), "provenance": provenance()}
     if drop_in:
-        from .transfer import drop_in as measure_drop_in
+        from .drop_in.measure import drop_in as measure_drop_in
 
         print("[6/6] drop-in: the fine-tuned encoder in the world's frozen segmenter and generator")
         results["drop_in"] = measure_drop_in(run.model_dir, out / "drop_in", progress=progress)
@@ -231,7 +231,7 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
               f"Checkpoint: `{run.model_dir}`; took {results['seconds']:.0f} s ("
               + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ").", "", "![before/after](report.png)"]
     if drop_in:
-        from .transfer import drop_in_markdown
+        from .drop_in.measure import drop_in_markdown
 
         report += ["", drop_in_markdown(results["drop_in"])]
     atomic_write_text(out / "report.md", "\n".join(report) + "\n")

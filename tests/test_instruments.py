@@ -125,7 +125,7 @@ def test_audit_of_a_t2i_compare_folder(tmp_path):
 
 
 def test_validation_prompts_are_fresh_and_never_evaluation_prompts():
-    from negation_testbed.transfer import world_prompt_sets
+    from negation_testbed.world.prompts import world_prompt_sets
 
     negated, control = world_prompt_sets(3)
     evaluation = {p["prompt"] for p in negated + control}
@@ -173,7 +173,7 @@ def test_importance_sampled_timesteps_keep_the_weighted_objective():
 
 
 def test_pipeline_sampling_reads_pretrain_info(tmp_path):
-    from negation_testbed.transfer import pipeline_sampling
+    from negation_testbed.drop_in.t2i_compare import pipeline_sampling
 
     assert pipeline_sampling(tmp_path) == (50, 4.0)  # a folder without the entry: the first generator's
     (tmp_path / "pretrain_info.json").write_text(json.dumps({"sampling": {"steps": 20, "guidance_scale": 7.0}}))

@@ -464,7 +464,7 @@ def test_compare_resume_refuses_other_instruments(tmp_path, monkeypatch):
     bytes' hash is part of the saved settings, so resuming after one was retrained is refused in one line
     (and a comparison without transfer does not care)."""
     import negation_testbed.compare as C
-    import negation_testbed.transfer as T
+    import negation_testbed.drop_in.measure as T
     from negation_encoder.errors import InputError
     from negation_encoder.training.trainer import data_fingerprint
 
@@ -605,7 +605,8 @@ def test_split_weight_is_fitted_on_training_records_only(tmp_path, monkeypatch):
 def test_training_and_evaluation_wordings_are_disjoint_for_the_drop_in():
     """What a segmentation-aware term or the split route is fitted on never uses a wording seg-compare
     scores (negated forms, and the control's affirmative form), nor any t2i-compare prompt form."""
-    from negation_testbed.transfer import CONTROL_REFERRING_FORMS, T2I_FORMS
+    from negation_testbed.world.prompts import T2I_FORMS
+    from negation_testbed.world.referring import CONTROL_REFERRING_FORMS
 
     assert set(L.TRAIN_REFERRING_FORMS) <= set(L.FINE_TUNING_REFERRING_FORMS)
     assert not set(L.FINE_TUNING_REFERRING_FORMS) & set(L.REFERRING_FORMS)

@@ -260,7 +260,7 @@ def test_bad_input_is_one_line_exit_2(argv, needle, capsys, tmp_path):
 
 def test_world_prompt_sets_pair_negated_and_control():
     from integrations.routes import negation_prompts
-    from negation_testbed.transfer import world_prompt_sets
+    from negation_testbed.world.prompts import world_prompt_sets
 
     negated, control = world_prompt_sets()
     assert len(negated) == len(control) == 3 * len(OBJECTS)
@@ -275,8 +275,8 @@ def test_validation_prompts_neither_train_nor_evaluate():
     """`--prompts validation`: every prompt splits into its control and its negated object like the
     evaluation's, and no frame, prompt or control of it is an evaluated or a training one, nor holds one."""
     from integrations.routes import negation_prompts
-    from negation_testbed.transfer import T2I_FORMS, VALIDATION_T2I_FORMS, world_prompt_sets
     from negation_testbed.world import language as L
+    from negation_testbed.world.prompts import T2I_FORMS, VALIDATION_T2I_FORMS, world_prompt_sets
 
     negated, control = world_prompt_sets(prompts="validation")
     assert (negated, control) == world_prompt_sets(prompts="validation", seed=5)  # its own seed, deterministic
@@ -312,7 +312,7 @@ def test_report_refuses_a_validation_run(tmp_path):
 
 def test_world_prompt_files_load_with_eval_t2i(tmp_path):
     from eval_t2i.prompts import load_prompts
-    from negation_testbed.transfer import world_prompt_sets
+    from negation_testbed.world.prompts import world_prompt_sets
 
     negated, _ = world_prompt_sets(forms_per_kind=1)
     path = tmp_path / "p.json"
@@ -337,7 +337,7 @@ def test_pretrain_commands_are_deterministic(asset, tmp_path):
         info = json.loads((out / "pretrain_info.json").read_text())
         assert info["command"] == f"negenc testbed pretrain-{asset}" and info["config"]["steps"] == 2
         if asset == "t2i":  # the saved sampling settings are the validation choice, and the pipeline reads them
-            from negation_testbed.transfer import pipeline_sampling
+            from negation_testbed.drop_in.t2i_compare import pipeline_sampling
 
             table, chosen = info["sampling"]["table"], info["sampling"]
             assert len(table) == 12 and info["config"]["sampling_prompts"] == 2
@@ -376,7 +376,7 @@ def test_t2i_compare_checks_every_encoder_before_any_image(tmp_path, base_encode
 def test_drop_in_measures_segmenter_and_generator_with_the_routes(tmp_path, base_encoder_folder):
     """The demo's last step: real (small) comparisons; the base encoder swapped in changes nothing, the
     split route and the negative prompt are beside it, and the report section names both tasks."""
-    from negation_testbed.transfer import drop_in, drop_in_markdown
+    from negation_testbed.drop_in.measure import drop_in, drop_in_markdown
 
     d = drop_in(base_encoder_folder, tmp_path / "d", seg_samples=6, t2i_prompts=2, seeds=(0,), t2i_steps=2)
     assert set(d["seg"]["negated"]) == {"original", "swapped", "split", "swapped+split"}

@@ -7,7 +7,7 @@ reader is an independent second opinion with no learned weights, so a judge that
 tinted background as "a red fork" shows up as disagreement. Choices about the generator (guidance,
 sampler steps, training length) are made on `validation_prompts`: affirmative captions of fresh
 training-world scenes drawn with their own seed, never the evaluation prompts of
-`transfer.world_prompt_sets` (any caption equal to one of those is left out).
+`prompts.world_prompt_sets` (any caption equal to one of those is left out).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..world import language as L
+from ..world.prompts import world_prompt_sets
 from ..world.scenes import sample_scene
 from .judge import parse_question
 from .reader import OBJECT, UNREADABLE, ReaderConfig, read_image, reader_says_yes
@@ -30,8 +31,6 @@ VALIDATION_SEED = 20_260_022  # fresh scenes: neither the training runs (seed 0)
 def validation_prompts(n: int = 64, seed: int = VALIDATION_SEED) -> list[dict]:
     """Affirmative training-world captions of one-object scenes (the generator's own alt-text wording),
     each with its subject question; evaluation prompts (`world_prompt_sets`) are skipped."""
-    from ..transfer import world_prompt_sets
-
     negated, control = world_prompt_sets(3)
     evaluation = {p["prompt"] for p in negated + control}
     rng = np.random.default_rng(seed)

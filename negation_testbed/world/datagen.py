@@ -315,7 +315,7 @@ def make_referring_data(out_dir: str | Path, n: int = 2000, seed: int = REFERRIN
     existing file for the same (n, seed) is reused."""
     from negation_encoder.data.referring import ReferringRecord, write_referring
 
-    from ..transfer import affirmative_phrase, referring_pairs, referring_samples
+    from .referring import affirmative_phrase, referring_pairs, referring_samples
 
     out_dir = Path(out_dir)
     wording = hashlib.sha1(repr((L.FINE_TUNING_REFERRING_FORMS, L.TRAIN_AFFIRMATIVE_REFERRING_FORMS, "other_mask",
