@@ -1,10 +1,10 @@
-"""The CLIPSeg object-choice ceiling (negation_testbed.diagnose_seg) against seg-compare's own measure."""
+"""The CLIPSeg object-choice ceiling (negation_testbed.experiments.diagnose_seg) against seg-compare's own measure."""
 
 from __future__ import annotations
 
 import pytest
 
-from negation_testbed.diagnose_seg import SegCeilingConfig, seg_ceiling
+from negation_testbed.experiments.diagnose_seg import SegCeilingConfig, seg_ceiling
 
 
 def test_ceiling_references_match_seg_compare_and_the_fit_starts_at_the_kind(tmp_path):

@@ -319,7 +319,7 @@ def test_every_world_text_is_in_the_closed_vocabulary():
 
 @pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")
 def test_diagnosis_runs_and_finds_the_target_reachable(tmp_path):
-    from negation_testbed.diagnose import main
+    from negation_testbed.experiments.diagnose_retrieval import main
 
     out = tmp_path / "diag.json"
     assert main(["--quick", "--json", str(out)]) == 0

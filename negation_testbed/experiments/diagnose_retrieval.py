@@ -1,5 +1,5 @@
 """Why negated text-to-image retrieval does not move: a diagnosis on the world (`python -m
-negation_testbed.diagnose --json out.json [--model FINETUNED_DIR]`).
+negation_testbed.experiments.diagnose_retrieval --json out.json [--model FINETUNED_DIR]`).
 
 Three questions, each answered without touching benchmark items for anything but evaluation:
 
@@ -36,10 +36,10 @@ from PIL import Image
 from negation_encoder.encoding import encode_images, encode_texts, text_features
 from negation_encoder.eval import group_top1_accuracy, recall_at_k_any
 
-from .instruments.base_clip import BASE_DIR
-from .world import language as L
-from .world.scenes import COLOURS, OBJECTS, Scene, render, sample_scene
-from .world.twins import BENCH_SEED, Suite, build_suite, evaluate, negated_validity
+from ..instruments.base_clip import BASE_DIR
+from ..world import language as L
+from ..world.scenes import COLOURS, OBJECTS, Scene, render, sample_scene
+from ..world.twins import BENCH_SEED, Suite, build_suite, evaluate, negated_validity
 
 PROBE_SEED, HELDOUT_PROBE_SEED = 4242, 4343
 TRAIN_GROUP_SEED, HELDOUT_GROUP_SEED = 5151, 5252

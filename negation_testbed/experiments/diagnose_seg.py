@@ -1,5 +1,5 @@
 """Which object can the frozen world CLIPSeg pick for a negated expression? (`python -m
-negation_testbed.diagnose_seg --json out.json [--encoder FOLDER ...]`)
+negation_testbed.experiments.diagnose_seg --json out.json [--encoder FOLDER ...]`)
 
 A text encoder hands CLIPSeg one conditional embedding per text, whatever the image. So the best object
 choice ANY encoder can reach on "the cup that is not red" is that of one free embedding per (kind, excluded
@@ -29,10 +29,10 @@ import torch.nn.functional as F
 
 from negation_encoder.training.losses import dice_loss, masked_mean
 
-from .drop_in.seg_compare import ROUTE_FIT_SEED
-from .world import language as L
-from .world.referring import referring_pairs
-from .world.scenes import COLOURS, OBJECTS, object_masks
+from ..drop_in.seg_compare import ROUTE_FIT_SEED
+from ..world import language as L
+from ..world.referring import referring_pairs
+from ..world.scenes import COLOURS, OBJECTS, object_masks
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def seg_ceiling(cfg: SegCeilingConfig = SegCeilingConfig(), encoders: Sequence[s
 
     from integrations.clipseg import swap_clipseg_text_encoder
 
-    from .instruments.segmenter import SEG_DIR, world_seg_processor
+    from ..instruments.segmenter import SEG_DIR, world_seg_processor
 
     torch.manual_seed(cfg.seed)
     seg = CLIPSegForImageSegmentation.from_pretrained(SEG_DIR).eval().requires_grad_(False)
