@@ -61,7 +61,7 @@ def _text_table(columns: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-# What the fine-tuned encoder must reach on the benchmark twins (issue #23), and how far zero-shot may fall.
+# What the fine-tuned encoder must reach on the benchmark twins, and how far zero-shot may fall.
 TARGETS = {"existence": 0.87, "mcq": 0.54, "pairwise": 0.37}
 ZEROSHOT_DROP = 0.01
 

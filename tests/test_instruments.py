@@ -1,4 +1,4 @@
-"""The world's t2i instruments (issue #22): the rule-based reader, the judge/reader audit, the
+"""The world's t2i instruments: the rule-based reader, the judge/reader audit, the
 validation prompts and the judge's generated-image failure modes."""
 
 from __future__ import annotations
@@ -175,6 +175,6 @@ def test_importance_sampled_timesteps_keep_the_weighted_objective():
 def test_pipeline_sampling_reads_pretrain_info(tmp_path):
     from negation_testbed.drop_in.t2i_compare import pipeline_sampling
 
-    assert pipeline_sampling(tmp_path) == (50, 4.0)  # a folder without the entry: the first generator's
+    assert pipeline_sampling(tmp_path) == (50, 4.0)  # a folder without the entry: the fallback settings
     (tmp_path / "pretrain_info.json").write_text(json.dumps({"sampling": {"steps": 20, "guidance_scale": 7.0}}))
     assert pipeline_sampling(tmp_path) == (20, 7.0)

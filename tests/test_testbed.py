@@ -538,7 +538,7 @@ def test_referring_crop_records_are_true_for_their_crop_and_false_for_its_distra
     assert stats2.items_skipped_done == 30 and again.read_text() == path.read_text()
     # a file another version of the wordings built is rebuilt, not reused (its marker holds another key)
     done = path.with_name(path.name + ".done")
-    done.write_text("")  # the marker written before markers held keys
+    done.write_text("")  # a marker that holds no key: no version of the wordings matches it
     built = path.read_text()
     path.write_text(built.replace("crop:0:0", "stale:0:0"))
     _, stats3 = make_crop_data(world, tmp_path / "crops.jsonl", n_pairs=30)

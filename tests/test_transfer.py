@@ -1,4 +1,4 @@
-"""The drop-in on the world (issue #14): committed judge, segmenter and generator; the two comparisons."""
+"""The drop-in on the world: committed judge, segmenter and generator; the two comparisons."""
 
 from __future__ import annotations
 

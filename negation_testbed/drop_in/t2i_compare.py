@@ -73,7 +73,7 @@ class T2ICompareConfig(Validated):
 def pipeline_sampling(folder: str | Path) -> tuple[int, float]:
     """(steps, guidance scale) the world generator was validated with: its `pretrain_info.json` "sampling"
     entry (chosen on `audit.validation_prompts`, never on the evaluation prompts); 50 and 4.0 for
-    a folder without one (the first world generator's settings)."""
+    a folder without one (a generator saved without a sampling choice)."""
     try:
         sampling = json.loads((Path(folder) / "pretrain_info.json").read_text())["sampling"]
         return int(sampling["steps"]), float(sampling["guidance_scale"])

@@ -40,11 +40,10 @@ MAX_LENGTH = 77  # the pipeline pads every prompt to CLIP's 77 positions; traini
 
 @dataclass
 class T2IConfig:
-    """Defaults: the committed generator (issue #22). Each lever was chosen on
-    `audit.validation_prompts` (fresh training-world captions, never the evaluation prompts); the
-    measurements are in docs/testbed.md. `negenc testbed pretrain-t2i` with these defaults wrote the
-    committed weights on two torch threads (runs with the same thread count give the same weights; another
-    count sums in another order)."""
+    """Defaults: the committed generator's. Each lever is chosen on `audit.validation_prompts` (fresh
+    training-world captions, never the evaluation prompts); the measurements are in docs/testbed.md. The
+    committed weights are `negenc testbed pretrain-t2i` with these defaults on two torch threads (runs with
+    the same thread count give the same weights; another count sums in another order)."""
 
     seed: int = 0
     steps: int = 4000  # ~0.6 s a step on two threads: about 40 minutes on a 2-core machine
