@@ -16,7 +16,6 @@ from .scenes import THEME_PLACE, Scene, SceneObject
 
 TRAIN_CUES = ("no", "not", "without")
 HELDOUT_CUES = ("lacking", "free of", "isn't", "absent", "missing")
-ALL_CUES = TRAIN_CUES + HELDOUT_CUES
 
 
 def phrase(obj: SceneObject, rng: np.random.Generator, detail: float = 0.8) -> str:

@@ -8,7 +8,6 @@ Scenes have themes (kitchen, street, park, office) that make some objects likely
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -224,9 +223,3 @@ def object_masks(scene: Scene) -> tuple[np.ndarray, list[np.ndarray]]:
         prefix = Scene(scene.id, scene.theme, scene.objects[: i + 1], seed=scene.seed)
         masks.append(render(prefix)[1][obj.kind])
     return image, masks
-
-def scene_fingerprint(scenes: list[Scene]) -> str:
-    h = hashlib.sha256()
-    for s in scenes:
-        h.update(repr(s.to_dict()).encode())
-    return h.hexdigest()[:16]
