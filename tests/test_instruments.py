@@ -153,13 +153,13 @@ def test_importance_sampled_timesteps_keep_the_weighted_objective():
     import torch
 
     from negation_testbed.instruments.generator import (
-        T2IConfig,
+        GeneratorConfig,
         build_scheduler,
         loss_weights,
         sample_timesteps,
     )
 
-    cfg = T2IConfig(timestep_sampling="importance")
+    cfg = GeneratorConfig(timestep_sampling="importance")
     alphas = build_scheduler(cfg).alphas_cumprod
     w = loss_weights(alphas, torch.arange(cfg.train_timesteps), cfg)
     q = 0.9 * w / w.sum() + 0.1 / len(w)
@@ -167,7 +167,7 @@ def test_importance_sampled_timesteps_keep_the_weighted_objective():
     assert torch.allclose((q * factor).sum(), w.mean())  # E_q[factor * err] = mean_t w(t) err(t) for any err
     t, f = sample_timesteps(4096, w, cfg, torch.Generator().manual_seed(0))
     assert torch.equal(f, factor[t]) and w[t].mean() > 1.3 * w.mean()  # draws land where the weight is
-    uniform = T2IConfig(timestep_sampling="uniform")
+    uniform = GeneratorConfig(timestep_sampling="uniform")
     t, f = sample_timesteps(8, w, uniform, torch.Generator().manual_seed(0))
     assert torch.equal(f, w[t])
 

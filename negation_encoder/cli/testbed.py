@@ -108,7 +108,7 @@ def fit_seg_route_command(args: argparse.Namespace) -> int:
 
 
 # asset -> (module, default folder, config class, trainer): the three world models the drop-in runs on
-_ASSETS = {"t2i": ("instruments.generator", "T2I_DIR", "T2IConfig", "pretrain_t2i"),
+_ASSETS = {"t2i": ("instruments.generator", "T2I_DIR", "GeneratorConfig", "pretrain_t2i"),
            "seg": ("instruments.segmenter", "SEG_DIR", "SegConfig", "pretrain_seg"),
            "judge": ("instruments.judge", "JUDGE_DIR", "JudgeConfig", "pretrain_judge")}
 

@@ -39,7 +39,7 @@ MAX_LENGTH = 77  # the pipeline pads every prompt to CLIP's 77 positions; traini
 
 
 @dataclass
-class T2IConfig:
+class GeneratorConfig:
     """Defaults: the committed generator's. Each lever is chosen on `audit.validation_prompts` (fresh
     training-world captions, never the evaluation prompts); the measurements are in docs/testbed.md. The
     committed weights are `negenc testbed pretrain-t2i` with these defaults on two torch threads (runs with
@@ -81,7 +81,7 @@ def base_text_encoder(base: str | Path = BASE_DIR):
     return te.eval()
 
 
-def build_unet(cfg: T2IConfig, cross_attention_dim: int):
+def build_unet(cfg: GeneratorConfig, cross_attention_dim: int):
     """IFPipeline splits the UNet output into a noise half and a variance half (its guidance step needs
     both), so the UNet has 6 output channels; with the scheduler's fixed variance the second half is
     discarded at sampling, and training reads only the first."""
@@ -103,7 +103,7 @@ def build_unet(cfg: T2IConfig, cross_attention_dim: int):
         **extra)
 
 
-def build_scheduler(cfg: T2IConfig):
+def build_scheduler(cfg: GeneratorConfig):
     """The training scheduler (DDPM: its `alphas_cumprod` define the forward process)."""
     from diffusers import DDPMScheduler
 
@@ -111,14 +111,14 @@ def build_scheduler(cfg: T2IConfig):
                          clip_sample=True, prediction_type=cfg.prediction_type, variance_type="fixed_small")
 
 
-def sampling_scheduler(cfg: T2IConfig):
+def sampling_scheduler(cfg: GeneratorConfig):
     """The scheduler saved with the pipeline. DPM-Solver++ (2M) reaches in ~20 steps what DDPM does in 50+;
     `thresholding` with `sample_max_value=1` clips the predicted image to [-1, 1] as DDPM's `clip_sample`,
     and IF reads `variance_type` (None here: the UNet's variance half is dropped)."""
     if cfg.sampler == "ddpm":
         return build_scheduler(cfg)
     if cfg.sampler != "dpmsolver++":
-        raise ValueError(f"T2IConfig.sampler must be 'ddpm' or 'dpmsolver++', got {cfg.sampler!r}")
+        raise ValueError(f"GeneratorConfig.sampler must be 'ddpm' or 'dpmsolver++', got {cfg.sampler!r}")
     from diffusers import DPMSolverMultistepScheduler
 
     return DPMSolverMultistepScheduler(num_train_timesteps=cfg.train_timesteps, beta_schedule=cfg.beta_schedule,
@@ -126,7 +126,7 @@ def sampling_scheduler(cfg: T2IConfig):
                                        solver_order=2, thresholding=True, sample_max_value=1.0)
 
 
-def loss_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, cfg: T2IConfig) -> torch.Tensor:
+def loss_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, cfg: GeneratorConfig) -> torch.Tensor:
     """Per-sample weights of the MSE: min-SNR-gamma (min(SNR, gamma) in x0 terms, divided by what the
     prediction target already weighs: SNR for epsilon, SNR + 1 for v), or ones."""
     if cfg.snr_gamma <= 0:
@@ -137,7 +137,7 @@ def loss_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, cfg: T2IConfig) 
     return w / snr if cfg.prediction_type == "epsilon" else w / (snr + 1)
 
 
-def sample_timesteps(n: int, weights: torch.Tensor, cfg: T2IConfig,
+def sample_timesteps(n: int, weights: torch.Tensor, cfg: GeneratorConfig,
                      gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(t, per-sample loss factor) whose expected loss equals the uniform-t loss weighted by `weights`.
 
@@ -149,7 +149,7 @@ def sample_timesteps(n: int, weights: torch.Tensor, cfg: T2IConfig,
         t = torch.randint(0, len(weights), (n,), generator=gen)
         return t, weights[t]
     if cfg.timestep_sampling != "importance":
-        raise ValueError(f"T2IConfig.timestep_sampling must be 'uniform' or 'importance', got {cfg.timestep_sampling!r}")
+        raise ValueError(f"GeneratorConfig.timestep_sampling must be 'uniform' or 'importance', got {cfg.timestep_sampling!r}")
     q = 0.9 * weights / weights.sum() + 0.1 / len(weights)
     t = torch.multinomial(q, n, replacement=True, generator=gen)
     return t, weights[t] / (len(weights) * q[t])
@@ -207,7 +207,7 @@ def save_world_pipeline(out: str | Path, unet, scheduler, text_encoder, tokenize
     return out
 
 
-def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: str | Path = BASE_DIR,
+def pretrain_t2i(cfg: GeneratorConfig | None = None, out: str | Path = T2I_DIR, base: str | Path = BASE_DIR,
                  progress: bool = True, snapshots: tuple[int, ...] = ()) -> dict:
     """Train the UNet (text encoder frozen) and save the pipeline folder with `pretrain_info.json`.
 
@@ -215,7 +215,7 @@ def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: 
     length can be chosen on validation prompts from one run."""
     from .base_clip import world_tokenizer
 
-    cfg = cfg or T2IConfig()
+    cfg = cfg or GeneratorConfig()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
