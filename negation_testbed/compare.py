@@ -32,7 +32,7 @@ from negation_encoder.training.trainer import data_fingerprint
 from .demo import load_base
 from .recipes import RECIPES, Recipe, get_recipe
 from .reports import compare_table
-from .run import fit_summary, recipe_config, run_recipe, split_evaluation
+from .run import SharedInputs, fit_summary, recipe_config, run_recipe, split_evaluation
 from .world import twins as B
 from .world.datagen import FINE_TUNING_ONLY_SOURCES, generate_negation_data, make_train_world
 
@@ -146,13 +146,16 @@ def _compare(out: Path, names: list[str], seeds: tuple[int, ...], n_scenes: int,
     base_fit = fit_summary(base_scorer)
     results: dict = {"base": B.evaluate(model, tokenizer, processor, suite), "base_split": base_split,
                      "base_split_fit": base_fit, "recipes": {}}
+    shared = SharedInputs(datasets=datasets, images=world.image_root, suite=suite, tokenizer=tokenizer,
+                          processor=processor, base_metrics=results["base"], base_split_metrics=base_split,
+                          steps=steps, cache_dir=out / "image_cache")
     bar = tqdm(total=len(names) * len(seeds), desc="compare: runs", disable=not progress)
     for name in names:
         rec = get_recipe(name)
         runs = []
         for seed in seeds:
             run_dir = out / "runs" / f"{name}-seed{seed}"
-            cfg = recipe_config(rec, data=datasets[rec.data_variant], images=world.image_root, out=run_dir, seed=seed)
+            cfg = recipe_config(rec, shared, out=run_dir, seed=seed)
             data = data_fingerprint([*cfg.data, *cfg.seg_data])
             entry = finished_entry(run_dir, rec, data) if resume else None
             if entry is not None:
@@ -160,10 +163,8 @@ def _compare(out: Path, names: list[str], seeds: tuple[int, ...], n_scenes: int,
                 bar.update()
                 bar.write(run_line(name, seed, entry) + " [finished earlier]")
                 continue
-            run = run_recipe(rec, data=datasets[rec.data_variant], images=world.image_root, out=run_dir,
-                             suite=suite, tokenizer=tokenizer, processor=processor, base_metrics=results["base"],
-                             base_split_metrics=base_split, seed=seed, steps=steps, cache_dir=out / "image_cache",
-                             resume=resume and run_dir.exists(), progress=False)
+            run = run_recipe(rec, shared=shared, out=run_dir, seed=seed, resume=resume and run_dir.exists(),
+                             progress=False)
             entry = {**run.metrics, "seconds": run.seconds, "split": run.split_metrics, "split_fit": run.split_fit}
             if transfer:
                 from .drop_in.measure import drop_in

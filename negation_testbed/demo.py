@@ -20,7 +20,7 @@ from negation_encoder.runio import RunFolder, atomic_write_text
 
 from .instruments.base_clip import BASE_DIR
 from .recipes import get_recipe
-from .run import fit_summary, run_recipe, split_evaluation
+from .run import SharedInputs, fit_summary, run_recipe, split_evaluation
 from .world import twins as B
 from .world.datagen import generate_negation_data, make_train_world
 from .world.scenes import render
@@ -193,10 +193,10 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     weights["base"] = fit_summary(base_scorer)
     lap("base benchmarks")
     print(f"[4/5] fine-tune text encoder, recipe {rec.name!r}: {rec.description}")
-    run = run_recipe(rec, data=data, images=world.image_root, out=out / "run", suite=suite, tokenizer=tokenizer,
-                     processor=processor, base_metrics=columns["base"], base_split_metrics=columns["base_split"],
-                     seed=seed, steps=steps, base=base,
-                     overwrite=overwrite, progress=progress)
+    shared = SharedInputs(datasets={rec.data_variant: data}, images=world.image_root, suite=suite,
+                          tokenizer=tokenizer, processor=processor, base_metrics=columns["base"],
+                          base_split_metrics=columns["base_split"], base=base, steps=steps)
+    run = run_recipe(rec, shared=shared, out=out / "run", seed=seed, overwrite=overwrite, progress=progress)
     lap("fine-tune and its benchmarks")
     print("[5/5] benchmarks: fine-tuned model (as exported), plain and split scoring")
     columns["finetuned"], columns["finetuned_split"], weights["finetuned"] = run.metrics, run.split_metrics, \
