@@ -1,4 +1,6 @@
-"""The offline synthetic world: scenes, captions, oracle backends, benchmark twins, the demo."""
+"""The offline synthetic testbed: the world (`world/`), its frozen models and measuring tools
+(`instruments/`), the drop-in comparisons (`drop_in/`), diagnoses (`experiments/`), the recipe runner, the
+demo and `compare` (docs/design.md, "The testbed's layout")."""
 
 from .demo import run_demo
 from .recipes import RECIPES, get_recipe
