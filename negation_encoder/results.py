@@ -70,7 +70,7 @@ BENCHMARK_CARD_INFO: dict[str, CardInfo] = {
                               "Zero-shot classification", "top-1 accuracy", dataset_split="validation"),
 }
 
-# The testbed's benchmark twins (negation_testbed.benchmarks.METRIC_KEYS), under a `world_` prefix. Each twin
+# The testbed's benchmark twins (negation_testbed.world.twins.METRIC_KEYS), under a `world_` prefix. Each twin
 # is its own dataset config of the testbed dataset, so the card gives it its own model-index entry.
 WORLD_DATASET = "negation-encoder/testbed"
 WORLD_SPLIT = "benchmark twins (seed 12345)"

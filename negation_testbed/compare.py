@@ -3,7 +3,7 @@
 All recipes share the training world, the generated negation data (all four pipelines are run once)
 and the benchmark suite; each (recipe, seed) fine-tunes the committed base from scratch. With
 `transfer`, each fine-tuned encoder is also swapped into the world's frozen segmenter and generator
-(`transfer.drop_in`, the demo's small measurement), so a recipe is judged as a drop-in, not only on the
+(`drop_in.measure.drop_in`, the demo's small measurement), so a recipe is judged as a drop-in, not only on the
 encoder benchmarks.
 
 A comparison survives interruption and grows: each finished (recipe, seed) leaves its numbers in its run
@@ -29,12 +29,12 @@ from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_json, atomic_write_text
 from negation_encoder.training.checks import data_fingerprint, training_files
 
-from . import benchmarks as B
-from .datagen import FINE_TUNING_ONLY_SOURCES, generate_negation_data, make_train_world
 from .demo import load_base
 from .recipes import RECIPES, Recipe, get_recipe
 from .reports import compare_table
-from .run import fit_summary, recipe_config, run_recipe, split_evaluation
+from .run import SharedInputs, fit_summary, recipe_config, run_recipe, split_evaluation
+from .world import twins as B
+from .world.datagen import FINE_TUNING_ONLY_SOURCES, generate_negation_data, make_train_world
 
 # (label, where in drop_in's result): the transfer columns of the comparison
 TRANSFER_COLUMNS = (
@@ -112,7 +112,7 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
             n_scenes: int = 6000, steps: int | None = None, bench_size: int = B.DEFAULT_SIZE,
             overwrite: bool = False, progress: bool = False, transfer: bool = True,
             transfer_settings: dict | None = None, resume: bool = False) -> dict:
-    """`transfer_settings`: keyword arguments for `transfer.drop_in` (its defaults are the demo's sizes).
+    """`transfer_settings`: keyword arguments for `drop_in.measure.drop_in` (its defaults are the demo's sizes).
     `resume` continues a comparison in `out` (module docstring); the table covers `recipes` x `seeds`."""
     out = Path(out)
     names = recipes or list(RECIPES)
@@ -121,7 +121,7 @@ def compare(out: str | Path = "compare_out", recipes: list[str] | None = None, s
     settings = _plain({"n_scenes": n_scenes, "steps": steps, "bench_size": bench_size, "transfer": transfer,
                        "transfer_settings": transfer_settings or {}})
     if transfer:  # resuming after the generator, segmenter or judge changed would mix two instruments' numbers
-        from .transfer import instruments_fingerprint
+        from .drop_in.measure import instruments_fingerprint
 
         settings["instruments"] = instruments_fingerprint()
     folder = RunFolder(out, OWNED, fingerprint_name="compare_config.json")
@@ -146,13 +146,16 @@ def _compare(out: Path, names: list[str], seeds: tuple[int, ...], n_scenes: int,
     base_fit = fit_summary(base_scorer)
     results: dict = {"base": B.evaluate(model, tokenizer, processor, suite), "base_split": base_split,
                      "base_split_fit": base_fit, "recipes": {}}
+    shared = SharedInputs(datasets=datasets, images=world.image_root, suite=suite, tokenizer=tokenizer,
+                          processor=processor, base_metrics=results["base"], base_split_metrics=base_split,
+                          steps=steps, cache_dir=out / "image_cache")
     bar = tqdm(total=len(names) * len(seeds), desc="compare: runs", disable=not progress)
     for name in names:
         rec = get_recipe(name)
         runs = []
         for seed in seeds:
             run_dir = out / "runs" / f"{name}-seed{seed}"
-            cfg = recipe_config(rec, data=datasets[rec.data_variant], images=world.image_root, out=run_dir, seed=seed)
+            cfg = recipe_config(rec, shared, out=run_dir, seed=seed)
             data = data_fingerprint(training_files(cfg))
             entry = finished_entry(run_dir, rec, data) if resume else None
             if entry is not None:
@@ -160,13 +163,11 @@ def _compare(out: Path, names: list[str], seeds: tuple[int, ...], n_scenes: int,
                 bar.update()
                 bar.write(run_line(name, seed, entry) + " [finished earlier]")
                 continue
-            run = run_recipe(rec, data=datasets[rec.data_variant], images=world.image_root, out=run_dir,
-                             suite=suite, tokenizer=tokenizer, processor=processor, base_metrics=results["base"],
-                             base_split_metrics=base_split, seed=seed, steps=steps, cache_dir=out / "image_cache",
-                             resume=resume and run_dir.exists(), progress=False)
+            run = run_recipe(rec, shared=shared, out=run_dir, seed=seed, resume=resume and run_dir.exists(),
+                             progress=False)
             entry = {**run.metrics, "seconds": run.seconds, "split": run.split_metrics, "split_fit": run.split_fit}
             if transfer:
-                from .transfer import drop_in
+                from .drop_in.measure import drop_in
 
                 entry["transfer"] = transfer_values(drop_in(run.model_dir, run_dir / "drop_in",
                                                             **(transfer_settings or {})))

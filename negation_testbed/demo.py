@@ -18,12 +18,12 @@ from negation_encoder.errors import InputError
 from negation_encoder.results import provenance
 from negation_encoder.runio import RunFolder, atomic_write_text
 
-from . import benchmarks as B
-from .datagen import generate_negation_data, make_train_world
-from .pretrain import BASE_DIR
+from .instruments.base_clip import BASE_DIR
 from .recipes import get_recipe
-from .run import fit_summary, run_recipe, split_evaluation
-from .world import render
+from .run import SharedInputs, fit_summary, run_recipe, split_evaluation
+from .world import twins as B
+from .world.datagen import generate_negation_data, make_train_world
+from .world.scenes import render
 
 LABELS = B.METRIC_LABELS
 DEMO_FILES = ("results.json", "report.md", "report.png", "run", "drop_in")  # the world/ folder is a deterministic cache
@@ -61,7 +61,7 @@ def _text_table(columns: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-# What the fine-tuned encoder must reach on the benchmark twins (issue #23), and how far zero-shot may fall.
+# What the fine-tuned encoder must reach on the benchmark twins, and how far zero-shot may fall.
 TARGETS = {"existence": 0.87, "mcq": 0.54, "pairwise": 0.37}
 ZEROSHOT_DROP = 0.01
 
@@ -155,7 +155,7 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     Four columns: the base and the fine-tuned encoder, each scored plainly (one cosine per caption) and
     with the training-free split reader (`negation_encoder.split_scorer`), whose weight is fitted for each
     model on the world's training records. With `drop_in`, the fine-tuned encoder is then swapped into the
-    world's frozen segmenter and generator, beside the training-free routes (`transfer.drop_in`)."""
+    world's frozen segmenter and generator, beside the training-free routes (`drop_in.measure.drop_in`)."""
     start = time.perf_counter()
     out = Path(out)
     rec = get_recipe(recipe)
@@ -193,10 +193,10 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     weights["base"] = fit_summary(base_scorer)
     lap("base benchmarks")
     print(f"[4/5] fine-tune text encoder, recipe {rec.name!r}: {rec.description}")
-    run = run_recipe(rec, data=data, images=world.image_root, out=out / "run", suite=suite, tokenizer=tokenizer,
-                     processor=processor, base_metrics=columns["base"], base_split_metrics=columns["base_split"],
-                     seed=seed, steps=steps, base=base,
-                     overwrite=overwrite, progress=progress)
+    shared = SharedInputs(datasets={rec.data_variant: data}, images=world.image_root, suite=suite,
+                          tokenizer=tokenizer, processor=processor, base_metrics=columns["base"],
+                          base_split_metrics=columns["base_split"], base=base, steps=steps)
+    run = run_recipe(rec, shared=shared, out=out / "run", seed=seed, overwrite=overwrite, progress=progress)
     lap("fine-tune and its benchmarks")
     print("[5/5] benchmarks: fine-tuned model (as exported), plain and split scoring")
     columns["finetuned"], columns["finetuned_split"], weights["finetuned"] = run.metrics, run.split_metrics, \
@@ -205,7 +205,7 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     results = {**columns, "split_weights": weights, "recipe": rec.name, "seconds": round(seconds, 1),
                "checkpoint": str(run.model_dir), "provenance": provenance()}
     if drop_in:
-        from .transfer import drop_in as measure_drop_in
+        from .drop_in.measure import drop_in as measure_drop_in
 
         print("[6/6] drop-in: the fine-tuned encoder in the world's frozen segmenter and generator")
         results["drop_in"] = measure_drop_in(run.model_dir, out / "drop_in", progress=progress)
@@ -231,7 +231,7 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
               f"Checkpoint: `{run.model_dir}`; took {results['seconds']:.0f} s ("
               + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ").", "", "![before/after](report.png)"]
     if drop_in:
-        from .transfer import drop_in_markdown
+        from .drop_in.measure import drop_in_markdown
 
         report += ["", drop_in_markdown(results["drop_in"])]
     atomic_write_text(out / "report.md", "\n".join(report) + "\n")

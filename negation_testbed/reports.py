@@ -13,7 +13,7 @@ import json
 import statistics
 from pathlib import Path
 
-from .benchmarks import METRIC_KEYS, METRIC_LABELS
+from .world.twins import METRIC_KEYS, METRIC_LABELS
 
 FILES = {"demo": "demo.json", "t2i": "t2i_compare.json", "seg": "seg_compare.json", "compare": "compare.json"}
 README_BEGIN, README_END = "<!-- results:routes -->", "<!-- /results:routes -->"
@@ -183,7 +183,7 @@ def compare_table(results: dict) -> str:
     if with_transfer:
         first = next(iter(with_transfer.values()))["runs"][0]["transfer"]  # compare writes them in one order
         labels = [c for c in first if all(c in run["transfer"] for r in with_transfer.values() for run in r["runs"])]
-        rows += ["", "Transfer (the encoder swapped into the world's frozen segmenter and generator, `transfer.drop_in`):",
+        rows += ["", "Transfer (the encoder swapped into the world's frozen segmenter and generator, `drop_in.measure.drop_in`):",
                  "", "| recipe | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
         for name, r in with_transfer.items():
             rows.append(f"| {name} | " + " | ".join(_cell([run["transfer"][c] for run in r["runs"]]) for c in labels)

@@ -11,16 +11,17 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from negation_encoder import results as R
 from negation_encoder.checkpoint.export import write_eval_results
 from negation_encoder.split_scorer import SplitScorer
 from negation_encoder.training.trainer import TrainResult, train
 
-from . import benchmarks as B
-from .datagen import FINE_TUNING_ONLY_SOURCES
-from .pretrain import BASE_DIR
+from .instruments.base_clip import BASE_DIR
 from .recipes import Recipe
+from .world import twins as B
+from .world.datagen import FINE_TUNING_ONLY_SOURCES
 
 
 @dataclass
@@ -72,37 +73,58 @@ def world_results(metrics: dict) -> dict:
     return {R.world_key(k): v for k, v in metrics.items()}
 
 
-def recipe_config(recipe: Recipe, *, data: Mapping[str, str | Path], images: str | Path, out: str | Path,
-                  seed: int = 0, steps: int | None = None, cache_dir: str | Path = "", base: str | Path = BASE_DIR):
+@dataclass(frozen=True)
+class SharedInputs:
+    """What every recipe run of one demo or comparison shares: the generated data per data variant
+    (`Recipe.data_variant`), the world's training images, the benchmark suite, the base model's tokenizer,
+    image processor and scores (the baseline in each run's results), and the settings every recipe
+    trains with."""
+
+    datasets: Mapping[str, Mapping[str, str | Path]]
+    images: str | Path
+    suite: B.Suite
+    tokenizer: Any
+    processor: Any
+    base_metrics: dict | None = None
+    base_split_metrics: dict | None = None
+    base: str | Path = BASE_DIR
+    steps: int | None = None
+    cache_dir: str | Path = ""
+
+    def data(self, recipe: Recipe) -> Mapping[str, str | Path]:
+        """The data `recipe` trains on."""
+        return self.datasets[recipe.data_variant]
+
+
+def recipe_config(recipe: Recipe, shared: SharedInputs, *, out: str | Path, seed: int = 0):
     """The TrainConfig `run_recipe` trains: the recipe on the world's data, and for a seg recipe the world's
     frozen CLIPSeg and referring records on training scenes (made once, cached)."""
     seg_kw = {}
     if recipe.seg:
-        from .datagen import make_referring_data
-        from .world_seg import SEG_DIR
+        from .instruments.segmenter import SEG_DIR
+        from .world.datagen import make_referring_data
 
-        seg_kw = {"seg_data": make_referring_data(Path(images).parent / "referring"), "seg_model": SEG_DIR}
-    return recipe.to_config(base=base, data=data, images=images, out=out, seed=seed, steps=steps, cache_dir=cache_dir,
-                            **seg_kw)
+        seg_kw = {"seg_data": make_referring_data(Path(shared.images).parent / "referring"), "seg_model": SEG_DIR}
+    return recipe.to_config(base=shared.base, data=shared.data(recipe), images=shared.images, out=out, seed=seed,
+                            steps=shared.steps, cache_dir=shared.cache_dir, **seg_kw)
 
 
-def run_recipe(recipe: Recipe, *, data: Mapping[str, str | Path], images: str | Path, out: str | Path,
-               suite: B.Suite, tokenizer, processor, base_metrics: dict | None = None,
-               base_split_metrics: dict | None = None, seed: int = 0,
-               steps: int | None = None, cache_dir: str | Path = "", base: str | Path = BASE_DIR,
-               overwrite: bool = False, split: bool = True, progress: bool = True, resume: bool = False) -> RecipeRun:
+def run_recipe(recipe: Recipe, *, shared: SharedInputs, out: str | Path, seed: int = 0, overwrite: bool = False,
+               split: bool = True, progress: bool = True, resume: bool = False) -> RecipeRun:
     """Fine-tune `recipe` into `out` (`resume`: continue its newest checkpoint there), then evaluate the export."""
     from transformers import CLIPModel
 
     start = time.perf_counter()
-    cfg = recipe_config(recipe, data=data, images=images, out=out, seed=seed, steps=steps, cache_dir=cache_dir,
-                        base=base)
+    cfg = recipe_config(recipe, shared, out=out, seed=seed)
     result = train(cfg, resume=resume, overwrite=overwrite, progress=progress)
     model = CLIPModel.from_pretrained(result.model_dir).eval()  # what users will load
+    tokenizer, processor, suite = shared.tokenizer, shared.processor, shared.suite
     metrics, details = B.evaluate(model, tokenizer, processor, suite, return_details=True)
     split_metrics = scorer = None
     if split:
-        split_metrics, scorer = split_evaluation(model, tokenizer, processor, suite, data, images, seed)
+        split_metrics, scorer = split_evaluation(model, tokenizer, processor, suite, shared.data(recipe),
+                                                 shared.images, seed)
+    base_metrics, base_split_metrics = shared.base_metrics, shared.base_split_metrics
     results = R.make_results(
         world_results(metrics), split=world_results(split_metrics) if split_metrics else None,
         baseline=world_results(base_metrics) if base_metrics else None,

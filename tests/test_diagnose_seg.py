@@ -1,19 +1,20 @@
-"""The CLIPSeg object-choice ceiling (negation_testbed.diagnose_seg) against seg-compare's own measure."""
+"""The CLIPSeg object-choice ceiling (negation_testbed.experiments.diagnose_seg) against seg-compare's own measure."""
 
 from __future__ import annotations
 
 import pytest
 
-from negation_testbed.diagnose_seg import SegCeilingConfig, seg_ceiling
+from negation_testbed.experiments.diagnose_seg import SegCeilingConfig, seg_ceiling
 
 
 def test_ceiling_references_match_seg_compare_and_the_fit_starts_at_the_kind(tmp_path):
-    """Two routes to each reference: the named-colour figure equals `transfer.target_wins` on the control set
+    """Two routes to each reference: the named-colour figure equals `seg_compare.target_wins` on the control set
     seg-compare writes for the same seed; an unfitted free embedding (0 steps) is exactly the text tower's
     embedding of "the {kind}" (the free vector sits before the frozen final norm and projection)."""
     from eval_seg.runner import load_clipseg
-    from negation_testbed.transfer import target_wins, write_referring_set
-    from negation_testbed.world_seg import SEG_DIR
+    from negation_testbed.drop_in.seg_compare import target_wins
+    from negation_testbed.instruments.segmenter import SEG_DIR
+    from negation_testbed.world.referring import write_referring_set
 
     cfg = SegCeilingConfig(train_samples=16, eval_samples=48, steps=0)
     res = seg_ceiling(cfg)

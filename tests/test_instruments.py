@@ -1,4 +1,4 @@
-"""The world's t2i instruments (issue #22): the rule-based reader, the judge/reader audit, the
+"""The world's t2i instruments: the rule-based reader, the judge/reader audit, the
 validation prompts and the judge's generated-image failure modes."""
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from negation_testbed.instruments import (
+from negation_testbed.instruments.audit import (
     Audit,
     audit_images,
     audit_t2i_compare,
     audit_table,
     validation_prompts,
 )
-from negation_testbed.world import (
+from negation_testbed.instruments.reader import EMPTY, OBJECT, UNREADABLE, found, read_image, reader_says_yes
+from negation_testbed.world.scenes import (
     BACKGROUND,
     CELLS,
     COLOURS,
@@ -26,7 +27,6 @@ from negation_testbed.world import (
     render,
     sample_scene,
 )
-from negation_testbed.world_reader import EMPTY, OBJECT, UNREADABLE, found, read_image, reader_says_yes
 
 
 def test_reader_is_exact_on_rendered_scenes():
@@ -125,7 +125,7 @@ def test_audit_of_a_t2i_compare_folder(tmp_path):
 
 
 def test_validation_prompts_are_fresh_and_never_evaluation_prompts():
-    from negation_testbed.transfer import world_prompt_sets
+    from negation_testbed.world.prompts import world_prompt_sets
 
     negated, control = world_prompt_sets(3)
     evaluation = {p["prompt"] for p in negated + control}
@@ -136,7 +136,7 @@ def test_validation_prompts_are_fresh_and_never_evaluation_prompts():
 
 
 def test_generated_like_is_deterministic_and_keeps_labels():
-    from negation_testbed.world_judge import generated_like
+    from negation_testbed.instruments.judge import generated_like
 
     scene = sample_scene(np.random.default_rng(3), "g", n_objects=(3,))
     a, objs_a = generated_like(scene, np.random.default_rng(11))
@@ -152,9 +152,14 @@ def test_audit_default_is_empty():
 def test_importance_sampled_timesteps_keep_the_weighted_objective():
     import torch
 
-    from negation_testbed.world_t2i import T2IConfig, build_scheduler, loss_weights, sample_timesteps
+    from negation_testbed.instruments.generator import (
+        GeneratorConfig,
+        build_scheduler,
+        loss_weights,
+        sample_timesteps,
+    )
 
-    cfg = T2IConfig(timestep_sampling="importance")
+    cfg = GeneratorConfig(timestep_sampling="importance")
     alphas = build_scheduler(cfg).alphas_cumprod
     w = loss_weights(alphas, torch.arange(cfg.train_timesteps), cfg)
     q = 0.9 * w / w.sum() + 0.1 / len(w)
@@ -162,14 +167,14 @@ def test_importance_sampled_timesteps_keep_the_weighted_objective():
     assert torch.allclose((q * factor).sum(), w.mean())  # E_q[factor * err] = mean_t w(t) err(t) for any err
     t, f = sample_timesteps(4096, w, cfg, torch.Generator().manual_seed(0))
     assert torch.equal(f, factor[t]) and w[t].mean() > 1.3 * w.mean()  # draws land where the weight is
-    uniform = T2IConfig(timestep_sampling="uniform")
+    uniform = GeneratorConfig(timestep_sampling="uniform")
     t, f = sample_timesteps(8, w, uniform, torch.Generator().manual_seed(0))
     assert torch.equal(f, w[t])
 
 
 def test_pipeline_sampling_reads_pretrain_info(tmp_path):
-    from negation_testbed.transfer import pipeline_sampling
+    from negation_testbed.drop_in.t2i_compare import pipeline_sampling
 
-    assert pipeline_sampling(tmp_path) == (50, 4.0)  # a folder without the entry: the first generator's
+    assert pipeline_sampling(tmp_path) == (50, 4.0)  # a folder without the entry: the fallback settings
     (tmp_path / "pretrain_info.json").write_text(json.dumps({"sampling": {"steps": 20, "guidance_scale": 7.0}}))
     assert pipeline_sampling(tmp_path) == (20, 7.0)

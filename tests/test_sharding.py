@@ -1,4 +1,4 @@
-"""Every evaluation command under torchrun: 2 gloo processes write what 1 process writes (issue #21).
+"""Every evaluation command under torchrun: 2 gloo processes write what 1 process writes.
 
 The reference is the same commands under `torchrun --nproc_per_node 1`, both with OMP_NUM_THREADS=1
 (torchrun sets it only for more than one process; batched float sums depend on the thread count).

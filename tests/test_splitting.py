@@ -177,11 +177,11 @@ def test_the_package_top_exports_split_negation():
 
 
 # ---------------------------------------------------------------------------------------------
-# the world's wordings (negation_testbed.language): the splitter must read every one of them
+# the world's wordings (negation_testbed.world.language): the splitter must read every one of them
 
 
 def test_every_world_negation_form_splits_into_its_caption_and_the_concept():
-    from negation_testbed.language import negation_forms
+    from negation_testbed.world.language import negation_forms
 
     caption = "a red cup in a kitchen"
     forms = {negation_forms(style)[0] for style in range(2560)}
@@ -195,7 +195,7 @@ def test_every_world_negation_form_splits_into_its_caption_and_the_concept():
 
 @pytest.mark.parametrize("kind,value", [("cup", "red"), ("bus", "yellow")])
 def test_world_referring_attribute_and_relation_forms(kind, value):
-    from negation_testbed.language import ATTRIBUTE_FORMS, REFERRING_FORMS, RELATION_FORMS
+    from negation_testbed.world.language import ATTRIBUTE_FORMS, REFERRING_FORMS, RELATION_FORMS
 
     for form in REFERRING_FORMS:
         s = split_negation(form.format(kind=kind, value=value))

@@ -12,24 +12,24 @@ from negation_encoder.data.backends import RewriteRequest, TextLLM, VisionLLM
 from negation_encoder.errors import InputError
 from negation_encoder.eval import recall_at_k
 from negation_encoder.splitting import has_negation_cue, split_negation
-from negation_testbed import language as L
-from negation_testbed.benchmarks import (
-    METRIC_KEYS,
-    METRIC_LABELS,
-    build_suite,
-    negated_retrieval_scores,
-    negated_validity,
-)
-from negation_testbed.datagen import (
+from negation_testbed.instruments.base_clip import BASE_DIR, corpus_negation_ratio, world_tokenizer
+from negation_testbed.world import language as L
+from negation_testbed.world.datagen import (
     WorldDistractors,
     caption_items,
     generate_negation_data,
     make_train_world,
     qa_items,
 )
-from negation_testbed.oracle import OracleLLM, OracleMLLM
-from negation_testbed.pretrain import BASE_DIR, corpus_negation_ratio, world_tokenizer
-from negation_testbed.world import COLOURS, OBJECTS, render, sample_scene
+from negation_testbed.world.oracle import OracleLLM, OracleMLLM
+from negation_testbed.world.scenes import COLOURS, OBJECTS, render, sample_scene
+from negation_testbed.world.twins import (
+    METRIC_KEYS,
+    METRIC_LABELS,
+    build_suite,
+    negated_retrieval_scores,
+    negated_validity,
+)
 
 
 def test_world_is_deterministic():
@@ -277,7 +277,7 @@ def test_benchmark_wording_never_overlaps_training_rewrites(tmp_path):
 def test_generator_prompt_records_are_true_for_their_scene_and_split_to_their_affirmative_part(tmp_path):
     """The t2i source: each negated prompt names present objects of its scene and negates an absent one,
     the splitter's affirmative part of it is the record's caption, and its foils are false."""
-    from negation_testbed.datagen import make_t2i_prompt_data
+    from negation_testbed.world.datagen import make_t2i_prompt_data
 
     world = make_train_world(tmp_path / "images", n_scenes=80)
     path, stats = make_t2i_prompt_data(world, tmp_path / "t2i.jsonl")
@@ -319,7 +319,7 @@ def test_every_world_text_is_in_the_closed_vocabulary():
 
 @pytest.mark.skipif(not (BASE_DIR / "model.safetensors").exists(), reason="committed base model missing")
 def test_diagnosis_runs_and_finds_the_target_reachable(tmp_path):
-    from negation_testbed.diagnose import main
+    from negation_testbed.experiments.diagnose_retrieval import main
 
     out = tmp_path / "diag.json"
     assert main(["--quick", "--json", str(out)]) == 0
@@ -464,7 +464,7 @@ def test_compare_resume_refuses_other_instruments(tmp_path, monkeypatch):
     bytes' hash is part of the saved settings, so resuming after one was retrained is refused in one line
     (and a comparison without transfer does not care)."""
     import negation_testbed.compare as C
-    import negation_testbed.transfer as T
+    import negation_testbed.drop_in.measure as T
     from negation_encoder.errors import InputError
     from negation_encoder.training.checks import data_fingerprint
 
@@ -517,8 +517,8 @@ def test_referring_crop_records_are_true_for_their_crop_and_false_for_its_distra
     the same wordings, size and seed built it."""
     from PIL import Image
 
-    from negation_testbed.datagen import make_crop_data
-    from negation_testbed.world_reader import read_image, reader_says_yes
+    from negation_testbed.instruments.reader import read_image, reader_says_yes
+    from negation_testbed.world.datagen import make_crop_data
 
     world = make_train_world(tmp_path / "images", n_scenes=5)
     path, stats = make_crop_data(world, tmp_path / "crops.jsonl", n_pairs=30)
@@ -538,7 +538,7 @@ def test_referring_crop_records_are_true_for_their_crop_and_false_for_its_distra
     assert stats2.items_skipped_done == 30 and again.read_text() == path.read_text()
     # a file another version of the wordings built is rebuilt, not reused (its marker holds another key)
     done = path.with_name(path.name + ".done")
-    done.write_text("")  # the marker written before markers held keys
+    done.write_text("")  # a marker that holds no key: no version of the wordings matches it
     built = path.read_text()
     path.write_text(built.replace("crop:0:0", "stale:0:0"))
     _, stats3 = make_crop_data(world, tmp_path / "crops.jsonl", n_pairs=30)
@@ -570,8 +570,8 @@ def test_split_weight_is_fitted_on_training_records_only(tmp_path, monkeypatch):
     sources are not fitted on (a training-free route must not move with the fine-tuning recipe's data)."""
     import negation_encoder.split_scorer as split_mod
     from negation_encoder.testing import tiny
-    from negation_testbed.datagen import make_crop_data
     from negation_testbed.run import split_evaluation
+    from negation_testbed.world.datagen import make_crop_data
 
     world = make_train_world(tmp_path / "images", n_scenes=40)
     data = generate_negation_data(world, tmp_path / "data", ("p1", "presence", "t2i"), tokenizer=world_tokenizer(),
@@ -605,7 +605,8 @@ def test_split_weight_is_fitted_on_training_records_only(tmp_path, monkeypatch):
 def test_training_and_evaluation_wordings_are_disjoint_for_the_drop_in():
     """What a segmentation-aware term or the split route is fitted on never uses a wording seg-compare
     scores (negated forms, and the control's affirmative form), nor any t2i-compare prompt form."""
-    from negation_testbed.transfer import CONTROL_REFERRING_FORMS, T2I_FORMS
+    from negation_testbed.world.prompts import T2I_FORMS
+    from negation_testbed.world.referring import CONTROL_REFERRING_FORMS
 
     assert set(L.TRAIN_REFERRING_FORMS) <= set(L.FINE_TUNING_REFERRING_FORMS)
     assert not set(L.FINE_TUNING_REFERRING_FORMS) & set(L.REFERRING_FORMS)
@@ -635,8 +636,8 @@ def test_referring_training_records_name_the_excluded_object(tmp_path):
     from PIL import Image
 
     from negation_encoder.data.referring import read_referring
-    from negation_testbed.datagen import make_referring_data
-    from negation_testbed.world import COLOURS
+    from negation_testbed.world.datagen import make_referring_data
+    from negation_testbed.world.scenes import COLOURS
 
     path = make_referring_data(tmp_path, n=12)
     records = read_referring(path)

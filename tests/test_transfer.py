@@ -1,4 +1,4 @@
-"""The drop-in on the world (issue #14): committed judge, segmenter and generator; the two comparisons."""
+"""The drop-in on the world: committed judge, segmenter and generator; the two comparisons."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from negation_encoder.cli import main
-from negation_testbed.pretrain import BASE_DIR
-from negation_testbed.world import OBJECTS, render, sample_scene
-from negation_testbed.world_judge import JUDGE_DIR, WorldJudge
-from negation_testbed.world_seg import SEG_DIR
-from negation_testbed.world_t2i import T2I_DIR, base_text_encoder
+from negation_testbed.instruments.base_clip import BASE_DIR
+from negation_testbed.instruments.generator import T2I_DIR, base_text_encoder
+from negation_testbed.instruments.judge import JUDGE_DIR, WorldJudge
+from negation_testbed.instruments.segmenter import SEG_DIR
+from negation_testbed.world.scenes import OBJECTS, render, sample_scene
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def base_encoder_folder(tmp_path_factory):
     from transformers import CLIPModel
 
     from negation_encoder.checkpoint.export import export_checkpoint
-    from negation_testbed.pretrain import world_image_processor, world_tokenizer
+    from negation_testbed.instruments.base_clip import world_image_processor, world_tokenizer
 
     out = tmp_path_factory.mktemp("enc") / "model"
     export_checkpoint(CLIPModel.from_pretrained(BASE_DIR), world_tokenizer(), world_image_processor(), out)
@@ -45,7 +45,7 @@ def _perturbed_clip(seed: int = 0):
 @pytest.fixture(scope="module")
 def other_encoder_folder(tmp_path_factory):
     from negation_encoder.checkpoint.export import export_checkpoint
-    from negation_testbed.pretrain import world_image_processor, world_tokenizer
+    from negation_testbed.instruments.base_clip import world_image_processor, world_tokenizer
 
     out = tmp_path_factory.mktemp("enc2") / "model"
     export_checkpoint(_perturbed_clip(), world_tokenizer(), world_image_processor(), out)
@@ -260,7 +260,7 @@ def test_bad_input_is_one_line_exit_2(argv, needle, capsys, tmp_path):
 
 def test_world_prompt_sets_pair_negated_and_control():
     from integrations.routes import negation_prompts
-    from negation_testbed.transfer import world_prompt_sets
+    from negation_testbed.world.prompts import world_prompt_sets
 
     negated, control = world_prompt_sets()
     assert len(negated) == len(control) == 3 * len(OBJECTS)
@@ -275,8 +275,8 @@ def test_validation_prompts_neither_train_nor_evaluate():
     """`--prompts validation`: every prompt splits into its control and its negated object like the
     evaluation's, and no frame, prompt or control of it is an evaluated or a training one, nor holds one."""
     from integrations.routes import negation_prompts
-    from negation_testbed import language as L
-    from negation_testbed.transfer import T2I_FORMS, VALIDATION_T2I_FORMS, world_prompt_sets
+    from negation_testbed.world import language as L
+    from negation_testbed.world.prompts import T2I_FORMS, VALIDATION_T2I_FORMS, world_prompt_sets
 
     negated, control = world_prompt_sets(prompts="validation")
     assert (negated, control) == world_prompt_sets(prompts="validation", seed=5)  # its own seed, deterministic
@@ -312,7 +312,7 @@ def test_report_refuses_a_validation_run(tmp_path):
 
 def test_world_prompt_files_load_with_eval_t2i(tmp_path):
     from eval_t2i.prompts import load_prompts
-    from negation_testbed.transfer import world_prompt_sets
+    from negation_testbed.world.prompts import world_prompt_sets
 
     negated, _ = world_prompt_sets(forms_per_kind=1)
     path = tmp_path / "p.json"
@@ -337,7 +337,7 @@ def test_pretrain_commands_are_deterministic(asset, tmp_path):
         info = json.loads((out / "pretrain_info.json").read_text())
         assert info["command"] == f"negenc testbed pretrain-{asset}" and info["config"]["steps"] == 2
         if asset == "t2i":  # the saved sampling settings are the validation choice, and the pipeline reads them
-            from negation_testbed.transfer import pipeline_sampling
+            from negation_testbed.drop_in.t2i_compare import pipeline_sampling
 
             table, chosen = info["sampling"]["table"], info["sampling"]
             assert len(table) == 12 and info["config"]["sampling_prompts"] == 2
@@ -357,7 +357,7 @@ def test_t2i_compare_checks_every_encoder_before_any_image(tmp_path, base_encode
     be reused for the corrected run (no --resume/--overwrite needed)."""
     from negation_encoder.checkpoint.export import export_checkpoint
     from negation_encoder.testing import tiny
-    from negation_testbed.pretrain import world_tokenizer
+    from negation_testbed.instruments.base_clip import world_tokenizer
 
     tok = world_tokenizer()
     wide = tmp_path / "wide"
@@ -376,7 +376,7 @@ def test_t2i_compare_checks_every_encoder_before_any_image(tmp_path, base_encode
 def test_drop_in_measures_segmenter_and_generator_with_the_routes(tmp_path, base_encoder_folder):
     """The demo's last step: real (small) comparisons; the base encoder swapped in changes nothing, the
     split route and the negative prompt are beside it, and the report section names both tasks."""
-    from negation_testbed.transfer import drop_in, drop_in_markdown
+    from negation_testbed.drop_in.measure import drop_in, drop_in_markdown
 
     d = drop_in(base_encoder_folder, tmp_path / "d", seg_samples=6, t2i_prompts=2, seeds=(0,), t2i_steps=2)
     assert set(d["seg"]["negated"]) == {"original", "swapped", "split", "swapped+split"}

@@ -62,7 +62,8 @@ def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
     fr.add_argument("--samples", type=int, default=800, help="training referring expressions")
     fr.add_argument("--seed", type=int, default=1000, help="seed of the training scenes (seg-compare's sets use 0)")
     fr.set_defaults(func=fit_seg_route_command)
-    from negation_testbed.transfer import SegCompareConfig, T2ICompareConfig
+    from negation_testbed.drop_in.seg_compare import SegCompareConfig
+    from negation_testbed.drop_in.t2i_compare import T2ICompareConfig
 
     for name, help_text, cls, func in (
             ("t2i-compare", "Neg Score of the world generator: base, negative prompt, swapped encoder(s)",
@@ -94,8 +95,8 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def fit_seg_route_command(args: argparse.Namespace) -> int:
-    from negation_testbed.transfer import fit_seg_route
-    from negation_testbed.world_seg import SEG_DIR
+    from negation_testbed.drop_in.seg_compare import fit_seg_route
+    from negation_testbed.instruments.segmenter import SEG_DIR
 
     from ..errors import InputError
 
@@ -107,9 +108,9 @@ def fit_seg_route_command(args: argparse.Namespace) -> int:
 
 
 # asset -> (module, default folder, config class, trainer): the three world models the drop-in runs on
-_ASSETS = {"t2i": ("world_t2i", "T2I_DIR", "T2IConfig", "pretrain_t2i"),
-           "seg": ("world_seg", "SEG_DIR", "SegConfig", "pretrain_seg"),
-           "judge": ("world_judge", "JUDGE_DIR", "JudgeConfig", "pretrain_judge")}
+_ASSETS = {"t2i": ("instruments.generator", "T2I_DIR", "GeneratorConfig", "pretrain_t2i"),
+           "seg": ("instruments.segmenter", "SEG_DIR", "SegConfig", "pretrain_seg"),
+           "judge": ("instruments.judge", "JUDGE_DIR", "JudgeConfig", "pretrain_judge")}
 
 
 def pretrain_asset_command(args: argparse.Namespace) -> int:
@@ -135,7 +136,7 @@ def pretrain_asset_command(args: argparse.Namespace) -> int:
 
 
 def t2i_compare_command(args: argparse.Namespace) -> int:
-    from negation_testbed.transfer import T2ICompareConfig, t2i_compare
+    from negation_testbed.drop_in.t2i_compare import T2ICompareConfig, t2i_compare
 
     from ..configs import config_from_args
 
@@ -146,7 +147,7 @@ def t2i_compare_command(args: argparse.Namespace) -> int:
 
 
 def seg_compare_command(args: argparse.Namespace) -> int:
-    from negation_testbed.transfer import SegCompareConfig, seg_compare
+    from negation_testbed.drop_in.seg_compare import SegCompareConfig, seg_compare
 
     from ..configs import config_from_args
 
@@ -157,7 +158,7 @@ def seg_compare_command(args: argparse.Namespace) -> int:
 
 
 def pretrain_command(args: argparse.Namespace) -> int:
-    from negation_testbed.pretrain import BASE_DIR, PretrainConfig, pretrain
+    from negation_testbed.instruments.base_clip import BASE_DIR, PretrainConfig, pretrain
 
     cfg = PretrainConfig(seed=args.seed)
     if args.steps:

@@ -64,7 +64,7 @@ def starter_config(name: str):
 
     if name == "real":
         return TrainConfig().override(STARTER_PATHS, source="--print-config real")
-    from negation_testbed.pretrain import BASE_DIR
+    from negation_testbed.instruments.base_clip import BASE_DIR
     from negation_testbed.recipes import RECIPES
 
     if name not in RECIPES:
@@ -72,7 +72,7 @@ def starter_config(name: str):
     recipe = RECIPES[name]  # sized for the testbed's world CLIP, which it names as its base
     seg = {}
     if recipe.seg:  # trains through the world's frozen CLIPSeg on referring records (ReferringRecord JSONL)
-        from negation_testbed.world_seg import SEG_DIR
+        from negation_testbed.instruments.segmenter import SEG_DIR
 
         seg = {"seg_data": "referring.jsonl", "seg_model": SEG_DIR}
     return recipe.to_config(base=BASE_DIR, data={s: f"{s}.jsonl" for s in recipe.sources},

@@ -6,7 +6,7 @@ stand-in is mined: among images whose COCO instance annotations contain the nega
 that share the most of the caption's objects, then those with the fewest other categories (the
 scene least unlike the original). TripletCLIP-style generation or inpainting of the exact twin is out
 of scope; the testbed, which can render the exact twin, has its own source
-(`negation_testbed.datagen.WorldDistractors`).
+(`negation_testbed.world.datagen.WorldDistractors`).
 
 COCO instances: `instances_train2017.json` (or 2014) = {images: [{id, file_name}], categories:
 [{id, name}], annotations: [{image_id, category_id, ...}]}.

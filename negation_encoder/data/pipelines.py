@@ -9,7 +9,7 @@ is false for the image (a hard negative; Omni-NegCLIP's presence-based data).
 Absence records can carry counterfactual `distractor_images` (docs/design.md): images that contain the
 negated concept and as much of the rest of the caption as possible, the negatives of the negated
 caption in the text-to-image direction. A `DistractorSource` supplies them: the testbed renders the
-scene plus the concept (`negation_testbed.datagen.WorldDistractors`); on COCO,
+scene plus the concept (`negation_testbed.world.datagen.WorldDistractors`); on COCO,
 `data.distractors.AnnotationDistractorMiner` mines the closest real images that contain the concept
 from the instance annotations. P2's attribute and relation records get them from a source that is also
 an `AnswerFlipSource`: the same image with the question's answer turned to "yes" ("the chair is not

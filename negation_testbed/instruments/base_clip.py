@@ -3,7 +3,7 @@
 The base must be what real CLIP is: good at affirmative retrieval, blind to negation. It sees only
 alt-text captions, plus a LAION-like sliver whose negation cues sit on objects that are present,
 so cue words become known tokens with no meaning of absence. Deterministic for a given seed; the
-result is committed under `testbed/assets/base` so the demo never pretrains.
+result is committed under `negation_testbed/assets/base` so the demo never pretrains.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from tqdm.auto import tqdm
 from negation_encoder.offline import build_clip_tokenizer, clip_config
 from negation_encoder.splitting import find_cues, has_negation_cue
 
-from . import language as L
-from .world import IMAGE_SIZE, render, sample_scene
+from ..world import language as L
+from ..world.scenes import IMAGE_SIZE, render, sample_scene
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).parent.parent / "assets"
 BASE_DIR = ASSETS / "base"
 
 

@@ -1,5 +1,5 @@
 """Why negated text-to-image retrieval does not move: a diagnosis on the world (`python -m
-negation_testbed.diagnose --json out.json [--model FINETUNED_DIR]`).
+negation_testbed.experiments.diagnose_retrieval --json out.json [--model FINETUNED_DIR]`).
 
 Three questions, each answered without touching benchmark items for anything but evaluation:
 
@@ -15,7 +15,7 @@ Three questions, each answered without touching benchmark items for anything but
     where the target ranks in its group), and the base text tower is fitted directly to the group
     objective on training groups, in fine-tuning wording, to separate capacity from data and loss.
 
-Groups come from `benchmarks.build_suite` with seeds other than `BENCH_SEED`: the same construction,
+Groups come from `twins.build_suite` with seeds other than `BENCH_SEED`: the same construction,
 other scenes.
 """
 
@@ -36,10 +36,10 @@ from PIL import Image
 from negation_encoder.encoding import encode_images, encode_texts, text_features
 from negation_encoder.eval import group_top1_accuracy, recall_at_k_any
 
-from . import language as L
-from .benchmarks import BENCH_SEED, Suite, build_suite, evaluate, negated_validity
-from .pretrain import BASE_DIR
-from .world import COLOURS, OBJECTS, Scene, render, sample_scene
+from ..instruments.base_clip import BASE_DIR
+from ..world import language as L
+from ..world.scenes import COLOURS, OBJECTS, Scene, render, sample_scene
+from ..world.twins import BENCH_SEED, Suite, build_suite, evaluate, negated_validity
 
 PROBE_SEED, HELDOUT_PROBE_SEED = 4242, 4343
 TRAIN_GROUP_SEED, HELDOUT_GROUP_SEED = 5151, 5252

@@ -21,7 +21,7 @@ from negation_encoder.runio import atomic_save_image
 
 from . import language as L
 from .oracle import OracleLLM, OracleMLLM
-from .world import (
+from .scenes import (
     CELLS,
     COLOURS,
     OBJECTS,
@@ -68,7 +68,7 @@ class WorldDistractors:
     negated concept added (absence records) or with the asked attribute or relation made true (P2).
 
     The concept goes into a free cell with a colour and size drawn from a seed of (scene, concept), and
-    is appended last under the scene's render seed (`world.with_object`), so each distractor differs
+    is appended last under the scene's render seed (`scenes.with_object`), so each distractor differs
     from the original image only by containing the concept: every object the caption mentions keeps
     its cell, colour, size and pixels. PNGs are written next to the training images.
     """
@@ -213,7 +213,7 @@ def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_
     Deterministic; an existing complete file is kept while the same wordings and seed built it."""
     from negation_encoder.data.records import NegationRecord
 
-    from .world import THEMES
+    from .scenes import THEMES
 
     def build(stats: PipelineStats) -> list:
         rng = np.random.default_rng(seed + 3)
@@ -315,7 +315,7 @@ def make_referring_data(out_dir: str | Path, n: int = 2000, seed: int = REFERRIN
     existing file for the same (n, seed) is reused."""
     from negation_encoder.data.referring import ReferringRecord, write_referring
 
-    from .transfer import affirmative_phrase, referring_pairs, referring_samples
+    from .referring import affirmative_phrase, referring_pairs, referring_samples
 
     out_dir = Path(out_dir)
     wording = hashlib.sha1(repr((L.FINE_TUNING_REFERRING_FORMS, L.TRAIN_AFFIRMATIVE_REFERRING_FORMS, "other_mask",

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .world import THEME_PLACE, Scene, SceneObject
+from .scenes import THEME_PLACE, Scene, SceneObject
 
 TRAIN_CUES = ("no", "not", "without")
 HELDOUT_CUES = ("lacking", "free of", "isn't", "absent", "missing")
-ALL_CUES = TRAIN_CUES + HELDOUT_CUES
 
 
 def phrase(obj: SceneObject, rng: np.random.Generator, detail: float = 0.8) -> str:
@@ -217,7 +216,7 @@ RELATION_AFFIRM_FORMS = (
 # one or two present objects, negating an absent object of the same theme. A drop-in encoder must read
 # "no" in the prompts a generator is given, and the tiny world CLIP learns per sentence frame, so the
 # training data needs prompt-like frames. Each form is (negated prompt, its foil with the object affirmed,
-# the affirmative part). Disjoint from what t2i-compare scores (`transfer.T2I_FORMS`: "a {place} with a
+# the affirmative part). Disjoint from what t2i-compare scores (`prompts.T2I_FORMS`: "a {place} with a
 # {colour} {kind} and no {neg}" ...): no evaluated prompt, negated or control, occurs inside a training
 # prompt (tests/test_testbed.py), and none of these frames is an evaluated frame.
 TRAIN_T2I_FORMS = (

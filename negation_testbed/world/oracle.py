@@ -16,7 +16,7 @@ from negation_encoder.data.backends import RewriteRequest
 from negation_encoder.data.validation import mentions
 
 from . import language as L
-from .world import OBJECTS, Scene
+from .scenes import OBJECTS, Scene
 
 
 class OracleLLM:

@@ -8,7 +8,6 @@ Scenes have themes (kitchen, street, park, office) that make some objects likely
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -194,8 +193,33 @@ def render(scene: Scene) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return img.astype(np.uint8), masks
 
 
-def scene_fingerprint(scenes: list[Scene]) -> str:
-    h = hashlib.sha256()
-    for s in scenes:
-        h.update(repr(s.to_dict()).encode())
-    return h.hexdigest()[:16]
+
+def pair_scene(rng: np.random.Generator, scene_id: str, kind: str | None = None) -> tuple[Scene, int, int]:
+    """A scene with two objects of one kind in different colours (and maybe one other object).
+    Returns the scene and the indices of the two same-kind objects.
+
+    Why by hand: `sample_scene` draws each kind at most once, and referring expressions need two objects
+    that only their colour or cell tells apart."""
+    kind = kind or str(rng.choice(OBJECTS))
+    c1, c2 = rng.choice(list(COLOURS), size=2, replace=False)
+    cells = [CELLS[i] for i in rng.permutation(len(CELLS))]
+    objs = [SceneObject(kind, str(c1), str(rng.choice(SIZES)), cells[0]),
+            SceneObject(kind, str(c2), str(rng.choice(SIZES)), cells[1])]
+    if rng.random() < 0.5:
+        other = str(rng.choice([k for k in OBJECTS if k != kind]))
+        objs.append(SceneObject(other, str(rng.choice(list(COLOURS))), str(rng.choice(SIZES)), cells[2]))
+    return Scene(scene_id, OBJECT_THEME[kind], objs, seed=int(rng.integers(0, 2**31 - 1))), 0, 1
+
+
+def object_masks(scene: Scene) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The image and one mask per object, in list order (same-kind objects included).
+
+    Why each mask from a prefix of the scene: `render` keys masks by kind, so two objects of one kind
+    share a key; it draws each object's jitter in list order from the scene seed, so rendering the
+    first i objects gives the i-th object exactly the pixels it has in the full image."""
+    image, _ = render(scene)
+    masks = []
+    for i, obj in enumerate(scene.objects):
+        prefix = Scene(scene.id, scene.theme, scene.objects[: i + 1], seed=scene.seed)
+        masks.append(render(prefix)[1][obj.kind])
+    return image, masks

@@ -1,5 +1,5 @@
 """Measuring the world's text-to-image instruments: how often the generator draws what it is asked,
-and whether the judge and the rule-based reader (`world_reader`) agree on generated images.
+and whether the judge and the rule-based reader (`reader`) agree on generated images.
 
 Why here: the Neg Score of `negenc testbed t2i-compare` is only as good as its generator (does it
 draw the subject?) and its judge (does it see what was drawn, and only that?). The rule-based
@@ -7,7 +7,7 @@ reader is an independent second opinion with no learned weights, so a judge that
 tinted background as "a red fork" shows up as disagreement. Choices about the generator (guidance,
 sampler steps, training length) are made on `validation_prompts`: affirmative captions of fresh
 training-world scenes drawn with their own seed, never the evaluation prompts of
-`transfer.world_prompt_sets` (any caption equal to one of those is left out).
+`prompts.world_prompt_sets` (any caption equal to one of those is left out).
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import language as L
-from .world import sample_scene
-from .world_judge import parse_question
-from .world_reader import OBJECT, UNREADABLE, ReaderConfig, read_image, reader_says_yes
+from ..world import language as L
+from ..world.prompts import world_prompt_sets
+from ..world.scenes import sample_scene
+from .judge import parse_question
+from .reader import OBJECT, UNREADABLE, ReaderConfig, read_image, reader_says_yes
 
 VALIDATION_SEED = 20_260_022  # fresh scenes: neither the training runs (seed 0) nor any benchmark use it
 
@@ -30,8 +31,6 @@ VALIDATION_SEED = 20_260_022  # fresh scenes: neither the training runs (seed 0)
 def validation_prompts(n: int = 64, seed: int = VALIDATION_SEED) -> list[dict]:
     """Affirmative training-world captions of one-object scenes (the generator's own alt-text wording),
     each with its subject question; evaluation prompts (`world_prompt_sets`) are skipped."""
-    from .transfer import world_prompt_sets
-
     negated, control = world_prompt_sets(3)
     evaluation = {p["prompt"] for p in negated + control}
     rng = np.random.default_rng(seed)

@@ -7,7 +7,7 @@ the Neg Score counts. It follows `eval_t2i.judges.Judge` (`yes_probability`, `ch
 `eval_t2i.negscore` uses it unchanged. Training adds pixel noise and blur so that slightly imperfect
 generated objects are still read by kind and colour rather than rejected as off-distribution.
 
-Generated images fail in ways renders never do (issue #22): empty cells on a background tinted toward
+Generated images fail in ways renders never do: empty cells on a background tinted toward
 a palette colour, faint washes and specks of paint, partly drawn, faded or bloated glyphs, blotchy
 colour noise. A judge trained on clean renders read an empty reddish background as "a red fork".
 So a share of training images (`hard_prob`) is rendered with those failure modes
@@ -33,8 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .pretrain import ASSETS
-from .world import (
+from ..world.scenes import (
     BACKGROUND,
     CELL,
     CELL_ORIGIN,
@@ -47,6 +46,7 @@ from .world import (
     render,
     sample_scene,
 )
+from .base_clip import ASSETS
 
 JUDGE_DIR = ASSETS / "judge"
 COLOUR_NAMES = tuple(COLOURS)
@@ -59,7 +59,7 @@ _COLOUR_Q = re.compile(rf"^\s*what colou?r is the ({_KIND})\s*\??\s*$", re.I)
 @dataclass
 class JudgeConfig:
     seed: int = 0
-    steps: int = 2000  # up from 1200: half the images are now the harder generated-like ones
+    steps: int = 2000  # more than clean renders need: half the images are the harder generated-like ones
     batch_size: int = 64
     lr: float = 2e-3
     width: int = 32
@@ -91,7 +91,7 @@ class JudgeNet(nn.Module):
 
     @staticmethod
     def cells(pixels: torch.Tensor) -> torch.Tensor:
-        """(N, 3, 32, 32) -> (N * 4, 3, 16, 16) in `world.CELLS` order."""
+        """(N, 3, 32, 32) -> (N * 4, 3, 16, 16) in `scenes.CELLS` order."""
         n = len(pixels)
         x = pixels.view(n, 3, 2, CELL, 2, CELL).permute(0, 2, 4, 1, 3, 5)
         return x.reshape(n * 4, 3, CELL, CELL)
@@ -255,7 +255,7 @@ def _blob(rng: np.random.Generator, cell: str, pixels: int) -> np.ndarray:
 
 def _glyph_likeness(mask: np.ndarray, cell: str) -> float:
     """The best IoU of a cell's mask with any glyph at any size and offset `render` allows."""
-    from .world_reader import glyph_templates
+    from .reader import glyph_templates
 
     oy, ox = CELL_ORIGIN[cell]
     flat = mask[oy: oy + CELL, ox: ox + CELL].ravel().astype(np.float32)
@@ -269,10 +269,10 @@ def generated_like(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, 
 
     Per image: the background tinted toward a palette colour or shifted (half the images). Per object:
     faded toward the background, or cut by a random half-plane keeping >= 70% of the glyph (a third
-    of the time each); an object stays labelled. (Dilated glyphs were tried and dropped: a bloated
-    small glyph is a disc or a square to any eye, so labelling it by its kind taught label noise.) Per empty cell: a faint wash of a
-    palette colour (blended <= 35%), a speck of paint (<= 10 pixels), or a full-colour smear that is
-    clearly no glyph (best IoU with every glyph < 0.35) (a quarter each): no object.
+    of the time each); an object stays labelled. (No dilated glyphs: a bloated small glyph is a disc or
+    a square to any eye, so labelling it by its kind would teach label noise.) Per empty cell: a faint
+    wash of a palette colour (blended <= 35%), a speck of paint (<= 10 pixels), or a full-colour smear
+    that is clearly no glyph (best IoU with every glyph < 0.35) (a quarter each): no object.
     """
     img, masks = render(scene)
     img = img.astype(np.float32)

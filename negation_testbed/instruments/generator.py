@@ -30,21 +30,20 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import language as L
-from .pretrain import ASSETS, BASE_DIR
-from .world import IMAGE_SIZE, render, sample_scene
+from ..world import language as L
+from ..world.scenes import IMAGE_SIZE, render, sample_scene
+from .base_clip import ASSETS, BASE_DIR
 
 T2I_DIR = ASSETS / "t2i"
 MAX_LENGTH = 77  # the pipeline pads every prompt to CLIP's 77 positions; training must see the same
 
 
 @dataclass
-class T2IConfig:
-    """Defaults: the committed generator (issue #22). Each lever was chosen on
-    `instruments.validation_prompts` (fresh training-world captions, never the evaluation prompts); the
-    measurements are in docs/testbed.md. `negenc testbed pretrain-t2i` with these defaults wrote the
-    committed weights on two torch threads (runs with the same thread count give the same weights; another
-    count sums in another order)."""
+class GeneratorConfig:
+    """Defaults: the committed generator's. Each lever is chosen on `audit.validation_prompts` (fresh
+    training-world captions, never the evaluation prompts); the measurements are in docs/testbed.md. The
+    committed weights are `negenc testbed pretrain-t2i` with these defaults on two torch threads (runs with
+    the same thread count give the same weights; another count sums in another order)."""
 
     seed: int = 0
     steps: int = 4000  # ~0.6 s a step on two threads: about 40 minutes on a 2-core machine
@@ -68,7 +67,7 @@ class T2IConfig:
     timestep_sampling: str = "uniform"  # or "importance" (see `sample_timesteps`; not yet validated at full length)
     sample_steps: int = 20  # sampling settings t2i-compare uses by default (pretrain_info.json "sampling")
     guidance_scale: float = 7.0
-    sampling_prompts: int = 64  # after training, `instruments.choose_sampling` on this many validation prompts
+    sampling_prompts: int = 64  # after training, `audit.choose_sampling` on this many validation prompts
     # picks the sampling settings saved with the pipeline; 0 keeps sample_steps / guidance_scale as set
 
 
@@ -82,7 +81,7 @@ def base_text_encoder(base: str | Path = BASE_DIR):
     return te.eval()
 
 
-def build_unet(cfg: T2IConfig, cross_attention_dim: int):
+def build_unet(cfg: GeneratorConfig, cross_attention_dim: int):
     """IFPipeline splits the UNet output into a noise half and a variance half (its guidance step needs
     both), so the UNet has 6 output channels; with the scheduler's fixed variance the second half is
     discarded at sampling, and training reads only the first."""
@@ -104,7 +103,7 @@ def build_unet(cfg: T2IConfig, cross_attention_dim: int):
         **extra)
 
 
-def build_scheduler(cfg: T2IConfig):
+def build_scheduler(cfg: GeneratorConfig):
     """The training scheduler (DDPM: its `alphas_cumprod` define the forward process)."""
     from diffusers import DDPMScheduler
 
@@ -112,14 +111,14 @@ def build_scheduler(cfg: T2IConfig):
                          clip_sample=True, prediction_type=cfg.prediction_type, variance_type="fixed_small")
 
 
-def sampling_scheduler(cfg: T2IConfig):
+def sampling_scheduler(cfg: GeneratorConfig):
     """The scheduler saved with the pipeline. DPM-Solver++ (2M) reaches in ~20 steps what DDPM does in 50+;
     `thresholding` with `sample_max_value=1` clips the predicted image to [-1, 1] as DDPM's `clip_sample`,
     and IF reads `variance_type` (None here: the UNet's variance half is dropped)."""
     if cfg.sampler == "ddpm":
         return build_scheduler(cfg)
     if cfg.sampler != "dpmsolver++":
-        raise ValueError(f"T2IConfig.sampler must be 'ddpm' or 'dpmsolver++', got {cfg.sampler!r}")
+        raise ValueError(f"GeneratorConfig.sampler must be 'ddpm' or 'dpmsolver++', got {cfg.sampler!r}")
     from diffusers import DPMSolverMultistepScheduler
 
     return DPMSolverMultistepScheduler(num_train_timesteps=cfg.train_timesteps, beta_schedule=cfg.beta_schedule,
@@ -127,7 +126,7 @@ def sampling_scheduler(cfg: T2IConfig):
                                        solver_order=2, thresholding=True, sample_max_value=1.0)
 
 
-def loss_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, cfg: T2IConfig) -> torch.Tensor:
+def loss_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, cfg: GeneratorConfig) -> torch.Tensor:
     """Per-sample weights of the MSE: min-SNR-gamma (min(SNR, gamma) in x0 terms, divided by what the
     prediction target already weighs: SNR for epsilon, SNR + 1 for v), or ones."""
     if cfg.snr_gamma <= 0:
@@ -138,7 +137,7 @@ def loss_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, cfg: T2IConfig) 
     return w / snr if cfg.prediction_type == "epsilon" else w / (snr + 1)
 
 
-def sample_timesteps(n: int, weights: torch.Tensor, cfg: T2IConfig,
+def sample_timesteps(n: int, weights: torch.Tensor, cfg: GeneratorConfig,
                      gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(t, per-sample loss factor) whose expected loss equals the uniform-t loss weighted by `weights`.
 
@@ -150,7 +149,7 @@ def sample_timesteps(n: int, weights: torch.Tensor, cfg: T2IConfig,
         t = torch.randint(0, len(weights), (n,), generator=gen)
         return t, weights[t]
     if cfg.timestep_sampling != "importance":
-        raise ValueError(f"T2IConfig.timestep_sampling must be 'uniform' or 'importance', got {cfg.timestep_sampling!r}")
+        raise ValueError(f"GeneratorConfig.timestep_sampling must be 'uniform' or 'importance', got {cfg.timestep_sampling!r}")
     q = 0.9 * weights / weights.sum() + 0.1 / len(weights)
     t = torch.multinomial(q, n, replacement=True, generator=gen)
     return t, weights[t] / (len(weights) * q[t])
@@ -208,15 +207,15 @@ def save_world_pipeline(out: str | Path, unet, scheduler, text_encoder, tokenize
     return out
 
 
-def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: str | Path = BASE_DIR,
+def pretrain_t2i(cfg: GeneratorConfig | None = None, out: str | Path = T2I_DIR, base: str | Path = BASE_DIR,
                  progress: bool = True, snapshots: tuple[int, ...] = ()) -> dict:
     """Train the UNet (text encoder frozen) and save the pipeline folder with `pretrain_info.json`.
 
     `snapshots`: after these many steps, also save the (EMA) pipeline to `out/step_<n>`, so a training
     length can be chosen on validation prompts from one run."""
-    from .pretrain import world_tokenizer
+    from .base_clip import world_tokenizer
 
-    cfg = cfg or T2IConfig()
+    cfg = cfg or GeneratorConfig()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -273,11 +272,11 @@ def pretrain_t2i(cfg: T2IConfig | None = None, out: str | Path = T2I_DIR, base: 
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start  # training, not the choice
     sampling: dict = {"steps": cfg.sample_steps, "guidance_scale": cfg.guidance_scale, "scheduler": cfg.sampler}
     if cfg.sampling_prompts > 0:
-        from .instruments import choose_sampling
+        from .audit import choose_sampling
 
         choice = choose_sampling(out, n_prompts=cfg.sampling_prompts)
         sampling.update(steps=choice["best"]["steps"], guidance_scale=choice["best"]["guidance_scale"],
-                        chosen_by=f"negation_testbed.instruments.choose_sampling (reader subject rate on "
+                        chosen_by=f"negation_testbed.instruments.audit.choose_sampling (reader subject rate on "
                                   f"{cfg.sampling_prompts} validation prompts)", table=choice["table"])
     info = {"config": {**asdict(cfg), "channels": list(cfg.channels)},
             "seconds": round(seconds, 1),

@@ -7,11 +7,8 @@ claim is that swapping a negation-aware tower in improves negated referring expr
 retraining the decoder. Here the decoder sees only affirmative phrases ("the red cup", "the cup on
 the top left", "the blue cup on the bottom right"), on scenes that sometimes hold two objects of one
 kind in different colours, so the colour and the cell are what tells them apart. The negated
-referring set ("the cup that is not red") is built by `transfer.referring_set` and never trained on.
-
-World scenes hold each kind once; a same-kind pair is built here by hand. `render` keys masks by
-kind, so the first object's mask comes from rendering the scene without the second: `render` draws
-each object's jitter in list order from the scene seed, so the first object's pixels are the same.
+referring set ("the cup that is not red") is built by `referring.write_referring_set` and never
+trained on. Its same-kind pairs of objects are `scenes.pair_scene`.
 """
 
 from __future__ import annotations
@@ -28,8 +25,8 @@ from tqdm.auto import tqdm
 
 from negation_encoder.training.losses import dice_loss
 
-from .pretrain import ASSETS, BASE_DIR, world_tokenizer
-from .world import CELLS, COLOURS, IMAGE_SIZE, OBJECTS, SIZES, Scene, SceneObject, render, sample_scene
+from ..world.scenes import IMAGE_SIZE, Scene, object_masks, pair_scene, sample_scene
+from .base_clip import ASSETS, BASE_DIR, world_tokenizer
 
 SEG_DIR = ASSETS / "seg"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPImageProcessor's defaults, as the base was trained
@@ -47,32 +44,6 @@ class SegConfig:
     decoder_intermediate: int = 128
     dice_weight: float = 1.0  # objects cover 5-20% of the pixels: BCE alone left predictions timid
     pair_prob: float = 0.5  # share of training scenes with two objects of the referred kind
-
-
-def pair_scene(rng: np.random.Generator, scene_id: str, kind: str | None = None) -> tuple[Scene, int, int]:
-    """A scene with two objects of one kind in different colours (and maybe one other object).
-    Returns the scene and the indices of the two same-kind objects."""
-    kind = kind or str(rng.choice(OBJECTS))
-    c1, c2 = rng.choice(list(COLOURS), size=2, replace=False)
-    cells = [CELLS[i] for i in rng.permutation(len(CELLS))]
-    objs = [SceneObject(kind, str(c1), str(rng.choice(SIZES)), cells[0]),
-            SceneObject(kind, str(c2), str(rng.choice(SIZES)), cells[1])]
-    if rng.random() < 0.5:
-        other = str(rng.choice([k for k in OBJECTS if k != kind]))
-        objs.append(SceneObject(other, str(rng.choice(list(COLOURS))), str(rng.choice(SIZES)), cells[2]))
-    from .world import OBJECT_THEME
-
-    return Scene(scene_id, OBJECT_THEME[kind], objs, seed=int(rng.integers(0, 2**31 - 1))), 0, 1
-
-
-def object_masks(scene: Scene) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The image and one mask per object, in list order (same-kind objects included; see module doc)."""
-    image, _ = render(scene)
-    masks = []
-    for i, obj in enumerate(scene.objects):
-        prefix = Scene(scene.id, scene.theme, scene.objects[: i + 1], seed=scene.seed)
-        masks.append(render(prefix)[1][obj.kind])
-    return image, masks
 
 
 def affirmative_phrase(scene: Scene, index: int, rng: np.random.Generator) -> str:

@@ -3,8 +3,8 @@ learned weights.
 
 Why: the world judge is a CNN trained on renders; on generated images it can read things that are
 not there (an empty reddish background as "a red fork"). This reader knows the renderer instead of
-learning it: the palette (`world.COLOURS`), the theme backgrounds (`world.BACKGROUND`), the glyphs
-(`world._shape` at `SIZE_PIXELS`) and the jitter `render` allows. It is exact on renders (every object
+learning it: the palette (`scenes.COLOURS`), the theme backgrounds (`scenes.BACKGROUND`), the glyphs
+(`scenes._shape` at `SIZE_PIXELS`) and the jitter `render` allows. It is exact on renders (every object
 pixel there carries one palette colour plus a shift of std 6; background pixels are a theme colour
 plus noise of std 8, so no pixel is ever nearer the wrong side) and, on generated images, it is the
 second opinion the judge is checked against. Where nothing matches well it says so ("empty",
@@ -29,7 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .world import (
+from ..world.scenes import (
     BACKGROUND,
     CELL,
     CELL_ORIGIN,
@@ -158,7 +158,7 @@ def read_cell(labels: np.ndarray, cell: str, cfg: ReaderConfig) -> CellReading:
 
 
 def read_image(image, cfg: ReaderConfig | None = None) -> list[CellReading]:
-    """The four cells of one image, in `world.CELLS` order."""
+    """The four cells of one image, in `scenes.CELLS` order."""
     cfg = cfg or ReaderConfig()
     labels = paint_labels(as_array(image), cfg)
     return [read_cell(labels, cell, cfg) for cell in CELLS]

@@ -26,7 +26,7 @@ from negation_encoder.image_cache import cache_fingerprint
 from negation_encoder.split_scorer import SplitScorer
 
 from . import language as L
-from .world import CELLS, COLOURS, OBJECTS, THEMES, Scene, SceneObject, object_scene, render, sample_scene
+from .scenes import CELLS, COLOURS, OBJECTS, THEMES, Scene, SceneObject, object_scene, render, sample_scene
 
 METRIC_KEYS = ("existence", "mcq", "mcq_positive", "mcq_negative", "mcq_hybrid", "pairwise",
                "retrieval_negated_r5", "retrieval_negated_group_top1", "retrieval_plain_r5",

@@ -1,11 +1,11 @@
 """Which object can the frozen world CLIPSeg pick for a negated expression? (`python -m
-negation_testbed.diagnose_seg --json out.json [--encoder FOLDER ...]`)
+negation_testbed.experiments.diagnose_seg --json out.json [--encoder FOLDER ...]`)
 
 A text encoder hands CLIPSeg one conditional embedding per text, whatever the image. So the best object
 choice ANY encoder can reach on "the cup that is not red" is that of one free embedding per (kind, excluded
 colour), fitted through the frozen decoder. The free vector lives where the encoder's pooled state lives
 (before the text tower's final layer norm and projection, both frozen here), so the ceiling counts only
-embeddings a text tower can actually emit. It is fitted on training scenes (`transfer.ROUTE_FIT_SEED`'s
+embeddings a text tower can actually emit. It is fitted on training scenes (`seg_compare.ROUTE_FIT_SEED`'s
 draw, with BCE + Dice on the referred object's mask, seg_loss's own loss) and scored on a validation draw
 of seg-compare's construction (`--eval-seed`, 7 by default; seg-compare scores seed 0), beside two
 references: the object named by its own colour ("the blue cup", the control's wording: what the decoder
@@ -29,9 +29,10 @@ import torch.nn.functional as F
 
 from negation_encoder.training.losses import dice_loss, masked_mean
 
-from . import language as L
-from .transfer import ROUTE_FIT_SEED, referring_pairs
-from .world import COLOURS, OBJECTS
+from ..drop_in.seg_compare import ROUTE_FIT_SEED
+from ..world import language as L
+from ..world.referring import referring_pairs
+from ..world.scenes import COLOURS, OBJECTS, object_masks
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,6 @@ class _Set:
 
 
 def _draw(n: int, seed: int, processor) -> _Set:
-    from .world_seg import object_masks
-
     images, masks, others, kinds, excluded = [], [], [], [], []
     texts: dict[str, list[str]] = {"named colour": [], "kind only": [], "negated": []}
     colours = list(COLOURS)
@@ -95,7 +94,7 @@ def _logits(seg, pixels: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def object_choice(seg, data: _Set, cond: torch.Tensor, batch_size: int = 100) -> float:
     """Share of samples whose mean probability on the referred object beats the other object's: the
-    measure `transfer.target_wins` reports (the masks here are at the decoder's size, as the images are)."""
+    measure `seg_compare.target_wins` reports (the masks here are at the decoder's size, as the images are)."""
     wins = []
     for i in range(0, len(data.pixels), batch_size):
         p = torch.sigmoid(_logits(seg, data.pixels[i: i + batch_size], cond[i: i + batch_size]))
@@ -120,7 +119,7 @@ def seg_ceiling(cfg: SegCeilingConfig = SegCeilingConfig(), encoders: Sequence[s
 
     from integrations.clipseg import swap_clipseg_text_encoder
 
-    from .world_seg import SEG_DIR, world_seg_processor
+    from ..instruments.segmenter import SEG_DIR, world_seg_processor
 
     torch.manual_seed(cfg.seed)
     seg = CLIPSegForImageSegmentation.from_pretrained(SEG_DIR).eval().requires_grad_(False)
