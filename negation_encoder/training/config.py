@@ -81,10 +81,16 @@ class DataConfig(Validated):
     images: str = option("", "image root that the records' `image` paths are relative to", resume=True)
     cache_dir: str = option("", "image-embedding cache folder (default <run.out>/image_cache)", resume=True)
     image_batch_size: int = option(256, "images per batch when building the embedding cache", resume=True)
-    max_foils: int = option(3, "foils per record the terms that read foils use (mcq, infonce's hard negatives)")
+    max_foils: int = option(3, "foils per record the terms that read foils use")
+    frozen_cache_mb: int = option(1024, "memory for frozen models' outputs kept across steps (the base tower's "
+                                  "states of texts seen before, CLIPSeg's vision activations); 0: recompute "
+                                  "every step", resume=True)
 
     def problems(self) -> list[str]:
-        return super().problems() + _positive(self, "image_batch_size", "max_foils")
+        p = super().problems() + _positive(self, "image_batch_size", "max_foils")
+        if self.frozen_cache_mb < 0:
+            p.append(f"frozen_cache_mb must be >= 0, got {self.frozen_cache_mb}")
+        return p
 
 
 @dataclass

@@ -18,6 +18,7 @@ from .checkpoints import RunDir
 from .checks import RunInputs, default_image_loader
 from .config import TrainConfig
 from .freezing import configure_trainable
+from .frozen_cache import FrozenCache
 from .objective import NegationObjective
 from .terms import SetupContext
 from .tower import TextTower
@@ -43,6 +44,8 @@ class TrainState:
     images: torch.Tensor  # (K, D) the image-embedding table (rows: `keys`)
     base_text: nn.Module | None  # the frozen base text tower, for terms that read it every step
     start_step: int = 0
+    cache: FrozenCache | None = None  # frozen models' outputs kept across steps (None: recompute every step)
+    pad_id: int = 0  # the tokenizer's padding id (rows re-padded by length)
 
     def batch(self, step: int, micro: int) -> Batch:
         """This process's slice of micro-batch `micro` of optimizer step `step`, with every term's rows."""
@@ -90,7 +93,9 @@ def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: 
     text_model = model.text_model
     base_text = copy.deepcopy(text_model).requires_grad_(False).eval() \
         if any(t.needs_base_tower for t in inputs.terms) else None
-    ctx = SetupContext(cfg, model, base_text, inputs.tokenizer, examples, images, inputs.keys, accelerator.device)
+    cache = FrozenCache(cfg.data.frozen_cache_mb) if cfg.data.frozen_cache_mb > 0 else None
+    ctx = SetupContext(cfg, model, base_text, inputs.tokenizer, examples, images, inputs.keys, accelerator.device,
+                       cache)
     for term in inputs.terms:
         term.prepare(ctx)
 
@@ -115,4 +120,5 @@ def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: 
         accelerator.load_state(str(path))
         accelerator.print(f"resumed from {path} (step {start_step})")
     return TrainState(cfg, accelerator, run, model, tower, params, trainable, optimizer, scheduler,
-                      NegationObjective(inputs.terms), examples, table, images, base_text, start_step)
+                      NegationObjective(inputs.terms), examples, table, images, base_text, start_step, cache,
+                      inputs.tokenizer.pad_token_id)

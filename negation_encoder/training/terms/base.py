@@ -54,16 +54,20 @@ class TermConfig(Validated):
 
 @dataclass(frozen=True)
 class Request:
-    """Text a term needs encoded in this step. Requests of one `view` share one forward pass (so their
+    """Text a term needs encoded in this step. Requests of one `view` share one padded batch (so their
     rows must be padded alike); a (`view`, `block`, `base`) asked for by several terms is encoded once.
     `attention_mask` None: the text is read without a mask, as a pipeline that passes none reads it.
-    `base`: encoded by the frozen base tower (no gradient) instead of the one being trained."""
+    `base`: encoded by the frozen base tower (no gradient) instead of the one being trained.
+    `padding`: whether the term reads the states at padded positions (a pipeline's UNet does). A term that
+    reads only the pooled output, or states under the mask, says False: its rows are then padded no
+    further than their length needs, and the base's rows are kept without padding."""
 
     view: str
     block: str
     input_ids: torch.Tensor
     attention_mask: torch.Tensor | None
     base: bool = False
+    padding: bool = True
 
     @property
     def key(self) -> tuple[str, str, bool]:
@@ -133,7 +137,8 @@ class CheckContext:
 @dataclass
 class SetupContext:
     """What a term may use in `prepare`: the frozen base (on the run's device), its tokenizer, every
-    example in training-set order, and the image-embedding table and its keys."""
+    example in training-set order, the image-embedding table and its keys, and the run's cache of frozen
+    models' outputs (None when the config keeps none)."""
 
     train: Any  # TrainConfig
     model: nn.Module  # the base CLIPModel, frozen (its text tower is about to train: read it here, not later)
@@ -143,6 +148,7 @@ class SetupContext:
     images: torch.Tensor  # (K, D) cached image embeddings, rows in `keys` order
     keys: list[str]
     device: torch.device
+    cache: Any = None  # frozen_cache.FrozenCache
     _padded: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @property

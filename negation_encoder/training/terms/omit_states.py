@@ -16,7 +16,7 @@ import torch
 from ...configs import option
 from ...data.records import NEGATION_TYPES
 from ..losses import state_mse
-from .base import LossTerm, Plan, SetupContext, StepOutputs, TermConfig, TermLoss
+from .base import LossTerm, Plan, Request, SetupContext, StepOutputs, TermConfig, TermLoss
 from .padded import VIEW, PaddedRows
 from .registry import register
 
@@ -74,11 +74,25 @@ class OmitStates(LossTerm):
         return rows
 
     def plan(self, batch, info) -> Plan:
+        """Only the rows this term trains go through the tower (a row it does not train would be encoded
+        at the pipeline's full padding for nothing); the base's affirmative rows are shared with the
+        other terms that read them."""
         rows = self.rows(batch)
-        return Plan([self.positive.request(rows), self.affirmative.request(rows, base=True)])
+        mine = rows["rows"]
+        base = self.affirmative.request(rows, base=True)
+        if not mine.any():
+            return Plan([base])
+        own = Request(VIEW, f"positive:{self.name}", rows["positive_ids"][mine],
+                      rows["positive_mask"][mine] if self.positive.read_mask else None)
+        return Plan([own, base])
 
     def forward(self, out: StepOutputs, batch, plan: Plan) -> TermLoss:
         rows = self.rows(batch)
-        pred = out.block(VIEW, "positive").hidden
-        target = out.block(VIEW, "affirmative", base=True).hidden
-        return TermLoss(state_mse(pred, target, rows["rows"], rows.get("positions")), rows["rows"].sum())
+        mine = rows["rows"]
+        if not mine.any():  # no negated caption of the types it trains in this batch
+            return TermLoss(out.texts.embeds.sum() * 0.0, 0)
+        pred = out.block(VIEW, f"positive:{self.name}").hidden
+        target = out.block(VIEW, "affirmative", base=True).hidden[mine]
+        every = torch.ones(len(pred), dtype=torch.bool, device=pred.device)
+        positions = rows["positions"][mine] if "positions" in rows else None
+        return TermLoss(state_mse(pred, target, every, positions), mine.sum())

@@ -31,7 +31,8 @@ class Preserve(LossTerm):
 
     def plan(self, batch, info) -> Plan:
         rows = batch.original
-        return Plan([Request("originals", "original", batch.input_ids[rows], batch.attention_mask[rows], base=True)])
+        return Plan([Request("originals", "original", batch.input_ids[rows], batch.attention_mask[rows], base=True,
+                             padding=False)])
 
     def forward(self, out: StepOutputs, batch, plan: Plan) -> TermLoss:
         rows = batch.original

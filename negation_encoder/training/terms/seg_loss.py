@@ -139,11 +139,16 @@ def check_seg_inputs(cfg: SegConfig, base_config) -> SegInputs:
 
 
 class FrozenSegmenter:
-    """A frozen CLIPSeg and the referring samples it is fed, a seeded share per step and process."""
+    """A frozen CLIPSeg and the referring samples it is fed, a seeded share per step and process.
 
-    def __init__(self, inputs: SegInputs, tokenizer, device, dtype: torch.dtype = torch.float32, others: bool = True):
+    The decoder is what the trained text tower conditions; the vision tower's activations it reads depend on
+    the image alone, so with a `FrozenCache` each sample's activations and masks are computed (and its PNGs
+    read) once, not every time the sample is drawn."""
+
+    def __init__(self, inputs: SegInputs, tokenizer, device, dtype: torch.dtype = torch.float32, others: bool = True,
+                 cache=None):
         """`others`: read each record's other_mask (only the choice part needs them; skipping them saves a
-        PNG read per sample and step)."""
+        PNG read per sample). `cache`: a `frozen_cache.FrozenCache`, or None to recompute every step."""
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
         self.model = CLIPSegForImageSegmentation.from_pretrained(inputs.model).to(device, dtype).eval()
@@ -151,7 +156,7 @@ class FrozenSegmenter:
         self.processor = CLIPSegProcessor.from_pretrained(inputs.model)
         self.records, self.roots = inputs.records, inputs.roots
         self.table = TokenTable(tokenizer, [r.text for r in self.records])
-        self.device, self.dtype, self.others = device, dtype, others
+        self.device, self.dtype, self.others, self.cache = device, dtype, others, cache
 
     def sample(self, info: StepInfo, batch_size: int) -> list[int]:
         idx = batch_indices(info.step, info.micro, len(self.records), batch_size, info.grad_accum,
@@ -159,10 +164,27 @@ class FrozenSegmenter:
         local = batch_size // info.world
         return idx[info.rank * local: (info.rank + 1) * local]
 
-    def inputs(self, rows: list[int]) -> tuple[torch.Tensor | None, ...]:
-        """(input_ids, attention_mask, pixel_values, masks, other masks) for `rows`, masks at the decoder's
-        output size; a record without `other_mask` gets an all-zero one (the choice part skips it); other
-        masks are None when this segmenter does not read them."""
+    def texts(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, attn = self.table.pad([self.records[i].text for i in rows])
+        return ids.to(self.device), attn.to(self.device)
+
+    def inputs(self, rows: list[int]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """(the vision tower's activations at the decoder's layers, masks at the decoder's output size, other
+        masks or None when this segmenter does not read them) for `rows`. A record without `other_mask` gets
+        an all-zero one (the choice part skips it)."""
+        if self.cache is None:
+            samples = self._load(rows)
+        else:
+            samples = self.cache.rows([("clipseg", self.model.name_or_path, i) for i in rows],
+                                      lambda idx: self._load([rows[j] for j in idx]))
+        layers = len(samples[0][0])
+        acts = [torch.stack([s[0][k] for s in samples]) for k in range(layers)]
+        masks = torch.stack([s[1] for s in samples])
+        others = torch.stack([s[2] for s in samples]) if self.others else None
+        return acts, masks, others
+
+    def _load(self, rows: list[int]) -> list[tuple]:
+        """Per row: (its activations, one tensor per decoder layer; its mask; its other mask or None)."""
         from PIL import Image
 
         recs = [self.records[i] for i in rows]
@@ -175,24 +197,31 @@ class FrozenSegmenter:
                 return np.zeros_like(like)
             return np.asarray(Image.open(root / key).convert("L")) > 0
 
-        masks = [load(r.mask, self.roots[i]) for i, r in zip(rows, recs, strict=True)]
-        others = [load(r.other_mask, self.roots[i], m) for i, r, m in zip(rows, recs, masks, strict=True)] \
-            if self.others else None
-
         def resized(arrays: list[np.ndarray]) -> torch.Tensor:
             t = torch.from_numpy(np.stack(arrays)).float()
             if tuple(t.shape[-2:]) != size:
                 t = (F.interpolate(t[:, None], size=size, mode="nearest")[:, 0] > 0.5).float()
             return t.to(self.device)
 
-        ids, attn = self.table.pad([r.text for r in recs])
-        return (ids.to(self.device), attn.to(self.device), pixels.to(self.device, self.dtype), resized(masks),
-                None if others is None else resized(others))
+        masks_np = [load(r.mask, self.roots[i]) for i, r in zip(rows, recs, strict=True)]
+        masks = resized(masks_np)
+        others = resized([load(r.other_mask, self.roots[i], m) for i, r, m in zip(rows, recs, masks_np, strict=True)]) \
+            if self.others else None
+        acts = self.activations(pixels.to(self.device, self.dtype))
+        return [([a[j] for a in acts], masks[j], None if others is None else others[j]) for j in range(len(rows))]
 
-    def logits(self, pixel_values: torch.Tensor, conditional_embeddings: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def activations(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """The vision tower's hidden states at the decoder's layers (what CLIPSeg's forward computes under
+        `no_grad` before its decoder)."""
+        out = self.model.clip.get_image_features(pixel_values=pixel_values, interpolate_pos_encoding=True,
+                                                 output_hidden_states=True)
+        return [out.hidden_states[i + 1] for i in self.model.extract_layers]
+
+    def logits(self, activations: list[torch.Tensor], conditional_embeddings: torch.Tensor) -> torch.Tensor:
         """(B, H, W) decoder logits; gradients flow into `conditional_embeddings` only."""
-        out = self.model(pixel_values=pixel_values, conditional_embeddings=conditional_embeddings.to(self.dtype))
-        return out.logits.reshape(len(pixel_values), *out.logits.shape[-2:]).float()
+        out = self.model.decoder(activations, conditional_embeddings.to(self.dtype))
+        return out.logits.reshape(len(conditional_embeddings), *out.logits.shape[-2:]).float()
 
 
 @register
@@ -218,14 +247,15 @@ class Segmentation(LossTerm):
         return list(self.config.data)
 
     def prepare(self, ctx: SetupContext) -> None:
-        self.segmenter = FrozenSegmenter(self.inputs, ctx.tokenizer, ctx.device, others=self.config.choice > 0)
+        self.segmenter = FrozenSegmenter(self.inputs, ctx.tokenizer, ctx.device, others=self.config.choice > 0,
+                                         cache=ctx.cache)
 
     def plan(self, batch, info: StepInfo) -> Plan:
         rows = self.segmenter.sample(info, self.config.batch_size)
-        ids, attn, pixels, masks, others = self.segmenter.inputs(rows)
-        return Plan([Request(VIEW, "text", ids, attn)], (pixels, masks, others))
+        ids, attn = self.segmenter.texts(rows)
+        return Plan([Request(VIEW, "text", ids, attn, padding=False)], self.segmenter.inputs(rows))
 
     def forward(self, out: StepOutputs, batch, plan: Plan) -> TermLoss:
-        pixels, masks, others = plan.data
-        logits = self.segmenter.logits(pixels, out.block(VIEW, "text").projected)
+        activations, masks, others = plan.data
+        logits = self.segmenter.logits(activations, out.block(VIEW, "text").projected)
         return TermLoss(self.loss(logits, masks, others), len(logits))

@@ -1,0 +1,84 @@
+"""The fast route of a step (length buckets, one tower call, frozen outputs cached) computes what the plain
+route (one padded batch per view, nothing cached) computes: the same loss and the same gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from negation_encoder.training import TrainConfig
+from negation_encoder.training.step import compute_loss, length_buckets
+
+from .test_downstream_terms import world  # noqa: F401 - the tiny world with a CLIPSeg and referring records
+
+
+def test_length_buckets_minimise_padded_tokens_plus_a_cost_per_bucket():
+    assert length_buckets([5, 5, 5, 5]) == [5]
+    # two far-apart groups of many rows: two buckets beat one (512 tokens per extra bucket)
+    lengths = [4] * 200 + [70] * 20
+    assert length_buckets(lengths) == [4, 70]
+    one = 220 * 70 + 512
+    two = 200 * 4 + 20 * 70 + 2 * 512
+    assert two < one
+    # a bucket is never narrower than a row it takes
+    got = length_buckets([3, 9, 9, 10, 40, 41, 77] * 30)
+    assert got[-1] == 77 and got == sorted(got)
+
+
+def _state(world, tmp_path, cache_mb):
+    from accelerate import Accelerator
+
+    from negation_encoder.image_cache import ImageEmbeddingCache
+    from negation_encoder.training.checkpoints import RunDir
+    from negation_encoder.training.checks import check_inputs
+    from negation_encoder.training.setup import setup
+
+    cfg = TrainConfig.from_dict({
+        "model": {"base": world["base"]}, "data": {"files": [world["data"]], "images": world["images"],
+                                                   "frozen_cache_mb": cache_mb},
+        "optim": {"steps": 1, "batch_size": 12, "lr": 1e-3, "warmup_steps": 0},
+        "pipeline": {"length": 16}, "run": {"out": str(tmp_path / f"run{cache_mb}"), "save_every": 1},
+        "objective": {"infonce": 0.3, "mcq": 2.0, "preserve": 1.0, "preserve_embeds": 1.0,
+                      "omit_states": {"weight": 3.0, "types": ["absence"]}, "preserve_states": 3.0,
+                      "seg_loss": {"weight": 1.0, "model": world["clipseg"], "data": [world["refs"]],
+                                   "batch_size": 6, "choice": 0.5}}})
+    acc, run = Accelerator(cpu=True), RunDir(cfg.run.out)
+    torch.manual_seed(0)
+    return setup(cfg, check_inputs(cfg, acc, run, False, False, None), acc, run,
+                 ImageEmbeddingCache(tmp_path / "cache"), progress=False)
+
+
+def _loss_and_grads(state, batch, reference):
+    state.optimizer.zero_grad(set_to_none=True)
+    loss, parts = compute_loss(state, batch, reference=reference)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in state.tower.named_parameters() if p.grad is not None}
+    state.optimizer.zero_grad(set_to_none=True)
+    return loss.detach(), {k: v.detach() for k, v in parts.items()}, grads
+
+
+def test_fast_route_equals_the_reference_route_in_loss_and_gradients(world, tmp_path):  # noqa: F811
+    state = _state(world, tmp_path, cache_mb=64)
+    with torch.no_grad():  # move the tower off the base, so every preservation term is non-zero
+        for p in state.params:
+            p.add_(0.02 * torch.randn_like(p))
+    for step in range(3):  # the cache fills on the first step and serves the same rows later
+        batch = state.batch(step, 0)
+        ref_loss, ref_parts, ref_grads = _loss_and_grads(state, batch, reference=True)
+        fast_loss, fast_parts, fast_grads = _loss_and_grads(state, batch, reference=False)
+        assert fast_loss.item() == pytest.approx(ref_loss.item(), rel=1e-5), (step, fast_loss, ref_loss)
+        for k in ref_parts:
+            assert fast_parts[k].item() == pytest.approx(ref_parts[k].item(), rel=1e-5, abs=1e-7), (step, k)
+        assert set(fast_grads) == set(ref_grads)
+        for n, g in ref_grads.items():
+            torch.testing.assert_close(fast_grads[n], g, rtol=1e-4, atol=1e-6, msg=f"step {step}: {n}")
+    assert state.cache.hits > 0 and state.cache.misses > 0, "the frozen outputs were never reused"
+
+
+def test_a_cache_of_zero_recomputes_and_agrees(world, tmp_path):  # noqa: F811
+    state = _state(world, tmp_path, cache_mb=0)
+    assert state.cache is None
+    batch = state.batch(0, 0)
+    a, _, _ = _loss_and_grads(state, batch, reference=True)
+    b, _, _ = _loss_and_grads(state, batch, reference=False)
+    assert b.item() == pytest.approx(a.item(), rel=1e-5)
