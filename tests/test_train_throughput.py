@@ -36,3 +36,10 @@ def test_smoke_run_writes_its_figures_and_compares_equal_work(tmp_path):
     # different work
     assert figures["tiny_same_loss"] is True, figures["tiny_loss_max_abs_diff"]
     assert 0 <= figures["tiny_loss_max_abs_diff"] <= 1e-5
+    # the default recipe's step: the fast route computes what the reference route computes, and both were timed
+    assert figures["recipe_examples"] > 0 and figures["recipe_scenes"] == 200
+    assert figures["recipe_same_loss"] is True, figures["recipe_loss_rel_diff"]
+    assert figures["recipe_same_gradient"] is True, figures["recipe_grad_rel_diff"]
+    for key in ("recipe_reference_s_per_step", "recipe_fast_cold_s_per_step", "recipe_fast_warm_s_per_step"):
+        assert math.isfinite(figures[key]) and figures[key] > 0, key
+    assert figures["recipe_frozen_cache_mb"] > 0, "the fast route kept no frozen output"
