@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from negation_encoder.cli import main
-from negation_encoder.data.referring import ReferringRecord, read_referring, write_referring
+from negation_encoder.data.referring import read_referring
 from negation_encoder.errors import InputError
 from negation_encoder.testing import tiny
 from negation_encoder.training import TrainConfig, train
@@ -23,7 +23,7 @@ from negation_encoder.training.losses import state_mse
 from negation_encoder.training.terms.seg_loss import FrozenSegmenter, SegmentationLoss, check_seg_inputs
 from negation_encoder.training.terms.unet_loss import FrozenDenoiser
 
-from ._tiny_world import make_tiny_world
+from ._tiny_world import make_segmentation_world
 
 
 def test_state_distillation_is_the_mean_squared_error_over_target_rows():
@@ -99,36 +99,7 @@ def test_segmentation_choice_part_by_hand():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("downstream")
-    w = make_tiny_world(root)
-    # a tiny CLIPSeg whose CLIP has the tiny base's widths (text 32, projection 24)
-    tiny.build_clipseg(seed=0, projection_dim=24).save_pretrained(root / "clipseg")
-    tok = tiny.build_clip_tokenizer()
-    from transformers import CLIPSegProcessor, ViTImageProcessor
-
-    CLIPSegProcessor(image_processor=ViTImageProcessor(size={"height": 32, "width": 32}),
-                     tokenizer=tok).save_pretrained(root / "clipseg")
-    rng = np.random.default_rng(1)
-    refs = root / "refs"
-    refs.mkdir()
-    records = []
-    for i in range(12):
-        mask = np.zeros((32, 32), np.uint8)
-        mask[4 + i: 14 + i, 3:20] = 255
-        Image.fromarray(mask).save(refs / f"m{i}.png")
-        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(refs / f"i{i}.png")
-        other = None
-        if i % 3:  # the excluded object, on two records in three (the choice part skips the rest)
-            o = np.zeros((32, 32), np.uint8)
-            o[4:10, 24:30] = 255
-            Image.fromarray(o).save(refs / f"o{i}.png")
-            other = f"o{i}.png"
-        # an affirmative expression of the referent on negated records but the last
-        affirmative = ("a blue cup" if i % 4 == 1 else "a blue cup on the left") if i % 2 and i < 11 else None
-        records.append(ReferringRecord(f"r{i}", f"i{i}.png", "the cup that is not red" if i % 2 else "the red cup",
-                                       f"m{i}.png", other_mask=other, negated=bool(i % 2), affirmative=affirmative))
-    write_referring(refs / "refs.jsonl", records)
-    return {**w, "clipseg": str(root / "clipseg"), "refs": str(refs / "refs.jsonl")}
+    return make_segmentation_world(tmp_path_factory.mktemp("downstream"))
 
 
 def _cfg(world, out, objective, **dotted) -> TrainConfig:

@@ -9,7 +9,12 @@ import torch
 from negation_encoder.training import TrainConfig
 from negation_encoder.training.step import compute_loss, length_buckets
 
-from .test_downstream_terms import world  # noqa: F401 - the tiny world with a CLIPSeg and referring records
+from ._tiny_world import make_segmentation_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_segmentation_world(tmp_path_factory.mktemp("step"))
 
 
 def test_length_buckets_minimise_padded_tokens_plus_a_cost_per_bucket():
@@ -57,7 +62,7 @@ def _loss_and_grads(state, batch, reference):
     return loss.detach(), {k: v.detach() for k, v in parts.items()}, grads
 
 
-def test_fast_route_equals_the_reference_route_in_loss_and_gradients(world, tmp_path):  # noqa: F811
+def test_fast_route_equals_the_reference_route_in_loss_and_gradients(world, tmp_path):
     state = _state(world, tmp_path, cache_mb=64)
     with torch.no_grad():  # move the tower off the base, so every preservation term is non-zero
         for p in state.params:
@@ -75,7 +80,7 @@ def test_fast_route_equals_the_reference_route_in_loss_and_gradients(world, tmp_
     assert state.cache.hits > 0 and state.cache.misses > 0, "the frozen outputs were never reused"
 
 
-def test_a_cache_of_zero_recomputes_and_agrees(world, tmp_path):  # noqa: F811
+def test_a_cache_of_zero_recomputes_and_agrees(world, tmp_path):
     state = _state(world, tmp_path, cache_mb=0)
     assert state.cache is None
     batch = state.batch(0, 0)
