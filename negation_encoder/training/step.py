@@ -210,7 +210,7 @@ def encode(state: TrainState, batch: Batch, plans: dict[str, Plan]) -> StepOutpu
     padded_views = [blocks for blocks in padded.values() if blocks]
     views += [_stack(blocks) for blocks in padded_views]
     encoded = state.tower(views)
-    width = max(batch.input_ids.shape[1], *(b.input_ids.shape[1] for b, _, _ in spans[1:] if b is not None))
+    width = max([batch.input_ids.shape[1], *(b.input_ids.shape[1] for b, _, _ in spans[1:])])
     pooled_out = _gather(encoded[: len(chunks)], chunks, len(rows), width)
     texts = Encoded(pooled_out.hidden[: spans[0][2], : batch.input_ids.shape[1]], pooled_out.projected[: spans[0][2]],
                     pooled_out.embeds[: spans[0][2]])

@@ -12,7 +12,7 @@ from torch import nn
 
 from ...configs import option
 from ..gather import gather
-from ..losses import multi_positive_ce
+from ..losses import multi_positive_ce, nan_to_zero
 from .base import LossTerm, Plan, StepOutputs, TermConfig, TermLoss
 from .registry import register
 
@@ -20,7 +20,10 @@ from .registry import register
 class OmniPresenceLoss(nn.Module):
     """Pull each image to its original caption and push it away from the caption that negates an object
     it contains (plus the batch's other captions). `negated` (B, D) holds each image's presence-negated
-    caption, `has_negated` (B,) which rows have one."""
+    caption, `has_negated` (B,) which rows have one.
+
+    No early return on a batch without such rows: the gathered columns must stay in the graph, so that
+    every process runs their all-gather's backward (a collective) whatever rows it drew."""
 
     def __init__(self, temperature: float = 0.07):
         super().__init__()
@@ -29,19 +32,17 @@ class OmniPresenceLoss(nn.Module):
     def forward(self, image, original, negated, *, has_negated, image_ids, all_original=None, all_original_ids=None):
         all_original = original if all_original is None else all_original
         all_original_ids = image_ids if all_original_ids is None else all_original_ids
-        if not has_negated.any():
-            return image.new_zeros(())
         image, negated, ids = image[has_negated], negated[has_negated], image_ids[has_negated]
         logits = torch.cat([image @ all_original.T, (image * negated).sum(-1, keepdim=True)], 1) / self.temperature
         pos = torch.cat([ids[:, None] == all_original_ids[None, :],
                          torch.zeros(len(ids), 1, dtype=torch.bool, device=image.device)], 1)
-        return multi_positive_ce(logits, pos)
+        return nan_to_zero(multi_positive_ce(logits, pos))  # the mean over no row is NaN: 0
 
 
 class OmniAbsenceLoss(nn.Module):
     """An image should match both its original caption and the caption negating an absent object, while
     the two captions stay apart in text space (hinge on their cosine above `margin`), so "a dog" and
-    "a dog, no cat" do not collapse."""
+    "a dog, no cat" do not collapse. No early return (see `OmniPresenceLoss`)."""
 
     def __init__(self, temperature: float = 0.07, margin: float = 0.8, separation_weight: float = 1.0):
         super().__init__()
@@ -53,8 +54,6 @@ class OmniAbsenceLoss(nn.Module):
         all_negated = negated if all_negated is None else all_negated
         all_ids = image_ids if all_ids is None else all_ids
         all_has_negated = has_negated if all_has_negated is None else all_has_negated
-        if not has_negated.any():
-            return image.new_zeros(())
         img, ids = image[has_negated], image_ids[has_negated]
         pos = ids[:, None] == all_ids[None, :]
         align_o = multi_positive_ce(img @ all_original.T / self.temperature, pos)
@@ -62,7 +61,7 @@ class OmniAbsenceLoss(nn.Module):
         align_n = multi_positive_ce(img @ all_negated.T / self.temperature, pos & valid, valid)
         cos = (original[has_negated] * negated[has_negated]).sum(-1)
         separation = F.relu(cos - self.margin).mean()
-        return (align_o + align_n) / 2 + self.separation_weight * separation
+        return nan_to_zero((align_o + align_n) / 2 + self.separation_weight * separation)  # no row: NaN -> 0
 
 
 @dataclass
