@@ -95,10 +95,23 @@ def check_config(cfg: SegEvalConfig) -> tuple[torch.device, torch.dtype]:
     return device, resolve_dtype(device, cfg.dtype)
 
 
+def check_sources(cfg: SegEvalConfig) -> None:
+    """The CLIPSeg and the encoder are what their flags say, read from their configs before anything loads:
+    a BERT or T5 folder as --encoder is refused here, never run as a CLIP tower with random weights."""
+    from negation_encoder.checkpoint.sources import check_clipseg, text_tower
+
+    check_clipseg(cfg.model, "--model")
+    if cfg.encoder:
+        text_tower(cfg.encoder, "clipseg", "--encoder")
+
+
 def load_clipseg(model: str):
     """`CLIPSegForImageSegmentation` + `CLIPSegProcessor` from a folder or Hub id (on CPU, fp32)."""
     from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
+    from negation_encoder.checkpoint.sources import check_clipseg
+
+    check_clipseg(model, "--model")
     try:
         seg = CLIPSegForImageSegmentation.from_pretrained(model).eval()
         processor = CLIPSegProcessor.from_pretrained(model)
@@ -109,21 +122,22 @@ def load_clipseg(model: str):
 
 
 def swapped_copy(seg, encoder: str, model: str):
-    """A copy of `seg` with the text tower of the CLIPModel in `encoder` (checked before any compute)."""
-    from transformers import CLIPModel
-
-    from integrations.clipseg import swap_clipseg_text_encoder
+    """A copy of `seg` with the text tower (and projection) of `encoder`: a CLIPModel,
+    CLIPTextModelWithProjection or negation-encoder checkpoint (checked before any compute)."""
+    from integrations.clipseg import load_clipseg_text_encoder, swap_clipseg_text_encoder
 
     try:
-        clip = CLIPModel.from_pretrained(encoder)
+        clip = load_clipseg_text_encoder(encoder, "--encoder")
+    except InputError:
+        raise
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"--encoder {encoder}: cannot load a CLIPModel ({first})") from None
+        raise InputError(f"--encoder {encoder}: cannot load its CLIP text tower ({first})") from None
     out = copy.deepcopy(seg)
     try:
         swap_clipseg_text_encoder(out, clip)
     except IncompatibleModelError as e:
-        raise InputError(f"--encoder {encoder} does not fit CLIPSeg {model}: {e}") from None
+        raise IncompatibleModelError(f"--encoder {encoder} does not fit CLIPSeg {model}: {e}") from None
     return out
 
 
@@ -266,6 +280,7 @@ def _write_overlays(seg, processor, data: SegDataset, ious: dict[str, float], k:
 def evaluate(cfg: SegEvalConfig) -> RunResult:
     """`negenc seg eval`: one CLIPSeg (swapped when `cfg.encoder` is set) over one dataset."""
     device, dtype = check_config(cfg)
+    check_sources(cfg)
     data = load_dataset(cfg.dataset)
     if not data.samples:
         raise InputError("the dataset selection is empty (check --split, --negation-only/--cues and --limit)")
@@ -291,6 +306,7 @@ def compare(cfg: SegEvalConfig) -> CompareResult:
     if not cfg.encoder:
         raise InputError("--encoder: compare needs a negation encoder folder")
     device, dtype = check_config(cfg)
+    check_sources(cfg)
     procs = processes()
     procs.on_main(lambda: RunFolder(cfg.out, ("original", "swapped", "comparison.json", "comparison.md"))
                   .check(cfg.resume, cfg.overwrite))

@@ -108,6 +108,18 @@ class T2IConfig(Validated):
                 "stacked_arm": "prompt as written"}
 
 
+def check_sources(cfg: T2IConfig, arms: tuple[str, ...]) -> None:
+    """The pipeline folder and the encoder(s) are what their flags say, read from their configs before any
+    model loads: an encoder that is not a CLIP text tower (a BERT, a T5) is one line naming it."""
+    from negation_encoder.checkpoint.sources import check_pipeline_folder, text_tower
+
+    check_pipeline_folder(cfg.pipeline, "--pipeline")
+    if cfg.encoder and any(ARMS[a].swapped for a in arms):
+        text_tower(cfg.encoder, "text_encoder", "--encoder")
+        if cfg.encoder_2:
+            text_tower(cfg.encoder_2, "text_encoder_2", "--encoder-2")
+
+
 def _setup(cfg: T2IConfig, arms: tuple[str, ...], procs: Processes):
     """Everything that can fail on bad input, in order, before any image: judge, pipeline, encoder (on
     this process's own device under a launcher)."""
@@ -140,6 +152,7 @@ def run(cfg: T2IConfig, log=print) -> dict:
     arms = cfg.run_arms()
     prompt_set = load_prompts(cfg.prompts) if cfg.prompts else None  # bad files fail before any model loads
     questions = load_tifa_questions(cfg.questions) if cfg.questions else None
+    check_sources(cfg, arms)
     out = Path(cfg.out)
     folder = RunFolder(out, OWNED)
     procs.on_main(lambda: folder.check(cfg.resume, cfg.overwrite, cfg.fingerprint()))

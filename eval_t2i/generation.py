@@ -117,14 +117,16 @@ class ArmSwitcher:
             return
         dtype = pipe.text_encoder.dtype
         try:
-            new = load_slot_encoders(slots, encoder, encoder_2, dtype=dtype)
+            new = load_slot_encoders(slots, encoder, encoder_2, ("--encoder", "--encoder-2"), dtype=dtype)
+        except InputError:
+            raise  # already one line naming the flag and what the folder is
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InputError(f"--encoder {encoder}: cannot load the negation text encoder ({first})") from None
         try:
             swap_text_encoders(pipe, **new)
         except IncompatibleModelError as e:
-            raise InputError(f"--encoder {encoder}: does not fit --pipeline ({e})") from None
+            raise IncompatibleModelError(f"--encoder {encoder}: does not fit --pipeline ({e})") from None
         self.negation = {k: getattr(pipe, k) for k in new}
         pipe.register_modules(**self.base)
 

@@ -36,6 +36,7 @@ def world(tmp_path_factory):
     tok = tiny.build_clip_tokenizer()
     tiny.build_clip_text_model(seed=5, tokenizer=tok).save_pretrained(root / "enc" / "text_encoder")
     tiny.build_clip_text_model(seed=5, tokenizer=tok, text_hidden_size=48).save_pretrained(root / "wide" / "text_encoder")
+    tiny.build_non_clip_text_model("t5").save_pretrained(root / "t5")
     model, processor = tiny.build_blip_vqa(seed=0)
     model.save_pretrained(root / "blip")
     processor.save_pretrained(root / "blip")
@@ -144,6 +145,8 @@ def test_bad_inputs_exit_2_with_one_line_before_generation(world, tmp_path, caps
         (["--prompts", str(bad_prompts)], f"{bad_prompts}: entry 1 (id 'z'): 'prompt'"),
         (["--judge", str(world / "blip_noyes")], "has no single-token 'yes' and 'no'"),
         (["--encoder", str(world / "wide")], "does not fit --pipeline (text encoder hidden size 48 does not match"),
+        (["--encoder", str(world / "t5")], f"--encoder {world / 't5'}: a T5EncoderModel folder (model_type 't5'), "
+                                           "not a CLIP text tower; expected a CLIPModel folder"),
     ]
     for i, (override, fragment) in enumerate(cases):
         args = _args(world, tmp_path / f"out{i}")
