@@ -2,7 +2,8 @@
 
 Each subcommand module exports `<name>_command_parser(subparsers)`, which registers its parser and
 sets `func`. `main(argv)` is callable in-process, so tests run commands without a shell.
-Exit codes: 0 ok, 1 a failed run, 2 bad input (one line on stderr naming the culprit).
+Exit codes: 0 ok, 1 a failed run (an OS error on output too: read-only, no space, permission, quota: one
+line naming the path and the cause), 2 bad input (one line on stderr naming the culprit).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import sys
 
 from ..errors import InputError, RunFailed
+from ..runio import os_error_line
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -81,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RunFailed as e:
         print(f"negenc: run failed: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # on output: read-only, full, no permission, over quota (writes name their path)
+        print(f"negenc: run failed: {os_error_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("negenc: interrupted", file=sys.stderr)
