@@ -16,6 +16,7 @@ write what one process writes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import asdict, dataclass, field
@@ -206,51 +207,57 @@ def run_arm(seg, processor, data: SegDataset, cfg: SegEvalConfig, folder: Path, 
         split_route = load_split_route(cfg)
     procs = processes()
     fingerprint = _fingerprint(cfg, arm, dtype)
-    procs.on_main(lambda: RunFolder(folder, ARM_FILES, RUN_FILE).prepare(cfg.resume, cfg.overwrite, fingerprint))
-    log = SampleLog(folder, fingerprint, procs)
-    procs.wait()  # every process has read what is finished before any appends: all form the same batch list
-    torch.manual_seed(cfg.seed)
-    seg = seg.to(device=device, dtype=dtype)
-    start, new = time.perf_counter(), []
-    bs = cfg.batch_size
-    batches = [data.samples[i: i + bs] for i in range(0, len(data.samples), bs)]
-    todo = [b for b in batches if any(s.id not in log.records for s in b)]
-    quiet = not cfg.progress or not procs.is_main
-    for batch in tqdm(procs.share(todo), desc=f"seg {arm}", unit="batch", disable=quiet):
-        masks = [torch.from_numpy(s.load_mask()) for s in batch]
-        if cfg.route == "split":
-            hist = histograms_from_probabilities(_split_probabilities(seg, processor, batch, split_route), masks)
-        else:
-            logits = _predict(seg, processor, batch, device, dtype)  # the whole fixed batch: same padding as ever
-            hist = confusion_histograms(logits, masks)
-        ious = sample_iou(hist, 0.3)
-        records = [{"id": s.id, "text": s.text, "hist": hist[i].tolist(), "iou_0.3": float(ious[i]),
-                    "gt_pixels": int(hist[i, 1].sum())} for i, s in enumerate(batch) if s.id not in log.records]
-        log.append(records)
-        new += records
-    gathered = [r for recs in procs.gather(new) for r in recs]
-    log.add(gathered)
-    computed = len(gathered)
-    metric = FixedIntervalMetrics(per_sample_classes=True)
-    for s in data.samples:  # dataset order, whatever order and process the lines were written in
-        metric.update_histograms(torch.tensor(log.records[s.id]["hist"]))
-    metrics = metric.compute()
-    ious = {s.id: float(log.records[s.id]["iou_0.3"]) for s in data.samples}
-    info = {"arm": arm, "route": cfg.route, "dataset": data.name, "model": cfg.model,
-            "encoder": cfg.encoder if arm.startswith("swapped") else None,
-            "dtype": str(dtype).replace("torch.", ""), "device": device.type, "computed": computed,
-            "seconds": round(time.perf_counter() - start, 2), **data.counts}
+    run_folder = RunFolder(folder, ARM_FILES, RUN_FILE)
+    with contextlib.ExitStack() as held:
+        def lock_and_prepare() -> None:  # the main process holds the folder for the whole run
+            held.enter_context(run_folder.lock())
+            run_folder.prepare(cfg.resume, cfg.overwrite, fingerprint)
 
-    def write() -> None:
-        log.merge([s.id for s in data.samples])
-        atomic_write_json(folder / "metrics.json", {**metrics, **{f"info_{k}": v for k, v in info.items()}})
-        title = f"CLIPSeg ({arm}) on {data.name}"
-        atomic_write_text(folder / "summary.md", metrics_markdown(title, metrics, info))
-        _write_overlays(seg, processor, data, ious, cfg.overlays, folder, device, dtype, split_route)
+        procs.on_main(lock_and_prepare)
+        log = SampleLog(folder, fingerprint, procs)
+        procs.wait()  # every process has read what is finished before any appends: all form the same batch list
+        torch.manual_seed(cfg.seed)
+        seg = seg.to(device=device, dtype=dtype)
+        start, new = time.perf_counter(), []
+        bs = cfg.batch_size
+        batches = [data.samples[i: i + bs] for i in range(0, len(data.samples), bs)]
+        todo = [b for b in batches if any(s.id not in log.records for s in b)]
+        quiet = not cfg.progress or not procs.is_main
+        for batch in tqdm(procs.share(todo), desc=f"seg {arm}", unit="batch", disable=quiet):
+            masks = [torch.from_numpy(s.load_mask()) for s in batch]
+            if cfg.route == "split":
+                hist = histograms_from_probabilities(_split_probabilities(seg, processor, batch, split_route), masks)
+            else:
+                logits = _predict(seg, processor, batch, device, dtype)  # the whole fixed batch: same padding as ever
+                hist = confusion_histograms(logits, masks)
+            ious = sample_iou(hist, 0.3)
+            records = [{"id": s.id, "text": s.text, "hist": hist[i].tolist(), "iou_0.3": float(ious[i]),
+                        "gt_pixels": int(hist[i, 1].sum())} for i, s in enumerate(batch) if s.id not in log.records]
+            log.append(records)
+            new += records
+        gathered = [r for recs in procs.gather(new) for r in recs]
+        log.add(gathered)
+        computed = len(gathered)
+        metric = FixedIntervalMetrics(per_sample_classes=True)
+        for s in data.samples:  # dataset order, whatever order and process the lines were written in
+            metric.update_histograms(torch.tensor(log.records[s.id]["hist"]))
+        metrics = metric.compute()
+        ious = {s.id: float(log.records[s.id]["iou_0.3"]) for s in data.samples}
+        info = {"arm": arm, "route": cfg.route, "dataset": data.name, "model": cfg.model,
+                "encoder": cfg.encoder if arm.startswith("swapped") else None,
+                "dtype": str(dtype).replace("torch.", ""), "device": device.type, "computed": computed,
+                "seconds": round(time.perf_counter() - start, 2), **data.counts}
 
-    procs.on_main(write)
-    seg.to("cpu")
-    return RunResult(folder, metrics, computed, len(data.samples) - computed, ious)
+        def write() -> None:
+            log.merge([s.id for s in data.samples])
+            atomic_write_json(folder / "metrics.json", {**metrics, **{f"info_{k}": v for k, v in info.items()}})
+            title = f"CLIPSeg ({arm}) on {data.name}"
+            atomic_write_text(folder / "summary.md", metrics_markdown(title, metrics, info))
+            _write_overlays(seg, processor, data, ious, cfg.overlays, folder, device, dtype, split_route)
+
+        procs.on_main(write)
+        seg.to("cpu")
+        return RunResult(folder, metrics, computed, len(data.samples) - computed, ious)
 
 
 def _write_overlays(seg, processor, data: SegDataset, ious: dict[str, float], k: int, folder: Path,

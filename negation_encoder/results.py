@@ -200,7 +200,7 @@ def read_results(path) -> dict | None:
     path = Path(path)
     if not path.exists():
         return None
-    obj = json.loads(path.read_text(encoding="utf-8"))
+    obj = json.loads(path.read_text(encoding="utf-8-sig"))
     if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
         raise DataError(f"{path}: not an eval_results.json of schema {SCHEMA!r} (got "
                          f"{obj.get('schema') if isinstance(obj, dict) else type(obj).__name__!r})")

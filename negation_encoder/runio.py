@@ -291,12 +291,19 @@ class RunFolder:
                                  "the same settings, or use another output folder or --overwrite")
 
     def prepare(self, resume: bool = False, overwrite: bool = False, fingerprint: dict | None = None) -> None:
-        """`check`, then create the folder, remove the owned entries on overwrite, and save the fingerprint."""
+        """`check`, then create the folder, remove the owned entries on overwrite, and save the fingerprint.
+
+        Overwriting takes the folder's lock before it removes anything (this process may already hold it:
+        the lock is re-entrant), so a run still using the folder (a `--resume` in another process) is
+        refused in one line instead of losing its files mid-run."""
         self.check(resume, overwrite, fingerprint)
         self.out.mkdir(parents=True, exist_ok=True)
         if overwrite:
-            self.remove_owned()
-        if fingerprint is not None:
+            with self.lock():
+                self.remove_owned()
+                if fingerprint is not None:
+                    atomic_write_json(self.fingerprint_path, fingerprint)
+        elif fingerprint is not None:
             atomic_write_json(self.fingerprint_path, fingerprint)
 
     def remove_owned(self) -> None:
@@ -309,20 +316,40 @@ class RunFolder:
 
     @contextmanager
     def lock(self):
-        """Hold the folder for this process; another process asking for it gets one line, exit 2."""
+        """Hold the folder for this process; another process asking for it gets one line, exit 2.
+
+        Re-entrant within the process (a command that holds its folder may overwrite or write into it),
+        and the process's held folders are listed by `held_folders` (the CLI's message on a kill)."""
         from filelock import FileLock, Timeout
 
         self.out.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.out / LOCK_NAME), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise InputError(f"{self.flag} {self.out}: another run is using this folder (it holds "
-                             f"{self.out / LOCK_NAME}); wait for it to finish") from None
+        key = str((self.out / LOCK_NAME).resolve())
+        if key in _HELD:
+            _HELD[key][1] += 1
+        else:
+            lock = FileLock(str(self.out / LOCK_NAME), timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                raise InputError(f"{self.flag} {self.out}: another run is using this folder (it holds "
+                                 f"{self.out / LOCK_NAME}); wait for it to finish") from None
+            _HELD[key] = [lock, 1, self]
         try:
             yield self
         finally:
-            lock.release()
+            _HELD[key][1] -= 1
+            if _HELD[key][1] == 0:
+                _HELD.pop(key)[0].release()
+
+
+# lock file (resolved) -> [FileLock, how many `lock()` contexts hold it, the RunFolder]: one OS lock per
+# folder and process, so nested holders never refuse each other
+_HELD: dict[str, list] = {}
+
+
+def held_folders() -> list[RunFolder]:
+    """The run folders this process holds now, first taken first."""
+    return [entry[2] for entry in _HELD.values()]
 
 
 def fingerprint_diff(saved: dict, now: dict) -> list[str]:
