@@ -87,6 +87,13 @@ class RunDir(RunFolder):
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
 
+    def stopped_note(self, done: int, steps: int) -> str:
+        """Where a run stopped after `done` finished steps stood and how to go on, for the CLI's last line."""
+        found = self.latest()
+        last = f"the last checkpoint is {found[1]}" if found else \
+            "no checkpoint yet (--resume starts again from step 0)"
+        return f"after step {done} of {steps}; {last}; continue with the same command and --resume"
+
     # ---- the log
     def start_log(self, step: int, header: dict) -> None:
         """Begin the log at `step` (0 for a fresh run): `header` as its first line, then the step entries
