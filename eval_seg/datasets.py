@@ -103,7 +103,7 @@ def load_builtin_pickle(path: Path):
 
 def _read_json(path: Path, what: str):
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise InputError(f"{path}: file not found (expected {what})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -256,7 +256,7 @@ def load_jsonl(cfg: DatasetConfig) -> SegDataset:
     if not path.is_file():
         raise InputError(f"{path}: file not found (expected a .jsonl of {{image, text, mask}})")
     samples, seen = [], set()
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8-sig") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue

@@ -16,6 +16,7 @@ write what one process writes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import asdict, dataclass, field
@@ -95,10 +96,23 @@ def check_config(cfg: SegEvalConfig) -> tuple[torch.device, torch.dtype]:
     return device, resolve_dtype(device, cfg.dtype)
 
 
+def check_sources(cfg: SegEvalConfig) -> None:
+    """The CLIPSeg and the encoder are what their flags say, read from their configs before anything loads:
+    a BERT or T5 folder as --encoder is refused here, never run as a CLIP tower with random weights."""
+    from negation_encoder.checkpoint.sources import check_clipseg, text_tower
+
+    check_clipseg(cfg.model, "--model")
+    if cfg.encoder:
+        text_tower(cfg.encoder, "clipseg", "--encoder")
+
+
 def load_clipseg(model: str):
     """`CLIPSegForImageSegmentation` + `CLIPSegProcessor` from a folder or Hub id (on CPU, fp32)."""
     from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
+    from negation_encoder.checkpoint.sources import check_clipseg
+
+    check_clipseg(model, "--model")
     try:
         seg = CLIPSegForImageSegmentation.from_pretrained(model).eval()
         processor = CLIPSegProcessor.from_pretrained(model)
@@ -109,21 +123,22 @@ def load_clipseg(model: str):
 
 
 def swapped_copy(seg, encoder: str, model: str):
-    """A copy of `seg` with the text tower of the CLIPModel in `encoder` (checked before any compute)."""
-    from transformers import CLIPModel
-
-    from integrations.clipseg import swap_clipseg_text_encoder
+    """A copy of `seg` with the text tower (and projection) of `encoder`: a CLIPModel,
+    CLIPTextModelWithProjection or negation-encoder checkpoint (checked before any compute)."""
+    from integrations.clipseg import load_clipseg_text_encoder, swap_clipseg_text_encoder
 
     try:
-        clip = CLIPModel.from_pretrained(encoder)
+        clip = load_clipseg_text_encoder(encoder, "--encoder")
+    except InputError:
+        raise
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"--encoder {encoder}: cannot load a CLIPModel ({first})") from None
+        raise InputError(f"--encoder {encoder}: cannot load its CLIP text tower ({first})") from None
     out = copy.deepcopy(seg)
     try:
         swap_clipseg_text_encoder(out, clip)
     except IncompatibleModelError as e:
-        raise InputError(f"--encoder {encoder} does not fit CLIPSeg {model}: {e}") from None
+        raise IncompatibleModelError(f"--encoder {encoder} does not fit CLIPSeg {model}: {e}") from None
     return out
 
 
@@ -192,51 +207,57 @@ def run_arm(seg, processor, data: SegDataset, cfg: SegEvalConfig, folder: Path, 
         split_route = load_split_route(cfg)
     procs = processes()
     fingerprint = _fingerprint(cfg, arm, dtype)
-    procs.on_main(lambda: RunFolder(folder, ARM_FILES, RUN_FILE).prepare(cfg.resume, cfg.overwrite, fingerprint))
-    log = SampleLog(folder, fingerprint, procs)
-    procs.wait()  # every process has read what is finished before any appends: all form the same batch list
-    torch.manual_seed(cfg.seed)
-    seg = seg.to(device=device, dtype=dtype)
-    start, new = time.perf_counter(), []
-    bs = cfg.batch_size
-    batches = [data.samples[i: i + bs] for i in range(0, len(data.samples), bs)]
-    todo = [b for b in batches if any(s.id not in log.records for s in b)]
-    quiet = not cfg.progress or not procs.is_main
-    for batch in tqdm(procs.share(todo), desc=f"seg {arm}", unit="batch", disable=quiet):
-        masks = [torch.from_numpy(s.load_mask()) for s in batch]
-        if cfg.route == "split":
-            hist = histograms_from_probabilities(_split_probabilities(seg, processor, batch, split_route), masks)
-        else:
-            logits = _predict(seg, processor, batch, device, dtype)  # the whole fixed batch: same padding as ever
-            hist = confusion_histograms(logits, masks)
-        ious = sample_iou(hist, 0.3)
-        records = [{"id": s.id, "text": s.text, "hist": hist[i].tolist(), "iou_0.3": float(ious[i]),
-                    "gt_pixels": int(hist[i, 1].sum())} for i, s in enumerate(batch) if s.id not in log.records]
-        log.append(records)
-        new += records
-    gathered = [r for recs in procs.gather(new) for r in recs]
-    log.add(gathered)
-    computed = len(gathered)
-    metric = FixedIntervalMetrics(per_sample_classes=True)
-    for s in data.samples:  # dataset order, whatever order and process the lines were written in
-        metric.update_histograms(torch.tensor(log.records[s.id]["hist"]))
-    metrics = metric.compute()
-    ious = {s.id: float(log.records[s.id]["iou_0.3"]) for s in data.samples}
-    info = {"arm": arm, "route": cfg.route, "dataset": data.name, "model": cfg.model,
-            "encoder": cfg.encoder if arm.startswith("swapped") else None,
-            "dtype": str(dtype).replace("torch.", ""), "device": device.type, "computed": computed,
-            "seconds": round(time.perf_counter() - start, 2), **data.counts}
+    run_folder = RunFolder(folder, ARM_FILES, RUN_FILE)
+    with contextlib.ExitStack() as held:
+        def lock_and_prepare() -> None:  # the main process holds the folder for the whole run
+            held.enter_context(run_folder.lock())
+            run_folder.prepare(cfg.resume, cfg.overwrite, fingerprint)
 
-    def write() -> None:
-        log.merge([s.id for s in data.samples])
-        atomic_write_json(folder / "metrics.json", {**metrics, **{f"info_{k}": v for k, v in info.items()}})
-        title = f"CLIPSeg ({arm}) on {data.name}"
-        atomic_write_text(folder / "summary.md", metrics_markdown(title, metrics, info))
-        _write_overlays(seg, processor, data, ious, cfg.overlays, folder, device, dtype, split_route)
+        procs.on_main(lock_and_prepare)
+        log = SampleLog(folder, fingerprint, procs)
+        procs.wait()  # every process has read what is finished before any appends: all form the same batch list
+        torch.manual_seed(cfg.seed)
+        seg = seg.to(device=device, dtype=dtype)
+        start, new = time.perf_counter(), []
+        bs = cfg.batch_size
+        batches = [data.samples[i: i + bs] for i in range(0, len(data.samples), bs)]
+        todo = [b for b in batches if any(s.id not in log.records for s in b)]
+        quiet = not cfg.progress or not procs.is_main
+        for batch in tqdm(procs.share(todo), desc=f"seg {arm}", unit="batch", disable=quiet):
+            masks = [torch.from_numpy(s.load_mask()) for s in batch]
+            if cfg.route == "split":
+                hist = histograms_from_probabilities(_split_probabilities(seg, processor, batch, split_route), masks)
+            else:
+                logits = _predict(seg, processor, batch, device, dtype)  # the whole fixed batch: same padding as ever
+                hist = confusion_histograms(logits, masks)
+            ious = sample_iou(hist, 0.3)
+            records = [{"id": s.id, "text": s.text, "hist": hist[i].tolist(), "iou_0.3": float(ious[i]),
+                        "gt_pixels": int(hist[i, 1].sum())} for i, s in enumerate(batch) if s.id not in log.records]
+            log.append(records)
+            new += records
+        gathered = [r for recs in procs.gather(new) for r in recs]
+        log.add(gathered)
+        computed = len(gathered)
+        metric = FixedIntervalMetrics(per_sample_classes=True)
+        for s in data.samples:  # dataset order, whatever order and process the lines were written in
+            metric.update_histograms(torch.tensor(log.records[s.id]["hist"]))
+        metrics = metric.compute()
+        ious = {s.id: float(log.records[s.id]["iou_0.3"]) for s in data.samples}
+        info = {"arm": arm, "route": cfg.route, "dataset": data.name, "model": cfg.model,
+                "encoder": cfg.encoder if arm.startswith("swapped") else None,
+                "dtype": str(dtype).replace("torch.", ""), "device": device.type, "computed": computed,
+                "seconds": round(time.perf_counter() - start, 2), **data.counts}
 
-    procs.on_main(write)
-    seg.to("cpu")
-    return RunResult(folder, metrics, computed, len(data.samples) - computed, ious)
+        def write() -> None:
+            log.merge([s.id for s in data.samples])
+            atomic_write_json(folder / "metrics.json", {**metrics, **{f"info_{k}": v for k, v in info.items()}})
+            title = f"CLIPSeg ({arm}) on {data.name}"
+            atomic_write_text(folder / "summary.md", metrics_markdown(title, metrics, info))
+            _write_overlays(seg, processor, data, ious, cfg.overlays, folder, device, dtype, split_route)
+
+        procs.on_main(write)
+        seg.to("cpu")
+        return RunResult(folder, metrics, computed, len(data.samples) - computed, ious)
 
 
 def _write_overlays(seg, processor, data: SegDataset, ious: dict[str, float], k: int, folder: Path,
@@ -266,6 +287,7 @@ def _write_overlays(seg, processor, data: SegDataset, ious: dict[str, float], k:
 def evaluate(cfg: SegEvalConfig) -> RunResult:
     """`negenc seg eval`: one CLIPSeg (swapped when `cfg.encoder` is set) over one dataset."""
     device, dtype = check_config(cfg)
+    check_sources(cfg)
     data = load_dataset(cfg.dataset)
     if not data.samples:
         raise InputError("the dataset selection is empty (check --split, --negation-only/--cues and --limit)")
@@ -291,6 +313,7 @@ def compare(cfg: SegEvalConfig) -> CompareResult:
     if not cfg.encoder:
         raise InputError("--encoder: compare needs a negation encoder folder")
     device, dtype = check_config(cfg)
+    check_sources(cfg)
     procs = processes()
     procs.on_main(lambda: RunFolder(cfg.out, ("original", "swapped", "comparison.json", "comparison.md"))
                   .check(cfg.resume, cfg.overwrite))

@@ -7,6 +7,8 @@ the pipeline, the encoder against the pipeline, the output folder) fails before 
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +110,23 @@ class T2IConfig(Validated):
                 "stacked_arm": "prompt as written"}
 
 
+def check_sources(cfg: T2IConfig, arms: tuple[str, ...]) -> None:
+    """The pipeline folder and the encoder(s) are what their flags say, read from their configs before any
+    model loads: an encoder that is not a CLIP text tower (a BERT, a T5) is one line naming it."""
+    from negation_encoder.checkpoint.sources import check_pipeline_folder, check_source_exists, text_tower
+
+    swapped = any(ARMS[a].swapped for a in arms)
+    for flag, value in (("--pipeline", cfg.pipeline), ("--encoder", cfg.encoder if swapped else None),
+                        ("--encoder-2", cfg.encoder_2 if swapped else None), ("--judge", cfg.judge)):
+        if value:
+            check_source_exists(value, flag)  # a mistyped folder first, whichever flag it is
+    check_pipeline_folder(cfg.pipeline, "--pipeline")
+    if cfg.encoder and swapped:
+        text_tower(cfg.encoder, "text_encoder", "--encoder")
+        if cfg.encoder_2:
+            text_tower(cfg.encoder_2, "text_encoder_2", "--encoder-2")
+
+
 def _setup(cfg: T2IConfig, arms: tuple[str, ...], procs: Processes):
     """Everything that can fail on bad input, in order, before any image: judge, pipeline, encoder (on
     this process's own device under a launcher)."""
@@ -140,19 +159,48 @@ def run(cfg: T2IConfig, log=print) -> dict:
     arms = cfg.run_arms()
     prompt_set = load_prompts(cfg.prompts) if cfg.prompts else None  # bad files fail before any model loads
     questions = load_tifa_questions(cfg.questions) if cfg.questions else None
+    check_sources(cfg, arms)
     out = Path(cfg.out)
     folder = RunFolder(out, OWNED)
     procs.on_main(lambda: folder.check(cfg.resume, cfg.overwrite, cfg.fingerprint()))
     judge, switcher, gen = _setup(cfg, arms, procs)
-    procs.on_main(lambda: folder.prepare(cfg.resume, cfg.overwrite, cfg.fingerprint()))
-    results: dict = {}
-    if prompt_set is not None:
-        results["negscore"] = _negscore(cfg, prompt_set, arms, judge, switcher, gen, log)
-    if questions is not None:
-        tifa_arms = ("base", "swapped") if cfg.command == "compare" else arms
-        results["tifa"] = _tifa(cfg, questions, tifa_arms, judge, switcher, gen, log)
+    if procs.is_main:
+        _warn_truncation(cfg, prompt_set, questions, switcher.pipe)
+    with contextlib.ExitStack() as held:
+        def lock_and_prepare() -> None:  # the main process holds the folder for the whole run
+            held.enter_context(folder.lock())
+            folder.prepare(cfg.resume, cfg.overwrite, cfg.fingerprint())
+
+        procs.on_main(lock_and_prepare)
+        results: dict = {}
+        if prompt_set is not None:
+            results["negscore"] = _negscore(cfg, prompt_set, arms, judge, switcher, gen, log)
+        if questions is not None:
+            tifa_arms = ("base", "swapped") if cfg.command == "compare" else arms
+            results["tifa"] = _tifa(cfg, questions, tifa_arms, judge, switcher, gen, log)
     results["seconds"] = round(time.perf_counter() - start, 1)
     return results
+
+
+def _warn_truncation(cfg: T2IConfig, prompt_set, questions, pipe) -> None:
+    """One stderr line per run when prompts (or TIFA captions) exceed the pipeline tokenizer's window."""
+    from .prompts import truncation_note
+
+    tokenizer = getattr(pipe, "tokenizer", None)
+    if tokenizer is None:
+        return
+    notes = []
+    if prompt_set is not None:
+        items = prompt_set.items[: cfg.limit] if cfg.limit else prompt_set.items
+        notes.append(truncation_note([(i.id, i.prompt) for i in items], tokenizer))
+    if questions is not None:
+        captions = list(dict.fromkeys((q.id, q.caption) for q in questions))
+        if cfg.limit:
+            captions = captions[: cfg.limit]
+        notes.append(truncation_note(captions, tokenizer, "captions"))
+    for note in notes:
+        if note:
+            print(f"negenc: {note}", file=sys.stderr)
 
 
 def _quiet(*_args, **_kwargs) -> None:

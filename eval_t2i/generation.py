@@ -14,6 +14,7 @@ image in a batch of 1 or of 8, and every arm starts from the same latents for th
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -83,6 +84,31 @@ def resolve_device_dtype(device: str | None, dtype: str) -> tuple[torch.device, 
     return resolve(device, dtype)
 
 
+# What diffusers and transformers print for each prompt longer than the tokenizer's window (the cut-off tail,
+# padding tokens included: kilobytes of <|endoftext|> per batch); a run says it once instead
+# (`prompts.truncation_note`).
+TRUNCATION_NOTES = ("The following part of your input was truncated",
+                    "Token indices sequence length is longer than the specified maximum")
+
+
+class _DropTruncationNotes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(TRUNCATION_NOTES)
+
+
+def silence_truncation_notes() -> None:
+    """Drop the per-prompt truncation notes of diffusers and transformers (every other message stays)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as hf_logging
+
+    diffusers_logging.get_logger("diffusers")  # the libraries attach their handlers on first use
+    hf_logging.get_logger("transformers")
+    for name in ("diffusers", "transformers"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _DropTruncationNotes) for f in handler.filters):
+                handler.addFilter(_DropTruncationNotes())
+
+
 def load_pipeline(path: str, device: torch.device, dtype: torch.dtype):
     """Any diffusers text-to-image pipeline from a model id or a local folder (safety checker off:
     a blacked-out image would be scored as a judge failure, not as what the model drew)."""
@@ -96,6 +122,7 @@ def load_pipeline(path: str, device: torch.device, dtype: torch.dtype):
     if not hasattr(pipe, "text_encoder"):
         raise InputError(f"--pipeline {path}: {type(pipe).__name__} has no text_encoder to evaluate")
     pipe.set_progress_bar_config(disable=True)
+    silence_truncation_notes()
     return pipe.to(device)
 
 
@@ -117,14 +144,16 @@ class ArmSwitcher:
             return
         dtype = pipe.text_encoder.dtype
         try:
-            new = load_slot_encoders(slots, encoder, encoder_2, dtype=dtype)
+            new = load_slot_encoders(slots, encoder, encoder_2, ("--encoder", "--encoder-2"), dtype=dtype)
+        except InputError:
+            raise  # already one line naming the flag and what the folder is
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InputError(f"--encoder {encoder}: cannot load the negation text encoder ({first})") from None
         try:
             swap_text_encoders(pipe, **new)
         except IncompatibleModelError as e:
-            raise InputError(f"--encoder {encoder}: does not fit --pipeline ({e})") from None
+            raise IncompatibleModelError(f"--encoder {encoder}: does not fit --pipeline ({e})") from None
         self.negation = {k: getattr(pipe, k) for k in new}
         pipe.register_modules(**self.base)
 

@@ -23,14 +23,18 @@ import csv
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+from negation_encoder.data.records import PROMPT_TYPE_OF_RECORD_TYPE
 from negation_encoder.errors import InputError
 from negation_encoder.splitting import split_negation
 
 BUILTIN_SETS = ("negation_v1", "negation_v1_control")
+# what a prompt negates; a training record's name for a shared kind ("absence" for "object") is read as
+# this name (`negation_encoder.data.records.PROMPT_TYPE_OF_RECORD_TYPE`, the one table of both)
 NEGATION_TYPES = ("object", "attribute", "action", "relation", "scene", "none")
 
 
@@ -99,7 +103,7 @@ def load_prompts(source: str | Path) -> PromptSet:
     if path.suffix.lower() == ".csv":
         return PromptSet(path.stem, "split_csv", tuple(_load_split_csv(path)))
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: not valid JSON ({e})") from None
     name = path.stem
@@ -237,9 +241,12 @@ def _ours_item(path: Path, i: int, entry: object) -> PromptItem:
     subject = _need_str(path, i, entry, "subject")
     negated = _need_str_list(path, i, entry, "negated_concepts", allow_empty=True)
     kind = _need_str(path, i, entry, "negation_type")
+    kind = PROMPT_TYPE_OF_RECORD_TYPE.get(kind, kind)  # a record's name for the same kind
     if kind not in NEGATION_TYPES:
-        raise InputError(f"{_where(path, i, entry)}: 'negation_type' must be one of {', '.join(NEGATION_TYPES)}, "
-                         f"got {kind!r}")
+        also = ", or a record's name for one: " + ", ".join(f"{r} (= {p})" for r, p in
+                                                           PROMPT_TYPE_OF_RECORD_TYPE.items() if r != p)
+        raise InputError(f"{_where(path, i, entry)}: 'negation_type' must be one of {', '.join(NEGATION_TYPES)}"
+                         f"{also}; got {kind!r}")
     cue = _need_str(path, i, entry, "cue")
     questions = _need_str_list(path, i, entry, "questions")
     if len(questions) != 1 + len(negated):
@@ -249,7 +256,7 @@ def _ours_item(path: Path, i: int, entry: object) -> PromptItem:
 
 
 def _load_split_csv(path: Path) -> list[PromptItem]:
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     need = ("Prompts", "Affirmative", "Negated")
     items = []
@@ -286,6 +293,22 @@ def _check_unique(path: Path, items: list[PromptItem]) -> None:
         if item.id in seen:
             raise InputError(f"{path}: entry {i}: duplicate id {item.id!r} (first at entry {seen[item.id]})")
         seen[item.id] = i
+
+
+def truncation_note(texts: Sequence[tuple[str, str]], tokenizer, what: str = "prompts") -> str | None:
+    """One line when some of `texts` ((id, text) pairs) are longer than the tokenizer's window (77 for CLIP):
+    how many, and the first, so a run says it once instead of the pipeline printing each cut-off tail."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if not texts or not isinstance(limit, int) or limit > 100_000:
+        return None
+    ids = tokenizer([t for _, t in texts], truncation=False, verbose=False).input_ids
+    over = [(key, text, len(row)) for (key, text), row in zip(texts, ids, strict=True) if len(row) > limit]
+    if not over:
+        return None
+    key, text, n = over[0]
+    short = text if len(text) <= 80 else text[:77] + "..."
+    return (f"warning: {len(over)} of {len(texts)} {what} exceed the text encoder's {limit} tokens and will be "
+            f"truncated (only the first {limit} tokens are read); the first: {key} ({n} tokens): {short!r}")
 
 
 def _norm(text: str) -> str:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from negation_encoder.runio import atomic_save_image, atomic_write_json
+
 from .runner import image_relpath
 
 
 def write_summary(out: Path, summary: dict) -> Path:
-    path = out / "summary.json"
-    path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    return path
+    return atomic_write_json(out / "summary.json", summary)
 
 
 def _pct(x: float) -> str:
@@ -104,5 +103,5 @@ def image_grid(out: Path, records: Sequence[dict], arms: Sequence[str], seeds: S
                 draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill="#2a2" if rec["score"] else "#c22")
             grid.paste(thumb, (x + 3, y + 3))
     path = path or out / "grid.png"
-    grid.save(path)
+    atomic_save_image(path, grid)
     return path

@@ -39,7 +39,7 @@ def load_tifa_questions(path: str | Path) -> list[TifaQuestion]:
     if not path.is_file():
         raise InputError(f"{path}: TIFA question file not found")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, list) or not data:

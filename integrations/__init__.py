@@ -1,7 +1,13 @@
 """Drop a negation-aware text encoder into diffusers pipelines and transformers CLIPSeg, and the training-free
 route for both (`negation_kwargs` for pipelines, `segment(..., route="split")` for CLIPSeg)."""
 
-from .clipseg import SplitRoute, clipseg_probabilities, segment, swap_clipseg_text_encoder
+from .clipseg import (
+    SplitRoute,
+    clipseg_probabilities,
+    load_clipseg_text_encoder,
+    segment,
+    swap_clipseg_text_encoder,
+)
 from .diffusion import (
     check_compatibility,
     encode_prompt_clip_skip,
@@ -21,6 +27,7 @@ __all__ = [
     "check_compatibility",
     "encode_prompt_clip_skip",
     "generate",
+    "load_clipseg_text_encoder",
     "load_negation_text_encoder",
     "negation_pipeline",
     "swap_clipseg_text_encoder",

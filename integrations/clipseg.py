@@ -2,7 +2,8 @@
 training-free route for segmentation (`segment(..., route="split")`).
 
 The released CLIPSeg (CIDAS/clipseg-rd64-refined) is built on a ViT-B/16 CLIP: text width 512,
-projection 512. `encoder` may be a `CLIPModel` or a `CLIPTextModelWithProjection` of that size.
+projection 512. `encoder` may be a `CLIPModel` or a `CLIPTextModelWithProjection` of that size, or a
+folder / Hub id holding one (`load_clipseg_text_encoder`, which checks that it is a CLIP text tower first).
 """
 
 from __future__ import annotations
@@ -23,11 +24,30 @@ def _text_parts(encoder):
                     "CLIPTextModelWithProjection (a text tower with its projection)")
 
 
+def load_clipseg_text_encoder(source: str, flag: str = ""):
+    """The text tower and projection CLIPSeg reads, from a CLIPModel or CLIPTextModelWithProjection folder,
+    a negation-encoder checkpoint folder, or a Hub repo of one: a CLIPModel, else a
+    CLIPTextModelWithProjection. Anything that is not a CLIP text tower with its projection (a BERT, a T5,
+    a CLIPTextModel alone) is one IncompatibleModelError naming it (`flag` prefixes the message)."""
+    from transformers import CLIPModel, CLIPTextModelWithProjection
+
+    from negation_encoder.checkpoint.sources import text_tower
+
+    from .diffusion import _quiet_from_pretrained
+
+    where = text_tower(source, "clipseg", flag)
+    cls = CLIPModel if where.kind == "clip" else CLIPTextModelWithProjection
+    return _quiet_from_pretrained(cls, where.path, where.subfolder)
+
+
 def swap_clipseg_text_encoder(model, encoder):
-    """Copy the text transformer and text projection of `encoder` into `model` (in place; returned).
+    """Copy the text transformer and text projection of `encoder` (a model, or a folder / Hub id for
+    `load_clipseg_text_encoder`) into `model` (in place; returned).
 
     Every shape is checked first; a mismatch raises one IncompatibleModelError listing each differing tensor.
     """
+    if isinstance(encoder, (str, Path)):
+        encoder = load_clipseg_text_encoder(str(encoder))
     text_model, projection = _text_parts(encoder)
     src = {f"text_model.{k}": v for k, v in text_model.state_dict().items()}
     src.update({f"text_projection.{k}": v for k, v in projection.state_dict().items()})

@@ -21,15 +21,39 @@ from negation_encoder.checkpoint.layout import ROLE_SUBFOLDER as ROLES
 from negation_encoder.errors import IncompatibleModelError, InputError
 
 
-def load_negation_text_encoder(path_or_repo: str, role: str = "text_encoder", **from_pretrained_kwargs):
-    """Load the encoder a pipeline role needs from a checkpoint folder (`negation_encoder.checkpoint.layout`)
-    or Hub repo."""
+def load_negation_text_encoder(path_or_repo: str, role: str = "text_encoder", flag: str = "",
+                               **from_pretrained_kwargs):
+    """Load the encoder a pipeline role needs from a checkpoint folder (`negation_encoder.checkpoint.layout`),
+    a CLIPModel or CLIPTextModel(WithProjection) folder, or a Hub repo of one of those.
+
+    What the source holds is checked first (`negation_encoder.checkpoint.sources.text_tower`): a folder that
+    is not a CLIP text tower (a BERT, a T5, a pipeline without a CLIP text_encoder/) is one
+    IncompatibleModelError naming it, never a CLIP class with random weights. `flag` prefixes that message
+    (the CLI passes its option name)."""
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from negation_encoder.checkpoint.sources import text_tower
 
     if role not in ROLES:
         raise InputError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-    cls = CLIPTextModel if role == "text_encoder" else CLIPTextModelWithProjection
-    return cls.from_pretrained(path_or_repo, subfolder=ROLES[role], **from_pretrained_kwargs)
+    where = text_tower(path_or_repo, role, flag)
+    cls = CLIPTextModel if where.kind == "text" else CLIPTextModelWithProjection
+    return _quiet_from_pretrained(cls, where.path, where.subfolder, **from_pretrained_kwargs)
+
+
+def _quiet_from_pretrained(cls, path: str, subfolder: str | None, **kwargs):
+    """`cls.from_pretrained`; from a whole CLIPModel's folder without transformers' table of the vision
+    weights a text tower does not take (expected there, and pages long)."""
+    from transformers.utils import logging as hf_logging
+
+    if subfolder is not None:
+        return cls.from_pretrained(path, subfolder=subfolder, **kwargs)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return cls.from_pretrained(path, **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 CLIP_CLASSES = {"CLIPTextModel": "text_encoder", "CLIPTextModelWithProjection": "text_encoder_2"}
@@ -45,13 +69,16 @@ def clip_slots(pipeline_classes: dict[str, str]) -> dict[str, str]:
 
 
 def load_slot_encoders(slots: dict[str, str], encoder: str, encoder_2: str | None = None,
-                       **from_pretrained_kwargs) -> dict[str, object]:
+                       flags: tuple[str, str] = ("", ""), **from_pretrained_kwargs) -> dict[str, object]:
     """The negation encoder for every CLIP slot of a pipeline (`clip_slots`), each with the class its slot
     holds (`text_encoder/` or `text_encoder_with_projection/` of the checkpoint); `encoder_2` feeds the
-    second slot when given."""
-    return {slot: load_negation_text_encoder(encoder_2 if slot == "text_encoder_2" and encoder_2 else encoder, role,
-                                             **from_pretrained_kwargs)
-            for slot, role in slots.items()}
+    second slot when given. `flags`: the option names of `encoder` and `encoder_2`, for messages."""
+    out = {}
+    for slot, role in slots.items():
+        second = slot == "text_encoder_2" and encoder_2
+        out[slot] = load_negation_text_encoder(encoder_2 if second else encoder, role, flags[1] if second else flags[0],
+                                               **from_pretrained_kwargs)
+    return out
 
 
 def check_compatibility(unet_config: Any, text_encoder=None, text_encoder_2=None, tokenizer=None,

@@ -23,3 +23,17 @@ class DataError(InputError):
 
 class RunFailed(RuntimeError):
     """A run that started but could not finish correctly (e.g. a NaN loss). Exit code 1."""
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM) while a command ran: raised where the command stood, so
+    locks and temporary files are released on the way out. A BaseException, like KeyboardInterrupt, so
+    that no `except Exception` swallows it. The CLI answers with one line (exit 143) saying what happened
+    and how to resume; `resume_note` is where the run stood, set by the command that knows it (training:
+    the step and the last checkpoint), and `folders` the run folders the process held when the signal came."""
+
+    def __init__(self, signal_name: str = "SIGTERM", folders: tuple = ()):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.folders = folders
+        self.resume_note: str | None = None

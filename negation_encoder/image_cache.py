@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from .devices import inference_dtype
 from .distributed import Processes
 from .encoding import encode_images
+from .runio import writing
 
 META = "cache_meta.json"
 
@@ -108,8 +109,9 @@ class ImageEmbeddingCache:
             if mine:  # shard names: one per process of this chunk, after the shards indexed so far
                 shard = f"shard-{len(meta['shards']) + procs.rank:05d}.safetensors"
                 tmp = self.root / (shard + ".tmp")
-                save_file({"embeddings": torch.cat(embs).contiguous()}, str(tmp))
-                os.replace(tmp, self.root / shard)
+                with writing(tmp):
+                    save_file({"embeddings": torch.cat(embs).contiguous()}, str(tmp))
+                    os.replace(tmp, self.root / shard)
             written = procs.gather((shard, [k for batch in mine for k in batch]))
             for name, rows in written:
                 if name is None:
@@ -124,8 +126,9 @@ class ImageEmbeddingCache:
 
     def _write_meta(self, meta: dict) -> None:
         tmp_meta = self.root / (META + ".tmp")
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_meta, self.root / META)
+        with writing(tmp_meta):
+            tmp_meta.write_text(json.dumps(meta))
+            os.replace(tmp_meta, self.root / META)
 
     def load(self, keys: Sequence[str]) -> torch.Tensor:
         """(len(keys), D) float32 embeddings, in the order of `keys`."""

@@ -200,7 +200,7 @@ def read_results(path) -> dict | None:
     path = Path(path)
     if not path.exists():
         return None
-    obj = json.loads(path.read_text(encoding="utf-8"))
+    obj = json.loads(path.read_text(encoding="utf-8-sig"))
     if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
         raise DataError(f"{path}: not an eval_results.json of schema {SCHEMA!r} (got "
                          f"{obj.get('schema') if isinstance(obj, dict) else type(obj).__name__!r})")
@@ -262,10 +262,54 @@ def summary_markdown(results: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+# The packages whose versions decide the numbers (recorded in every results file; constraints.txt pins them)
+PROVENANCE_PACKAGES = ("torch", "transformers", "diffusers", "accelerate", "huggingface_hub", "safetensors", "numpy")
+
+
+def package_versions() -> dict[str, str | None]:
+    """python and each of `PROVENANCE_PACKAGES` as installed (None for one that is not)."""
+    import platform
+    from importlib import metadata
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what `platform` knows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "cpu model") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def hardware() -> dict:
+    """The CPU kind, the GPU kind (torch.cuda's device name; None without CUDA) and the CUDA version."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(torch.cuda.current_device()) if torch.cuda.is_available() else None
+    return {"cpu": cpu_name(), "gpu": gpu, "cuda": torch.version.cuda, "gpus": torch.cuda.device_count()}
+
+
 def provenance(command: str | None = None) -> dict:
     """Where a result came from: the package version, the git commit of the code (and whether the
-    checkout had uncommitted changes), the command, the torch thread count and the time. Written into
-    every results file the docs' tables are generated from, so a table says which commit made it."""
+    checkout had uncommitted changes), the command, the torch thread count, the time, the versions of
+    python and the libraries that decide the numbers (`versions`), and the CPU / GPU it ran on
+    (`hardware`). Written into every results file the docs' tables are generated from, so a table says
+    which commit and which install made it. Files written before `versions` and `hardware` existed still
+    render: readers take every key as optional."""
     import datetime
     import subprocess
     import sys
@@ -288,4 +332,5 @@ def provenance(command: str | None = None) -> dict:
     dirty = git("status", "--porcelain", "--untracked-files=no")
     return {"version": __version__, "commit": commit, "dirty": bool(dirty) if dirty is not None else None,
             "command": command or " ".join(["negenc", *sys.argv[1:]]), "torch_threads": torch.get_num_threads(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "versions": package_versions(), "hardware": hardware()}

@@ -12,16 +12,21 @@ through this module, so they all behave alike:
   it (with the same settings: the fingerprint saved in the folder must match key for key) or
   overwrites it (which removes only the files this command owns, never anything else kept there);
   `--resume` and `--overwrite` together are refused; a folder in use by another process is refused
-  (`RunFolder`, locked with `filelock`, which the OS releases when a process dies).
+  (`RunFolder`, locked with `filelock`, which the OS releases when a process dies), and an overwrite
+  takes that lock before it removes anything;
+- a write that fails (a full disk, a read-only folder, no permission, a quota) is an `OSError` naming
+  the path and the cause, also when torch or safetensors reported it as an error of their own
+  (`writing`), and leaves no temporary file behind.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +43,99 @@ def _tmp(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` via a temporary file and `os.replace` (readers never see a partial file)."""
+# Below this much free space a failed write is put down to the full disk (torch reports one only as
+# "[enforce fail at inline_container.cc] unexpected pos"; safetensors as an IoError string).
+LOW_SPACE_BYTES = 16 << 20
+_PROBE_BYTES = 1 << 16
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _existing_dir(path: Path) -> Path:
+    p = path if path.is_dir() else path.parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def write_failure_cause(path: str | os.PathLike) -> OSError | None:
+    """The OS problem behind a library's failed write to `path`, found by looking at the place: the disk
+    has (almost) no free space, or a small probe write there fails too (read-only, permission, quota).
+    None when the place looks writable (then the failure was not the disk's)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    where = _existing_dir(path)
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        free = None
+    if free is not None and free < LOW_SPACE_BYTES:
+        return OSError(errno.ENOSPC, f"No space left on device ({_size(free)} free at {where})", str(path))
+    probe = where / f".negenc-write-probe-{os.getpid()}"
+    try:
+        with open(probe, "wb") as fh:
+            fh.write(b"\0" * _PROBE_BYTES)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as e:
+        return OSError(e.errno, e.strerror or str(e), str(path))
+    finally:
+        with suppress(OSError):
+            probe.unlink()
+    return None
+
+
+@contextmanager
+def writing(path: str | os.PathLike):
+    """Name `path` in a failed write, and report a library's write failure as the OS problem it is.
+
+    Python's own write errors carry no file name once the file is open (a full disk fails in `write`);
+    torch and safetensors turn the OS error into a RuntimeError of their own. Both come out as an
+    `OSError` naming `path` and the cause, which the CLI reports in one line (exit 1)."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise  # a bad value, not a failed write
+    except Exception as e:  # torch's RuntimeError, safetensors' SafetensorError: look at the place
+        cause = write_failure_cause(path)
+        if cause is None:
+            raise
+        raise cause from e
+
+
+def os_error_line(e: OSError) -> str:
+    """'PATH: cause [ERRNO]' for an OSError (the CLI's one line for a failed write or read)."""
+    name = errno.errorcode.get(e.errno, "") if e.errno is not None else ""
+    cause = e.strerror or (str(e).splitlines()[0] if str(e) else type(e).__name__)
+    where = f"{e.filename}: " if e.filename is not None else ""
+    if e.filename2 is not None:
+        where = f"{e.filename} -> {e.filename2}: "
+    return f"{where}{cause}" + (f" [{name}]" if name else "")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` via a temporary file and `os.replace` (readers never see a partial file); a failed
+    write removes its temporary file and names `path` (`writing`)."""
+    path = Path(path)
     tmp = _tmp(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with suppress(OSError):
+                tmp.unlink()
+            raise
     return path
 
 
@@ -59,10 +150,16 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = True,
 def atomic_save_image(path: str | os.PathLike, image) -> Path:
     """A PIL image saved under a temporary name (same suffix, so PIL picks the format) and renamed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    image.save(tmp)
-    os.replace(tmp, path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            image.save(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with suppress(OSError):
+                tmp.unlink()
+            raise
     return path
 
 
@@ -134,13 +231,14 @@ class JsonlLog:
         records = list(records)
         if not records:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec, sort_keys=True) + "\n")
-            fh.flush()
-            if self.fsync:
-                os.fsync(fh.fileno())
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as fh:
+                for rec in records:
+                    fh.write(json.dumps(rec, sort_keys=True) + "\n")
+                fh.flush()
+                if self.fsync:
+                    os.fsync(fh.fileno())
 
     def rewrite(self, records: Iterable[dict]) -> None:
         """Replace the whole log atomically (a resumed run cutting it back to its checkpoint)."""
@@ -193,12 +291,19 @@ class RunFolder:
                                  "the same settings, or use another output folder or --overwrite")
 
     def prepare(self, resume: bool = False, overwrite: bool = False, fingerprint: dict | None = None) -> None:
-        """`check`, then create the folder, remove the owned entries on overwrite, and save the fingerprint."""
+        """`check`, then create the folder, remove the owned entries on overwrite, and save the fingerprint.
+
+        Overwriting takes the folder's lock before it removes anything (this process may already hold it:
+        the lock is re-entrant), so a run still using the folder (a `--resume` in another process) is
+        refused in one line instead of losing its files mid-run."""
         self.check(resume, overwrite, fingerprint)
         self.out.mkdir(parents=True, exist_ok=True)
         if overwrite:
-            self.remove_owned()
-        if fingerprint is not None:
+            with self.lock():
+                self.remove_owned()
+                if fingerprint is not None:
+                    atomic_write_json(self.fingerprint_path, fingerprint)
+        elif fingerprint is not None:
             atomic_write_json(self.fingerprint_path, fingerprint)
 
     def remove_owned(self) -> None:
@@ -211,20 +316,40 @@ class RunFolder:
 
     @contextmanager
     def lock(self):
-        """Hold the folder for this process; another process asking for it gets one line, exit 2."""
+        """Hold the folder for this process; another process asking for it gets one line, exit 2.
+
+        Re-entrant within the process (a command that holds its folder may overwrite or write into it),
+        and the process's held folders are listed by `held_folders` (the CLI's message on a kill)."""
         from filelock import FileLock, Timeout
 
         self.out.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.out / LOCK_NAME), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise InputError(f"{self.flag} {self.out}: another run is using this folder (it holds "
-                             f"{self.out / LOCK_NAME}); wait for it to finish") from None
+        key = str((self.out / LOCK_NAME).resolve())
+        if key in _HELD:
+            _HELD[key][1] += 1
+        else:
+            lock = FileLock(str(self.out / LOCK_NAME), timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                raise InputError(f"{self.flag} {self.out}: another run is using this folder (it holds "
+                                 f"{self.out / LOCK_NAME}); wait for it to finish") from None
+            _HELD[key] = [lock, 1, self]
         try:
             yield self
         finally:
-            lock.release()
+            _HELD[key][1] -= 1
+            if _HELD[key][1] == 0:
+                _HELD.pop(key)[0].release()
+
+
+# lock file (resolved) -> [FileLock, how many `lock()` contexts hold it, the RunFolder]: one OS lock per
+# folder and process, so nested holders never refuse each other
+_HELD: dict[str, list] = {}
+
+
+def held_folders() -> list[RunFolder]:
+    """The run folders this process holds now, first taken first."""
+    return [entry[2] for entry in _HELD.values()]
 
 
 def fingerprint_diff(saved: dict, now: dict) -> list[str]:

@@ -233,7 +233,7 @@ class SplitScorer:
     def load(cls, folder: str | os.PathLike) -> SplitScorer:
         path = Path(folder) / SPLIT_SCORER_FILE
         try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
+            obj = json.loads(path.read_text(encoding="utf-8-sig"))
         except FileNotFoundError:
             raise InputError(f"{folder}: no {SPLIT_SCORER_FILE} (a split reader fitted on training data); pass "
                              "--split-weight W, or fit one with SplitScorer.fit_on_records") from None

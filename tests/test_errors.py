@@ -61,8 +61,8 @@ def test_the_cli_answers_a_data_error_with_exit_2(tmp_path, capsys):
 
     folder = tmp_path / "enc"
     (folder / "text_encoder").mkdir(parents=True)
-    for config in (folder / "config.json", folder / "text_encoder" / "config.json"):
-        config.write_text("{}")
+    (folder / "config.json").write_text(json.dumps({"model_type": "clip"}))  # a checkpoint by its configs
+    (folder / "text_encoder" / "config.json").write_text(json.dumps({"model_type": "clip_text_model"}))
     (folder / "eval_results.json").write_text(json.dumps({"schema": "negation-encoder/eval-results/v1",
                                                           "my_metric": 0.1}))
     assert main(["publish", str(folder), "--repo-id", "org/x", "--dry-run"]) == 2

@@ -191,7 +191,8 @@ def test_a_folder_that_is_not_a_clip_model_is_refused(setup, tmp_path, capsys):
     bert.mkdir()
     (bert / "config.json").write_text(json.dumps({"model_type": "bert"}))
     assert _run(bert, root, tmp_path / "o", "--bench", "valse") == 2
-    assert _error_line(capsys) == f"negenc: error: --model {bert}: expected a CLIPModel checkpoint, got model_type bert"
+    assert _error_line(capsys) == f"negenc: error: --model {bert}: a folder of model_type 'bert'; expected a " \
+                                  "CLIPModel checkpoint (model_type 'clip') (a negation-encoder checkpoint folder is one)"
 
 
 def test_a_benchmark_left_empty_by_skipping_is_reported_as_skipped(root_copy, tmp_path, capsys):

@@ -280,16 +280,23 @@ def test_card_snippets_run_against_tiny_local_models(folder, tmp_path):
     sd.save_pretrained(tmp_path / "sd")
     xl = StableDiffusionXLPipeline(**tiny.build_sdxl_components(seed=0))
     xl.save_pretrained(tmp_path / "sdxl")
+    tiny.build_flux_pipeline(seed=0).save_pretrained(tmp_path / "flux")
     tiny.build_clipseg(seed=0, projection_dim=32).save_pretrained(tmp_path / "clipseg")
     snippets = usage_snippets(str(folder), repo_2=str(folder), sd_base=str(tmp_path / "sd"),
-                              sdxl_base=str(tmp_path / "sdxl"), clipseg_base=str(tmp_path / "clipseg"))
-    assert set(snippets) == {"clip", "sd", "sdxl", "clipseg"}
+                              sd2_base=str(tmp_path / "sd"), sdxl_base=str(tmp_path / "sdxl"),
+                              flux_base=str(tmp_path / "flux"), clipseg_base=str(tmp_path / "clipseg"))
+    assert set(snippets) == {"clip", "sd", "sd2", "sdxl", "flux", "clipseg"}
     for name, snippet in snippets.items():
         code = _blocks(snippet)[0]
-        if name in ("sd", "sdxl"):  # keep CI fast: 2 steps instead of the default 50
-            code = code.replace("generator=", "num_inference_steps=2, generator=")
+        compiled = compile(code, f"<{name} snippet>", "exec")
+        if name in ("sd", "sd2", "sdxl", "flux"):
+            assert 'negation_kwargs(pipe, "a street with no cars", keep_prompt=True)' in code, name
+            # keep CI fast: 2 steps instead of the default 50 (and the tiny Flux's sizes)
+            extra = "height=32, width=32, max_sequence_length=16, " if name == "flux" else ""
+            compiled = compile(code.replace("generator=", f"num_inference_steps=2, {extra}generator="),
+                               f"<{name} snippet>", "exec")
         scope: dict = {}
-        exec(compile(code, f"<{name} snippet>", "exec"), scope)  # noqa: S102 - our own card text
+        exec(compiled, scope)  # noqa: S102 - our own card text
         if name == "clipseg":
             assert torch.equal(scope["seg"].clip.text_projection.weight,
                                scope["CLIPModel"].from_pretrained(str(folder)).text_projection.weight)
@@ -297,3 +304,75 @@ def test_card_snippets_run_against_tiny_local_models(folder, tmp_path):
             assert scope["processor"](text=["a dog with no hat"], return_tensors="pt").input_ids.shape[0] == 1
         else:
             assert scope["image"].size == (32, 32)
+            assert scope["kwargs"]["prompt"] == "a street with no cars" and scope["kwargs"]["negative_prompt"] == "cars"
+            if name == "flux":  # the stacked route turns true CFG on and gives the T5 the affirmative part
+                assert scope["kwargs"]["true_cfg_scale"] > 1 and scope["kwargs"]["prompt_2"] == "a street"
+
+
+def _card_for(tmp_path, hidden: int, proj: int, training_config: dict, **card):
+    from huggingface_hub import ModelCard
+
+    tok = tiny.build_clip_tokenizer()
+    clip = tiny.build_clip_model(seed=0, tokenizer=tok, text_hidden_size=hidden, projection_dim=proj)
+    out = export_checkpoint(clip, tok, tiny.build_clip_image_processor(32), tmp_path / f"enc{hidden}",
+                            training_config=training_config)
+    path = tmp_path / f"README{hidden}.md"
+    build_model_card(out, repo_id="org/neg", **card).save(path)
+    return ModelCard.load(path)
+
+
+@pytest.mark.parametrize("hidden,proj,families,absent", [
+    (768, 768, ["Stable Diffusion 1.x:", "Flux (the CLIP encoder replaced; its T5 stays"],
+     ["Stable Diffusion 2.x:", "CLIPSeg:", "SDXL ("]),
+    (1024, 1024, ["Stable Diffusion 2.x:"], ["Stable Diffusion 1.x:", "Flux (", "CLIPSeg:"]),
+    (512, 512, ["CLIPSeg:"], ["Stable Diffusion 1.x:", "Flux (", "negation_kwargs(pipe"]),
+])
+def test_card_renders_a_snippet_per_fitting_family_with_the_stacked_use(tmp_path, hidden, proj, families, absent):
+    """Rendered, saved and parsed back: one block per family the widths fit, each compiling, the stacked use
+    recommended wherever a diffusers pipeline fits, and the docs named by their path (no invented URL)."""
+    card = _card_for(tmp_path, hidden, proj, {"base_model": "openai/clip-vit-large-patch14"})
+    text = card.text
+    for title in families:
+        assert title in text, title
+    for title in absent:
+        assert title not in text, title
+    blocks = _blocks(text)
+    assert len(blocks) == 1 + len(families)  # the CLIPModel block, then one per fitting family
+    for i, code in enumerate(blocks):
+        compile(code, f"<card block {i}>", "exec")
+    diffusers_fit = any(not t.startswith("CLIPSeg") for t in families)
+    assert ("negation_kwargs(pipe, prompt, keep_prompt=True)" in text) == diffusers_fit
+    assert "## Documentation" in text and "`docs/integrations.md`" in text and "http" not in text.split(
+        "## Documentation")[1]
+
+
+@pytest.mark.parametrize("base,license,note", [
+    ("openai/clip-vit-large-patch14", "mit", "`mit`, the license of the base model `openai/clip-vit-large-patch14`."),
+    ("negation-encoder testbed world CLIP (`negenc testbed pretrain`)", "mit", "the negation-encoder testbed's world"),
+    ("/home/me/models/my-clip", "other", "`other`: the license of the base model (my-clip) is not known to the library "
+                                         "that wrote this card."),
+])
+def test_card_license_follows_the_base_model(tmp_path, base, license, note):
+    card = _card_for(tmp_path, 64, 64, {"base_model": base})
+    assert card.data.to_dict()["license"] == license
+    assert note in card.text.split("## License")[1]
+    assert "/home/me" not in card.text
+
+
+def test_a_local_base_with_its_own_card_gives_its_license(tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "README.md").write_text("---\nlicense: apache-2.0\n---\n# a base\n")
+    card = _card_for(tmp_path, 64, 64, {"base_model": str(base)})
+    assert card.data.to_dict()["license"] == "apache-2.0"
+
+
+def test_publish_license_flag_sets_the_card_license(folder, capsys):
+    assert main(["publish", str(folder), "--repo-id", "org/x", "--dry-run", "--license", "apache-2.0"]) == 0
+    out = capsys.readouterr().out
+    assert "license: apache-2.0" in out and "`apache-2.0` (set when the card was written)." in out
+    assert main(["publish", str(folder), "--repo-id", "org/x", "--dry-run"]) == 0
+    assert "license: mit" in capsys.readouterr().out  # the base is openai/clip-vit-base-patch32
+    assert main(["publish", str(folder), "--repo-id", "org/x", "--dry-run", "--license", "Apache 2"]) == 2
+    assert capsys.readouterr().err.strip() == ("negenc: error: --license: expected a Hub license id such as mit, "
+                                               "apache-2.0, cc-by-4.0 or other (lowercase, no spaces), got 'Apache 2'")

@@ -129,11 +129,17 @@ def test_cli_negation_only_counts(world, tmp_path, capsys):
     assert (saved["n_samples"], saved["info_samples_before_filter"]) == (3, N)
 
 
-@pytest.mark.parametrize("case", ["missing_file", "bad_encoder", "bad_line"])
+@pytest.mark.parametrize("case", ["missing_file", "bad_encoder", "bad_line", "bert_encoder", "t5_encoder"])
 def test_cli_bad_input_exits_2_with_one_line_before_compute(world, tmp_path, capsys, case):
     data = world / "data.jsonl"
     encoder = []
-    if case == "missing_file":
+    if case in ("bert_encoder", "t5_encoder"):  # a 512-wide CLIPSeg would load either as a random CLIP tower
+        kind = case.split("_")[0]
+        tiny.build_non_clip_text_model(kind).save_pretrained(tmp_path / kind)
+        encoder = ["--encoder", str(tmp_path / kind)]
+        name = {"bert": "BertModel", "t5": "T5EncoderModel"}[kind]
+        culprit = f"negenc: error: --encoder {tmp_path / kind}: a {name} folder (model_type '{kind}'), not a CLIP text tower"
+    elif case == "missing_file":
         data = tmp_path / "nope.jsonl"
         culprit = "nope.jsonl: file not found"
     elif case == "bad_encoder":

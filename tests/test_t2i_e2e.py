@@ -36,6 +36,7 @@ def world(tmp_path_factory):
     tok = tiny.build_clip_tokenizer()
     tiny.build_clip_text_model(seed=5, tokenizer=tok).save_pretrained(root / "enc" / "text_encoder")
     tiny.build_clip_text_model(seed=5, tokenizer=tok, text_hidden_size=48).save_pretrained(root / "wide" / "text_encoder")
+    tiny.build_non_clip_text_model("t5").save_pretrained(root / "t5")
     model, processor = tiny.build_blip_vqa(seed=0)
     model.save_pretrained(root / "blip")
     processor.save_pretrained(root / "blip")
@@ -144,6 +145,8 @@ def test_bad_inputs_exit_2_with_one_line_before_generation(world, tmp_path, caps
         (["--prompts", str(bad_prompts)], f"{bad_prompts}: entry 1 (id 'z'): 'prompt'"),
         (["--judge", str(world / "blip_noyes")], "has no single-token 'yes' and 'no'"),
         (["--encoder", str(world / "wide")], "does not fit --pipeline (text encoder hidden size 48 does not match"),
+        (["--encoder", str(world / "t5")], f"--encoder {world / 't5'}: a T5EncoderModel folder (model_type 't5'), "
+                                           "not a CLIP text tower; expected a CLIPModel folder"),
     ]
     for i, (override, fragment) in enumerate(cases):
         args = _args(world, tmp_path / f"out{i}")
@@ -249,3 +252,22 @@ def test_no_progress_silences_every_bar(world, tmp_path):
     assert bar.search(loud), "no progress bar without --no-progress: this test cannot see bars"
     quiet = stderr(tmp_path / "quiet", quiet=True)
     assert not bar.search(quiet), f"a bar survived --no-progress:\n{quiet[-1500:]}"
+
+
+def test_a_read_only_out_is_one_line_exit_1(world, tmp_path, monkeypatch, capsys):
+    """Root ignores chmod: the read-only mount is simulated where mkdir meets it (naming the path)."""
+    import errno
+    from pathlib import Path
+
+    out = tmp_path / "ro"
+    real = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if str(self).startswith(str(out)):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    assert main(_args(world, out)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"negenc: run failed: {out}: Read-only file system [EROFS]", err

@@ -229,16 +229,20 @@ def test_resume_and_overwrite_branches_in_process(world, tmp_path, capsys):
 # ---- the base model
 
 
-@pytest.mark.parametrize("builder,model_type", [
-    (lambda: tiny.build_clip_text_model(seed=0), "clip_text_model"),
-    (lambda: tiny.build_clipseg(seed=0), "clipseg"),
+@pytest.mark.parametrize("builder,what", [
+    (lambda: tiny.build_clip_text_model(seed=0), "a CLIPTextModel folder (a text tower alone has no vision tower)"),
+    (lambda: tiny.build_clipseg(seed=0), "a CLIPSegForImageSegmentation folder (model_type 'clipseg')"),
+    (lambda: tiny.build_non_clip_text_model("bert"), "a BertModel folder (model_type 'bert')"),
+    (lambda: tiny.build_non_clip_text_model("t5"), "a T5EncoderModel folder (model_type 't5')"),
 ])
-def test_base_that_is_not_a_clipmodel(world, tmp_path, capsys, builder, model_type):
+def test_base_that_is_not_a_clipmodel(world, tmp_path, capsys, builder, what):
     base = tmp_path / "notclip"
     builder().save_pretrained(base)
     args = _train_args(world, tmp_path / "o")
     args[args.index("--base") + 1] = str(base)
-    _one_line_exit_2(capsys, args, f"expected a CLIPModel checkpoint (model_type 'clip'), got model_type '{model_type}'")
+    _one_line_exit_2(capsys, args, f"--base {base}: {what}; expected a CLIPModel checkpoint (model_type 'clip') "
+                     "(the base whose text tower is fine-tuned)")
+    assert not (tmp_path / "o").exists()
 
 
 # ---- records: bytes, emptiness, lengths

@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from .. import results as R
 from ..configs import flatten
+from ..errors import InputError
 from ..runio import atomic_write_text
 from . import layout
 
 GENERATED_MARK = "<!-- negation-encoder:generated"
+# Where the library's documentation is: it has no published URL, so the card names the docs by their path in
+# the library's source tree.
+DOCS = {"overview": "docs/", "integrations": "docs/integrations.md", "t2i": "docs/t2i.md",
+        "segmentation": "docs/segmentation.md", "training": "docs/training.md"}
 TEMPLATE = "model_card.md"
 # (key in training_config.json, the flat key that folders written before the config had groups use)
 HYPERPARAMETERS = (("optim.steps", "steps"), ("optim.batch_size", "batch_size"), ("optim.lr", "lr"),
@@ -69,28 +75,46 @@ def compatibility(hidden_size: int, projection_dim: int | None) -> tuple[list[Ta
     return fits, misfits
 
 
+# The recommended use with a diffusers pipeline: stacked with the training-free route. The prompt goes as
+# written (this encoder reads the "no"), the negated concepts also go to the negative prompt, and the switch
+# the pipeline needs for that (CFG > 1, Flux's true CFG) is set: `integrations.negation_kwargs`.
+STACKED = '''image = pipe("a street with no cars", generator=torch.Generator().manual_seed(0)).images[0]  # this encoder alone
+# recommended: stacked with the training-free route (the prompt as written, "cars" also as the negative prompt)
+kwargs = negation_kwargs(pipe, "a street with no cars", keep_prompt=True)
+image = pipe(**kwargs, generator=torch.Generator().manual_seed(0)).images[0]'''
+
 USAGE_SD = '''```python
 import torch
 from diffusers import StableDiffusionPipeline
 from transformers import CLIPTextModel
+from integrations import negation_kwargs  # from the negation-encoder library
 
 text_encoder = CLIPTextModel.from_pretrained("{repo}", subfolder="text_encoder")
-pipe = StableDiffusionPipeline.from_pretrained("{sd_base}", text_encoder=text_encoder)
-image = pipe("a street with no cars", generator=torch.Generator().manual_seed(0)).images[0]
-```'''
+pipe = StableDiffusionPipeline.from_pretrained("{base}", text_encoder=text_encoder)
+''' + STACKED + "\n```"
 
 USAGE_SDXL = '''```python
 import torch
 from diffusers import StableDiffusionXLPipeline
 from transformers import CLIPTextModel, CLIPTextModelWithProjection
+from integrations import negation_kwargs  # from the negation-encoder library
 
 pipe = StableDiffusionXLPipeline.from_pretrained(
     "{sdxl_base}",
     text_encoder=CLIPTextModel.from_pretrained("{repo}", subfolder="text_encoder"),
     text_encoder_2=CLIPTextModelWithProjection.from_pretrained("{repo_2}", subfolder="text_encoder_with_projection"),
 )
-image = pipe("a bowl of fruit without bananas", generator=torch.Generator().manual_seed(0)).images[0]
-```'''
+''' + STACKED + "\n```"
+
+USAGE_FLUX = '''```python
+import torch
+from diffusers import FluxPipeline
+from transformers import CLIPTextModel
+from integrations import negation_kwargs  # from the negation-encoder library
+
+text_encoder = CLIPTextModel.from_pretrained("{repo}", subfolder="text_encoder")
+pipe = FluxPipeline.from_pretrained("{flux_base}", text_encoder=text_encoder)  # its T5 stays
+''' + STACKED + "\n```"
 
 USAGE_CLIPSEG = '''```python
 from transformers import CLIPModel, CLIPSegForImageSegmentation
@@ -107,19 +131,69 @@ model = CLIPModel.from_pretrained("{repo}")
 processor = CLIPProcessor.from_pretrained("{repo}")
 ```'''
 
-DEFAULT_BASES = {"sd_base": "CompVis/stable-diffusion-v1-4", "sdxl_base": "stabilityai/stable-diffusion-xl-base-1.0",
+DEFAULT_BASES = {"sd_base": "CompVis/stable-diffusion-v1-4", "sd2_base": "stabilityai/stable-diffusion-2-1",
+                 "sdxl_base": "stabilityai/stable-diffusion-xl-base-1.0", "flux_base": "black-forest-labs/FLUX.1-dev",
                  "clipseg_base": "CIDAS/clipseg-rd64-refined"}
 
 
 def usage_snippets(repo: str, repo_2: str | None = None, **bases: str) -> dict[str, str]:
-    """Usage blocks rendered for `repo` (bases default to the public models). The SDXL block needs
-    `repo_2`: SDXL's second encoder is a wider OpenCLIP bigG model, which this encoder is not."""
+    """Usage blocks rendered for `repo`, one per pipeline family (bases default to the public models). The
+    SDXL block needs `repo_2`: SDXL's second encoder is a wider OpenCLIP bigG model, which this encoder is not."""
     fields = {**DEFAULT_BASES, **bases, "repo": repo, "repo_2": repo_2 or ""}
-    out = {"clip": USAGE_CLIP.format(**fields), "sd": USAGE_SD.format(**fields),
+    out = {"clip": USAGE_CLIP.format(**fields), "sd": USAGE_SD.format(**fields, base=fields["sd_base"]),
+           "sd2": USAGE_SD.format(**fields, base=fields["sd2_base"]), "flux": USAGE_FLUX.format(**fields),
            "clipseg": USAGE_CLIPSEG.format(**fields)}
     if repo_2:
         out["sdxl"] = USAGE_SDXL.format(**fields)
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# license
+
+# Base models whose license this library knows, by Hub id prefix: OpenAI's CLIP checkpoints are MIT.
+KNOWN_LICENSES = (("openai/clip-", "mit"),)
+TESTBED_BASE = "negation-encoder testbed world CLIP"  # `training.checks.describe_base` of the world's CLIP
+TESTBED_LICENSE = "mit"  # the world CLIP is this library's own (MIT, pyproject.toml)
+_LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+
+
+def check_license(value: str) -> str:
+    """A Hub license id (lowercase, e.g. mit, apache-2.0, cc-by-4.0, other); one line otherwise."""
+    if not _LICENSE_ID.fullmatch(value or ""):
+        raise InputError(f"--license: expected a Hub license id such as mit, apache-2.0, cc-by-4.0 or other "
+                         f"(lowercase, no spaces), got {value!r}")
+    return value
+
+
+def base_license(trained_from: str) -> tuple[str, str]:
+    """(license id, the card's sentence about it) from the base model: a known license (OpenAI CLIP, the
+    testbed world), the license a local base folder's own card declares, else `other` with a note."""
+    if trained_from.startswith(TESTBED_BASE):
+        return TESTBED_LICENSE, "`mit`: the base is the negation-encoder testbed's world CLIP (MIT)."
+    for prefix, license_id in KNOWN_LICENSES:
+        if trained_from.lower().startswith(prefix):
+            return license_id, f"`{license_id}`, the license of the base model `{trained_from}`."
+    declared = _declared_license(trained_from)
+    if declared:
+        return declared, f"`{declared}`, as the base model's own card declares."
+    return "other", (f"`other`: the license of the base model ({public_name(trained_from)}) is not known to the "
+                     "library that wrote this card. This encoder is a fine-tune of that model and falls under its "
+                     "terms: check them (`negenc publish --license ID` sets the license).")
+
+
+def _declared_license(base: str) -> str | None:
+    """The `license` of a local base folder's README.md metadata, if it has one."""
+    readme = Path(base) / layout.MODEL_CARD
+    if not readme.is_file():
+        return None
+    from huggingface_hub import ModelCard
+
+    try:
+        value = ModelCard.load(readme).data.to_dict().get("license")
+    except Exception:  # noqa: BLE001 - a card that does not parse declares nothing
+        return None
+    return value if isinstance(value, str) and _LICENSE_ID.fullmatch(value) else None
 
 
 def _read_json(path: Path) -> dict | None:
@@ -167,9 +241,10 @@ def _results_table(res: dict | None) -> str:
 
 
 def build_model_card(folder: str | Path, repo_id: str | None = None, base_model: str | None = None,
-                     datasets: list[str] | None = None, license: str = "mit", model_name: str | None = None,
+                     datasets: list[str] | None = None, license: str | None = None, model_name: str | None = None,
                      repo_2: str | None = None, **bases: str):
-    """The model card of an encoder folder: typed metadata and a body rendered from the package's template."""
+    """The model card of an encoder folder: typed metadata and a body rendered from the package's template.
+    `license` None: the base model's where known (`base_license`), else `other` with a note."""
     from huggingface_hub import ModelCard, ModelCardData
 
     folder = Path(folder)
@@ -178,6 +253,10 @@ def build_model_card(folder: str | Path, repo_id: str | None = None, base_model:
     eval_results = R.card_eval_results(res) if res else []
     trained_from = str(cfg.get("base_model") or cfg.get("base") or "unknown")
     base_model = base_model or hub_id(trained_from)
+    if license is None:
+        license, license_text = base_license(base_model or trained_from)
+    else:
+        license_text = f"`{check_license(license)}` (set when the card was written)."
     repo = repo_id or folder.name
     name = model_name or (repo_id.split("/")[-1] if repo_id else folder.name)
     data = ModelCardData(
@@ -191,13 +270,14 @@ def build_model_card(folder: str | Path, repo_id: str | None = None, base_model:
     snip = usage_snippets(repo, repo_2, **bases)
     usage = [("Load the full CLIP model (retrieval, zero-shot, benchmarks):", snip["clip"])]
     fit_keys = {t.key for t in fits}
-    if "sd" in fit_keys:
-        usage.append(("Stable Diffusion 1.x:", snip["sd"]))
-    if "sdxl" in fit_keys and "sdxl" in snip:
-        usage.append(("SDXL (both CLIP encoders replaced; the second from its own bigG-sized negation encoder):",
-                      snip["sdxl"]))
-    if "clipseg" in fit_keys:
-        usage.append(("CLIPSeg:", snip["clipseg"]))
+    for key, title in (("sd", "Stable Diffusion 1.x:"), ("sd2", "Stable Diffusion 2.x:"),
+                       ("sdxl", "SDXL (both CLIP encoders replaced; the second from its own bigG-sized negation "
+                                "encoder):"),
+                       ("flux", "Flux (the CLIP encoder replaced; its T5 stays, and stacked it reads the "
+                                "affirmative part while true CFG is turned on for the negative prompt):"),
+                       ("clipseg", "CLIPSeg:")):
+        if key in fit_keys and key in snip:
+            usage.append((title, snip[key]))
     objectives = cfg.get("objectives") or {}
     flat = flatten(cfg)
     hyper = [(key, [public_name(str(x)) for x in v] if isinstance(v, list) else public_name(str(v)))
@@ -210,7 +290,8 @@ def build_model_card(folder: str | Path, repo_id: str | None = None, base_model:
         recipe=flat.get("run.recipe", cfg.get("recipe", "")), objectives=json.dumps(objectives), hyperparameters=hyper,
         widths=f"text width {hidden}, projection {proj}" if hidden else "unknown widths",
         fits=[t.name for t in fits], misfits=[(t.name, why) for t, why in misfits],
-        results_table=_results_table(res), usage=usage,
+        results_table=_results_table(res), usage=usage, license_text=license_text, docs=DOCS,
+        stacked=any(key in fit_keys for key in ("sd", "sd2", "sdxl", "flux")),
     )
 
 

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from .. import results as R
 from ..errors import DataError
-from ..runio import atomic_write_json
+from ..runio import atomic_write_json, writing
 from . import layout
 from .card import write_model_card
 
@@ -32,11 +32,26 @@ def export_checkpoint(clip_model, tokenizer, image_processor, out: str | os.Path
     """Save the folder into `<out>.tmp` and rename it into place (replacing an older export: the
     trainer only exports into a run folder it was allowed to write). `eval_results` must follow the
     one schema (`negation_encoder.results.make_results`)."""
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with writing(tmp):  # a failed write (full disk, read-only) is the OS error it is, naming the folder
+            _write_folder(clip_model, tokenizer, image_processor, tmp, training_config, eval_results, trainable,
+                          card_fields, split_scorer)
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # never a half-written export beside the run
+        raise
+    return out
+
+
+def _write_folder(clip_model, tokenizer, image_processor, tmp: Path, training_config, eval_results, trainable,
+                  card_fields, split_scorer) -> None:
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
     tmp.mkdir(parents=True)
     clip_model = clip_model.to("cpu")
     clip_model.save_pretrained(tmp)
@@ -69,10 +84,6 @@ def export_checkpoint(clip_model, tokenizer, image_processor, out: str | os.Path
     if split_scorer is not None:
         split_scorer.save(tmp)
     write_model_card(tmp, **(card_fields or {}))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
 
 
 def _check_schema(results: dict) -> None:

@@ -37,7 +37,8 @@ def is_encoder_folder(path: str | os.PathLike) -> bool:
 
 
 def check_encoder_folder(path: str | os.PathLike, flag: str = "--encoder") -> Path:
-    """The folder, if it holds the layout above (a local path); one line naming what is missing otherwise."""
+    """The folder, if it holds the layout above (a local path) with CLIP configs; one line naming what is
+    missing, or what the folder is, otherwise."""
     p = Path(path)
     if not p.is_dir():
         raise InputError(f"{flag} {path}: not a folder (expected an encoder checkpoint folder as `negenc train` "
@@ -46,6 +47,9 @@ def check_encoder_folder(path: str | os.PathLike, flag: str = "--encoder") -> Pa
         missing = [n for n in (CONFIG, f"{TEXT_ENCODER}/{CONFIG}") if not (p / n).is_file()]
         raise InputError(f"{flag} {path}: not an encoder checkpoint folder (missing {', '.join(missing)}; "
                          "`negenc train` writes one under <out>/model)")
+    from .sources import check_encoder_checkpoint  # here: sources reads this module's names
+
+    check_encoder_checkpoint(p, flag)  # the configs say CLIP, not only the file names
     return p
 
 

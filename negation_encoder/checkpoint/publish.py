@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import InputError
 from . import layout
 from .card import build_model_card, is_generated_card
+from .sources import check_encoder_checkpoint
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
@@ -36,9 +37,7 @@ def publish(folder: str | Path, repo_id: str, dry_run: bool = False, allow_pickl
     which is uploaded as it is. With `dry_run`, nothing is written or uploaded: the result lists the
     files and the card text."""
     folder = Path(folder)
-    if not layout.is_encoder_folder(folder):
-        raise InputError(f"{folder}: not an encoder checkpoint folder (expected {layout.CONFIG} and "
-                         f"{layout.TEXT_ENCODER}/)")
+    check_encoder_checkpoint(folder)  # a CLIPModel and its CLIP text_encoder/, read from their configs
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise InputError(f"--repo-id must look like ORG/NAME, got {repo_id!r}")
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())

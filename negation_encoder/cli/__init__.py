@@ -2,15 +2,20 @@
 
 Each subcommand module exports `<name>_command_parser(subparsers)`, which registers its parser and
 sets `func`. `main(argv)` is callable in-process, so tests run commands without a shell.
-Exit codes: 0 ok, 1 a failed run, 2 bad input (one line on stderr naming the culprit).
+Exit codes: 0 ok, 1 a failed run (an OS error on output too: read-only, no space, permission, quota: one
+line naming the path and the cause), 2 bad input (one line on stderr naming the culprit), 143 terminated
+(SIGTERM) and 130 interrupted (Ctrl-C), each with one line saying where the run stood and how to resume.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
-from ..errors import InputError, RunFailed
+from ..errors import InputError, RunFailed, Terminated
+from ..runio import held_folders, os_error_line
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -74,14 +79,62 @@ def main(argv: list[str] | None = None) -> int:
         from .progress import silence_progress
 
         silence_progress()
+    previous = _install_stop_handlers()
     try:
         return int(args.func(args) or 0)
+    except Terminated as e:
+        print(f"negenc: terminated ({e.signal_name}){_resume_hint(e, e.folders)}", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except KeyboardInterrupt as e:
+        print(f"negenc: interrupted{_resume_hint(e, getattr(e, 'folders', ()))}", file=sys.stderr)
+        return 130
     except InputError as e:
         print(f"negenc: error: {e}", file=sys.stderr)
         return 2
     except RunFailed as e:
         print(f"negenc: run failed: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("negenc: interrupted", file=sys.stderr)
-        return 130
+    except OSError as e:  # on output: read-only, full, no permission, over quota (writes name their path)
+        print(f"negenc: run failed: {os_error_line(e)}", file=sys.stderr)
+        return 1
+    finally:
+        _restore_stop_handlers(previous)
+
+
+def _install_stop_handlers() -> dict:
+    """SIGTERM raises `Terminated` (and Ctrl-C KeyboardInterrupt) where the command stands, with the run
+    folders it holds at that moment, so the way out releases locks and the last line says how to resume.
+    Only the main thread may set handlers (an in-process caller on another thread keeps the defaults)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(signum, _frame):
+        folders = tuple(held_folders())
+        if signum == signal.SIGINT:
+            e = KeyboardInterrupt()
+            e.folders = folders
+            raise e
+        raise Terminated(signal.Signals(signum).name, folders)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, stop)
+    return previous
+
+
+def _restore_stop_handlers(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _resume_hint(e: BaseException, folders) -> str:
+    """'; the finished work in OUT is kept; continue with --resume', or the command's own note."""
+    note = getattr(e, "resume_note", None)
+    if note:
+        return f" {note}"
+    resumable = [f for f in folders if f.can_resume]
+    if not resumable:
+        return ""
+    where = ", ".join(str(f.out) for f in resumable)
+    return f"; the finished work in {where} is kept; continue with the same command and --resume"

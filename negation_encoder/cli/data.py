@@ -30,6 +30,9 @@ def validate_command(args: argparse.Namespace) -> int:
     if args.tokenizer:
         from transformers import CLIPTokenizer
 
+        from ..checkpoint.sources import check_source_exists
+
+        check_source_exists(args.tokenizer, "--tokenizer")  # a mistyped folder: at once, not after Hub retries
         try:
             tokenizer = CLIPTokenizer.from_pretrained(args.tokenizer)
         except (OSError, ValueError) as e:

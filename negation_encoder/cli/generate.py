@@ -113,7 +113,7 @@ def generate_command(args: argparse.Namespace) -> int:
         path = Path(args.categories)
         if not path.is_file():
             raise InputError(f"{path}: category file not found")
-        categories = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+        categories = tuple(line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip())
     cfg = PipelineConfig(pipeline=pipeline, k=args.k, per_item=args.per_item, confidence=args.confidence,
                          batch_size=args.batch_size, seed=args.seed, categories=categories)
     stats = run_pipeline(items, args.out, cfg, make_llm(args.llm, args), make_mllm(args.mllm, args),

@@ -16,15 +16,21 @@ def publish_command_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--base-model", default=None, help="Hub id of the base model for the card metadata "
                    "(default: read from training_config.json)")
     p.add_argument("--dataset", action="append", default=None, help="dataset id for the card metadata (repeatable)")
+    p.add_argument("--license", default=None,
+                   help="Hub license id for the card (e.g. mit, apache-2.0, other); default: the base model's where "
+                        "known (OpenAI CLIP and the testbed world: mit; a local base's own card), else other with a "
+                        "note")
     p.set_defaults(func=publish_command)
     return p
 
 
 def publish_command(args: argparse.Namespace) -> int:
+    from ..checkpoint.card import check_license
     from ..checkpoint.publish import publish
 
     res = publish(args.folder, args.repo_id, dry_run=args.dry_run, allow_pickle=args.allow_pickle,
-                  private=args.private or None, base_model=args.base_model, datasets=args.dataset)
+                  private=args.private or None, base_model=args.base_model, datasets=args.dataset,
+                  license=check_license(args.license) if args.license is not None else None)
     verb = "would upload" if res.dry_run else "uploaded"
     print(f"{verb} {len(res.files)} files to {res.repo_id}" + (f" ({res.url})" if res.url else ""))
     for f in res.files:

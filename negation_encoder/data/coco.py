@@ -22,7 +22,7 @@ def _load_json(path: str | os.PathLike, what: str) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: file not found (expected {what})")
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: invalid JSON at line {e.lineno} column {e.colno} (expected {what})") from None
     if not isinstance(obj, dict):

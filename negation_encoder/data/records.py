@@ -18,6 +18,14 @@ from ..errors import DataError
 from ..runio import atomic_write_text, repair_torn_tail
 
 NEGATION_TYPES = ("absence", "presence", "attribute", "action", "relation")
+# The one table between the two vocabularies of negation types: a training record names what its negated
+# caption denies ("absence": the negated object is not in the image; "presence": the caption denies an
+# object that is there, a false caption), a t2i prompt file (`eval_t2i.prompts.NEGATION_TYPES`) what the
+# prompt negates ("object", "attribute", "action", "relation", "scene", or "none" for a control prompt). The
+# shared kinds map as below; "presence" has no prompt kind, "scene" and "none" no record kind. Each reader
+# accepts its own names, and a prompt file also takes a record's name for a shared kind (docs/t2i.md).
+PROMPT_TYPE_OF_RECORD_TYPE = {"absence": "object", "attribute": "attribute", "action": "action",
+                              "relation": "relation"}
 
 # name -> (python type, required)
 _FIELDS: dict[str, tuple[type, bool]] = {
@@ -111,7 +119,10 @@ def _check_fields(obj: Any) -> str | None:
         if not obj[name].strip():
             return f"field {name!r} must be a non-empty string, got {obj[name]!r}"
     if obj["negation_type"] not in NEGATION_TYPES:
-        return f"field 'negation_type' must be one of {'|'.join(NEGATION_TYPES)}, got {obj['negation_type']!r}"
+        record_name = {v: k for k, v in PROMPT_TYPE_OF_RECORD_TYPE.items()}.get(obj["negation_type"])
+        hint = f" (the t2i prompt files' name; a record says {record_name!r})" if record_name else ""
+        return (f"field 'negation_type' must be one of {'|'.join(NEGATION_TYPES)}, got {obj['negation_type']!r}"
+                + hint)
     bad = [i for i, h in enumerate(obj.get("hard_negatives", [])) if not isinstance(h, str)]
     if bad:
         return f"field 'hard_negatives' must be a list of strings; item(s) {bad} are not"
@@ -136,8 +147,8 @@ def iter_records(path: str | os.PathLike) -> Iterator[NegationRecord]:
 def iter_checked_objects(path: str | os.PathLike, check: Callable[[object], str | None], kind: str
                          ) -> Iterator[tuple[int, dict]]:
     """(line number, JSON object) of a JSONL record file, each passed by `check` (which returns a problem
-    or None), ids unique. The one reader of our record files (NegationRecord, ReferringRecord): bytes that
-    are not UTF-8 text (a binary file, a stray Latin-1 byte) are reported with their line and column, never
+    or None), ids unique. The one reader of our record files (NegationRecord, ReferringRecord): a leading
+    UTF-8 byte-order mark is skipped; bytes that are not UTF-8 text (a binary file, a stray Latin-1 byte) are reported with their line and column, never
     decoded wrongly; blank lines are skipped; `RecordError` names FILE:LINE of the first bad line."""
     path = Path(path)
     if not path.is_file():
@@ -146,7 +157,8 @@ def iter_checked_objects(path: str | os.PathLike, check: Callable[[object], str 
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
-                line = raw.decode("utf-8")
+                # a byte-order mark some editors put at the start of a file is not part of the first record
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as e:
                 raise RecordError(path, lineno, f"not UTF-8 text: byte 0x{raw[e.start]:02x} at column {e.start + 1} "
                                   "(expected JSON lines; is this a binary file?)") from None

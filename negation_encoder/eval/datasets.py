@@ -89,7 +89,7 @@ def _read_json(path: Path) -> Any:
     if not path.is_file():
         raise MissingInput(f"{path}: benchmark file not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MissingInput(f"{path}: not valid JSON ({e})") from e
 
@@ -98,7 +98,7 @@ def _csv_rows(path: Path, columns: tuple[str, ...]):
     """(line number, row) for each data row, after checking the header has `columns`."""
     if not path.is_file():
         raise MissingInput(f"{path}: benchmark file not found")
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         missing = [c for c in columns if c not in header]
@@ -343,7 +343,7 @@ def load_imagefolder(classnames_file: Path, images: Path, skip_missing: bool = F
         raise MissingInput(f"{classnames_file}: class-name list not found (one name per line, in folder order)")
     if not images.is_dir():
         raise MissingInput(f"{images}: image folder not found (expected one sub-folder per class)")
-    names = [n.strip() for n in classnames_file.read_text(encoding="utf-8").splitlines()]
+    names = [n.strip() for n in classnames_file.read_text(encoding="utf-8-sig").splitlines()]
     while names and not names[-1]:
         names.pop()
     folders = sorted(p for p in images.iterdir() if p.is_dir())

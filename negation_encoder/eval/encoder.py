@@ -12,7 +12,6 @@ embed the texts together (`Encoder.cache_images`, `Encoder.embed_texts`).
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from PIL import Image
 
 from ..checkpoint.layout import tokenizer_source
+from ..checkpoint.sources import check_clip_model
 from ..devices import inference_dtype, resolve_device
 from ..distributed import Processes
 from ..encoding import encode_texts, image_size_problem
@@ -82,35 +82,19 @@ class LoadedModel:
     source: str
 
 
-def _local_model_type(folder: Path) -> str:
-    cfg = folder / "config.json"
-    if not cfg.is_file():
-        raise InputError(f"--model {folder}: no config.json in the folder (expected a CLIPModel checkpoint folder, "
-                         "e.g. what negenc train writes as <out>/model)")
-    try:
-        return str(json.loads(cfg.read_text()).get("model_type"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"--model {cfg}: not valid JSON ({e})") from e
-
-
 def load_model(source: str) -> LoadedModel:
     """CLIPModel, CLIPTokenizer (`tokenizer/` subfolder when there is one) and the image processor of a
-    local folder or Hub id; anything but a CLIPModel is refused with its model_type."""
-    from transformers import AutoConfig, AutoImageProcessor, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+    local folder or Hub id; anything but a CLIPModel is refused, naming what it is (`checkpoint.sources`)."""
+    from transformers import AutoImageProcessor, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
+    check_clip_model(source, "--model", " (a negation-encoder checkpoint folder is one)")
     local = Path(source).expanduser()
-    if local.is_dir():
-        model_type = _local_model_type(local)
-    else:
-        try:
-            model_type = AutoConfig.from_pretrained(source).model_type
-        except (OSError, ValueError) as e:
-            raise InputError(f"--model {source!r} is not a local folder and could not be loaded as a Hub model id "
-                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
-    if model_type != "clip":
-        raise InputError(f"--model {source}: expected a CLIPModel checkpoint, got model_type {model_type}")
     where = str(local) if local.is_dir() else source
-    model = CLIPModel.from_pretrained(where).eval()
+    try:
+        model = CLIPModel.from_pretrained(where).eval()
+    except (OSError, ValueError) as e:
+        raise InputError(f"--model {source!r}: cannot load a CLIPModel ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
     tok_path, tok_sub = tokenizer_source(where)
     tokenizer = CLIPTokenizer.from_pretrained(tok_path, subfolder=tok_sub) if tok_sub else CLIPTokenizer.from_pretrained(tok_path)
     try:

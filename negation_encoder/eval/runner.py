@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..checkpoint.sources import check_clip_model
 from ..configs import Validated, at_least, collect, option
 from ..devices import DTYPES
 from ..distributed import Processes, processes
@@ -210,6 +211,7 @@ def run_eval(cfg: EvalConfig, log=print) -> dict:
     procs = processes()
     if not procs.is_main:
         log = _quiet
+    check_clip_model(cfg.model, "--model", " (a negation-encoder checkpoint folder is one)")  # before any data
     folder = RunFolder(cfg.out, OWNED)
     procs.on_main(lambda: folder.check(cfg.resume, cfg.overwrite, cfg.fingerprint()))
     if not cfg.data_root.is_dir():

@@ -249,6 +249,21 @@ def build_bert_tokenizer(words: Iterable[str] | None = None):
     return BertTokenizer(vocab=vocab)
 
 
+def build_non_clip_text_model(kind: str, seed: int = 0, hidden_size: int = 32):
+    """A tiny text encoder that is not CLIP (`bert`: BertModel, `t5`: T5EncoderModel), random init: what a
+    user may pass where a CLIP text tower belongs."""
+    from transformers import BertConfig, BertModel, T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    if kind == "bert":
+        return BertModel(BertConfig(vocab_size=128, hidden_size=hidden_size, num_hidden_layers=1,
+                                    num_attention_heads=2, intermediate_size=37)).eval()
+    if kind == "t5":
+        return T5EncoderModel(T5Config(vocab_size=128, d_model=hidden_size, d_kv=8, d_ff=37, num_layers=1,
+                                       num_heads=2)).eval()
+    raise ValueError(f"kind must be bert or t5, got {kind!r}")
+
+
 def build_blip_vqa(seed: int = 0, image_size: int = 32):
     """A tiny `BlipForQuestionAnswering` and its `BlipProcessor`: the offline VQA judge."""
     from transformers import (

@@ -19,7 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..runio import JsonlLog, RunFolder, atomic_write_text
+from ..runio import JsonlLog, RunFolder, atomic_write_text, writing
 
 RUN_FILES = ("checkpoints", "train_log.jsonl", "training_config.json", "model")
 STATE = "trainer_state.json"
@@ -57,22 +57,42 @@ class RunDir(RunFolder):
         return json.loads((path / STATE).read_text(encoding="utf-8"))
 
     def save_checkpoint(self, accelerator, step: int, keep: int, state: dict) -> None:
-        """save_state into `step_N.tmp`, then rename: a crash never leaves a half-written step_N."""
+        """save_state into `step_N.tmp`, then rename: a crash never leaves a half-written step_N. A failed
+        save (a full disk, a read-only folder) removes `step_N.tmp` and is raised as the OS error it is
+        (`runio.writing`: torch reports a full disk only as "unexpected pos"), so `--resume` continues from
+        the checkpoint before it."""
         root = self.out / "checkpoints"
         final, tmp = root / f"step_{step}", root / f"step_{step}.tmp"
-        if accelerator.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            root.mkdir(parents=True, exist_ok=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            (tmp / STATE).write_text(json.dumps({"step": step, **state}, indent=2), encoding="utf-8")
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
+        main = accelerator.is_main_process
+        try:
+            if main:
+                shutil.rmtree(tmp, ignore_errors=True)
+                with writing(root):
+                    root.mkdir(parents=True, exist_ok=True)
+            accelerator.wait_for_everyone()
+            with writing(tmp):
+                accelerator.save_state(str(tmp))
+            accelerator.wait_for_everyone()
+            if main:
+                with writing(tmp / STATE):
+                    (tmp / STATE).write_text(json.dumps({"step": step, **state}, indent=2), encoding="utf-8")
+                    shutil.rmtree(final, ignore_errors=True)
+                    os.replace(tmp, final)
+        except BaseException:
+            if main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if main:
             for _, old in self.checkpoints()[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
+
+    def stopped_note(self, done: int, steps: int) -> str:
+        """Where a run stopped after `done` finished steps stood and how to go on, for the CLI's last line."""
+        found = self.latest()
+        last = f"the last checkpoint is {found[1]}" if found else \
+            "no checkpoint yet (--resume starts again from step 0)"
+        return f"after step {done} of {steps}; {last}; continue with the same command and --resume"
 
     # ---- the log
     def start_log(self, step: int, header: dict) -> None:

@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..checkpoint.sources import check_clip_model
 from ..data.records import NegationRecord, RecordError, iter_numbered_records
 from ..data.validation import record_length_problem, record_texts, token_counts
 from ..encoding import image_size_problem
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, IncompatibleModelError, InputError
 from .batching import Example, eligible_counts, examples_from_records
 from .checkpoints import RunDir
 from .config import TrainConfig, resume_conflicts
@@ -41,16 +42,14 @@ def load_base_config(base: str):
 
     if not base:
         raise InputError("no base model: pass --base (a CLIPModel folder or Hub id) or set `base` in the config")
-    path = Path(base)
-    if path.exists() and not (path / "config.json").is_file():
-        raise InputError(f"--base {base}: no config.json in this folder (expected a CLIPModel checkpoint)")
+    check_clip_model(base, "--base", " (the base whose text tower is fine-tuned)")  # before any Hub call
     try:
         config = AutoConfig.from_pretrained(base)
     except (OSError, ValueError) as e:
         raise InputError(f"--base {base}: cannot load its config ({str(e).splitlines()[0]})") from None
     if getattr(config, "model_type", None) != "clip":
-        raise InputError(f"--base {base}: expected a CLIPModel checkpoint (model_type 'clip'), got model_type "
-                         f"{getattr(config, 'model_type', None)!r}")
+        raise IncompatibleModelError(f"--base {base}: expected a CLIPModel checkpoint (model_type 'clip'), got "
+                                     f"model_type {getattr(config, 'model_type', None)!r}")
     return config
 
 

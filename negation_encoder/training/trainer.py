@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import Terminated
 from ..image_cache import ImageEmbeddingCache
 from ..runio import atomic_write_text
 from .checkpoints import RunDir
@@ -127,19 +128,24 @@ def _loop(state: TrainState, inputs: RunInputs, progress: bool, t0: float) -> li
     mean = RunningMean()
     bar = tqdm(total=steps, initial=state.start_step, desc="fine-tune",
                disable=not progress or not accelerator.is_main_process)
-    for step in range(state.start_step, steps):
-        mean.add(train_step(state, step))
-        done = step + 1
-        bar.update(1)
-        if done % cfg.run.log_every == 0 or done == steps:
-            entry = {"step": done, **mean.pop(), "lr": state.scheduler.get_last_lr()[0],
-                     "logit_scale": float(state.logit_scale().exp()), "seconds": round(time.perf_counter() - t0, 2)}
-            log.append(entry)
-            if accelerator.is_main_process:
-                run.append_log(entry)
-                bar.set_postfix(loss=f"{entry['loss']:.3f}")
-        if done % cfg.run.save_every == 0 or done == steps:
-            run.save_checkpoint(accelerator, done, cfg.run.keep_checkpoints, saved)
+    done = state.start_step  # steps finished, for the last line of a stopped run
+    try:
+        for step in range(state.start_step, steps):
+            mean.add(train_step(state, step))
+            done = step + 1
+            bar.update(1)
+            if done % cfg.run.log_every == 0 or done == steps:
+                entry = {"step": done, **mean.pop(), "lr": state.scheduler.get_last_lr()[0],
+                         "logit_scale": float(state.logit_scale().exp()), "seconds": round(time.perf_counter() - t0, 2)}
+                log.append(entry)
+                if accelerator.is_main_process:
+                    run.append_log(entry)
+                    bar.set_postfix(loss=f"{entry['loss']:.3f}")
+            if done % cfg.run.save_every == 0 or done == steps:
+                run.save_checkpoint(accelerator, done, cfg.run.keep_checkpoints, saved)
+    except (Terminated, KeyboardInterrupt) as e:  # the CLI's last line: where the run stood, how to go on
+        e.resume_note = run.stopped_note(done, steps)
+        raise
     bar.close()
     return log
 
