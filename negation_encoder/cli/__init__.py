@@ -42,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from . import convert, data, demo, evaluate, generate, publish, seg, split, t2i, testbed, train
+    from . import convert, data, demo, evaluate, export, generate, publish, seg, split, t2i, testbed, train
 
     parser = _Parser(prog="negenc", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"negenc {__version__}")
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.seg_command_parser(sub)
     split.split_command_parser(sub)
     convert.convert_command_parser(sub)
+    export.export_command_parser(sub)
     return parser
 
 
