@@ -6,6 +6,7 @@
     tokenizer/                               CLIPTokenizer files (also at the top, for CLIPProcessor)
     training_config.json, eval_results.json  what made it and how it scored (`negation_encoder.results`)
     split_scorer.json                        the fitted training-free split reader (`negation_encoder.split_scorer`)
+    conversion.json                          where a converted checkpoint came from (`negenc convert`)
     README.md                                model card
 """
 
@@ -26,6 +27,7 @@ TRAINING_CONFIG = "training_config.json"
 EVAL_RESULTS = "eval_results.json"
 SPLIT_SCORER = SPLIT_SCORER_FILE
 MODEL_CARD = "README.md"
+CONVERSION = "conversion.json"
 
 # a diffusers pipeline's CLIP slot -> the subfolder holding the class it expects
 ROLE_SUBFOLDER = {"text_encoder": TEXT_ENCODER, "text_encoder_2": TEXT_ENCODER_WITH_PROJECTION}

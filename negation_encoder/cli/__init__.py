@@ -47,7 +47,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from . import data, demo, evaluate, generate, publish, seg, split, t2i, testbed, train
+    from . import convert, data, demo, evaluate, export, generate, publish, seg, split, t2i, testbed, train
 
     parser = _Parser(prog="negenc", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"negenc {__version__}")
@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     t2i.t2i_command_parser(sub)
     seg.seg_command_parser(sub)
     split.split_command_parser(sub)
+    convert.convert_command_parser(sub)
+    export.export_command_parser(sub)
     return parser
 
 
