@@ -171,7 +171,8 @@ def test_preserve_states_is_the_padded_states_mse_of_the_affirmative_texts_by_ha
             p.add_(0.01 * torch.randn_like(p))
         _, parts = compute_loss(state, batch)
         rows = batch.terms["preserve_states"]
-        ids, mask = rows["affirmative_ids"], rows["affirmative_mask"]
+        ids = rows["affirmative_ids"]
+        mask = rows["affirmative_mask"] if cfg.pipeline.reading().attention_mask else None
         mine = state.tower.text_model(input_ids=ids, attention_mask=mask).last_hidden_state
         base = state.base_text(input_ids=ids, attention_mask=mask).last_hidden_state
     assert mine.shape[1] == 16
@@ -309,6 +310,32 @@ def test_on_policy_states_follow_the_teachers_own_sampler(pixel_pipeline, world)
         torch.testing.assert_close(x2[i], noise[i] if stop[i] == 0 else step1[i])
 
 
+def test_the_decoder_on_kept_activations_is_clipsegs_own_forward(world, tmp_path):
+    """Two routes to the logits: CLIPSeg's forward with `conditional_embeddings`, and its decoder on the
+    vision activations the segmenter keeps (read once, then from the cache)."""
+    from transformers import AutoConfig, CLIPSegProcessor, CLIPTokenizer
+
+    from negation_encoder.training.frozen_cache import FrozenCache
+
+    cfg = _cfg(world, tmp_path / "x", {"seg_loss": _seg(world)})
+    inputs = check_seg_inputs(cfg.objective["seg_loss"], AutoConfig.from_pretrained(world["base"]))
+    seg = FrozenSegmenter(inputs, CLIPTokenizer.from_pretrained(world["base"]), torch.device("cpu"))
+    rows = [3, 0, 7]
+    cond = torch.randn(3, 24, generator=torch.Generator().manual_seed(0))
+    first = seg.logits(seg.inputs(rows)[0], cond)  # read this step
+    assert not seg.keep(FrozenCache(0.001)), "kept past its budget"
+    assert seg.keep(FrozenCache(16))
+    kept = seg.logits(seg.inputs(rows)[0], cond)  # read before the first step
+    torch.testing.assert_close(kept, first, rtol=1e-5, atol=1e-6)
+    processor = CLIPSegProcessor.from_pretrained(world["clipseg"])
+    images = [Image.open(Path(world["refs"]).parent / inputs.records[i].image).convert("RGB") for i in rows]
+    pixels = processor.image_processor(images=images, return_tensors="pt").pixel_values
+    with torch.no_grad():
+        full = seg.model(pixel_values=pixels, conditional_embeddings=cond).logits
+    torch.testing.assert_close(first, full.reshape(3, *full.shape[-2:]), rtol=1e-5, atol=1e-6)
+    assert torch.equal(seg.inputs(rows)[1], seg.inputs(rows)[1]) and len(seg.kept) == len(inputs.records)
+
+
 def test_seg_inputs_carry_each_records_other_mask(world, tmp_path):
     """The segmenter's inputs hold each record's other_mask as read from its PNG, an all-zero mask where the
     record names none; a missing other_mask file is caught before compute, naming the file and record."""
@@ -317,15 +344,15 @@ def test_seg_inputs_carry_each_records_other_mask(world, tmp_path):
     cfg = _cfg(world, tmp_path / "x", {"seg_loss": _seg(world, choice=1.0)})
     inputs = check_seg_inputs(cfg.objective["seg_loss"], AutoConfig.from_pretrained(world["base"]))
     seg = FrozenSegmenter(inputs, CLIPTokenizer.from_pretrained(world["base"]), torch.device("cpu"))
-    _, _, pixels, masks, others = seg.inputs(list(range(12)))
-    assert others.shape == masks.shape == (12, *pixels.shape[-2:])
+    acts, masks, others = seg.inputs(list(range(12)))
+    assert others.shape == masks.shape == (12, 32, 32)
     root = Path(world["refs"]).parent
     for i, r in enumerate(inputs.records):
         expected = np.asarray(Image.open(root / r.other_mask)) > 0 if r.other_mask else np.zeros((32, 32), bool)
         assert torch.equal(others[i].bool(), torch.from_numpy(expected)), r.id
     assert sum(r.other_mask is not None for r in inputs.records) == 8
     plain = FrozenSegmenter(inputs, CLIPTokenizer.from_pretrained(world["base"]), torch.device("cpu"), others=False)
-    assert plain.inputs(list(range(12)))[4] is None and torch.equal(plain.inputs(list(range(12)))[3], masks)
+    assert plain.inputs(list(range(12)))[2] is None and torch.equal(plain.inputs(list(range(12)))[1], masks)
     res = train(_cfg(world, tmp_path / "run", {"seg_loss": _seg(world, choice=1.0, batch_size=4), "preserve": 1.0}),
                 progress=False, echo=None)
     assert res.model_dir.is_dir()

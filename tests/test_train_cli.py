@@ -182,7 +182,7 @@ def test_a_checkpoint_from_before_the_groups_resumes_under_the_grouped_config():
     from negation_encoder.training.config import TrainConfig, resume_conflicts
 
     grouped = TrainConfig.from_dict({
-        "model": {"base": "b"}, "data": {"files": ["d.jsonl"], "images": "i"},
+        "model": {"base": "b"}, "data": {"files": ["d.jsonl"], "images": "i"}, "pipeline": {"family": "if"},
         "optim": {"steps": 1000, "batch_size": 64, "lr": 1e-3, "warmup_steps": 30},
         "run": {"out": "o", "recipe": "default", "log_every": 50, "save_every": 250},
         "objective": {"infonce": 0.3, "mcq": 2.0, "distractor": {"weight": 2.0, "sources": ["p1", "crops"]},
@@ -191,6 +191,8 @@ def test_a_checkpoint_from_before_the_groups_resumes_under_the_grouped_config():
     assert TrainConfig.from_dict(FLAT) == grouped
     assert resume_conflicts(FLAT, grouped) == []
     assert resume_conflicts(FLAT, grouped.override({"objective.mcq": 1.0})) == ["objective.mcq.weight (2.0 -> 1.0)"]
+    # the flat form named the pipeline by its mask: masked is the IF-style reading, unmasked SD 1.x's
+    assert TrainConfig.from_dict({**FLAT, "states_mask": False}).pipeline.family == "sd1"
     assert resume_conflicts({**FLAT, "seg_affirm": 0.5}, grouped)[0].startswith("the checkpoint's config cannot be "
                                                                                 "read")
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..conditioning import FAMILIES, Reading, reading
 from ..configs import (
     Validated,
     check_value,
@@ -118,15 +119,29 @@ class OptimConfig(Validated):
 
 @dataclass
 class PipelineConfig(Validated):
-    """How the downstream pipeline reads the tower's token states: the terms that train token states
-    train them as this reading."""
+    """The pipeline the encoder is trained for, and the CLIP slot it fills: which layer of the tower, with
+    or without the final norm and the attention mask, at how many padded positions that pipeline reads
+    (`negation_encoder.conditioning`). The terms that train token states train them as this reading."""
 
+    family: str = option("sd1", "the pipeline family: " + ", ".join(FAMILIES) + " (if: a pixel-space IF-style "
+                         "pipeline that reads last_hidden_state with the mask, as the testbed's generator does)",
+                         choices=FAMILIES)
+    slot: str = option("text_encoder", "the pipeline's CLIP slot this tower fills (SDXL and SD3: text_encoder or "
+                       "text_encoder_2)")
+    clip_skip: int = option(0, "the pipeline's clip_skip (0: none): the layer its UNet reads moves up by this many")
     length: int = option(77, "token positions the pipeline pads prompts to")
-    attention_mask: bool = option(True, "the pipeline passes the attention mask to the text encoder (the world's IF "
-                                  "pipeline does; SD 1.x / SDXL do not)")
 
     def problems(self) -> list[str]:
-        return super().problems() + _positive(self, "length")
+        p = super().problems() + _positive(self, "length")
+        if self.family in FAMILIES and not p:
+            try:
+                self.reading()
+            except ConfigError as e:
+                p.append(str(e))
+        return p
+
+    def reading(self) -> Reading:
+        return reading(self.family, self.slot, self.clip_skip or None, self.length)
 
 
 @dataclass

@@ -1,24 +1,27 @@
-"""Outputs of frozen models kept across steps, within a memory budget.
+"""A memory budget for what frozen models give every step and never change: the frozen base tower's
+readings of each example's texts, and the frozen CLIPSeg's vision activations of each referring image.
 
-The frozen base tower reads the same texts again every epoch, and the frozen CLIPSeg's vision tower the
-same images: what does not change is computed once (the image-embedding cache's idea, for what the loss
-terms read every step). Entries are added until `budget_mb` is used; after that the rest is recomputed
-each time, so a real model on a large dataset degrades to today's cost, never to an out-of-memory error.
+Terms compute those once, before the first step, in a fixed order (so a resumed run reads exactly what an
+uninterrupted one read), when they fit in `data.frozen_cache_mb`; what does not fit is recomputed every
+step, as the plain route does, so a real model on a large dataset costs what it did, never an
+out-of-memory error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
 from typing import Any
 
 import torch
 
 
-def _nbytes(value: Any) -> int:
+def nbytes(value: Any) -> int:
+    """The bytes a tensor (or a list/tuple/dict of them) holds."""
     if isinstance(value, torch.Tensor):
         return value.numel() * value.element_size()
     if isinstance(value, (list, tuple)):
-        return sum(_nbytes(v) for v in value)
+        return sum(nbytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(nbytes(v) for v in value.values())
     return 0
 
 
@@ -26,40 +29,12 @@ class FrozenCache:
     def __init__(self, budget_mb: float):
         self.budget = int(budget_mb * 2**20)
         self.used = 0
-        self._store: dict[Hashable, Any] = {}
-        self.hits = self.misses = 0
+        self.kept: dict[str, int] = {}  # what was kept, and its bytes (for the log and the benchmark)
 
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._store
-
-    def get(self, key: Hashable) -> Any:
-        return self._store.get(key)
-
-    def put(self, key: Hashable, value: Any) -> bool:
-        """Keep `value` (tensors are stored detached) if the budget allows; True when kept."""
-        n = _nbytes(value)
-        if key in self._store or self.used + n > self.budget:
-            return key in self._store
-        self._store[key] = value
-        self.used += n
+    def reserve(self, name: str, size: int) -> bool:
+        """Whether `size` more bytes fit; if they do, they are counted as `name`'s."""
+        if self.used + size > self.budget:
+            return False
+        self.used += size
+        self.kept[name] = self.kept.get(name, 0) + size
         return True
-
-    def rows(self, keys: list[Hashable], compute: Callable[[list[int]], list[Any]]) -> list[Any]:
-        """The value of every key, computing the missing ones together (`compute(indices)` returns one value
-        per index) and keeping what fits."""
-        found = [self._store.get(k) for k in keys]
-        missing = [i for i, v in enumerate(found) if v is None]
-        self.hits += len(keys) - len(missing)
-        self.misses += len(missing)
-        if missing:
-            for i, value in zip(missing, compute(missing), strict=True):
-                found[i] = value
-                self.put(keys[i], value)
-        return found
-
-
-def row_key(kind: str, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple:
-    """A hashable key for one tokenized row and how it is read (with or without its mask)."""
-    ids = input_ids.detach().cpu()
-    mask = None if attention_mask is None else attention_mask.detach().cpu().numpy().tobytes()
-    return kind, ids.numpy().tobytes(), mask

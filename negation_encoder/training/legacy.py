@@ -23,7 +23,7 @@ MOVED: dict[str, str] = {
     "steps": "optim.steps", "batch_size": "optim.batch_size", "grad_accum": "optim.grad_accum", "lr": "optim.lr",
     "weight_decay": "optim.weight_decay", "warmup_steps": "optim.warmup_steps", "min_lr_ratio": "optim.min_lr_ratio",
     "max_grad_norm": "optim.max_grad_norm", "mixed_precision": "optim.mixed_precision", "seed": "optim.seed",
-    "states_length": "pipeline.length", "states_mask": "pipeline.attention_mask",
+    "states_length": "pipeline.length",
     "out": "run.out", "recipe": "run.recipe", "log_every": "run.log_every", "save_every": "run.save_every",
     "keep_checkpoints": "run.keep_checkpoints",
     "hard_negatives": "objective.infonce.hard_negatives", "infonce_on_bare": "objective.infonce.on_bare",
@@ -53,7 +53,7 @@ REMOVED = {"seg_affirm": "seg_loss's affirmative-target part is no longer in the
 def is_flat(obj: dict[str, Any], groups: Collection[str]) -> bool:
     """A mapping in the flat form: it names a flat key (`data`, the one flat key that is also a group's
     name, was a list of files there). `groups`: the grouped form's top-level keys."""
-    flat_only = (set(MOVED) | set(SHARED) | set(WEIGHTS) | set(REMOVED)) - set(groups)
+    flat_only = (set(MOVED) | set(SHARED) | set(WEIGHTS) | set(REMOVED) | {"states_mask"}) - set(groups)
     return any(k in flat_only for k in obj) or isinstance(obj.get("data"), list)
 
 
@@ -63,6 +63,8 @@ def new_key(flat: str) -> str | None:
         return MOVED[flat]
     if flat in SHARED:
         return " and ".join(SHARED[flat])
+    if flat == "states_mask":
+        return "pipeline.family (if: masked, sd1: unmasked)"
     if flat in WEIGHTS:
         return f"objective.{flat}.weight"
     return None
@@ -75,7 +77,8 @@ def from_flat(obj: dict[str, Any], source: str, groups: Collection[str]) -> dict
         flat = [k for k in obj if k not in groups]
         raise ConfigError(f"{source}: mixes the grouped form ({', '.join(groups)}) with flat keys of the form before "
                           f"groups: " + ", ".join(f"{k} (now {new_key(k)})" if new_key(k) else k for k in flat))
-    unknown = sorted(k for k in obj if k not in MOVED and k not in SHARED and k not in WEIGHTS and k not in REMOVED)
+    unknown = sorted(k for k in obj if k not in MOVED and k not in SHARED and k not in WEIGHTS and k not in REMOVED
+                     and k != "states_mask")
     if unknown:
         raise ConfigError(f"{source}: unknown config key(s) {', '.join(unknown)} in a flat (pre-group) config")
     for key, why in REMOVED.items():
@@ -94,6 +97,9 @@ def from_flat(obj: dict[str, Any], source: str, groups: Collection[str]) -> dict
             return  # an option of a term that was off
         out.setdefault(parts[0], {})[parts[1]] = value
 
+    # the flat form described the pipeline by its mask alone: with it, the IF-style reading of the testbed's
+    # generator (last_hidden_state, masked); without it, SD 1.x's (last_hidden_state, unmasked)
+    out.setdefault("pipeline", {})["family"] = "if" if obj.get("states_mask", True) else "sd1"
     for key, value in obj.items():
         if key in MOVED:
             put(MOVED[key], value)

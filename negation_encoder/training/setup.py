@@ -44,7 +44,7 @@ class TrainState:
     images: torch.Tensor  # (K, D) the image-embedding table (rows: `keys`)
     base_text: nn.Module | None  # the frozen base text tower, for terms that read it every step
     start_step: int = 0
-    cache: FrozenCache | None = None  # frozen models' outputs kept across steps (None: recompute every step)
+    cache: FrozenCache | None = None  # the budget for frozen outputs the terms keep (None: none kept)
     pad_id: int = 0  # the tokenizer's padding id (rows re-padded by length)
 
     def batch(self, step: int, micro: int) -> Batch:

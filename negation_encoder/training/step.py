@@ -6,9 +6,9 @@ are not padded further than their readers need. Rows whose readers take only the
 states (the batch's own texts, and requests with `padding=False`) are pooled, sorted by length and cut into
 a few length buckets (`length_buckets`); rows whose padding a downstream model reads (`padding=True`: the
 pipeline-padded states) keep their view's width. All of them go through the trainable tower in one forward
-call. The frozen base's blocks come from the `FrozenCache` when it holds them. `encode_reference` is the
-plain route (one padded batch per view, nothing cached), kept as the reference the fast route is tested
-and benchmarked against.
+call. `encode_reference` is the plain route (one padded batch per view), kept as the reference the fast
+route is tested and benchmarked against. (What frozen models give is kept by the terms themselves, computed
+once before the first step: `frozen_cache`.)
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..conditioning import Reading, read_text
 from ..errors import RunFailed
 from .batching import Batch
-from .frozen_cache import FrozenCache, row_key
 from .setup import TrainState
 from .terms import Encoded, Plan, Request, StepInfo, StepOutputs
 
@@ -44,14 +44,18 @@ def group_requests(plans: dict[str, Plan], base: bool) -> dict[str, list[Request
     return views
 
 
-def _stack(blocks: list[Request]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One view's blocks as one padded batch (blocks of a view share their padding)."""
+def _stack(blocks: list[Request]) -> tuple[torch.Tensor, torch.Tensor | None, int, bool]:
+    """One view's blocks as one padded batch, with the layer its blocks read (blocks of a view share their
+    padding and their reading)."""
     masks = [b.attention_mask for b in blocks]
     if any(m is None for m in masks) and not all(m is None for m in masks):
         raise ValueError(f"view {blocks[0].view!r}: some blocks read an attention mask and some do not")
+    if any(b.reading != blocks[0].reading for b in blocks):
+        raise ValueError(f"view {blocks[0].view!r}: its blocks read different layers")
+    layer, norm = blocks[0].reading
     if len(blocks) == 1:
-        return blocks[0].input_ids, masks[0]
-    return torch.cat([b.input_ids for b in blocks]), None if masks[0] is None else torch.cat(masks)
+        return blocks[0].input_ids, masks[0], layer, norm
+    return torch.cat([b.input_ids for b in blocks]), None if masks[0] is None else torch.cat(masks), layer, norm
 
 
 def _split(encoded: Encoded, blocks: list[Request]) -> dict[tuple[str, str, bool], Encoded]:
@@ -70,15 +74,19 @@ def _split(encoded: Encoded, blocks: list[Request]) -> dict[tuple[str, str, bool
 # ---- the reference route: one padded batch per view, the base recomputed every step
 
 @torch.no_grad()
+def _base_states(base_text, ids: torch.Tensor, mask: torch.Tensor | None, layer: int, norm: bool) -> torch.Tensor:
+    how = Reading(states_layer=layer, final_norm=norm, attention_mask=mask is not None, length=ids.shape[1])
+    return read_text(base_text, None, ids, mask, how)[0]
+
+
 def _encode_base(base_text, blocks: list[Request]) -> Encoded:
-    ids, mask = _stack(blocks)
-    hidden = base_text(input_ids=ids, attention_mask=mask).last_hidden_state
-    return Encoded(hidden, None, None)  # terms read the base's hidden states per step; its embeddings are fixed
+    # terms read the base's hidden states per step; its embeddings are fixed once, in their prepare
+    return Encoded(_base_states(base_text, *_stack(blocks)), None, None)
 
 
 def encode_reference(state: TrainState, batch: Batch, plans: dict[str, Plan]) -> StepOutputs:
     trained = group_requests(plans, base=False)
-    views = [(batch.input_ids, batch.attention_mask), *(_stack(blocks) for blocks in trained.values())]
+    views = [(batch.input_ids, batch.attention_mask, -1, True), *(_stack(blocks) for blocks in trained.values())]
     texts, *encoded = state.tower(views)
     blocks: dict[tuple[str, str, bool], Encoded] = {}
     for enc, view_blocks in zip(encoded, trained.values(), strict=True):
@@ -159,42 +167,14 @@ def _gather(parts: list[Encoded], chunks: list[tuple[list[int], int]], total: in
     return Encoded(hidden, projected, torch.cat([p.embeds for p in parts])[inverse])
 
 
-def _cached_base(state: TrainState, cache: FrozenCache, blocks: list[Request]) -> Encoded:
-    """A base view's rows from the cache, the missing ones computed in one forward. A row read with its
-    padding is keyed by its full width; one read without it by its tokens, and stored without padding."""
-    ids, mask = _stack(blocks)
-    padding = blocks[0].padding
-    if any(b.padding != padding for b in blocks):
-        raise ValueError(f"view {blocks[0].view!r}: some blocks read their padding and some do not")
-    if padding or mask is None:
-        keys = [row_key("base", ids[i], None if mask is None else mask[i]) for i in range(len(ids))]
-
-        def compute(idx: list[int]) -> list[torch.Tensor]:
-            with torch.no_grad():
-                h = state.base_text(input_ids=ids[idx], attention_mask=None if mask is None else mask[idx])
-            return list(h.last_hidden_state)
-
-        return Encoded(torch.stack(cache.rows(keys, compute)), None, None)
-    rows, lengths = _trim(ids, mask)
-    keys = [row_key("base-trimmed", r, None) for r in rows]
-
-    def compute_trimmed(idx: list[int]) -> list[torch.Tensor]:
-        sub_ids, sub_mask = _pad_rows([rows[i] for i in idx], max(lengths[i] for i in idx), state.pad_id)
-        with torch.no_grad():
-            h = state.base_text(input_ids=sub_ids, attention_mask=sub_mask).last_hidden_state
-        return [h[j, : lengths[i]] for j, i in enumerate(idx)]
-
-    found = cache.rows(keys, compute_trimmed)
-    width = ids.shape[1]
-    return Encoded(torch.stack([F.pad(h, (0, 0, 0, width - len(h))) for h in found]), None, None)
-
-
 def encode(state: TrainState, batch: Batch, plans: dict[str, Plan]) -> StepOutputs:
     """The step's encodings by the fast route (module docstring); `encode_reference` computes the same."""
     trained = group_requests(plans, base=False)
-    pooled = {k: [b for b in blocks if not b.padding and b.attention_mask is not None]
-              for k, blocks in trained.items()}
-    padded = {k: [b for b in blocks if b.padding or b.attention_mask is None] for k, blocks in trained.items()}
+    def poolable(b: Request) -> bool:  # read without padding, under a mask, at last_hidden_state
+        return not b.padding and b.attention_mask is not None and b.reading == (-1, True)
+
+    pooled = {k: [b for b in blocks if poolable(b)] for k, blocks in trained.items()}
+    padded = {k: [b for b in blocks if not poolable(b)] for k, blocks in trained.items()}
     # the pool: the batch's texts first, then each unpadded block's rows
     rows, lengths = _trim(batch.input_ids, batch.attention_mask)
     spans: list[tuple[Request | None, int, int]] = [(None, 0, len(rows))]
@@ -206,7 +186,7 @@ def encode(state: TrainState, batch: Batch, plans: dict[str, Plan]) -> StepOutpu
             lengths += n
     pool = _Pool(rows, lengths)
     chunks = pool.chunks()
-    views = [_pad_rows([rows[i] for i in idx], w, state.pad_id) for idx, w in chunks]
+    views = [(*_pad_rows([rows[i] for i in idx], w, state.pad_id), -1, True) for idx, w in chunks]
     padded_views = [blocks for blocks in padded.values() if blocks]
     views += [_stack(blocks) for blocks in padded_views]
     encoded = state.tower(views)
@@ -221,10 +201,7 @@ def encode(state: TrainState, batch: Batch, plans: dict[str, Plan]) -> StepOutpu
     for enc, view_blocks in zip(encoded[len(chunks):], padded_views, strict=True):
         blocks.update(_split(enc, view_blocks))
     for view_blocks in group_requests(plans, base=True).values():
-        if state.cache is None:
-            blocks.update(_split(_encode_base(state.base_text, view_blocks), view_blocks))
-        else:
-            blocks.update(_split(_cached_base(state, state.cache, view_blocks), view_blocks))
+        blocks.update(_split(_encode_base(state.base_text, view_blocks), view_blocks))
     return StepOutputs(texts, blocks, state.logit_scale().exp())
 
 

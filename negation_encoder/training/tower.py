@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..conditioning import Reading, read_text
 from .terms import Encoded
 
 
@@ -23,12 +24,14 @@ class TextTower(nn.Module):
         self.text_projection = text_projection
         self.logit_scale = nn.Parameter(logit_scale.detach().clone(), requires_grad=learn_logit_scale)
 
-    def forward(self, views: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> list[Encoded]:
-        """Each view's (input_ids, attention_mask or None) read by the tower: its last hidden states, its
-        projected pooled output and that output L2-normalised."""
+    def forward(self, views: Sequence[tuple[torch.Tensor, torch.Tensor | None, int, bool]]) -> list[Encoded]:
+        """Each view's (input_ids, attention_mask or None, hidden-state layer, final norm) read by the tower,
+        as a pipeline reads it (`conditioning.read_text`): those hidden states, the projected pooled output
+        and that output L2-normalised."""
         out = []
-        for input_ids, attention_mask in views:
-            o = self.text_model(input_ids=input_ids, attention_mask=attention_mask)
-            projected = self.text_projection(o.pooler_output)
-            out.append(Encoded(o.last_hidden_state, projected, F.normalize(projected, dim=-1)))
+        for input_ids, attention_mask, layer, final_norm in views:
+            how = Reading(states_layer=layer, final_norm=final_norm, attention_mask=attention_mask is not None,
+                          length=input_ids.shape[1], pooled="projected")
+            states, projected, _ = read_text(self.text_model, self.text_projection, input_ids, attention_mask, how)
+            out.append(Encoded(states, projected, F.normalize(projected, dim=-1)))
         return out

@@ -60,7 +60,9 @@ class Request:
     `base`: encoded by the frozen base tower (no gradient) instead of the one being trained.
     `padding`: whether the term reads the states at padded positions (a pipeline's UNet does). A term that
     reads only the pooled output, or states under the mask, says False: its rows are then padded no
-    further than their length needs, and the base's rows are kept without padding."""
+    further than their length needs, and the base's rows are kept without padding. `layer` and
+    `final_norm`: which hidden states `Encoded.hidden` holds (`conditioning.Reading`: -1 with the norm is
+    `last_hidden_state`; SDXL reads -2 without it)."""
 
     view: str
     block: str
@@ -68,6 +70,12 @@ class Request:
     attention_mask: torch.Tensor | None
     base: bool = False
     padding: bool = True
+    layer: int = -1
+    final_norm: bool = True
+
+    @property
+    def reading(self) -> tuple[int, bool]:
+        return self.layer, self.final_norm
 
     @property
     def key(self) -> tuple[str, str, bool]:
@@ -79,7 +87,7 @@ class Encoded:
     """A text tower's reading of some rows: what each downstream consumer takes from it. The frozen base's
     per-step blocks carry hidden states only (its embeddings are fixed once, in `prepare`)."""
 
-    hidden: torch.Tensor  # (R, L, D) last hidden states (what a UNet cross-attends to)
+    hidden: torch.Tensor  # (R, L, D) hidden states as requested (`Request.layer`; by default last_hidden_state)
     projected: torch.Tensor | None  # (R, P) projected pooled output, unnormalised (CLIPSeg's conditional embedding)
     embeds: torch.Tensor | None  # (R, P) the same, L2-normalised (the contrastive terms' embedding)
 
@@ -150,6 +158,7 @@ class SetupContext:
     device: torch.device
     cache: Any = None  # frozen_cache.FrozenCache
     _padded: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    _base: dict[str, BaseTable | None] = field(default_factory=dict)
 
     @property
     def key_index(self) -> dict[str, int]:
@@ -166,6 +175,52 @@ class SetupContext:
                                  truncation=True, return_tensors="pt")
             self._padded[which] = (enc.input_ids, enc.attention_mask)
         return self._padded[which]
+
+
+    def base_states(self, which: str) -> BaseTable | None:
+        """The frozen base's reading (the pipeline's layer, norm and mask) of every example's padded `which`
+        text, computed once per distinct text in a fixed order (a resumed run reads exactly what an
+        uninterrupted one read), shared by the terms that compare against it; None when it does not fit
+        in the frozen-output budget (the terms then request it per step)."""
+        if which not in self._base:
+            self._base[which] = None
+            if self.cache is not None and self.base_text is not None:
+                ids, mask = self.padded(which)
+                texts = [_padded_text(ex, which) for ex in self.examples]
+                first = {t: i for i, t in reversed(list(enumerate(texts)))}
+                distinct = sorted(first.values())
+                width = self.base_text.config.hidden_size
+                if self.cache.reserve(f"base {which} states", len(distinct) * ids.shape[1] * width * 4):
+                    self._base[which] = _base_table(self, ids, mask, distinct, [first[t] for t in texts])
+        return self._base[which]
+
+
+@dataclass
+class BaseTable:
+    """Frozen readings per distinct text: `states[index[i]]` belongs to example i."""
+
+    states: torch.Tensor  # (U, L, D)
+    index: torch.Tensor  # (N,) long
+
+    def rows(self, examples: torch.Tensor) -> torch.Tensor:
+        return self.states[self.index[examples]]
+
+
+@torch.no_grad()
+def _base_table(ctx: SetupContext, ids: torch.Tensor, mask: torch.Tensor, distinct: list[int], owner: list[int],
+                chunk: int = 256) -> BaseTable:
+    from ...conditioning import read_text
+
+    how = ctx.train.pipeline.reading()
+    position = {row: k for k, row in enumerate(distinct)}
+    parts = []
+    for start in range(0, len(distinct), chunk):
+        rows = distinct[start: start + chunk]
+        sub_ids, sub_mask = ids[rows].to(ctx.device), mask[rows].to(ctx.device)
+        states = read_text(ctx.base_text, None, sub_ids, sub_mask if how.attention_mask else None,
+                           dataclasses.replace(how, pooled=None))[0]
+        parts.append(states.float().cpu())
+    return BaseTable(torch.cat(parts), torch.tensor([position[o] for o in owner], dtype=torch.long))
 
 
 def _padded_text(ex: Example, which: str) -> str:

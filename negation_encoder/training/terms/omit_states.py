@@ -16,7 +16,7 @@ import torch
 from ...configs import option
 from ...data.records import NEGATION_TYPES
 from ..losses import state_mse
-from .base import LossTerm, Plan, Request, SetupContext, StepOutputs, TermConfig, TermLoss
+from .base import CheckContext, LossTerm, Plan, Request, SetupContext, StepOutputs, TermConfig, TermLoss
 from .padded import VIEW, PaddedRows
 from .registry import register
 
@@ -58,9 +58,13 @@ class OmitStates(LossTerm):
         return self.without(f"the negation splitter finds no negation in any of the {n} true captions (of the "
                             "types named)")
 
+    def check(self, ctx: CheckContext) -> dict:
+        PaddedRows.check(self.name, ctx)
+        return {}
+
     def prepare(self, ctx: SetupContext) -> None:
         self.positive.prepare(ctx)
-        self.affirmative.prepare(ctx)
+        self.affirmative.prepare(ctx, base=True)
         if self.config.skip_pooled:  # the pooled position is the end-of-text token, the last one the mask covers
             mask = self.positive.mask
             self.positions = torch.ones_like(mask, dtype=torch.bool)
@@ -79,12 +83,13 @@ class OmitStates(LossTerm):
         other terms that read them."""
         rows = self.rows(batch)
         mine = rows["rows"]
-        base = self.affirmative.request(rows, base=True)
+        base = self.affirmative.base_requests(rows)
         if not mine.any():
-            return Plan([base])
+            return Plan(base)
         own = Request(VIEW, f"positive:{self.name}", rows["positive_ids"][mine],
-                      rows["positive_mask"][mine] if self.positive.read_mask else None)
-        return Plan([own, base])
+                      rows["positive_mask"][mine] if self.positive.read_mask else None,
+                      layer=self.positive.layer, final_norm=self.positive.final_norm)
+        return Plan([own, *base])
 
     def forward(self, out: StepOutputs, batch, plan: Plan) -> TermLoss:
         rows = self.rows(batch)
@@ -92,7 +97,7 @@ class OmitStates(LossTerm):
         if not mine.any():  # no negated caption of the types it trains in this batch
             return TermLoss(out.texts.embeds.sum() * 0.0, 0)
         pred = out.block(VIEW, f"positive:{self.name}").hidden
-        target = out.block(VIEW, "affirmative", base=True).hidden[mine]
+        target = self.affirmative.base_states(out, rows)[mine]
         every = torch.ones(len(pred), dtype=torch.bool, device=pred.device)
         positions = rows["positions"][mine] if "positions" in rows else None
         return TermLoss(state_mse(pred, target, every, positions), mine.sum())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..losses import state_mse
-from .base import LossTerm, Plan, SetupContext, StepOutputs, TermLoss
+from .base import CheckContext, LossTerm, Plan, SetupContext, StepOutputs, TermLoss
 from .padded import VIEW, PaddedRows
 from .registry import register
 
@@ -23,17 +23,22 @@ class PreserveStates(LossTerm):
         super().__init__(config, train)
         self.affirmative = PaddedRows("affirmative")
 
+    def check(self, ctx: CheckContext) -> dict:
+        PaddedRows.check(self.name, ctx)
+        return {}
+
     def prepare(self, ctx: SetupContext) -> None:
-        self.affirmative.prepare(ctx)
+        self.affirmative.prepare(ctx, base=True)
 
     def collate(self, examples, index, texts, foils):
         return self.affirmative.collate(index)
 
     def plan(self, batch, info) -> Plan:
         rows = self.rows(batch)
-        return Plan([self.affirmative.request(rows), self.affirmative.request(rows, base=True)])
+        return Plan([self.affirmative.request(rows), *self.affirmative.base_requests(rows)])
 
     def forward(self, out: StepOutputs, batch, plan: Plan) -> TermLoss:
         kept = out.block(VIEW, "affirmative").hidden
         every = torch.ones(len(kept), dtype=torch.bool, device=kept.device)
-        return TermLoss(state_mse(kept, out.block(VIEW, "affirmative", base=True).hidden, every), every.sum())
+        target = self.affirmative.base_states(out, self.rows(batch))
+        return TermLoss(state_mse(kept, target, every), every.sum())

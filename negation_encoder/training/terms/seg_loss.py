@@ -22,6 +22,7 @@ from ...data.records import RecordError
 from ...data.referring import ReferringRecord, read_referring
 from ...errors import ConfigError, InputError
 from ..batching import TokenTable, batch_indices
+from ..frozen_cache import nbytes
 from ..losses import dice_loss, masked_mean
 from .base import (
     CheckContext,
@@ -142,13 +143,12 @@ class FrozenSegmenter:
     """A frozen CLIPSeg and the referring samples it is fed, a seeded share per step and process.
 
     The decoder is what the trained text tower conditions; the vision tower's activations it reads depend on
-    the image alone, so with a `FrozenCache` each sample's activations and masks are computed (and its PNGs
-    read) once, not every time the sample is drawn."""
+    the image alone, so when they fit the frozen-output budget (`keep`) each record's activations and masks
+    are computed (and its PNGs read) once, before the first step, in record order; otherwise every step."""
 
-    def __init__(self, inputs: SegInputs, tokenizer, device, dtype: torch.dtype = torch.float32, others: bool = True,
-                 cache=None):
+    def __init__(self, inputs: SegInputs, tokenizer, device, dtype: torch.dtype = torch.float32, others: bool = True):
         """`others`: read each record's other_mask (only the choice part needs them; skipping them saves a
-        PNG read per sample). `cache`: a `frozen_cache.FrozenCache`, or None to recompute every step."""
+        PNG read per sample)."""
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
         self.model = CLIPSegForImageSegmentation.from_pretrained(inputs.model).to(device, dtype).eval()
@@ -156,7 +156,17 @@ class FrozenSegmenter:
         self.processor = CLIPSegProcessor.from_pretrained(inputs.model)
         self.records, self.roots = inputs.records, inputs.roots
         self.table = TokenTable(tokenizer, [r.text for r in self.records])
-        self.device, self.dtype, self.others, self.cache = device, dtype, others, cache
+        self.device, self.dtype, self.others = device, dtype, others
+        self.kept: list[tuple] | None = None
+
+    def keep(self, cache, chunk: int = 64) -> bool:
+        """Compute every record's activations and masks now, if they fit `cache` (a FrozenCache)."""
+        first = self._load([0])[0]
+        if not cache.reserve("CLIPSeg activations and masks", nbytes(first) * len(self.records)):
+            return False
+        self.kept = [s for start in range(0, len(self.records), chunk)
+                     for s in self._load(list(range(start, min(start + chunk, len(self.records)))))]
+        return True
 
     def sample(self, info: StepInfo, batch_size: int) -> list[int]:
         idx = batch_indices(info.step, info.micro, len(self.records), batch_size, info.grad_accum,
@@ -172,11 +182,7 @@ class FrozenSegmenter:
         """(the vision tower's activations at the decoder's layers, masks at the decoder's output size, other
         masks or None when this segmenter does not read them) for `rows`. A record without `other_mask` gets
         an all-zero one (the choice part skips it)."""
-        if self.cache is None:
-            samples = self._load(rows)
-        else:
-            samples = self.cache.rows([("clipseg", self.model.name_or_path, i) for i in rows],
-                                      lambda idx: self._load([rows[j] for j in idx]))
+        samples = self._load(rows) if self.kept is None else [self.kept[i] for i in rows]
         layers = len(samples[0][0])
         acts = [torch.stack([s[0][k] for s in samples]) for k in range(layers)]
         masks = torch.stack([s[1] for s in samples])
@@ -247,8 +253,9 @@ class Segmentation(LossTerm):
         return list(self.config.data)
 
     def prepare(self, ctx: SetupContext) -> None:
-        self.segmenter = FrozenSegmenter(self.inputs, ctx.tokenizer, ctx.device, others=self.config.choice > 0,
-                                         cache=ctx.cache)
+        self.segmenter = FrozenSegmenter(self.inputs, ctx.tokenizer, ctx.device, others=self.config.choice > 0)
+        if ctx.cache is not None:
+            self.segmenter.keep(ctx.cache)
 
     def plan(self, batch, info: StepInfo) -> Plan:
         rows = self.segmenter.sample(info, self.config.batch_size)

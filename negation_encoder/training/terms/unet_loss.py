@@ -7,12 +7,13 @@ The core may run a diffusers *model* (a UNet, a VAE, a scheduler's arithmetic); 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ...conditioning import read_text
 from ...configs import option
 from ...errors import ConfigError, InputError
 from .base import CheckContext, LossTerm, Plan, SetupContext, StepInfo, StepOutputs, TermConfig, TermLoss
@@ -176,6 +177,7 @@ class UNetTerm(LossTerm):
             unet_cfg = json.loads((folder / "unet" / "config.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise InputError(f"unet_loss model {folder}: cannot read unet/config.json ({e})") from None
+        PaddedRows.check(self.name, ctx)
         width = ctx.base_config.text_config.hidden_size
         if unet_cfg.get("cross_attention_dim") != width:
             raise ConfigError(f"unet_loss model {folder}: its UNet's cross_attention_dim "
@@ -183,17 +185,17 @@ class UNetTerm(LossTerm):
         return {}
 
     def prepare(self, ctx: SetupContext) -> None:
-        for rows in (self.positive, self.affirmative, self.negated):
-            rows.prepare(ctx)
+        self.positive.prepare(ctx)
+        self.affirmative.prepare(ctx, base=True)
+        self.negated.prepare(ctx, base=True)
         self.denoiser = FrozenDenoiser(self.config.model, ctx.train.data.images, ctx.device)
         self.keys = ctx.keys
         # the unconditional branch a pipeline's guidance uses: the base's empty prompt, held fixed
-        enc = ctx.tokenizer([""], padding="max_length", max_length=ctx.train.pipeline.length, truncation=True,
-                            return_tensors="pt")
+        how = ctx.train.pipeline.reading()
+        enc = ctx.tokenizer([""], padding="max_length", max_length=how.length, truncation=True, return_tensors="pt")
         with torch.no_grad():
-            self.empty = ctx.base_text(input_ids=enc.input_ids.to(ctx.device),
-                                       attention_mask=enc.attention_mask.to(ctx.device)
-                                       if ctx.train.pipeline.attention_mask else None).last_hidden_state
+            self.empty = read_text(ctx.base_text, None, enc.input_ids.to(ctx.device), enc.attention_mask.to(ctx.device),
+                                   replace(how, pooled=None))[0]
 
     def collate(self, examples, index, texts, foils):
         return {**self.positive.collate(index), **self.affirmative.collate(index), **self.negated.collate(index),
@@ -203,8 +205,8 @@ class UNetTerm(LossTerm):
         rows = self.rows(batch)
         gen = torch.Generator().manual_seed(((info.seed * 1_000_003 + info.step) * 97 + info.micro) * 31 + info.rank)
         picked = torch.nonzero(rows["rows"]).flatten()[: max(1, self.config.batch_size // info.world)]
-        return Plan([self.positive.request(rows), self.affirmative.request(rows, base=True),
-                     self.negated.request(rows, base=True)], (picked, gen))
+        return Plan([self.positive.request(rows), *self.affirmative.base_requests(rows),
+                     *self.negated.base_requests(rows)], (picked, gen))
 
     def forward(self, out: StepOutputs, batch, plan: Plan) -> TermLoss:
         picked, gen = plan.data
@@ -216,8 +218,9 @@ class UNetTerm(LossTerm):
         if c.mode == "denoise":
             xt, t, target = den.noisy(den.clean(keys), gen)
             return TermLoss(torch.nn.functional.mse_loss(den.out(xt, t, states[picked]), target), len(picked))
-        aff = out.block(VIEW, "affirmative", base=True).hidden[picked]
-        neg = out.block(VIEW, "negated", base=True).hidden[picked]
+        rows = self.rows(batch)
+        aff = self.affirmative.base_states(out, rows)[picked]
+        neg = self.negated.base_states(out, rows)[picked]
         if c.on_policy:
             xt, t = den.on_policy(aff, neg, c.guidance, c.sample_steps, gen)
         else:
