@@ -14,6 +14,8 @@ from .diffusion import (
     generate,
     load_negation_text_encoder,
     negation_pipeline,
+    pipeline_family,
+    pipeline_reading,
     swap_text_encoders,
 )
 from .routes import NegativePromptIgnored, negation_kwargs
@@ -23,6 +25,8 @@ __all__ = [
     "SplitRoute",
     "clipseg_probabilities",
     "negation_kwargs",
+    "pipeline_family",
+    "pipeline_reading",
     "segment",
     "check_compatibility",
     "encode_prompt_clip_skip",

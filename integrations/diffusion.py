@@ -240,3 +240,32 @@ def generate(pipe, prompt: str | list[str], clip_skip: int | None = None, negati
     with torch.no_grad():
         neg_embeds = pipe.text_encoder(neg_ids)[0].to(pipe.unet.dtype)
     return pipe(prompt_embeds=embeds, negative_prompt_embeds=neg_embeds, **kwargs)
+
+
+# The reading each pipeline class gives a CLIP slot (`negation_encoder.conditioning`): what a negation encoder
+# for that pipeline should be trained on (TrainConfig's `pipeline` group).
+PIPELINE_FAMILIES = {
+    "StableDiffusionPipeline": "sd1", "StableDiffusionImg2ImgPipeline": "sd1", "StableDiffusionInpaintPipeline": "sd1",
+    "StableDiffusionXLPipeline": "sdxl", "StableDiffusionXLImg2ImgPipeline": "sdxl",
+    "StableDiffusionXLInpaintPipeline": "sdxl", "StableDiffusion3Pipeline": "sd3", "FluxPipeline": "flux",
+    "IFPipeline": "if",
+}
+
+
+def pipeline_family(pipe) -> str:
+    """The conditioning family of a loaded pipeline (SD 2.x reads as SD 1.x: `sd1`), from its class."""
+    name = type(pipe).__name__
+    if name not in PIPELINE_FAMILIES:
+        raise IncompatibleModelError(f"{name}: no known reading of its CLIP text encoders; known pipelines: "
+                                     f"{', '.join(PIPELINE_FAMILIES)}")
+    return PIPELINE_FAMILIES[name]
+
+
+def pipeline_reading(pipe, slot: str = "text_encoder", clip_skip: int | None = None):
+    """What `pipe` reads from the CLIP text tower in `slot` (a `conditioning.Reading`): the layer, the final
+    norm, the mask and the length its `encode_prompt` uses, honouring `clip_skip` as it does."""
+    from negation_encoder.conditioning import reading
+
+    tokenizer = getattr(pipe, "tokenizer_2" if slot == "text_encoder_2" else "tokenizer", None)
+    length = getattr(tokenizer, "model_max_length", 77) if tokenizer is not None else 77
+    return reading(pipeline_family(pipe), slot, clip_skip, length)

@@ -376,3 +376,14 @@ def test_publish_license_flag_sets_the_card_license(folder, capsys):
     assert main(["publish", str(folder), "--repo-id", "org/x", "--dry-run", "--license", "Apache 2"]) == 2
     assert capsys.readouterr().err.strip() == ("negenc: error: --license: expected a Hub license id such as mit, "
                                                "apache-2.0, cc-by-4.0 or other (lowercase, no spaces), got 'Apache 2'")
+
+
+def test_card_says_which_pipeline_reading_the_encoder_was_trained_for(tmp_path):
+    tok = tiny.build_clip_tokenizer()
+    out = tmp_path / "enc"
+    export_checkpoint(tiny.build_clip_model(seed=0, tokenizer=tok), tok, tiny.build_clip_image_processor(32), out,
+                      training_config={"base_model": "b", "pipeline": {"family": "sdxl", "slot": "text_encoder",
+                                                                       "clip_skip": 1, "length": 77}})
+    text = (out / "README.md").read_text()
+    assert "Trained for: SDXL, slot `text_encoder`, clip_skip 1 (token states of hidden layer -3, 77 positions, " \
+           "without the attention mask)." in text, text

@@ -240,6 +240,25 @@ def _results_table(res: dict | None) -> str:
     return "\n".join(rows)
 
 
+FAMILY_NAMES = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x", "sdxl": "SDXL", "sd3": "SD3",
+                "flux": "Flux", "clipseg": "CLIPSeg", "if": "an IF-style pipeline (the library's testbed generator)"}
+
+
+def trained_for(pipeline: dict | None) -> str:
+    """The pipeline reading the token-state terms were trained on (training_config.json's `pipeline`), in words."""
+    if not isinstance(pipeline, dict) or pipeline.get("family") not in FAMILY_NAMES:
+        return ""
+    from ..conditioning import reading
+
+    how = reading(pipeline["family"], pipeline.get("slot", "text_encoder"), pipeline.get("clip_skip") or None,
+                  pipeline.get("length", 77))
+    states = "no token states" if how.states_layer is None else (
+        f"token states of hidden layer {how.states_layer}{' after the final norm' if how.final_norm else ''}, "
+        f"{how.length} positions, {'with' if how.attention_mask else 'without'} the attention mask")
+    skip = f", clip_skip {pipeline['clip_skip']}" if pipeline.get("clip_skip") else ""
+    return f"{FAMILY_NAMES[pipeline['family']]}, slot `{pipeline.get('slot', 'text_encoder')}`{skip} ({states})"
+
+
 def build_model_card(folder: str | Path, repo_id: str | None = None, base_model: str | None = None,
                      datasets: list[str] | None = None, license: str | None = None, model_name: str | None = None,
                      repo_2: str | None = None, **bases: str):
@@ -288,6 +307,7 @@ def build_model_card(folder: str | Path, repo_id: str | None = None, base_model:
         base_model=f"`{base_model}`" if base_model else trained_from if trained_from.startswith("negation-encoder")
         else f"`{public_name(trained_from)}` (a local checkpoint)",
         recipe=flat.get("run.recipe", cfg.get("recipe", "")), objectives=json.dumps(objectives), hyperparameters=hyper,
+        trained_for=trained_for(cfg.get("pipeline")),
         widths=f"text width {hidden}, projection {proj}" if hidden else "unknown widths",
         fits=[t.name for t in fits], misfits=[(t.name, why) for t, why in misfits],
         results_table=_results_table(res), usage=usage, license_text=license_text, docs=DOCS,
