@@ -252,12 +252,12 @@ def from_mapping(cls, obj: Any, source: str, prefix: str = ""):
         raise ConfigError(f"{source}: {where}: {e}") from None
 
 
-class _YamlLoader(yaml.SafeLoader):
+class YamlLoader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2's float syntax: PyYAML follows YAML 1.1, where `1e-5` (no dot)
     is a string, so `lr: 1e-5` would be refused (and its range never checked)."""
 
 
-_YamlLoader.add_implicit_resolver(
+YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
@@ -275,7 +275,7 @@ def read_mapping_file(path: str | Path, what: str = "config") -> dict:
         raise InputError(f"{path}: {what} file not found")
     try:
         text = path.read_text(encoding="utf-8-sig")
-        obj = yaml.load(text, Loader=_YamlLoader) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        obj = yaml.load(text, Loader=YamlLoader) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except Exception as e:  # noqa: BLE001 - any read/parse error becomes one line naming the file
         first = (str(e).splitlines() or [""])[0]
         raise InputError(f"{path}: cannot parse {what} ({type(e).__name__}: {first})") from None

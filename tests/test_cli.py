@@ -63,19 +63,39 @@ def test_version_and_defaults_in_help(capsys):
     assert "(default: 400)" in text and "(default: 32)" in text, text
 
 
-@pytest.mark.parametrize("name", ["real", "default", "contrastive", "omni-front"])
-def test_print_config_writes_a_starter_config_that_loads(name, tmp_path, capsys):
+def _printed(name, tmp_path, capsys):
     from negation_encoder.training import TrainConfig
 
     assert main(["train", "--print-config", name]) == 0
     path = tmp_path / "cfg.yaml"
     path.write_text(capsys.readouterr().out)
-    cfg = TrainConfig.from_file(path)
-    assert cfg.model.base and cfg.data.files and cfg.run.recipe == ("" if name == "real" else name)
-    if name != "real":  # the recipe itself, with the world's paths filled in
-        from negation_testbed.recipes import get_recipe
+    return TrainConfig.from_file(path), path.read_text().splitlines()
 
-        recipe = get_recipe(name)
-        assert set(cfg.enabled_terms()) == set(recipe.config["objective"])
+
+@pytest.mark.parametrize("name", ["sd1", "sd2", "sdxl", "sd3", "flux", "clipseg", "retrieval", "real"])
+def test_print_config_of_a_pipeline_target_names_its_reading_and_comments_each_term(name, tmp_path, capsys):
+    from negation_encoder.training.starters import ALIASES
+
+    cfg, lines = _printed(name, tmp_path, capsys)
+    target = ALIASES.get(name, name)
+    assert cfg.model.base.startswith(("openai/", "laion/")) and cfg.data.files
+    if target != "retrieval":
+        assert cfg.pipeline.family == target
+    for term in cfg.enabled_terms():  # a comment on the term's line or the next: what it is for, what data
+        at = next(i for i, x in enumerate(lines) if x.strip().startswith(f"{term}:"))
+        assert "#" in lines[at] or "#" in lines[at + 1], term
+
+
+@pytest.mark.parametrize("name", ["default", "contrastive", "omni-front"])
+def test_print_config_of_a_testbed_recipe_is_that_recipe(name, tmp_path, capsys):
+    from negation_testbed.recipes import get_recipe
+
+    cfg, _ = _printed(name, tmp_path, capsys)
+    assert cfg.model.base and cfg.data.files and cfg.run.recipe == name
+    assert set(cfg.enabled_terms()) == set(get_recipe(name).config["objective"])
+
+
+def test_print_config_names_what_it_takes(capsys):
     assert main(["train", "--print-config", "nope"]) == 2
-    assert "expected 'real' or a recipe" in capsys.readouterr().err
+    assert "expected a target (sd1, sd2, sdxl, sd3, flux, clipseg, retrieval) or a testbed recipe" in \
+        capsys.readouterr().err

@@ -30,10 +30,11 @@ def train_command_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override config keys by their dotted names (objective.TERM=W sets a term's weight)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--print-config", metavar="RECIPE", default=None,
-                   help="print a starter config (YAML) and exit: 'real' (the defaults for a real CLIP checkpoint) or "
-                        "a testbed recipe name (`negenc testbed recipes`); save it, edit model.base, data.files and "
-                        "data.images, pass --config")
+    p.add_argument("--print-config", metavar="TARGET", default=None,
+                   help="print a starter config (YAML) and exit: the drop-in recipe for a pipeline (sd1, sd2, sdxl, "
+                        "sd3, flux, clipseg) or for retrieval, commented term by term; or a testbed recipe name "
+                        "(`negenc testbed recipes`). Save it, edit model.base, data.files and data.images, pass "
+                        "--config")
     p.set_defaults(func=train_command)
     return p
 
@@ -42,7 +43,7 @@ def train_command(args: argparse.Namespace) -> int:
     from ..training import TrainConfig, train
 
     if args.print_config:
-        print(starter_config(args.print_config).to_yaml(), end="")
+        print(print_config(args.print_config), end="")
         return 0
     cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
     overrides = {k: v for k, v in (("model.base", args.base), ("data.files", args.data), ("data.images", args.images),
@@ -53,27 +54,31 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-STARTER_PATHS = {"model.base": "openai/clip-vit-large-patch14", "data.files": ["negation_records.jsonl"],
-                 "data.images": "images", "run.out": "runs/negenc"}
+def print_config(name: str) -> str:
+    """A target's commented starter (`training.starters`), or a testbed recipe as a config."""
+    from ..training.starters import ALIASES, TARGETS, starter_text
+
+    if name in TARGETS or name in ALIASES:
+        return starter_text(name)
+    return recipe_config(name).to_yaml()
 
 
-def starter_config(name: str):
-    """The TrainConfig a user starts from: the library's defaults for a real checkpoint, or a recipe's."""
-    from ..errors import InputError
-    from ..training import TrainConfig
-
-    if name == "real":
-        return TrainConfig().override(STARTER_PATHS, source="--print-config real")
+def recipe_config(name: str):
+    """A testbed recipe's TrainConfig, with the world's committed base and segmenter."""
     from negation_testbed.instruments.base_clip import BASE_DIR
     from negation_testbed.recipes import RECIPES
 
+    from ..errors import InputError
+    from ..training.starters import TARGETS
+
     if name not in RECIPES:
-        raise InputError(f"--print-config: expected 'real' or a recipe ({', '.join(RECIPES)}), got {name!r}")
+        raise InputError(f"--print-config: expected a target ({', '.join(TARGETS)}) or a testbed recipe "
+                         f"({', '.join(RECIPES)}), got {name!r}")
     recipe = RECIPES[name]  # sized for the testbed's world CLIP, which it names as its base
     seg = {}
     if recipe.seg:  # trains through the world's frozen CLIPSeg on referring records (ReferringRecord JSONL)
         from negation_testbed.instruments.segmenter import SEG_DIR
 
         seg = {"seg_data": "referring.jsonl", "seg_model": SEG_DIR}
-    return recipe.to_config(base=BASE_DIR, data={s: f"{s}.jsonl" for s in recipe.sources},
-                            images=STARTER_PATHS["data.images"], out=STARTER_PATHS["run.out"], **seg)
+    return recipe.to_config(base=BASE_DIR, data={s: f"{s}.jsonl" for s in recipe.sources}, images="images",
+                            out="runs/negenc", **seg)
