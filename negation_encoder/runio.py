@@ -25,7 +25,7 @@ import errno
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -122,21 +122,25 @@ def os_error_line(e: OSError) -> str:
     return f"{where}{cause}" + (f" [{name}]" if name else "")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` via a temporary file and `os.replace` (readers never see a partial file); a failed
-    write removes its temporary file and names `path` (`writing`)."""
-    path = Path(path)
-    tmp = _tmp(path)
+def _replace(path: Path, tmp: Path, write: Callable[[Path], object]) -> Path:
+    """`write(tmp)`, then `os.replace` onto `path` (readers never see a partial file); a failed write
+    removes its temporary file and names `path` (`writing`)."""
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            tmp.write_bytes(data)
+            write(tmp)
             os.replace(tmp, path)
         except BaseException:
             with suppress(OSError):
                 tmp.unlink()
             raise
     return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` via a temporary file and `os.replace` (readers never see a partial file)."""
+    path = Path(path)
+    return _replace(path, _tmp(path), lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -150,17 +154,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = True,
 def atomic_save_image(path: str | os.PathLike, image) -> Path:
     """A PIL image saved under a temporary name (same suffix, so PIL picks the format) and renamed."""
     path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            image.save(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            with suppress(OSError):
-                tmp.unlink()
-            raise
-    return path
+    return _replace(path, path.with_name(path.stem + ".tmp" + path.suffix), image.save)
 
 
 # ------------------------------------------------------------------------------------------------

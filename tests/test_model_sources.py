@@ -17,11 +17,13 @@ from negation_encoder.checkpoint import layout
 from negation_encoder.checkpoint.export import export_checkpoint
 from negation_encoder.checkpoint.publish import publish
 from negation_encoder.checkpoint.sources import check_clip_model, check_encoder_checkpoint, text_tower
-from negation_encoder.cli import main
 from negation_encoder.errors import IncompatibleModelError, InputError
 from negation_encoder.testing import tiny
 
+from ._cli_helpers import one_line
+
 NOT_CLIP = {"bert": "a BertModel folder (model_type 'bert')", "t5": "a T5EncoderModel folder (model_type 't5')"}
+
 
 
 @pytest.fixture(scope="module")
@@ -144,22 +146,14 @@ def test_checkpoint_names_with_other_models_inside_are_refused(folders):
         publish(path, "org/x", dry_run=True)
 
 
-def _one_line(capsys, argv, code=2) -> str:
-    rc = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert rc == code, (rc, err)
-    assert len(err.splitlines()) == 1, err
-    return err
-
-
 @pytest.mark.parametrize("kind", sorted(NOT_CLIP))
 def test_cli_publish_and_eval_refuse_non_clip_folders(folders, tmp_path, capsys, kind):
     path = folders[kind]
-    err = _one_line(capsys, ["publish", str(path), "--repo-id", "org/x", "--dry-run"])
+    err = one_line(capsys, ["publish", str(path), "--repo-id", "org/x", "--dry-run"])
     assert err.startswith(f"negenc: error: {path}: {NOT_CLIP[kind]} (missing text_encoder/config.json), not a "
                           "negation-encoder checkpoint folder"), err
     (tmp_path / "data").mkdir()
-    err = _one_line(capsys, ["eval", "--model", str(path), "--data-root", str(tmp_path / "data"), "--out",
+    err = one_line(capsys, ["eval", "--model", str(path), "--data-root", str(tmp_path / "data"), "--out",
                              str(tmp_path / "o"), "--bench", "valse", "--no-progress"])
     assert err == f"negenc: error: --model {path}: {NOT_CLIP[kind]}; expected a CLIPModel checkpoint (model_type " \
                   "'clip') (a negation-encoder checkpoint folder is one)"

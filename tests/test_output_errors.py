@@ -20,6 +20,7 @@ from negation_encoder import runio
 from negation_encoder.cli import main
 from negation_encoder.testing import tiny
 
+from ._cli_helpers import one_line, read_only
 from ._tiny_world import make_tiny_world
 
 TORCH_FULL_DISK = "[enforce fail at inline_container.cc:672] . unexpected pos 4480 vs 4374"
@@ -55,14 +56,6 @@ def _seg(w, out):
             "--out", str(out), "--no-progress"]
 
 
-def _exit_1_one_line(capsys, argv) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 1, (code, err)
-    assert len(err.splitlines()) == 1, err
-    return err
-
-
 def _full_disk_under(monkeypatch, out: Path) -> None:
     """Every write_bytes under `out` fails as a full disk fails inside write(): an OSError with no file name."""
     real = Path.write_bytes
@@ -73,18 +66,6 @@ def _full_disk_under(monkeypatch, out: Path) -> None:
         return real(self, data)
 
     monkeypatch.setattr(Path, "write_bytes", write_bytes)
-
-
-def _read_only(monkeypatch, out: Path) -> None:
-    """`out` sits on a read-only mount: creating it fails as mkdir does there (naming the path)."""
-    real = Path.mkdir
-
-    def mkdir(self, *args, **kwargs):
-        if str(self).startswith(str(out)):
-            raise OSError(errno.EROFS, "Read-only file system", str(self))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "mkdir", mkdir)
 
 
 @pytest.mark.parametrize("command", ["train", "seg", "eval"])
@@ -98,8 +79,8 @@ def test_a_read_only_out_is_one_line_exit_1(world, tmp_path, monkeypatch, capsys
                 "--no-progress", "--device", "cpu"]
     else:
         argv = _train(world, out) if command == "train" else _seg(world, out)
-    _read_only(monkeypatch, out)
-    err = _exit_1_one_line(capsys, argv)
+    read_only(monkeypatch, out)
+    err = one_line(capsys, code=1, argv=argv)
     assert err == f"negenc: run failed: {out}: Read-only file system [EROFS]", err
 
 
@@ -107,7 +88,7 @@ def test_a_read_only_out_is_one_line_exit_1(world, tmp_path, monkeypatch, capsys
 def test_a_full_disk_names_the_file_it_could_not_write(world, tmp_path, monkeypatch, capsys, command):
     out = tmp_path / "full"
     _full_disk_under(monkeypatch, out)
-    err = _exit_1_one_line(capsys, _train(world, out) if command == "train" else _seg(world, out))
+    err = one_line(capsys, code=1, argv=_train(world, out) if command == "train" else _seg(world, out))
     name = "train_log.jsonl" if command == "train" else "run.json"
     assert err == f"negenc: run failed: {out / name}: No space left on device [ENOSPC]", err
     assert not list(out.rglob("*.tmp")), "a failed write left its temporary file"
@@ -132,7 +113,7 @@ def test_a_failed_checkpoint_save_is_the_disk_problem_and_resume_continues_exact
 
     monkeypatch.setattr(Accelerator, "save_state", save_state)
     monkeypatch.setattr(runio.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10 << 30, 10 << 30, 2048))
-    err = _exit_1_one_line(capsys, _train(world, out))
+    err = one_line(capsys, code=1, argv=_train(world, out))
     tmp = out / "checkpoints" / "step_2.tmp"
     assert err.startswith(f"negenc: run failed: {tmp}: No space left on device (2.0 KiB free at "), err
     assert err.endswith(") [ENOSPC]"), err

@@ -256,18 +256,10 @@ def test_no_progress_silences_every_bar(world, tmp_path):
 
 def test_a_read_only_out_is_one_line_exit_1(world, tmp_path, monkeypatch, capsys):
     """Root ignores chmod: the read-only mount is simulated where mkdir meets it (naming the path)."""
-    import errno
-    from pathlib import Path
+    from ._cli_helpers import read_only
 
     out = tmp_path / "ro"
-    real = Path.mkdir
-
-    def mkdir(self, *args, **kwargs):
-        if str(self).startswith(str(out)):
-            raise OSError(errno.EROFS, "Read-only file system", str(self))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "mkdir", mkdir)
+    read_only(monkeypatch, out)
     assert main(_args(world, out)) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"negenc: run failed: {out}: Read-only file system [EROFS]", err

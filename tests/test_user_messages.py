@@ -18,19 +18,13 @@ from negation_encoder.data import iter_records
 from negation_encoder.runio import RunFolder
 from negation_encoder.testing import tiny
 
+from ._cli_helpers import one_line
+
 BOM = "\ufeff"
 PROMPT = {"id": "t0", "prompt": "a street with no cars", "subject": "street", "negated_concepts": ["cars"],
           "negation_type": "object", "cue": "no", "questions": ["is there a street?", "is there a car?"]}
 RECORD = {"id": "r0", "image": "0.png", "caption": "a photo of a dog", "negated_caption": "a photo of a dog with no cat",
           "negation_type": "absence", "negated_concept": "cat", "source": "test"}
-
-
-def _one_line(capsys, argv, code=2) -> str:
-    rc = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert rc == code, (rc, err)
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 # ---- a mistyped local path is refused at once, never looked up on the Hub
@@ -51,14 +45,14 @@ def test_mistyped_local_paths_fail_at_once_with_one_line(tmp_path, monkeypatch, 
     (tmp_path / "runs").mkdir()
     (tmp_path / "d.jsonl").write_text(json.dumps(RECORD) + "\n")
     (tmp_path / "p.json").write_text(json.dumps([PROMPT]))
-    err = _one_line(capsys, ["train", "--base", "./runs/bse", "--data", "d.jsonl", "--images", ".", "--out", "o",
+    err = one_line(capsys, ["train", "--base", "./runs/bse", "--data", "d.jsonl", "--images", ".", "--out", "o",
                              "--no-progress"])
     assert err == ("negenc: error: --base ./runs/bse: no such folder (runs exists but holds no bse); a local path is "
                    "never looked up on the Hub (a Hub id is ORG/NAME)")
-    err = _one_line(capsys, ["seg", "eval", "--dataset", "jsonl", "--jsonl", "d.jsonl", "--model", "runs/clipsg",
+    err = one_line(capsys, ["seg", "eval", "--dataset", "jsonl", "--jsonl", "d.jsonl", "--model", "runs/clipsg",
                              "--out", "o", "--no-progress"])
     assert err.startswith("negenc: error: --model runs/clipsg: no such folder (runs exists but holds no clipsg)"), err
-    err = _one_line(capsys, ["eval", "--model", "~/no/such/model", "--data-root", ".", "--bench", "valse", "--out",
+    err = one_line(capsys, ["eval", "--model", "~/no/such/model", "--data-root", ".", "--bench", "valse", "--out",
                              "o", "--no-progress"])
     assert err.startswith("negenc: error: --model ~/no/such/model: no such folder"), err
     for flag in ("--encoder", "--pipeline", "--judge"):
@@ -66,7 +60,7 @@ def test_mistyped_local_paths_fail_at_once_with_one_line(tmp_path, monkeypatch, 
         argv = ["t2i", "negscore", "--prompts", "p.json", "--out", "o", "--no-progress"]
         for f, v in args.items():
             argv += [f, v if f == flag else str(tmp_path)]
-        err = _one_line(capsys, argv)
+        err = one_line(capsys, argv)
         assert err.startswith(f"negenc: error: {flag} {args[flag]}: no such folder"), err
     assert not (tmp_path / "o").exists()
 
@@ -80,12 +74,12 @@ def test_a_pipeline_folder_without_a_listed_component_is_named(tmp_path, capsys)
 
     shutil.rmtree(sd / "text_encoder")
     (tmp_path / "p.json").write_text(json.dumps([PROMPT]))
-    err = _one_line(capsys, ["t2i", "negscore", "--prompts", str(tmp_path / "p.json"), "--pipeline", str(sd),
+    err = one_line(capsys, ["t2i", "negscore", "--prompts", str(tmp_path / "p.json"), "--pipeline", str(sd),
                              "--judge", str(tmp_path), "--out", str(tmp_path / "o"), "--no-progress"])
     assert err == (f"negenc: error: --pipeline {sd}: a diffusers pipeline folder (StableDiffusionPipeline) whose "
                    "model_index.json lists text_encoder, but there is no text_encoder/ folder; expected every listed "
                    "component's folder")
-    err = _one_line(capsys, ["t2i", "negscore", "--prompts", str(tmp_path / "p.json"), "--pipeline", str(sd),
+    err = one_line(capsys, ["t2i", "negscore", "--prompts", str(tmp_path / "p.json"), "--pipeline", str(sd),
                              "--encoder", str(sd), "--judge", str(tmp_path), "--out", str(tmp_path / "o"),
                              "--no-progress"])
     assert "--pipeline" in err  # the pipeline is checked first; as --encoder the same folder says what it is
@@ -272,7 +266,7 @@ def test_seg_overwrite_does_not_remove_a_resumed_runs_files(tmp_path, capsys):
     before = (out / "samples.jsonl").read_bytes()
     holder = _hold_lock(out)  # a `--resume` of this folder still running in another process
     try:
-        err = _one_line(capsys, [*argv, "--overwrite"])
+        err = one_line(capsys, [*argv, "--overwrite"])
         assert err == f"negenc: error: --out {out}: another run is using this folder (it holds " \
                       f"{out / '.negenc.lock'}); wait for it to finish"
         assert (out / "samples.jsonl").read_bytes() == before
