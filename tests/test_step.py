@@ -9,6 +9,7 @@ import torch
 from negation_encoder.training import TrainConfig
 from negation_encoder.training.step import compute_loss, length_buckets
 
+from ._numerics import assert_close_in_norm
 from ._tiny_world import make_segmentation_world
 
 
@@ -84,7 +85,8 @@ def test_fast_route_equals_the_reference_route_in_loss_and_gradients(world, tmp_
             assert fast_parts[k].item() == pytest.approx(ref_parts[k].item(), rel=1e-5, abs=1e-7), (step, k)
         assert set(fast_grads) == set(ref_grads)
         for n, g in ref_grads.items():
-            torch.testing.assert_close(fast_grads[n], g, rtol=1e-4, atol=1e-6, msg=f"step {step}: {n}")
+            # batched sums differ with the batch's shape and the thread count: compare each gradient in norm
+            assert_close_in_norm(fast_grads[n], g, rel=1e-4, floor=1e-6, what=f"step {step}: {n}")
 
 
 def test_the_routes_agree_with_and_without_kept_outputs(world, tmp_path):
