@@ -8,7 +8,6 @@ run never fails after hours of compute. Masks are decoded lazily, one sample at 
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from negation_encoder.configs import Validated, at_least, collect, option
+from negation_encoder.data.refcocog import load_builtin_pickle
 from negation_encoder.errors import InputError
 from negation_encoder.splitting import NEGATION_CUES, cue_matcher
 
@@ -81,24 +81,6 @@ class DatasetConfig(Validated):
 
 # ---------------------------------------------------------------------------------------------------
 # small helpers
-
-
-class _BuiltinsOnlyUnpickler(pickle.Unpickler):
-    """refs(umd).p holds only dicts, lists, strings and numbers: refuse every class reference, so a
-    tampered pickle cannot run code."""
-
-    def find_class(self, module: str, name: str):
-        raise pickle.UnpicklingError(f"refuses to load {module}.{name}: only builtin containers are allowed")
-
-
-def load_builtin_pickle(path: Path):
-    try:
-        with path.open("rb") as fh:
-            return _BuiltinsOnlyUnpickler(fh).load()
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found (expected the RefCOCOg refs pickle, e.g. refs(umd).p)") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as e:
-        raise InputError(f"{path}: not a readable refs pickle ({e})") from None
 
 
 def _read_json(path: Path, what: str):

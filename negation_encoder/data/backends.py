@@ -21,7 +21,9 @@ class RewriteRequest:
     kind: "absence" (negate an absent object), "affirm" (add the object affirmatively: a foil),
     "presence" (negate an object the caption mentions: a foil for the image), or for VQA-derived
     data "attribute" / "relation" with the "no"-answered `question`, or "compositional": affirm
-    `detail["affirm"]` and negate `detail["negate"]` (= `concept`) in one sentence. `detail` carries structured
+    `detail["affirm"]` and negate `detail["negate"]` (= `concept`) in one sentence; "t2i" / "t2i_affirm":
+    a short generator prompt of `caption` saying there is no `concept` / there is one too; "referring": a
+    referring expression (`caption`, a templated one) said naturally, keeping its negation of `concept`. `detail` carries structured
     facts where a data source has them (e.g. the attribute value the question asked about).
     `style` is a seed so that a negated caption and its foils share one sentence frame.
     """

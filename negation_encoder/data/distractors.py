@@ -14,13 +14,15 @@ COCO instances: `instances_train2017.json` (or 2014) = {images: [{id, file_name}
 
 from __future__ import annotations
 
+import heapq
 import os
 from collections.abc import Iterable, Mapping
 
 from ..errors import InputError
+from .categories import ALIASES, names_category
 from .coco import _load_json, _require
-from .pipelines import CaptionItem
-from .validation import mentions
+from .pipelines import CaptionItem, PipelineStats, run_items
+from .records import NegationRecord
 
 
 def load_coco_instances(path: str | os.PathLike) -> dict[str, frozenset[str]]:
@@ -70,7 +72,8 @@ class AnnotationDistractorMiner:
         return cls(load_coco_instances(path))
 
     def caption_objects(self, item: CaptionItem) -> frozenset[str]:
-        return frozenset(item.objects) | {c for c in self.vocabulary if mentions(item.caption, c)}
+        """The item's known objects and the categories its caption names ("a man" names "person")."""
+        return frozenset(item.objects) | {c for c in self.vocabulary if names_category(item.caption, c)}
 
     def distractors(self, item: CaptionItem, concept: str, k: int) -> list[str]:
         wanted = self.caption_objects(item) - {concept}
@@ -79,5 +82,71 @@ class AnnotationDistractorMiner:
             cats = self.categories[img]
             return -len(cats & wanted), len(cats - wanted - {concept}), img
 
-        candidates = [img for img in self._with.get(concept, []) if img != item.image]
-        return sorted(candidates, key=rank)[:k]
+        candidates = (img for img in self._with.get(concept, []) if img != item.image)
+        return heapq.nsmallest(k, candidates, key=rank)  # = sorted(...)[:k], without sorting 60,000 "person" images
+
+
+def concept_category(concept: str, vocabulary: Iterable[str]) -> str | None:
+    """The category a record's negated concept is: its name ("fork", "forks", "a fork") or a word captions
+    use for it ("man" -> "person", "sofa" -> "couch"); None for anything else. A head word alone is not
+    enough: "no light" is not "no traffic light"."""
+    words = concept.lower().strip().split()
+    while words and words[0] in ("a", "an", "the", "any", "some"):
+        words = words[1:]
+    text = " ".join(words)
+    vocabulary = list(vocabulary)
+    for c in vocabulary:
+        if text in (c, c + "s", c + "es"):
+            return c
+    for c in vocabulary:
+        if any(text in (a, a + "s", a + "es") for a in ALIASES.get(c, ())):
+            return c
+    return None
+
+
+def counterfactual_records(batch: list[NegationRecord], miner: AnnotationDistractorMiner, k: int,
+                           stats: PipelineStats, replace: bool = False, vocabulary: Iterable[str] = ()
+                           ) -> list[NegationRecord]:
+    """The batch with `distractor_images` on every absence record whose negated concept is a category (of
+    `vocabulary`, default the miner's): the images that contain it and share the most of the caption's other
+    objects (the miner's ranking). Other records pass through unchanged; so do records that already have
+    distractor images, unless `replace`, which mines them afresh (and leaves none where none is found)."""
+    vocabulary = sorted(set(vocabulary) | set(miner.vocabulary))
+    out = []
+    for rec in batch:
+        if rec.negation_type != "absence":
+            stats.stages[f"passed:{rec.negation_type}"] += 1
+            out.append(rec)
+            continue
+        if rec.distractor_images and not replace:
+            stats.stages["kept_existing"] += 1
+            out.append(rec)
+            continue
+        category = concept_category(rec.negated_concept, vocabulary)
+        found = miner.distractors(CaptionItem(rec.id, rec.image, rec.caption), category, k) if category else []
+        if category is None:
+            stats.rejects["concept_not_a_category"] += 1
+        elif not found:
+            stats.rejects["no_image_with_the_concept"] += 1
+        obj = rec.to_dict()
+        obj.pop("distractor_images", None)
+        if found:
+            obj["distractor_images"] = found
+            obj["provenance"] = {**rec.provenance, "distractor_source": miner.name, "distractor_category": category}
+            stats.stages["records_with_distractors"] += 1
+            stats.stages["distractor_images"] += len(found)
+        elif rec.distractor_images:
+            stats.stages["cleared"] += 1
+        out.append(NegationRecord.from_dict(obj))
+    return out
+
+
+def run_counterfactuals(records: list[NegationRecord], out: str | os.PathLike, miner: AnnotationDistractorMiner,
+                        k: int = 2, replace: bool = False, batch_size: int = 256, progress: bool = True,
+                        vocabulary: Iterable[str] = ()) -> PipelineStats:
+    """Write `records` to `out` with counterfactual distractor images added (`counterfactual_records`):
+    appended and resumable as every generator (`pipelines.run_items`), `<out>.stats.json` at the end."""
+    stats = PipelineStats("counterfactuals")
+    return run_items(records, out, batch_size,
+                     lambda b: counterfactual_records(b, miner, k, stats, replace, vocabulary), stats,
+                     progress=progress)

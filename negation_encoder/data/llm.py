@@ -67,7 +67,8 @@ def clean_caption(text: str | None) -> str | None:
 _REWRITE_PROMPT = {"absence": "rewrite_absence", "affirm": "rewrite_affirm", "presence": "rewrite_presence",
                    "attribute": "rewrite_vqa", "relation": "rewrite_vqa", "action": "rewrite_vqa",
                    "attribute_affirm": "rewrite_vqa_affirm", "relation_affirm": "rewrite_vqa_affirm",
-                   "action_affirm": "rewrite_vqa_affirm", "compositional": "rewrite_compositional"}
+                   "action_affirm": "rewrite_vqa_affirm", "compositional": "rewrite_compositional",
+                   "t2i": "rewrite_t2i", "t2i_affirm": "rewrite_t2i_affirm", "referring": "rewrite_referring"}
 
 
 class PromptedLLM:

@@ -27,7 +27,7 @@ import hashlib
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -196,23 +196,39 @@ def run_pipeline(
         raise ValueError(f"pipeline {cfg.pipeline} needs an MLLM to verify absence")
     if cfg.pipeline == "rand_p1" and not cfg.categories:
         raise ValueError("pipeline rand_p1 needs a category list (PipelineConfig.categories)")
+    stats = PipelineStats(cfg.pipeline)
+    step = {"p1": _p1_batch, "rand_p1": _p1_batch, "p2": _p2_batch, "presence": _presence_batch}[cfg.pipeline]
+
+    def records(batch: list) -> list[NegationRecord]:
+        found = step(batch, cfg, llm, mllm, tokenizer, stats)
+        if distractors is not None:
+            _attach_distractors(found, batch, distractors, cfg.distractors_per_record, stats)
+        return found
+
+    return run_items(items, out, cfg.batch_size, records, stats, progress=progress)
+
+
+def run_items(items: Iterable, out: str | os.PathLike, batch_size: int, records: Callable[[list], Iterable],
+              stats: PipelineStats, progress: bool = True, writer: Callable[[Path], RecordWriter] = RecordWriter
+              ) -> PipelineStats:
+    """The loop every generator shares: items (anything with a unique `id`) in batches, `records(batch)`
+    appended to `out` by `writer` (a `RecordWriter`, or one of its kind for another record type), each
+    batch's item ids logged in `<out>.done` only after its records are on disk, so the same call after a
+    kill resumes after the last finished batch with no duplicates and no gaps; `<out>.stats.json` at the end.
+    `records` may write files its records point to (masks, crops) before returning them."""
     out = Path(out)
     items = list(items)
-    stats = PipelineStats(cfg.pipeline, items_total=len(items))
+    stats.items_total = len(items)
     start = time.perf_counter()
     done = _Done(out)
     todo = [it for it in items if it.id not in done.ids]
     stats.items_skipped_done = len(items) - len(todo)
-    step = {"p1": _p1_batch, "rand_p1": _p1_batch, "p2": _p2_batch, "presence": _presence_batch}[cfg.pipeline]
-    with RecordWriter(out) as writer:
-        bar = tqdm(total=len(todo), desc=f"generate {cfg.pipeline}", disable=not progress, unit="item")
-        for i in range(0, len(todo), cfg.batch_size):
-            batch = todo[i: i + cfg.batch_size]
-            records = step(batch, cfg, llm, mllm, tokenizer, stats)
-            if distractors is not None:
-                _attach_distractors(records, batch, distractors, cfg.distractors_per_record, stats)
-            for rec in records:
-                if writer.write(rec):
+    with writer(out) as sink:
+        bar = tqdm(total=len(todo), desc=f"generate {stats.pipeline}", disable=not progress, unit="item")
+        for i in range(0, len(todo), batch_size):
+            batch = todo[i: i + batch_size]
+            for rec in records(batch):
+                if sink.write(rec):
                     stats.records_written += 1
             done.add_batch([it.id for it in batch])  # only after the batch's records are on disk
             stats.items_processed += len(batch)

@@ -210,17 +210,20 @@ class RecordWriter:
         self.fsync = fsync
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.dropped_torn_bytes = repair_torn_tail(self.path)
-        self.ids: set[str] = set()
-        if self.path.exists():
-            self.ids = {rec.id for rec in iter_records(self.path)}
+        self.ids: set[str] = self._existing_ids() if self.path.exists() else set()
         self.resumed_count = len(self.ids)
         self._fh = None  # opened on the first write: a run that writes nothing leaves no empty file
+
+    def _existing_ids(self) -> set[str]:
+        """The ids already in the file, every line validated (a writer of another record type reads its own)."""
+        return {rec.id for rec in iter_records(self.path)}
 
     def __contains__(self, record_id: str) -> bool:
         return record_id in self.ids
 
-    def write(self, record: NegationRecord) -> bool:
-        """Append `record`; return False (and write nothing) if its id is already in the file."""
+    def write(self, record) -> bool:
+        """Append `record` (a NegationRecord, or any record with `id` and `to_json()` for a subclass); return
+        False (and write nothing) if its id is already in the file."""
         if record.id in self.ids:
             return False
         if self._fh is None:

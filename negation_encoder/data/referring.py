@@ -15,7 +15,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .records import RecordError, iter_checked_objects
+from .records import RecordError, RecordWriter, iter_checked_objects
 
 _REQUIRED = ("id", "image", "text", "mask")
 _OPTIONAL = ("other_mask", "negated", "affirmative")
@@ -68,3 +68,11 @@ def write_referring(path: str | os.PathLike, records) -> int:
     lines = [r.to_json() + "\n" for r in records]
     atomic_write_text(path, "".join(lines))
     return len(lines)
+
+
+class ReferringWriter(RecordWriter):
+    """The append-only, resumable writer (`RecordWriter`) for ReferringRecords: on opening, a torn last line
+    is cut off and the ids already written are read (every line validated), so a re-run skips them."""
+
+    def _existing_ids(self) -> set[str]:
+        return {obj["id"] for _, obj in iter_checked_objects(self.path, _problem, "ReferringRecord")}

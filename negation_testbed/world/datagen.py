@@ -209,7 +209,7 @@ def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_
     Why a source of its own: a frozen generator is handed short prompts, not alt-text with a clause
     appended, and the world's CLIP learns "drop what is negated" per sentence frame (`omit_states` fitted on
     P1's frames leaves these prompts' states where the base had them). Written from the scene graph, as the
-    oracles answer from it; with real data this is P1 with an LLM asked for generator-style prompts.
+    oracles answer from it; with real data this is `negenc generate t2i` (`negation_encoder.data.t2i`).
     Deterministic; an existing complete file is kept while the same wordings and seed built it."""
     from negation_encoder.data.records import NegationRecord
 
