@@ -1,7 +1,7 @@
 """End to end on the real formats: a tiny COCO (captions, instances, images) and RefCOCOg (refs(umd).p,
 instances.json) in their own layouts -> every data source a real user can now make (`negenc generate t2i`,
-`negenc generate referring`, `negenc data counterfactuals`, `negenc data omit-pairs`) -> `negenc train` with the
-drop-in terms on tiny CLIP / SD 1.x / CLIPSeg models -> `negenc publish --dry-run` -> `negenc t2i compare` and
+`negenc generate referring`, `negenc data counterfactuals`, `negenc data omit-pairs`) -> the `sd1` and `clipseg`
+starters (`negenc train --print-config`) trained with a user's paths on tiny CLIP / SD 1.x / CLIPSeg models -> `negenc publish --dry-run` -> `negenc t2i compare` and
 `negenc seg compare` (RefCOCOg's val split, which training never saw) on the tiny pipelines. All in-process."""
 
 from __future__ import annotations
@@ -19,27 +19,22 @@ from negation_encoder.testing import tiny
 
 from ._coco_world import write_coco_world
 
-DROP_IN_TERMS = ("mcq", "infonce", "distractor", "preserve", "omit_states", "preserve_states")
+DROP_IN_TERMS = ("mcq", "infonce", "distractor", "preserve", "preserve_embeds", "omit_states", "preserve_states")
 
 
-def drop_in_train_config(base: str, files: list[str], images: str, clipseg: str, referring: list[str], out: str,
-                         cache: str, steps: int = 3) -> dict:
-    """A TrainConfig (as a --config mapping) for an encoder dropped into SD 1.x and CLIPSeg: the contrastive
-    terms, the counterfactual-image term, the regularizers, omit_states / preserve_states read as SD 1.x reads
-    prompts (77 positions, no attention mask) and seg_loss through the frozen CLIPSeg.
+def starter(capsys, target: str, path: Path) -> Path:
+    """`negenc train --print-config TARGET` written to a file, as a user starts."""
+    capsys.readouterr()
+    assert main(["train", "--print-config", target]) == 0
+    path.write_text(capsys.readouterr().out)
+    return path
 
-    A stand-in for `negenc train --print-config sd1` / `clipseg`: once those print such a config, build this
-    from their output (set model.base, data.*, seg_loss.model/data, run.*) instead of writing it here."""
-    return {
-        "model": {"base": base},
-        "data": {"files": files, "images": images, "cache_dir": cache},
-        "optim": {"steps": steps, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1},
-        "pipeline": {"length": 77, "attention_mask": False},
-        "objective": {"mcq": 1.0, "infonce": 1.0, "distractor": {"weight": 1.0, "max_images": 2}, "preserve": 1.0,
-                      "omit_states": {"weight": 1.0, "types": ["absence"]}, "preserve_states": 1.0,
-                      "seg_loss": {"weight": 1.0, "model": clipseg, "data": referring, "batch_size": 4, "choice": 1.0}},
-        "run": {"out": out, "save_every": steps, "log_every": 1},
-    }
+
+def user_settings(base: str, files: list[str], images: str, cache: str, out: str, steps: int = 3) -> list[str]:
+    """What a user edits in a starter before training: the paths, and (here) a tiny run."""
+    return ["model.base=" + base, "data.files=" + ",".join(files), "data.images=" + images, "data.cache_dir=" + cache,
+            f"optim.steps={steps}", "optim.batch_size=8", "optim.lr=1e-3", "optim.warmup_steps=1",
+            "run.out=" + out, f"run.save_every={steps}", "run.log_every=1"]
 
 
 def _models(root: Path) -> dict:
@@ -88,31 +83,40 @@ def test_real_formats_to_data_to_training_to_both_drop_in_evaluations(tmp_path, 
     assert sum(row["trains"] for row in omit) == len(records)  # every t2i prompt feeds omit_states
     capsys.readouterr()
 
-    # a few steps with every drop-in term
-    cfg = drop_in_train_config(m["base"], [str(data / "t2i_cf.jsonl")], images, m["clipseg"],
-                               [str(data / "referring.jsonl")], str(tmp_path / "run"), str(tmp_path / "cache"))
-    (tmp_path / "train.json").write_text(json.dumps(cfg))
-    assert main(["train", "--config", str(tmp_path / "train.json"), "--no-progress"]) == 0, capsys.readouterr().err
-    log = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    # the sd1 and clipseg starters as printed, with a user's paths, a few steps each
+    runs = {}
+    for target, extra in (("sd1", []), ("clipseg", ["objective.seg_loss.model=" + m["clipseg"],
+                                                     "objective.seg_loss.data=" + str(data / "referring.jsonl"),
+                                                     "objective.seg_loss.batch_size=4", "objective.seg_loss.choice=1.0"])):
+        config = starter(capsys, target, tmp_path / f"{target}.yaml")
+        out = tmp_path / f"run_{target}"
+        settings = user_settings(m["base"], [str(data / "t2i_cf.jsonl")], images, str(tmp_path / "cache"), str(out))
+        assert main(["train", "--config", str(config), "--set", *settings, *extra, "--no-progress"]) == 0, \
+            capsys.readouterr().err
+        runs[target] = out
+    log = [json.loads(x) for x in (runs["sd1"] / "train_log.jsonl").read_text().splitlines()]
     assert all(log[0]["eligible"][t] > 0 for t in DROP_IN_TERMS), log[0]
+    steps = [row for row in log if "step" in row]
+    assert len(steps) == 3 and all(math.isfinite(row[t]) for row in steps for t in DROP_IN_TERMS)
+    assert steps[0]["omit_states"] > 0 and steps[0]["distractor"] > 0
+    log = [json.loads(x) for x in (runs["clipseg"] / "train_log.jsonl").read_text().splitlines()]
     assert log[0]["referring_records"] == len(referring)
     steps = [row for row in log if "step" in row]
-    assert len(steps) == 3 and all(math.isfinite(row[t]) for row in steps for t in (*DROP_IN_TERMS, "seg_loss"))
-    assert steps[0]["seg_loss"] > 0 and steps[0]["omit_states"] > 0
-    model = tmp_path / "run" / "model"
+    assert len(steps) == 3 and all(math.isfinite(row["seg_loss"]) and row["seg_loss"] > 0 for row in steps)
+    sd1_model, seg_model = runs["sd1"] / "model", runs["clipseg"] / "model"
 
     # publish (dry run), then both drop-in evaluations on the tiny pipelines
     capsys.readouterr()
-    assert main(["publish", str(model), "--repo-id", "org/tiny-negation", "--dry-run"]) == 0
+    assert main(["publish", str(sd1_model), "--repo-id", "org/tiny-negation", "--dry-run"]) == 0
     assert "would upload" in capsys.readouterr().out
-    assert main(["t2i", "compare", "--prompts", "negation_v1", "--pipeline", m["sd"], "--encoder", str(model),
+    assert main(["t2i", "compare", "--prompts", "negation_v1", "--pipeline", m["sd"], "--encoder", str(sd1_model),
                  "--judge", m["blip"], "--seeds", "0", "--steps", "2", "--height", "32", "--width", "32", "--limit", "2",
                  "--resamples", "50", "--out", str(tmp_path / "t2i"), "--no-progress"]) == 0
     summary = json.loads((tmp_path / "t2i" / "summary.json").read_text())
     assert list(summary["arms"]) == ["base", "base+negprompt", "omit", "swapped", "swapped+negprompt"]
     assert main(["seg", "compare", "--dataset", "refcocog", "--refs", str(coco["refs"]), "--instances",
                  str(coco["ref_instances"]), "--images", images, "--split", "val", "--model", m["clipseg"],
-                 "--encoder", str(model), "--batch-size", "2", "--resamples", "50", "--out", str(tmp_path / "seg"),
+                 "--encoder", str(seg_model), "--batch-size", "2", "--resamples", "50", "--out", str(tmp_path / "seg"),
                  "--no-progress"]) == 0
     comparison = json.loads((tmp_path / "seg" / "comparison.json").read_text())
     assert comparison["paired_n"] == 2  # the two val sentences: evaluated, never trained on
