@@ -31,7 +31,7 @@ def test_length_buckets_minimise_padded_tokens_plus_a_cost_per_bucket():
     assert got[-1] == 77 and got == sorted(got)
 
 
-def _state(world, tmp_path, cache_mb):
+def _state(world, tmp_path, cache_mb, frozen_dtype="float32"):
     from accelerate import Accelerator
 
     from negation_encoder.image_cache import ImageEmbeddingCache
@@ -42,7 +42,7 @@ def _state(world, tmp_path, cache_mb):
     cfg = TrainConfig.from_dict({
         "model": {"base": world["base"]}, "data": {"files": [world["data"]], "images": world["images"],
                                                    "frozen_cache_mb": cache_mb},
-        "optim": {"steps": 1, "batch_size": 12, "lr": 1e-3, "warmup_steps": 0},
+        "optim": {"steps": 1, "batch_size": 12, "lr": 1e-3, "warmup_steps": 0, "frozen_dtype": frozen_dtype},
         "pipeline": {"length": 16}, "run": {"out": str(tmp_path / f"run{cache_mb}"), "save_every": 1},
         "objective": {"infonce": 0.3, "mcq": 2.0, "preserve": 1.0, "preserve_embeds": 1.0,
                       "omit_states": {"weight": 3.0, "types": ["absence"]}, "preserve_states": 3.0,
@@ -96,3 +96,21 @@ def test_the_routes_agree_with_and_without_kept_outputs(world, tmp_path):
     a, _, _ = _loss_and_grads(kept, kept.batch(0, 0), reference=True)
     b, _, _ = _loss_and_grads(none, none.batch(0, 0), reference=False)
     assert b.item() == pytest.approx(a.item(), rel=1e-5)
+
+
+def test_frozen_models_in_bfloat16_hand_on_float32_close_to_the_float32_run(world, tmp_path):
+    """optim.frozen_dtype runs the base tower's copy and CLIPSeg in bfloat16: their outputs reach the terms
+    in float32, the trained tower keeps float32, and the loss and gradient stay near the float32 run's
+    (bfloat16 keeps 8 bits of mantissa: agreement to a few percent, not to float32's rounding)."""
+    full = _moved(_state(world, tmp_path, cache_mb=0))
+    half = _moved(_state(world, tmp_path / "bf16", cache_mb=0, frozen_dtype="bfloat16"))
+    assert next(half.base_text.parameters()).dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in half.params)
+    a, parts_a, grads_a = _loss_and_grads(full, full.batch(0, 0), reference=False)
+    b, parts_b, grads_b = _loss_and_grads(half, half.batch(0, 0), reference=False)
+    assert b.dtype == torch.float32 and torch.isfinite(b)
+    assert b.item() == pytest.approx(a.item(), rel=0.05)
+    assert set(parts_a) == set(parts_b)
+    va = torch.cat([g.flatten() for g in grads_a.values()])
+    vb = torch.cat([grads_b[n].flatten() for n in grads_a])
+    assert torch.nn.functional.cosine_similarity(va, vb, dim=0) > 0.98

@@ -41,6 +41,7 @@ from .legacy import from_flat, is_flat, new_key
 from .terms import REGISTRY, TermConfig, term_class
 
 LAYERS_RE = re.compile(r"^(all|front:\d+|back:\d+|\d+(,\d+)*)$")
+FROZEN_DTYPES = ("float32", "bfloat16", "float16")  # torch dtype names
 
 
 def _positive(obj, *names: str) -> list[str]:
@@ -105,6 +106,10 @@ class OptimConfig(Validated):
     min_lr_ratio: float = option(0.0, "the cosine decays to lr * min_lr_ratio")
     max_grad_norm: float = option(1.0, "gradient clipping norm (0: off)")
     mixed_precision: str = option("no", "accelerate autocast", choices=("no", "fp16", "bf16"))
+    frozen_dtype: str = option("float32", "dtype the frozen models run in (the base tower's copy, unet_loss's UNet "
+                               "and VAE, seg_loss's CLIPSeg); their outputs are read in float32. bfloat16 halves "
+                               "their memory and speeds them up on GPUs; the trained tower keeps its precision",
+                               choices=FROZEN_DTYPES)
     seed: int = option(0, "seed for data order and initialisation")
 
     def problems(self) -> list[str]:

@@ -93,6 +93,8 @@ def setup(cfg: TrainConfig, inputs: RunInputs, accelerator, run: RunDir, cache: 
     text_model = model.text_model
     base_text = copy.deepcopy(text_model).requires_grad_(False).eval() \
         if any(t.needs_base_tower for t in inputs.terms) else None
+    if base_text is not None and cfg.optim.frozen_dtype != "float32":
+        base_text = base_text.to(getattr(torch, cfg.optim.frozen_dtype))  # its reads are cast to float32
     cache = FrozenCache(cfg.data.frozen_cache_mb) if cfg.data.frozen_cache_mb > 0 else None
     ctx = SetupContext(cfg, model, base_text, inputs.tokenizer, examples, images, inputs.keys, accelerator.device,
                        cache)

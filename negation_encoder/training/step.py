@@ -76,7 +76,7 @@ def _split(encoded: Encoded, blocks: list[Request]) -> dict[tuple[str, str, bool
 @torch.no_grad()
 def _base_states(base_text, ids: torch.Tensor, mask: torch.Tensor | None, layer: int, norm: bool) -> torch.Tensor:
     how = Reading(states_layer=layer, final_norm=norm, attention_mask=mask is not None, length=ids.shape[1])
-    return read_text(base_text, None, ids, mask, how)[0]
+    return read_text(base_text, None, ids, mask, how)[0].float()  # float32 whatever optim.frozen_dtype is
 
 
 def _encode_base(base_text, blocks: list[Request]) -> Encoded:

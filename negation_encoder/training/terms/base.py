@@ -161,6 +161,11 @@ class SetupContext:
     _base: dict[str, BaseTable | None] = field(default_factory=dict)
 
     @property
+    def frozen_dtype(self) -> torch.dtype:
+        """The dtype frozen models run in (`optim.frozen_dtype`); they hand their outputs on in float32."""
+        return getattr(torch, self.train.optim.frozen_dtype)
+
+    @property
     def key_index(self) -> dict[str, int]:
         return {k: i for i, k in enumerate(self.keys)}
 

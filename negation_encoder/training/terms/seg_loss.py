@@ -253,7 +253,8 @@ class Segmentation(LossTerm):
         return list(self.config.data)
 
     def prepare(self, ctx: SetupContext) -> None:
-        self.segmenter = FrozenSegmenter(self.inputs, ctx.tokenizer, ctx.device, others=self.config.choice > 0)
+        self.segmenter = FrozenSegmenter(self.inputs, ctx.tokenizer, ctx.device, ctx.frozen_dtype,
+                                         others=self.config.choice > 0)
         if ctx.cache is not None:
             self.segmenter.keep(ctx.cache)
 

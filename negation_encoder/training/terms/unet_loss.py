@@ -188,14 +188,14 @@ class UNetTerm(LossTerm):
         self.positive.prepare(ctx)
         self.affirmative.prepare(ctx, base=True)
         self.negated.prepare(ctx, base=True)
-        self.denoiser = FrozenDenoiser(self.config.model, ctx.train.data.images, ctx.device)
+        self.denoiser = FrozenDenoiser(self.config.model, ctx.train.data.images, ctx.device, ctx.frozen_dtype)
         self.keys = ctx.keys
         # the unconditional branch a pipeline's guidance uses: the base's empty prompt, held fixed
         how = ctx.train.pipeline.reading()
         enc = ctx.tokenizer([""], padding="max_length", max_length=how.length, truncation=True, return_tensors="pt")
         with torch.no_grad():
             self.empty = read_text(ctx.base_text, None, enc.input_ids.to(ctx.device), enc.attention_mask.to(ctx.device),
-                                   replace(how, pooled=None))[0]
+                                   replace(how, pooled=None))[0].float()
 
     def collate(self, examples, index, texts, foils):
         return {**self.positive.collate(index), **self.affirmative.collate(index), **self.negated.collate(index),
