@@ -32,3 +32,36 @@ def report(results: dict, json_path: str | None) -> dict:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def rss_mb() -> float:
+    """The process's resident set now (VmRSS), in MiB; 0 where /proc is missing."""
+    return _proc_status_mb("VmRSS:")
+
+
+def peak_rss_mb() -> float:
+    """The process's resident-set high-water mark (VmHWM), in MiB."""
+    found = _proc_status_mb("VmHWM:")
+    if found:
+        return found
+    import resource  # not Linux: the same high-water mark from getrusage
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Start the high-water mark again from the current resident set (Linux: write 5 to /proc/self/clear_refs);
+    False where the kernel refuses, and the mark then keeps counting from the process's start."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _proc_status_mb(field: str) -> float:
+    status = Path("/proc/self/status")
+    for line in status.read_text().splitlines() if status.exists() else []:
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+    return 0.0

@@ -1,7 +1,8 @@
 """Training throughput: cached image embeddings + dynamic padding vs the papers' way of training.
 
     python benchmarks/train_throughput.py [--json PATH] [--batch 32] [--steps 2] [--archs b32,l14]
-                                          [--recipe-scenes 6000] [--recipe-steps 10] [--smoke]
+                                          [--recipe-scenes 6000] [--recipe-steps 10] [--device cpu|cuda]
+                                          [--precision fp32|bf16] [--gemm-size 2048] [--smoke]
 
 Real ViT-B/32 and ViT-L/14 CLIP architectures (random init from their configs; nothing downloaded),
 images as 224x224 PNG files read through the model's image processor, COCO-like caption lengths.
@@ -15,6 +16,13 @@ loss on the same weights: padding to 77 and recomputing the vision tower must no
 different work. Everything runs in one process; ratios compare configurations measured here, one
 after another. `--smoke` runs a tiny architecture in a few seconds (a check that
 the script works, not a measurement).
+
+`--device cuda` runs the architectures' part on the GPU (images are still decoded and preprocessed on the
+CPU, as a data loader would); `--precision bf16` times each training step under bf16 autocast (the loss
+comparison stays in float32). `gemm_flops_per_s` is a square matmul of `--gemm-size` on that device in that
+precision, and `gemm_utilization` the engine's text-tower model FLOPs/s (6 x parameters x real tokens;
+the cached vision tower costs nothing) against it. benchmarks/gpu_check.py adds the utilisation against the
+device's nominal peak.
 
 The second part times the demo's default recipe step on the world (`--recipe-scenes` scenes of data made
 by the testbed's pipelines, the committed base, CLIPSeg and referring records): the trainer's step by its
@@ -86,9 +94,11 @@ def _loss(tower, objective, batch: Batch) -> torch.Tensor:
     return objective(StepOutputs(texts, {}, tower.logit_scale.exp().detach()), batch, plans)[0]
 
 
-def _step(tower, opt, objective, batch: Batch) -> None:
-    """One engine step: `_loss`, backward, AdamW."""
-    loss = _loss(tower, objective, batch)
+def _step(tower, opt, objective, batch: Batch, precision: str = "fp32") -> None:
+    """One engine step: `_loss` (under bf16 autocast with `precision` bf16), backward, AdamW."""
+    device = batch.input_ids.device.type
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss = _loss(tower, objective, batch)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -105,18 +115,25 @@ def _batches(captions: list[str], tok, terms) -> tuple[Batch, Batch]:
     return dyn, dataclasses.replace(dyn, input_ids=full.input_ids, attention_mask=full.attention_mask)
 
 
-def _time(fn, steps: int) -> float:
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, steps: int, device: str = "cpu") -> float:
     fn()  # warm-up
+    _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         fn()
+    _sync(device)
     return (time.perf_counter() - start) / steps
 
 
-def _peak_memory_mb(reset: bool = False) -> float:
+def _peak_memory_mb(reset: bool = False, device: str = "cpu") -> float:
     """CUDA: peak allocated tensor memory (reset per configuration). CPU: the process's resident-set
     high-water mark (VmHWM), which never decreases, so read the per-configuration growth next to it."""
-    if torch.cuda.is_available():
+    if device == "cuda":
         if reset:
             torch.cuda.reset_peak_memory_stats()
         return torch.cuda.max_memory_allocated() / 2**20
@@ -129,21 +146,25 @@ def _peak_memory_mb(reset: bool = False) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def gemm_flops(n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def gemm_flops(n: int = 2048, repeats: int = 5, device: str = "cpu", precision: str = "fp32") -> float:
+    """FLOPs/s of an n x n matmul on `device` in `precision` (the peak this machine shows for dense work)."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
+    _sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    _sync(device)
     return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
-def run_arch(arch: str, batch: int, steps: int, root: Path) -> dict:
+def run_arch(arch: str, batch: int, steps: int, root: Path, device: str = "cpu", precision: str = "fp32") -> dict:
     from transformers import CLIPImageProcessor
 
     rng = np.random.default_rng(0)
     tok = build_clip_tokenizer(WORDS)
-    model = _model(arch, len(tok), tok.eos_token_id, tok.bos_token_id)
+    model = _model(arch, len(tok), tok.eos_token_id, tok.bos_token_id).to(device)
     model.vision_model.requires_grad_(False)
     model.visual_projection.requires_grad_(False)
     size = ARCHS[arch]["vision"]["image_size"]
@@ -155,23 +176,24 @@ def run_arch(arch: str, batch: int, steps: int, root: Path) -> dict:
         paths.append(p)
     captions = _captions(batch, rng)
     terms = build_terms(TrainConfig.from_dict({"objective": {"infonce": 1.0}}))
-    dyn, full = _batches(captions, tok, terms)
+    dyn, full = (b.to(device) for b in _batches(captions, tok, terms))
     tower = TextTower(model.text_model, model.text_projection, model.logit_scale, learn_logit_scale=False).train()
     opt = torch.optim.AdamW([p for p in tower.parameters() if p.requires_grad], lr=1e-6)
     objective = NegationObjective(terms)
 
     def vision():
         images = [Image.open(p).convert("RGB") for p in paths]
-        pix = processor(images=images, return_tensors="pt").pixel_values
+        pix = processor(images=images, return_tensors="pt").pixel_values.to(device)
         with torch.no_grad():
             return F.normalize(model.get_image_features(pixel_values=pix).pooler_output, dim=-1)
 
     cache_start = time.perf_counter()
     cached = vision()
+    _sync(device)
     cache_seconds = time.perf_counter() - cache_start
 
     def step(b: Batch, image_emb) -> None:
-        _step(tower, opt, objective, dataclasses.replace(b, image_emb=image_emb))
+        _step(tower, opt, objective, dataclasses.replace(b, image_emb=image_emb), precision)
 
     def loss(b: Batch, image_emb) -> float:
         with torch.no_grad():
@@ -184,10 +206,10 @@ def run_arch(arch: str, batch: int, steps: int, root: Path) -> dict:
     out[f"{arch}_same_loss"] = out[f"{arch}_loss_max_abs_diff"] <= 1e-5 * max(1.0, abs(losses[0]))
     configs = {name: (lambda b=b, images=images: step(b, images())) for name, (b, images) in inputs.items()}
     for name, fn in configs.items():
-        before = _peak_memory_mb(reset=True)
-        sec = _time(fn, steps)
+        before = _peak_memory_mb(reset=True, device=device)
+        sec = _time(fn, steps, device)
         out[f"{arch}_{name}_samples_per_s"] = batch / sec
-        out[f"{arch}_{name}_peak_memory_mb"] = _peak_memory_mb()
+        out[f"{arch}_{name}_peak_memory_mb"] = _peak_memory_mb(device=device)
         out[f"{arch}_{name}_peak_memory_growth_mb"] = out[f"{arch}_{name}_peak_memory_mb"] - before
     text_params = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("text_model.", "text_projection")))
     tokens = int(dyn.attention_mask.sum())
@@ -284,16 +306,23 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--recipe-scenes", type=int, default=6000, help="world scenes for the default recipe's step "
                     "(the demo's size; 0 skips that part)")
     ap.add_argument("--recipe-steps", type=int, default=10, help="steps timed per route")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the architectures' part runs")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: each timed step under "
+                    "bf16 autocast")
+    ap.add_argument("--gemm-size", type=int, default=2048, help="side of the matmul that measures the peak")
     args = ap.parse_args(argv)
     if args.smoke:
         args.archs, args.batch, args.steps, args.recipe_scenes, args.recipe_steps = "tiny", 4, 1, 200, 1
+        args.gemm_size = 256
     torch.manual_seed(0)
     results: dict = {"smoke": args.smoke, "archs": args.archs, "batch": args.batch, "steps": args.steps,
-                     "threads": torch.get_num_threads()}
-    results["gemm_flops_per_s"] = gemm_flops(256 if args.smoke else 2048)
+                     "threads": torch.get_num_threads(), "device": args.device, "precision": args.precision,
+                     "device_name": torch.cuda.get_device_name() if args.device == "cuda" else "cpu"}
+    results["gemm_flops_per_s"] = gemm_flops(args.gemm_size, 20 if args.device == "cuda" else 5, args.device,
+                                             args.precision)
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs.split(","):
-            results.update(run_arch(arch, args.batch, args.steps, Path(tmp)))
+            results.update(run_arch(arch, args.batch, args.steps, Path(tmp), args.device, args.precision))
         if args.recipe_scenes:
             results.update(recipe_step(args.recipe_scenes, args.recipe_steps, Path(tmp)))
     for arch in args.archs.split(","):

@@ -199,6 +199,34 @@ def test_seg_loss_trains_only_the_text_tower_through_a_frozen_clipseg(world, tmp
     assert torch.equal(tuned.visual_projection.weight, base.visual_projection.weight)
 
 
+def test_frozen_models_run_in_bfloat16_and_the_tower_still_trains_on_cpu(world, tmp_path):
+    """optim.frozen_dtype bfloat16: the frozen CLIPSeg and the base tower's copy run in bf16, hand their
+    outputs on in float32, and the trained tower stays float32 and moves, with finite losses."""
+    from accelerate import Accelerator
+
+    from negation_encoder.image_cache import ImageEmbeddingCache
+    from negation_encoder.training.checkpoints import RunDir
+    from negation_encoder.training.checks import check_inputs
+    from negation_encoder.training.setup import setup
+    from negation_encoder.training.step import train_step
+
+    cfg = _cfg(world, tmp_path / "bf16", {"seg_loss": _seg(world, batch_size=4), "preserve": 1.0, "infonce": 1.0},
+               optim__frozen_dtype="bfloat16", optim__steps=3)
+    acc, run = Accelerator(cpu=True), RunDir(cfg.run.out)
+    state = setup(cfg, check_inputs(cfg, acc, run, False, False, None), acc, run, ImageEmbeddingCache(tmp_path / "c"),
+                  progress=False)
+    segmenter = state.objective.terms["seg_loss"].segmenter
+    assert segmenter.model.dtype == torch.bfloat16
+    assert next(state.base_text.parameters()).dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in state.params)
+    before = [p.detach().clone() for p in state.params]
+    logs = [train_step(state, step) for step in range(3)]
+    assert all(math.isfinite(e[k]) for e in logs for k in ("loss", "seg_loss", "preserve", "infonce")), logs
+    assert any(not torch.equal(a, p) for a, p in zip(before, state.params, strict=True)), "the tower did not move"
+    with pytest.raises(InputError, match="frozen_dtype must be one of float32, bfloat16, float16"):
+        cfg.override({"optim.frozen_dtype": "int8"})
+
+
 def test_seg_inputs_are_checked_before_compute(world, tmp_path, capsys):
     def args(out, *sets):
         return ["train", "--base", world["base"], "--data", world["data"], "--images", world["images"],
