@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from negation_encoder.configs import Validated, at_least, collect, option
-from negation_encoder.data.refcocog import load_builtin_pickle
+from negation_encoder.data.refcocog import load_builtin_pickle, read_json
 from negation_encoder.errors import InputError
 from negation_encoder.splitting import NEGATION_CUES, cue_matcher
 
@@ -83,15 +83,6 @@ class DatasetConfig(Validated):
 # small helpers
 
 
-def _read_json(path: Path, what: str):
-    try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found (expected {what})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: invalid JSON ({e})") from None
-
-
 def _need(path: str | None, flag: str, what: str) -> Path:
     if not path:
         raise InputError(f"{flag}: required for this dataset ({what})")
@@ -141,7 +132,7 @@ def load_refcocog(cfg: DatasetConfig) -> SegDataset:
     refs = load_builtin_pickle(refs_path)
     if not isinstance(refs, list):
         raise InputError(f"{refs_path}: expected a list of refs, got {type(refs).__name__}")
-    inst = _read_json(inst_path, "COCO instances.json")
+    inst = read_json(inst_path, "COCO instances.json")
     if not isinstance(inst, dict) or not isinstance(inst.get("images"), list) or \
             not isinstance(inst.get("annotations"), list):
         raise InputError(f"{inst_path}: expected an object with 'images' and 'annotations' lists")
@@ -198,10 +189,10 @@ def load_phrasecut(cfg: DatasetConfig) -> SegDataset:
     refer_path = _need(cfg.refer, "--refer", "PhraseCut refer_<split>.json")
     data_path = _need(cfg.image_data, "--image-data", "PhraseCut image_data_<split>.json")
     root = _need(cfg.images, "--images", "the PhraseCut (Visual Genome) image folder")
-    tasks = _read_json(refer_path, "a PhraseCut refer_<split>.json list of tasks")
+    tasks = read_json(refer_path, "a PhraseCut refer_<split>.json list of tasks")
     if not isinstance(tasks, list):
         raise InputError(f"{refer_path}: expected a list of tasks, got {type(tasks).__name__}")
-    info = _read_json(data_path, "a PhraseCut image_data_<split>.json list")
+    info = read_json(data_path, "a PhraseCut image_data_<split>.json list")
     if not isinstance(info, list):
         raise InputError(f"{data_path}: expected a list of images, got {type(info).__name__}")
     sizes = {}

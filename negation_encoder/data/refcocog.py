@@ -88,7 +88,8 @@ def load_builtin_pickle(path: str | os.PathLike):
         raise InputError(f"{path}: not a readable refs pickle ({e})") from None
 
 
-def _read_json(path: Path, what: str):
+def read_json(path: Path, what: str):
+    """A JSON file (a UTF-8 BOM accepted), or one InputError line naming the file and what it should hold."""
     try:
         return json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
@@ -100,7 +101,7 @@ def _read_json(path: Path, what: str):
 def load_refs(path: str | os.PathLike) -> list:
     """RefCOCOg refs: the refer API's `refs(umd).p` (builtins-only unpickling) or the same list as JSON."""
     path = Path(path)
-    refs = _read_json(path, "RefCOCOg refs as a JSON list") if path.suffix == ".json" else load_builtin_pickle(path)
+    refs = read_json(path, "RefCOCOg refs as a JSON list") if path.suffix == ".json" else load_builtin_pickle(path)
     if not isinstance(refs, list):
         raise InputError(f"{path}: expected a list of refs, got {type(refs).__name__}")
     return refs
@@ -145,7 +146,7 @@ def _entries(path: Path) -> list:
                 except json.JSONDecodeError as e:
                     raise InputError(f"{path}:{i}: invalid JSON ({e.msg} at column {e.colno})") from None
         return out
-    data = _read_json(path, "an evaluation file to exclude (NegRefCOCOg.json, refs, a JSONL set)")
+    data = read_json(path, "an evaluation file to exclude (NegRefCOCOg.json, refs, a JSONL set)")
     if isinstance(data, dict):  # COCO-style {images: [...], annotations: [...]}, or {"refs": [...]}
         return [x for v in data.values() if isinstance(v, list) for x in v]
     return data if isinstance(data, list) else []
@@ -222,7 +223,7 @@ def load_train_refs(refs_path: str | os.PathLike, instances_path: str | os.PathL
     refs_path, inst_path, root = Path(refs_path), Path(instances_path), Path(images)
     exclusions = exclusions or Exclusions()
     refs = load_refs(refs_path)
-    inst = _read_json(inst_path, "COCO-style instances.json with images, annotations and categories")
+    inst = read_json(inst_path, "COCO-style instances.json with images, annotations and categories")
     if not isinstance(inst, dict) or not all(isinstance(inst.get(k), list) for k in ("images", "annotations",
                                                                                      "categories")):
         raise InputError(f"{inst_path}: expected an object with 'images', 'annotations' and 'categories' lists")
