@@ -161,83 +161,84 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
     rec = get_recipe(recipe)
     folder = RunFolder(out, DEMO_FILES, can_resume=False)
     folder.check(overwrite=overwrite)
-    model, tokenizer, processor = load_base(base)
-    folder.prepare(overwrite=overwrite)
-    stages: dict[str, float] = {}  # seconds per stage: where the demo's time goes (report and results.json)
-    mark = start
+    with folder.lock():  # a second demo into this folder is refused (one line), not interleaved
+        model, tokenizer, processor = load_base(base)
+        folder.prepare(overwrite=overwrite)
+        stages: dict[str, float] = {}  # seconds per stage: where the demo's time goes (report and results.json)
+        mark = start
 
-    def lap(stage: str) -> None:
-        nonlocal mark
-        now = time.perf_counter()
-        stages[stage] = round(now - mark, 1)
-        mark = now
+        def lap(stage: str) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            stages[stage] = round(now - mark, 1)
+            mark = now
 
-    lap("load")
-    print(f"[1/5] world: {n_scenes} training scenes -> {out / 'world'}")
-    world = make_train_world(out / "world" / "images", n_scenes=n_scenes)
-    print(f"[2/5] negation data ({', '.join(rec.sources)}) with oracle LLM/MLLM backends")
-    generated = generate_negation_data(world, out / "world" / rec.data_variant, rec.sources, tokenizer=tokenizer,
-                                       seed=seed, progress=progress, compositional=rec.compositional)
-    for src, (path, stats) in generated.items():
-        s = stats.to_dict()
-        print(f"      {src:9s} {s['records_written'] + 0:5d} new records -> {path.name}; rejects {s['rejects'] or 'none'}")
-    data = {src: path for src, (path, _) in generated.items()}
-    lap("world and data")
-    print(f"[3/5] benchmarks (seed {B.BENCH_SEED}, {bench_size} items each): base model, plain and split scoring")
-    suite = B.build_suite(size=bench_size)
-    columns: dict[str, dict] = {}
-    weights: dict[str, dict] = {}
-    columns["base"], base_details = B.evaluate(model, tokenizer, processor, suite, return_details=True)
-    columns["base_split"], base_scorer = split_evaluation(model, tokenizer, processor, suite, data, world.image_root,
-                                                          seed)
-    weights["base"] = fit_summary(base_scorer)
-    lap("base benchmarks")
-    print(f"[4/5] fine-tune text encoder, recipe {rec.name!r}: {rec.description}")
-    shared = SharedInputs(datasets={rec.data_variant: data}, images=world.image_root, suite=suite,
-                          tokenizer=tokenizer, processor=processor, base_metrics=columns["base"],
-                          base_split_metrics=columns["base_split"], base=base, steps=steps)
-    run = run_recipe(rec, shared=shared, out=out / "run", seed=seed, overwrite=overwrite, progress=progress)
-    lap("fine-tune and its benchmarks")
-    print("[5/5] benchmarks: fine-tuned model (as exported), plain and split scoring")
-    columns["finetuned"], columns["finetuned_split"], weights["finetuned"] = run.metrics, run.split_metrics, \
-        run.split_fit
-    seconds = time.perf_counter() - start
-    results = {**columns, "split_weights": weights, "recipe": rec.name, "seconds": round(seconds, 1),
-               "checkpoint": str(run.model_dir), "provenance": provenance()}
-    if drop_in:
-        from .drop_in.measure import drop_in as measure_drop_in
+        lap("load")
+        print(f"[1/5] world: {n_scenes} training scenes -> {out / 'world'}")
+        world = make_train_world(out / "world" / "images", n_scenes=n_scenes)
+        print(f"[2/5] negation data ({', '.join(rec.sources)}) with oracle LLM/MLLM backends")
+        generated = generate_negation_data(world, out / "world" / rec.data_variant, rec.sources, tokenizer=tokenizer,
+                                           seed=seed, progress=progress, compositional=rec.compositional)
+        for src, (path, stats) in generated.items():
+            s = stats.to_dict()
+            print(f"      {src:9s} {s['records_written'] + 0:5d} new records -> {path.name}; rejects {s['rejects'] or 'none'}")
+        data = {src: path for src, (path, _) in generated.items()}
+        lap("world and data")
+        print(f"[3/5] benchmarks (seed {B.BENCH_SEED}, {bench_size} items each): base model, plain and split scoring")
+        suite = B.build_suite(size=bench_size)
+        columns: dict[str, dict] = {}
+        weights: dict[str, dict] = {}
+        columns["base"], base_details = B.evaluate(model, tokenizer, processor, suite, return_details=True)
+        columns["base_split"], base_scorer = split_evaluation(model, tokenizer, processor, suite, data, world.image_root,
+                                                              seed)
+        weights["base"] = fit_summary(base_scorer)
+        lap("base benchmarks")
+        print(f"[4/5] fine-tune text encoder, recipe {rec.name!r}: {rec.description}")
+        shared = SharedInputs(datasets={rec.data_variant: data}, images=world.image_root, suite=suite,
+                              tokenizer=tokenizer, processor=processor, base_metrics=columns["base"],
+                              base_split_metrics=columns["base_split"], base=base, steps=steps)
+        run = run_recipe(rec, shared=shared, out=out / "run", seed=seed, overwrite=overwrite, progress=progress)
+        lap("fine-tune and its benchmarks")
+        print("[5/5] benchmarks: fine-tuned model (as exported), plain and split scoring")
+        columns["finetuned"], columns["finetuned_split"], weights["finetuned"] = run.metrics, run.split_metrics, \
+            run.split_fit
+        seconds = time.perf_counter() - start
+        results = {**columns, "split_weights": weights, "recipe": rec.name, "seconds": round(seconds, 1),
+                   "checkpoint": str(run.model_dir), "provenance": provenance()}
+        if drop_in:
+            from .drop_in.measure import drop_in as measure_drop_in
 
-        print("[6/6] drop-in: the fine-tuned encoder in the world's frozen segmenter and generator")
-        results["drop_in"] = measure_drop_in(run.model_dir, out / "drop_in", progress=progress)
-        lap("drop-in")
-        results["seconds"] = round(time.perf_counter() - start, 1)
-    results["stage_seconds"] = stages
-    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
-    draw_report_png(out / "report.png", columns, suite, base_details["mcq_pred"], run.details["mcq_pred"], seed=seed)
-    checks = verdict(columns)
-    report = [f"# negenc demo — recipe `{rec.name}`", "", rec.description, "", results_table(columns), "",
-              "## Targets (the fine-tuned encoder, plain scoring)", "",
-              *[f"- {'met' if ok else 'MISSED'}: {line}" for line, ok in checks], "",
-              f"Verdict: {sum(ok for _, ok in checks)} of {len(checks)} targets met.", "",
-              "## How the split columns read a caption", "",
-              "Split scoring reads a caption as sim(image, affirmative part) - w * (max sim(image, negated concept) "
-              "- b), with (w, b) fitted per model on the world's training records (not the generator prompts): "
-              + ", ".join(f"{k} w={v['weight']}, b={v['offset']}" for k, v in weights.items()) + ". "
-              "A weight of 0 means the fit found it best to drop the negated concepts and score the affirmative "
-              "part alone (\"a kitchen with a cup and no fork\" read as \"a kitchen with a cup\"): that already beats "
-              "a negation-blind reading that sees \"fork\" as present.", "",
-              f"MCQ wrong picks by template (base): {json.dumps(base_details['mcq_wrong_picked'])}",
-              f"MCQ wrong picks by template (fine-tuned): {json.dumps(run.details['mcq_wrong_picked'])}", "",
-              f"Checkpoint: `{run.model_dir}`; took {results['seconds']:.0f} s ("
-              + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ").", "", "![before/after](report.png)"]
-    if drop_in:
-        from .drop_in.measure import drop_in_markdown
+            print("[6/6] drop-in: the fine-tuned encoder in the world's frozen segmenter and generator")
+            results["drop_in"] = measure_drop_in(run.model_dir, out / "drop_in", progress=progress)
+            lap("drop-in")
+            results["seconds"] = round(time.perf_counter() - start, 1)
+        results["stage_seconds"] = stages
+        atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+        draw_report_png(out / "report.png", columns, suite, base_details["mcq_pred"], run.details["mcq_pred"], seed=seed)
+        checks = verdict(columns)
+        report = [f"# negenc demo — recipe `{rec.name}`", "", rec.description, "", results_table(columns), "",
+                  "## Targets (the fine-tuned encoder, plain scoring)", "",
+                  *[f"- {'met' if ok else 'MISSED'}: {line}" for line, ok in checks], "",
+                  f"Verdict: {sum(ok for _, ok in checks)} of {len(checks)} targets met.", "",
+                  "## How the split columns read a caption", "",
+                  "Split scoring reads a caption as sim(image, affirmative part) - w * (max sim(image, negated concept) "
+                  "- b), with (w, b) fitted per model on the world's training records (not the generator prompts): "
+                  + ", ".join(f"{k} w={v['weight']}, b={v['offset']}" for k, v in weights.items()) + ". "
+                  "A weight of 0 means the fit found it best to drop the negated concepts and score the affirmative "
+                  "part alone (\"a kitchen with a cup and no fork\" read as \"a kitchen with a cup\"): that already beats "
+                  "a negation-blind reading that sees \"fork\" as present.", "",
+                  f"MCQ wrong picks by template (base): {json.dumps(base_details['mcq_wrong_picked'])}",
+                  f"MCQ wrong picks by template (fine-tuned): {json.dumps(run.details['mcq_wrong_picked'])}", "",
+                  f"Checkpoint: `{run.model_dir}`; took {results['seconds']:.0f} s ("
+                  + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ").", "", "![before/after](report.png)"]
+        if drop_in:
+            from .drop_in.measure import drop_in_markdown
 
-        report += ["", drop_in_markdown(results["drop_in"])]
-    atomic_write_text(out / "report.md", "\n".join(report) + "\n")
-    print()
-    print(_text_table(columns))
-    print(f"\nsplit weights (fitted on training records): {json.dumps(weights)}")
-    print(f"results: {out / 'results.json'}  report: {out / 'report.md'}  checkpoint: {run.model_dir}  "
-          f"({results['seconds']:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ")")
-    return results
+            report += ["", drop_in_markdown(results["drop_in"])]
+        atomic_write_text(out / "report.md", "\n".join(report) + "\n")
+        print()
+        print(_text_table(columns))
+        print(f"\nsplit weights (fitted on training records): {json.dumps(weights)}")
+        print(f"results: {out / 'results.json'}  report: {out / 'report.md'}  checkpoint: {run.model_dir}  "
+              f"({results['seconds']:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + ")")
+        return results

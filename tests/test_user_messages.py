@@ -274,3 +274,31 @@ def test_seg_overwrite_does_not_remove_a_resumed_runs_files(tmp_path, capsys):
         holder.kill()
         holder.wait()
     assert main([*argv, "--overwrite"]) == 0
+
+
+def test_testbed_demo_and_seg_compare_hold_their_folder_for_the_whole_run(tmp_path):
+    """The demo and seg-compare take their folder's lock before any compute and keep it to the end, so a second
+    run into a folder another process is using is one line, not two runs interleaving their files."""
+    from transformers import CLIPConfig, CLIPTextConfig
+
+    from negation_encoder.errors import InputError
+    from negation_testbed.demo import run_demo
+    from negation_testbed.drop_in.seg_compare import SegCompareConfig, seg_compare
+
+    encoder = tmp_path / "encoder"  # the checkpoint layout's configs: checked before the lock, never loaded
+    CLIPConfig().save_pretrained(encoder)
+    CLIPTextConfig().save_pretrained(encoder / "text_encoder")
+    for name in ("demo", "seg"):
+        out = tmp_path / name
+        out.mkdir()
+        holder = _hold_lock(out)
+        try:
+            with pytest.raises(InputError, match="another run is using this folder"):
+                if name == "demo":
+                    run_demo(out=out, progress=False)
+                else:
+                    seg_compare(SegCompareConfig(encoders=(str(encoder),), out=str(out), progress=False))
+            assert not (out / "world").exists() and not (out / "data").exists(), "work started before the lock"
+        finally:
+            holder.kill()
+            holder.wait()

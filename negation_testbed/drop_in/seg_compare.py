@@ -130,58 +130,60 @@ def seg_compare(cfg: SegCompareConfig) -> dict:
 
     encoders = encoder_labels(list(cfg.encoders))
     out = Path(cfg.out)
-    RunFolder(out, SEG_COMPARE_FILES).prepare(cfg.resume, cfg.overwrite)
-    start = time.perf_counter()
-    seg, processor = load_clipseg(cfg.model)
-    try:
-        route = SplitRoute.load(cfg.model) if cfg.split else None
-    except FileNotFoundError as e:
-        raise InputError(f"--split: {e} (or pass --no-split)") from None
-    models = {"original": (seg, None)}
-    for label, path in encoders.items():
-        arm = "swapped" if len(encoders) == 1 else f"swapped-{label}"
-        models[arm] = (swapped_copy(seg, path, cfg.model), path)  # every encoder checked before any compute
-    arm_specs = [(arm, model, path, None) for arm, (model, path) in models.items()]
-    if route is not None:  # the training-free route, alone ("split") and stacked on each swapped encoder
-        arm_specs += [("split" if arm == "original" else f"{arm}+split", model, path, route)
-                      for arm, (model, path) in models.items()]
-    results: dict = {"encoders": encoders, "sets": {},
-                     "split_route": None if route is None else {"weight": route.weight, "fit": route.fit}}
-    for name, negated in (("negated", True), ("control", False)):
-        jsonl = write_referring_set(out / "data" / name, cfg.samples, cfg.seed, negated)
-        base_cfg = SegEvalConfig(dataset=DatasetConfig(kind="jsonl", jsonl=str(jsonl)), model=cfg.model,
-                                 out=str(out / name), batch_size=cfg.batch_size, device="cpu", dtype="fp32",
-                                 resume=cfg.resume, seed=cfg.seed, progress=cfg.progress)
-        device, dtype = check_config(base_cfg)
-        data = load_dataset(base_cfg.dataset)
-        runs, wins = {}, {}
-        for arm, model, path, arm_route in arm_specs:
-            arm_cfg = replace(base_cfg, encoder=path, route="plain" if arm_route is None else "split")
-            runs[arm] = run_arm(copy.deepcopy(model), processor, data, arm_cfg, out / name / arm.replace("+", "_"),
-                                arm, device, dtype, arm_route)
-            wins[arm] = target_wins(model, processor, jsonl, cfg.batch_size, arm_route)
-        ids = [s.id for s in data.samples]
-        arms = {}
-        for arm, r in runs.items():
-            entry = {k: r.metrics[k] for k in ("miou_0.3", "iou_bin_0.3", "fgiou_0.3", "miou_best", "ap")}
-            entry["target_wins"] = float(np.mean(wins[arm]))
-            if arm != "original":
-                w = paired_bootstrap(wins["original"], wins[arm], resamples=1000, seed=cfg.seed)
-                entry["paired_target_wins_vs_original"] = {"mean": w.mean, "ci95": [w.low, w.high], "n": w.n}
-                d = paired_bootstrap([runs["original"].sample_ious[i] for i in ids], [r.sample_ious[i] for i in ids],
-                                     resamples=1000, seed=cfg.seed)
-                entry["paired_iou_0.3_vs_original"] = {"mean": d.mean, "ci95": [d.low, d.high], "n": d.n}
-            arms[arm] = entry
-        results["sets"][name] = arms
-    results["drift"] = {label: {name: encoder_drift(path, [s.text for s in load_dataset(
-        DatasetConfig(kind="jsonl", jsonl=str(out / "data" / name / "set.jsonl"))).samples])
-        for name in ("negated", "control")} for label, path in encoders.items()}
-    results["seconds"] = round(time.perf_counter() - start, 1)
-    results["provenance"] = provenance()
-    atomic_write_json(out / "results.json", results)
-    atomic_write_text(out / "report.md", seg_table(results) + "\n" + drift_table(results["drift"]) + f"\nEncoders: {json.dumps(encoders)}. {cfg.samples} samples "
-                                   f"per set, seed {cfg.seed}, {results['seconds']} s.\n")
-    return results
+    folder = RunFolder(out, SEG_COMPARE_FILES)
+    with folder.lock():  # a second seg-compare into this folder is refused (one line), not interleaved
+        folder.prepare(cfg.resume, cfg.overwrite)
+        start = time.perf_counter()
+        seg, processor = load_clipseg(cfg.model)
+        try:
+            route = SplitRoute.load(cfg.model) if cfg.split else None
+        except FileNotFoundError as e:
+            raise InputError(f"--split: {e} (or pass --no-split)") from None
+        models = {"original": (seg, None)}
+        for label, path in encoders.items():
+            arm = "swapped" if len(encoders) == 1 else f"swapped-{label}"
+            models[arm] = (swapped_copy(seg, path, cfg.model), path)  # every encoder checked before any compute
+        arm_specs = [(arm, model, path, None) for arm, (model, path) in models.items()]
+        if route is not None:  # the training-free route, alone ("split") and stacked on each swapped encoder
+            arm_specs += [("split" if arm == "original" else f"{arm}+split", model, path, route)
+                          for arm, (model, path) in models.items()]
+        results: dict = {"encoders": encoders, "sets": {},
+                         "split_route": None if route is None else {"weight": route.weight, "fit": route.fit}}
+        for name, negated in (("negated", True), ("control", False)):
+            jsonl = write_referring_set(out / "data" / name, cfg.samples, cfg.seed, negated)
+            base_cfg = SegEvalConfig(dataset=DatasetConfig(kind="jsonl", jsonl=str(jsonl)), model=cfg.model,
+                                     out=str(out / name), batch_size=cfg.batch_size, device="cpu", dtype="fp32",
+                                     resume=cfg.resume, seed=cfg.seed, progress=cfg.progress)
+            device, dtype = check_config(base_cfg)
+            data = load_dataset(base_cfg.dataset)
+            runs, wins = {}, {}
+            for arm, model, path, arm_route in arm_specs:
+                arm_cfg = replace(base_cfg, encoder=path, route="plain" if arm_route is None else "split")
+                runs[arm] = run_arm(copy.deepcopy(model), processor, data, arm_cfg, out / name / arm.replace("+", "_"),
+                                    arm, device, dtype, arm_route)
+                wins[arm] = target_wins(model, processor, jsonl, cfg.batch_size, arm_route)
+            ids = [s.id for s in data.samples]
+            arms = {}
+            for arm, r in runs.items():
+                entry = {k: r.metrics[k] for k in ("miou_0.3", "iou_bin_0.3", "fgiou_0.3", "miou_best", "ap")}
+                entry["target_wins"] = float(np.mean(wins[arm]))
+                if arm != "original":
+                    w = paired_bootstrap(wins["original"], wins[arm], resamples=1000, seed=cfg.seed)
+                    entry["paired_target_wins_vs_original"] = {"mean": w.mean, "ci95": [w.low, w.high], "n": w.n}
+                    d = paired_bootstrap([runs["original"].sample_ious[i] for i in ids], [r.sample_ious[i] for i in ids],
+                                         resamples=1000, seed=cfg.seed)
+                    entry["paired_iou_0.3_vs_original"] = {"mean": d.mean, "ci95": [d.low, d.high], "n": d.n}
+                arms[arm] = entry
+            results["sets"][name] = arms
+        results["drift"] = {label: {name: encoder_drift(path, [s.text for s in load_dataset(
+            DatasetConfig(kind="jsonl", jsonl=str(out / "data" / name / "set.jsonl"))).samples])
+            for name in ("negated", "control")} for label, path in encoders.items()}
+        results["seconds"] = round(time.perf_counter() - start, 1)
+        results["provenance"] = provenance()
+        atomic_write_json(out / "results.json", results)
+        atomic_write_text(out / "report.md", seg_table(results) + "\n" + drift_table(results["drift"]) + f"\nEncoders: {json.dumps(encoders)}. {cfg.samples} samples "
+                                       f"per set, seed {cfg.seed}, {results['seconds']} s.\n")
+        return results
 
 
 def seg_table(results: dict) -> str:
