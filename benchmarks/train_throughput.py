@@ -268,7 +268,7 @@ def recipe_step(scenes: int, steps: int, root: Path) -> dict:
         loss.backward()
         grads = {n: p.grad.detach().clone() for n, p in state.tower.named_parameters() if p.grad is not None}
         state.optimizer.zero_grad(set_to_none=True)
-        return float(loss), grads
+        return loss.item(), grads
 
     ref_loss, ref_grads = loss_and_grads(ref, reference=True)
     fast_loss, fast_grads = loss_and_grads(fast, reference=False)
