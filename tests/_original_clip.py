@@ -99,7 +99,9 @@ class _CLIP(nn.Module):
         return self.visual(image)
 
     def _encode(self, x):
-        raise NotImplementedError
+        """The text transformer on (batch, tokens, width): the two subclasses differ only here (OpenAI's layout
+        is sequence-first with its mask built in, open_clip's batch-first with the mask passed per call)."""
+        raise NotImplementedError("OpenAICLIP and OpenCLIP define _encode")
 
     def encode_text(self, text):
         x = self.token_embedding(text) + self.positional_embedding

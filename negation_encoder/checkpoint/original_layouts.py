@@ -157,11 +157,11 @@ def to_transformers(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
             out[_TOP[key]] = tensor
         elif key in _TRANSPOSED:
             out[_TRANSPOSED[key]] = tensor.t()
-        elif (m := _BLOCK_RE.match(key)) and _block_to_transformers(
-                m.group(3), tensor, out, f"{'vision_model' if m.group(1) else 'text_model'}.encoder.layers.{m.group(2)}"):
-            pass
         else:
-            unmapped.append(key)
+            m = _BLOCK_RE.match(key)
+            prefix = m and f"{'vision_model' if m.group(1) else 'text_model'}.encoder.layers.{m.group(2)}"
+            if not (m and _block_to_transformers(m.group(3), tensor, out, prefix)):
+                unmapped.append(key)
     return out, unmapped
 
 
