@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from negation_encoder.configs import Validated, at_least, collect, option
-from negation_encoder.data.refcocog import load_builtin_pickle, read_json
+from negation_encoder.data.refcocog import load_builtin_pickle, read_json, refs_of_split
 from negation_encoder.errors import InputError
 from negation_encoder.splitting import NEGATION_CUES, cue_matcher
 
@@ -147,17 +147,7 @@ def load_refcocog(cfg: DatasetConfig) -> SegDataset:
         anns[a["id"]] = a
     samples: list[SegSample] = []
     n_refs = 0
-    for i, ref in enumerate(refs):
-        if not isinstance(ref, dict) or not all(k in ref for k in ("ref_id", "ann_id", "split", "sentences")):
-            raise InputError(f"{refs_path}: ref {i}: expected ref_id, ann_id, split, sentences")
-        if ref["split"] != cfg.split:
-            continue
-        ann = anns.get(ref["ann_id"])
-        if ann is None:
-            raise InputError(f"{refs_path}: ref {ref['ref_id']}: ann_id {ref['ann_id']} is not in {inst_path}")
-        im = images.get(ann["image_id"])
-        if im is None:
-            raise InputError(f"{inst_path}: annotation {ann['id']}: image_id {ann['image_id']} is not in 'images'")
+    for ref, ann, im in refs_of_split(refs, cfg.split, anns, images, refs_path, inst_path):
         h, w = int(im["height"]), int(im["width"])
         try:
             check_coco_segmentation(ann["segmentation"], h, w)

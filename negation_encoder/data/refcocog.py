@@ -112,6 +112,28 @@ def load_refs(path: str | os.PathLike) -> list:
 _IMAGE_ID_IN_NAME = re.compile(r"(\d+)\.(?:jpe?g|png)$", re.I)
 
 
+
+
+def refs_of_split(refs: list, split: str | None, anns: dict, images: dict, refs_path, inst_path, counts=None):
+    """(ref, its annotation, its image record) for each ref of `split` (None: every split), checked as read:
+    one line naming the file and the ref or annotation on a missing key or a broken join. Refs of other
+    splits are skipped before their annotation is read (counted in `counts` as `split:NAME`)."""
+    for i, ref in enumerate(refs):
+        if not isinstance(ref, dict) or not all(k in ref for k in ("ref_id", "ann_id", "split", "sentences")):
+            raise InputError(f"{refs_path}: ref {i}: expected ref_id, ann_id, split, sentences")
+        if split is not None and ref["split"] != split:
+            if counts is not None:
+                counts[f"split:{ref['split']}"] += 1
+            continue
+        ann = anns.get(ref["ann_id"])
+        if ann is None:
+            raise InputError(f"{refs_path}: ref {ref['ref_id']}: ann_id {ref['ann_id']} is not in {inst_path}")
+        im = images.get(ann["image_id"])
+        if im is None:
+            raise InputError(f"{inst_path}: annotation {ann['id']}: image_id {ann['image_id']} is not in 'images'")
+        yield ref, ann, im
+
+
 @dataclass
 class Exclusions:
     """Refs and images an evaluation uses: a ref with one of these ref ids, or on one of these images (by COCO
@@ -248,18 +270,8 @@ def load_train_refs(refs_path: str | os.PathLike, instances_path: str | os.PathL
     counts: Counter = Counter()
     sentences_of: dict[int, tuple[str, ...]] = {}  # ann id -> its train refs' sentences (to describe the other)
     kept: list[tuple[dict, dict, dict]] = []
-    for i, ref in enumerate(refs):
-        if not isinstance(ref, dict) or not all(k in ref for k in ("ref_id", "ann_id", "split", "sentences")):
-            raise InputError(f"{refs_path}: ref {i}: expected ref_id, ann_id, split, sentences")
-        if ref["split"] != TRAIN_SPLIT:  # evaluation refs are never read past their split
-            counts[f"split:{ref['split']}"] += 1
-            continue
-        ann = anns.get(ref["ann_id"])
-        if ann is None:
-            raise InputError(f"{refs_path}: ref {ref['ref_id']}: ann_id {ref['ann_id']} is not in {inst_path}")
-        im = images_by_id.get(ann["image_id"])
-        if im is None:
-            raise InputError(f"{inst_path}: annotation {ann['id']}: image_id {ann['image_id']} is not in 'images'")
+    # evaluation refs are never read past their split
+    for ref, ann, im in refs_of_split(refs, TRAIN_SPLIT, anns, images_by_id, refs_path, inst_path, counts):
         why = exclusions.why(ref["ref_id"], ann["image_id"], im["file_name"])
         if why:
             counts[why] += 1
