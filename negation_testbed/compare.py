@@ -169,8 +169,8 @@ def _compare(out: Path, names: list[str], seeds: tuple[int, ...], n_scenes: int,
             if transfer:
                 from .drop_in.measure import drop_in
 
-                entry["transfer"] = transfer_values(drop_in(run.model_dir, run_dir / "drop_in",
-                                                            **(transfer_settings or {})))
+                settings = {"generators": ("if",), **(transfer_settings or {})}  # its columns read the IF-style one
+                entry["transfer"] = transfer_values(drop_in(run.model_dir, run_dir / "drop_in", **settings))
             atomic_write_json(run_dir / ENTRY, {"recipe": recipe_fingerprint(rec), "data": data, "seed": seed,
                                                 "entry": entry})
             runs.append(entry)

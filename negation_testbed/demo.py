@@ -148,17 +148,21 @@ def draw_report_png(path: Path, columns: dict[str, dict], suite: B.Suite, base_p
 
 def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 0, base: str | Path = BASE_DIR,
              n_scenes: int = 6000, steps: int | None = None, bench_size: int = B.DEFAULT_SIZE,
-             overwrite: bool = False, progress: bool = True, drop_in: bool = True) -> dict:
+             overwrite: bool = False, progress: bool = True, drop_in: bool = True, target: str | None = None) -> dict:
     """The main job; returns results.json's content. A folder that already holds a demo's results is
     refused unless `overwrite` (the world's images and generated data are reused: they are deterministic).
 
     Four columns: the base and the fine-tuned encoder, each scored plainly (one cosine per caption) and
     with the training-free split reader (`negation_encoder.split_scorer`), whose weight is fitted for each
     model on the world's training records. With `drop_in`, the fine-tuned encoder is then swapped into the
-    world's frozen segmenter and generator, beside the training-free routes (`drop_in.measure.drop_in`)."""
+    world's frozen segmenter and generators, beside the training-free routes (`drop_in.measure.drop_in`).
+    `target` (`recipes.TARGETS`: if, sd, sdxl, clipseg) trains the recipe for that model's reading of the
+    tower instead of the recipe's own (the default recipe's is the IF-style generator's)."""
     start = time.perf_counter()
     out = Path(out)
     rec = get_recipe(recipe)
+    if target is not None:
+        rec = rec.for_target(target)
     folder = RunFolder(out, DEMO_FILES, can_resume=False)
     folder.check(overwrite=overwrite)
     with folder.lock():  # a second demo into this folder is refused (one line), not interleaved
@@ -203,7 +207,8 @@ def run_demo(out: str | Path = "demo_out", recipe: str = "default", seed: int = 
         columns["finetuned"], columns["finetuned_split"], weights["finetuned"] = run.metrics, run.split_metrics, \
             run.split_fit
         seconds = time.perf_counter() - start
-        results = {**columns, "split_weights": weights, "recipe": rec.name, "seconds": round(seconds, 1),
+        results = {**columns, "split_weights": weights, "recipe": rec.name, "target": target or "recipe",
+                   "pipeline": rec.config.get("pipeline", {}), "seconds": round(seconds, 1),
                    "checkpoint": str(run.model_dir), "provenance": provenance()}
         if drop_in:
             from .drop_in.measure import drop_in as measure_drop_in

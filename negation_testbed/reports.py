@@ -73,6 +73,12 @@ def encoder_page(demo: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def t2i_generators(t2i: dict) -> dict[str, dict]:
+    """{generator: result} of a t2i-compare `results.json`: `generators` in today's layout; a file from before
+    the per-generator layout holds one generator's keys at the top (the IF-style one)."""
+    return t2i["generators"] if "generators" in t2i else {"if": t2i}
+
+
 def _t2i_rows(t2i: dict) -> list[str]:
     neg, ctl = t2i.get("negated", {}), t2i.get("control", {})
     lines = ["| arm | Neg Score (%) [95% CI] | subject present (%) | negated object present (%) | vs base (pts) "
@@ -101,25 +107,29 @@ def drop_in_page(data: dict) -> str:
     lines = ["# The drop-in on the world: a frozen generator and a frozen segmenter", ""]
     if "t2i" in data:
         t2i = data["t2i"]
-        lines += ["## Text-to-image (`negenc testbed t2i-compare`)", "", stamp(t2i), "", *_t2i_rows(t2i), ""]
-        extra = {k: v for k, v in t2i.get("paired", {}).items() if not k.endswith(" - base")}
-        if extra:
-            lines += ["| paired over (prompt, seed) | mean (pts) [95% CI] |", "|---|---:|"]
-            lines += [f"| {k} | {_ci(v, True)} |" for k, v in extra.items()]
-            lines.append("")
-        agree = t2i.get("judge_agreement")
-        if agree:
-            lines += ["Judge vs the rule-based reader on this run's images: "
-                      + ", ".join(f"{k} questions {_f(v)}" for k, v in agree.items() if not isinstance(v, dict)) + ".",
-                      ""]
-        if t2i.get("audit"):
-            lines += ["| set | arm | question | images | judge yes | reader yes | agreement |", "|---|---|---|---:|---:|---:|---:|"]
-            for name, arms in t2i["audit"].items():
-                for arm, a in arms.items():
-                    lines += [f"| {name} | {arm} | {q} | {a[q]['n']} | {_f(a[q]['judge_yes_rate'])} | "
-                              f"{_f(a[q]['reader_yes_rate'])} | {_f(a[q]['agreement'])} |"
-                              for q in ("subject", "negated") if q in a]
-            lines.append("")
+        lines += ["## Text-to-image (`negenc testbed t2i-compare`)", "", stamp(t2i), ""]
+        for name, g in t2i_generators(t2i).items():
+            lines += [f"### Generator `{name}`" + (f" ({g['pipeline_class']})" if g.get("pipeline_class") else ""),
+                      "", *_t2i_rows(g), ""]
+            extra = {k: v for k, v in g.get("paired", {}).items() if not k.endswith(" - base")}
+            if extra:
+                lines += ["| paired over (prompt, seed) | mean (pts) [95% CI] |", "|---|---:|"]
+                lines += [f"| {k} | {_ci(v, True)} |" for k, v in extra.items()]
+                lines.append("")
+            agree = g.get("judge_agreement")
+            if agree:
+                lines += ["Judge vs the rule-based reader on this run's images: "
+                          + ", ".join(f"{k} questions {_f(v)}" for k, v in agree.items() if not isinstance(v, dict))
+                          + ".", ""]
+            if g.get("audit"):
+                lines += ["| set | arm | question | images | judge yes | reader yes | agreement |",
+                          "|---|---|---|---:|---:|---:|---:|"]
+                for set_name, arms in g["audit"].items():
+                    for arm, a in arms.items():
+                        lines += [f"| {set_name} | {arm} | {q} | {a[q]['n']} | {_f(a[q]['judge_yes_rate'])} | "
+                                  f"{_f(a[q]['reader_yes_rate'])} | {_f(a[q]['agreement'])} |"
+                                  for q in ("subject", "negated") if q in a]
+                lines.append("")
     if "seg" in data:
         seg = data["seg"]
         lines += ["## Referring segmentation (`negenc testbed seg-compare`)", "", stamp(seg), "", *_seg_rows(seg), ""]
@@ -140,12 +150,15 @@ def routes_block(data: dict) -> str:
                         f"{_f(demo['finetuned'][k])} | {_f(demo['finetuned_split'][k])} |")
     t2i = data.get("t2i")
     if t2i:
-        neg = t2i["negated"]
+        gens = t2i_generators(t2i)
+        for name, g in gens.items():
+            neg = g["negated"]
 
-        def ns(arm):
-            return _f(neg[arm]["neg_score"], True) if arm in neg else "-"
-        rows.append(f"| generation: Neg Score (%) | {ns('base')} | {ns('base+negprompt')} | {ns('swapped')} | "
-                    f"{ns('swapped+negprompt')} |")
+            def ns(arm, neg=neg):
+                return _f(neg[arm]["neg_score"], True) if arm in neg else "-"
+            label = "generation: Neg Score (%)" + (f", `{name}` generator" if len(gens) > 1 else "")
+            rows.append(f"| {label} | {ns('base')} | {ns('base+negprompt')} | {ns('swapped')} | "
+                        f"{ns('swapped+negprompt')} |")
     seg = data.get("seg")
     if seg:
         s = seg["sets"]["negated"]

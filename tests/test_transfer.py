@@ -137,12 +137,15 @@ def test_generator_loads_and_base_swap_is_bit_identical():
 def test_t2i_compare_two_encoders_through_the_real_runner(tmp_path, base_encoder_folder, other_encoder_folder):
     """Two encoders on one pipeline: each gets its own swapped arms; the base encoder's arm reproduces the
     base arm image for image, the other encoder's does not."""
-    out = tmp_path / "t2i"
+    top = tmp_path / "t2i"
     code = main(["testbed", "t2i-compare", "--encoder", base_encoder_folder, "--encoder", other_encoder_folder,
-                 "--limit", "2", "--seeds", "0,1", "--steps", "2", "--batch-size", "4", "--out", str(out),
-                 "--no-progress"])
+                 "--limit", "2", "--seeds", "0,1", "--steps", "2", "--batch-size", "4", "--out", str(top),
+                 "--generator", "if", "--no-progress"])
     assert code == 0
-    res = json.loads((out / "results.json").read_text())
+    whole = json.loads((top / "results.json").read_text())
+    assert set(whole["generators"]) == {"if"} and whole["encoders"] == {"e1": base_encoder_folder, "e2": other_encoder_folder}
+    res, out = whole["generators"]["if"], top / "if"
+    assert res["pipeline_class"] == "IFPipeline"
     assert set(res["negated"]) == {"base", "base+negprompt", "omit", "swapped-e1", "swapped-e1+negprompt",
                                    "swapped-e2", "swapped-e2+negprompt"}
     for arm in res["negated"].values():  # the rates beside Neg Score, from the same judge answers
@@ -154,7 +157,6 @@ def test_t2i_compare_two_encoders_through_the_real_runner(tmp_path, base_encoder
     assert set(res["judge_agreement"]) == {"subject", "negated"}
     assert all(0 <= v <= 1 for v in res["judge_agreement"].values())
     assert res["negated"]["swapped-e1"]["n_images"] == 4 and res["control"]["base"]["n_images"] == 4
-    assert res["encoders"] == {"e1": base_encoder_folder, "e2": other_encoder_folder}
 
     from PIL import Image
 
@@ -196,6 +198,7 @@ def test_t2i_compare_two_encoders_through_the_real_runner(tmp_path, base_encoder
     diff = np.abs(np.asarray(direct).astype(int) - image("base+negprompt", key, 0).astype(int))
     assert diff.max() <= 2 and diff.mean() < 0.05, "negation_kwargs and the base+negprompt arm drew different images"
     assert (out / "report.md").read_text().startswith("| arm | Neg Score")
+    assert (top / "report.md").read_text().startswith("## Generator `if`")
     assert (out / "negated" / "grid.png").is_file() and (out / "control" / "report.md").is_file()
 
 
@@ -321,22 +324,26 @@ def test_world_prompt_files_load_with_eval_t2i(tmp_path):
     assert [i.questions[1] for i in items] == [f"Is there a {n['negated_concepts'][0]}?" for n in negated]
 
 
-@pytest.mark.parametrize("asset", ["judge", "seg", "t2i"])
+@pytest.mark.parametrize("asset", ["judge", "seg", "t2i", "t2i-sd"])
 def test_pretrain_commands_are_deterministic(asset, tmp_path):
-    """Two runs with the same seed write the same weights (a few steps, tiny batches)."""
+    """Two runs with the same seed write the same weights (a few steps, tiny batches). The SD-style generator
+    reuses the committed world VAE (`--vae`), as the SDXL-style one is regenerated."""
     from safetensors.torch import load_file
 
-    weights = {"judge": "model.safetensors", "seg": "model.safetensors",
-               "t2i": "unet/diffusion_pytorch_model.safetensors"}[asset]
+    from negation_testbed.instruments.latent_generator import SD_DIR
+
+    weights = {"judge": "model.safetensors", "seg": "model.safetensors"}.get(
+        asset, "unet/diffusion_pytorch_model.safetensors")
+    command = {"t2i-sd": ["pretrain-t2i", "--kind", "sd", "--vae", str(SD_DIR / "vae")]}.get(asset, [f"pretrain-{asset}"])
     runs = []
     for k in range(2):
         out = tmp_path / f"run{k}"
-        extra = ["--sampling-prompts", "2"] if asset == "t2i" else []
-        assert main(["testbed", f"pretrain-{asset}", "--steps", "2", "--out", str(out), *extra]) == 0
+        extra = ["--sampling-prompts", "2"] if asset.startswith("t2i") else []
+        assert main(["testbed", *command, "--steps", "2", "--out", str(out), *extra]) == 0
         runs.append(load_file(str(out / weights)))
         info = json.loads((out / "pretrain_info.json").read_text())
-        assert info["command"] == f"negenc testbed pretrain-{asset}" and info["config"]["steps"] == 2
-        if asset == "t2i":  # the saved sampling settings are the validation choice, and the pipeline reads them
+        assert info["command"] == "negenc testbed " + " ".join(command[:3]) and info["config"]["steps"] == 2
+        if asset.startswith("t2i"):  # the saved sampling settings are the validation choice, and the pipeline reads them
             from negation_testbed.drop_in.t2i_compare import pipeline_sampling
 
             table, chosen = info["sampling"]["table"], info["sampling"]
@@ -365,7 +372,7 @@ def test_t2i_compare_checks_every_encoder_before_any_image(tmp_path, base_encode
                       tiny.build_clip_image_processor(32), wide)
     out = tmp_path / "t2i"
     argv = ["testbed", "t2i-compare", "--limit", "1", "--seeds", "0", "--steps", "2", "--out", str(out),
-            "--no-progress"]
+            "--generator", "if", "--no-progress"]
     assert main([*argv, "--encoder", base_encoder_folder, "--encoder", str(wide)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "hidden size 48 does not match the UNet's cross_attention_dim 64" in err, err
@@ -378,10 +385,55 @@ def test_drop_in_measures_segmenter_and_generator_with_the_routes(tmp_path, base
     split route and the negative prompt are beside it, and the report section names both tasks."""
     from negation_testbed.drop_in.measure import drop_in, drop_in_markdown
 
-    d = drop_in(base_encoder_folder, tmp_path / "d", seg_samples=6, t2i_prompts=2, seeds=(0,), t2i_steps=2)
+    d = drop_in(base_encoder_folder, tmp_path / "d", seg_samples=6, t2i_prompts=2, seeds=(0,), t2i_steps=2,
+                generators=("if",))
+    assert "t2i_generators" not in d and d["settings"]["generators"] == ["if"]
     assert set(d["seg"]["negated"]) == {"original", "swapped", "split", "swapped+split"}
     assert d["seg"]["negated"]["swapped"]["miou_0.3"] == d["seg"]["negated"]["original"]["miou_0.3"]
     assert set(d["t2i"]["negated"]) == {"base", "base+negprompt", "omit", "swapped", "swapped+negprompt"}
     assert d["t2i"]["negated"]["swapped"]["neg_score"] == d["t2i"]["negated"]["base"]["neg_score"]
     text = drop_in_markdown(d)
     assert "| negated | split |" in text and "| base+negprompt |" in text
+
+
+def test_t2i_compare_on_the_latent_generators_swaps_every_clip_slot(tmp_path, base_encoder_folder, other_encoder_folder):
+    """SD-style and SDXL-style world generators through the same runner: one encoder folder fills each CLIP
+    slot (SDXL: both towers), so the base encoder reproduces the base arm image for image and another encoder
+    does not; results sit under generators.{sd,sdxl} with the keys the IF-style one has; the demo's drop-in
+    reports them beside the IF-style one."""
+    from PIL import Image
+
+    from negation_testbed.drop_in.measure import drop_in_markdown, t2i_by_generator
+
+    out = tmp_path / "t2i"
+    assert main(["testbed", "t2i-compare", "--encoder", base_encoder_folder, "--encoder", other_encoder_folder,
+                 "--limit", "1", "--seeds", "0", "--steps", "2", "--out", str(out), "--generator", "sd,sdxl",
+                 "--no-progress"]) == 0
+    whole = json.loads((out / "results.json").read_text())
+    assert list(whole["generators"]) == ["sd", "sdxl"]
+    for gen, cls in (("sd", "StableDiffusionPipeline"), ("sdxl", "StableDiffusionXLPipeline")):
+        res = whole["generators"][gen]
+        assert res["pipeline_class"] == cls
+        assert {"negated", "control", "paired", "judge_agreement", "audit", "sampling"} <= set(res)
+        key = json.loads((out / gen / "negated" / "prompts.json").read_text())["prompts"][0]["id"]
+
+        def image(arm, gen=gen, key=key):
+            return np.asarray(Image.open(out / gen / "negated" / "images" / arm / f"{key}_s0.png")).astype(int)
+
+        assert np.array_equal(image("base"), image("swapped-e1")), f"{gen}: the base encoder swapped in changed an image"
+        assert not np.array_equal(image("base"), image("swapped-e2")), f"{gen}: another encoder drew the same image"
+    d = {"seg": {}, "t2i_generators": {g: {"negated": r["negated"], "control": r["control"]}
+                                       for g, r in whole["generators"].items()},
+         "settings": {"seg_samples": 0, "t2i_prompts": 1, "seeds": [0]}}
+    assert list(t2i_by_generator(d)) == ["sd", "sdxl"]
+    assert "| sdxl | swapped-e2 |" in drop_in_markdown(d)
+
+
+def test_t2i_compare_refuses_a_missing_generator_in_one_line(tmp_path, base_encoder_folder, capsys):
+    argv = ["testbed", "t2i-compare", "--encoder", base_encoder_folder, "--out", str(tmp_path / "o")]
+    assert main([*argv, "--generator", "if,sd3"]) == 2
+    assert "generators must be distinct names among if, sd, sdxl, got ['if', 'sd3']" in capsys.readouterr().err
+    assert main([*argv, "--pipeline", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--pipeline" in err and "model_index.json" in err
+    assert not (tmp_path / "o").exists()

@@ -45,6 +45,12 @@ def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
         pp.add_argument("--steps", type=int, default=None, help="override the training steps")
         pp.add_argument("--seed", type=int, default=0, help="seed of the run")
         if name == "pretrain-t2i":
+            pp.add_argument("--kind", choices=("if", "sd", "sdxl"), default="if",
+                            help="if: pixel-space IFPipeline reading masked states (the default world generator); "
+                                 "sd: latent StableDiffusionPipeline reading 77 unmasked states; sdxl: latent "
+                                 "StableDiffusionXLPipeline reading two towers' penultimate states and pooled output")
+            pp.add_argument("--vae", default=None, help="with --kind sd|sdxl: reuse this trained world VAE folder "
+                            "(e.g. negation_testbed/assets/t2i_sd/vae) instead of training one")
             pp.add_argument("--sampling-prompts", type=int, default=None,
                             help="validation prompts that choose the saved sampling steps and guidance after "
                                  "training (default 64; 0: keep the config's)")
@@ -112,16 +118,24 @@ _ASSETS = {"t2i": ("instruments.generator", "T2I_DIR", "GeneratorConfig", "pretr
            "seg": ("instruments.segmenter", "SEG_DIR", "SegConfig", "pretrain_seg"),
            "judge": ("instruments.judge", "JUDGE_DIR", "JudgeConfig", "pretrain_judge")}
 
+_LATENT = {k: ("instruments.latent_generator", f"{k.upper()}_DIR", "LatentGeneratorConfig", "pretrain_latent_t2i")
+           for k in ("sd", "sdxl")}
+
 
 def pretrain_asset_command(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         from ..errors import InputError
 
         raise InputError(f"--steps must be >= 1, got {args.steps}")
-    module, folder, config, trainer = _ASSETS[args.asset]
+    kind = getattr(args, "kind", "if")
+    if getattr(args, "vae", None) and kind == "if":
+        from ..errors import InputError
+
+        raise InputError("--vae: only a latent generator (--kind sd or sdxl) has a VAE")
+    module, folder, config, trainer = _ASSETS[args.asset] if kind == "if" else _LATENT[kind]
     mod = importlib.import_module(f"negation_testbed.{module}")
     default, Config, run = getattr(mod, folder), getattr(mod, config), getattr(mod, trainer)
-    cfg = Config(seed=args.seed)
+    cfg = Config(seed=args.seed) if kind == "if" else Config(seed=args.seed, kind=kind, vae=args.vae)
     if args.steps:
         cfg.steps = args.steps
     if getattr(args, "sampling_prompts", None) is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from negation_encoder.configs import Validated, at_least, collect, option
@@ -20,20 +20,29 @@ from negation_encoder.results import provenance
 from negation_encoder.runio import atomic_write_json, atomic_write_text
 
 from ..instruments.base_clip import ASSETS
+from ..instruments.latent_generator import SD_DIR, SDXL_DIR
 from ..world.prompts import PROMPT_SETS, T2I_FORMS, world_prompt_sets
 from .encoders import drift_table, encoder_drift, encoder_labels
 
+# The committed world generators, one per way a pipeline reads the text tower (docs/pipelines.md): IF-style
+# (pixel space, masked last_hidden_state), SD-style (latent, 77 unmasked states), SDXL-style (latent, two
+# towers' penultimate states + the second's projected pooled output).
+GENERATORS = {"if": ASSETS / "t2i", "sd": SD_DIR, "sdxl": SDXL_DIR}
+
 
 @dataclass
-
-
 class T2ICompareConfig(Validated):
     """`negenc testbed t2i-compare`: Neg Score of the world generator, base vs negative prompt vs swapped."""
 
     encoders: tuple[str, ...] = option(help="fine-tuned encoder folders (<out>/run/model of `negenc demo`), comma list",
                                        flag="--encoder")
     out: str = option("t2i_compare_out", "output folder")
-    pipeline: str = option(str(ASSETS / "t2i"), "pipeline folder (default: the committed world generator)")
+    generators: tuple[str, ...] = option(tuple(GENERATORS), "committed world generators, comma list: if (pixel "
+                                         "IFPipeline, masked states), sd (latent StableDiffusionPipeline, 77 unmasked "
+                                         "states), sdxl (latent StableDiffusionXLPipeline, two towers + pooled)",
+                                         flag="--generator")
+    pipeline: str | None = option(None, "a pipeline folder to measure instead of --generator (results under "
+                                  "generators.custom)")
     judge: str = option(str(ASSETS / "judge"), "judge folder (default: the committed world judge)")
     seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "comma list of seeds (every arm uses the same)")
     forms: int = option(2, f"negated prompts per object kind (1-{len(T2I_FORMS)}; 16 kinds)")
@@ -52,6 +61,7 @@ class T2ICompareConfig(Validated):
     def __post_init__(self) -> None:
         self.encoders = tuple(self.encoders) if not isinstance(self.encoders, str) else (self.encoders,)
         self.seeds = tuple(self.seeds)
+        self.generators = (self.generators,) if isinstance(self.generators, str) else tuple(self.generators)
         super().__post_init__()
 
     def problems(self) -> list[str]:
@@ -63,6 +73,9 @@ class T2ICompareConfig(Validated):
             p.append(f"prompts must be one of {', '.join(PROMPT_SETS)}, got {self.prompts!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             p.append(f"seeds must be distinct integers, at least one, got {list(self.seeds)}")
+        unknown = [g for g in self.generators if g not in GENERATORS]
+        if unknown or not self.generators or len(set(self.generators)) != len(self.generators):
+            p.append(f"generators must be distinct names among {', '.join(GENERATORS)}, got {list(self.generators)}")
         if not self.encoders:
             p.append("encoders: at least one encoder folder is needed")
         if self.resume and self.overwrite:
@@ -81,24 +94,31 @@ def pipeline_sampling(folder: str | Path) -> tuple[int, float]:
         return 50, 4.0
 
 
+def generator_folders(cfg: T2ICompareConfig) -> dict[str, str]:
+    """{name: pipeline folder} this comparison measures: `--pipeline` alone (as `custom`) or the named
+    committed generators; a missing folder is refused before anything is loaded."""
+    folders = {"custom": cfg.pipeline} if cfg.pipeline else {g: str(GENERATORS[g]) for g in cfg.generators}
+    for name, folder in folders.items():
+        if not (Path(folder) / "model_index.json").is_file():
+            flag = "--pipeline" if name == "custom" else f"--generator {name}"
+            hint = "" if name == "custom" else f" (regenerate it: negenc testbed pretrain-t2i --kind {name})"
+            raise InputError(f"{flag}: {folder} is not a diffusers pipeline folder (no model_index.json){hint}")
+    return folders
+
+
 def t2i_compare(cfg: T2ICompareConfig) -> dict:
-    """Neg Score on the world's negated prompts and its affirmative control, every arm on the same seeds;
-    then the judge's answers checked against the rule-based reader (`audit.audit_t2i_compare`)."""
+    """Neg Score on the world's negated prompts and its affirmative control, every arm on the same seeds,
+    on each generator; then the judge's answers checked against the rule-based reader
+    (`audit.audit_t2i_compare`). `results.json`: `generators.{name}` holds one generator's result."""
     from diffusers.utils import logging as diffusers_logging
 
-    from eval_t2i.generation import GenerationConfig, load_pipeline, resolve_device_dtype
-    from eval_t2i.multi import check_encoders, compare_encoders
-    from eval_t2i.negscore import NegScoreConfig
-    from eval_t2i.prompts import load_prompts
-    from eval_t2i.report import image_grid, markdown_table, write_summary
-    from eval_t2i.runner import prepare_out_dir
+    from eval_t2i.runner import OWNED
+    from negation_encoder.distributed import processes
+    from negation_encoder.runio import RunFolder
 
-    from ..instruments.audit import audit_t2i_compare, audit_table
     from ..instruments.judge import WorldJudge
 
-    default_steps, default_guidance = pipeline_sampling(cfg.pipeline)
-    cfg = replace(cfg, steps=default_steps if cfg.steps is None else cfg.steps,
-                  guidance_scale=default_guidance if cfg.guidance_scale is None else cfg.guidance_scale)
+    folders = generator_folders(cfg)
     encoders = encoder_labels(list(cfg.encoders))
     try:
         judge = WorldJudge.from_pretrained(cfg.judge)
@@ -109,17 +129,61 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
     diffusers_logging.set_verbosity_error()  # IFPipeline warns on every call that bs4 is absent
     if not cfg.progress:
         diffusers_logging.disable_progress_bar()  # "Loading pipeline components" too
-    device, dtype = resolve_device_dtype("cpu", "fp32")
-    pipe = load_pipeline(cfg.pipeline, device, dtype)
-    check_encoders(pipe, encoders)  # before the folder is touched or any image is made
     negated, control = world_prompt_sets(cfg.forms, prompts=cfg.prompts)
     if cfg.limit:
         negated, control = negated[: cfg.limit], control[: cfg.limit]
-    fingerprint = {"command": "testbed t2i-compare", "encoders": encoders, "pipeline": cfg.pipeline,
-                   "seeds": list(cfg.seeds), "steps": cfg.steps, "guidance_scale": cfg.guidance_scale,
-                   "prompt_set": cfg.prompts, "prompts": [p["id"] for p in negated]}
-    prepare_out_dir(out, fingerprint, cfg.resume, cfg.overwrite)
-    generation = GenerationConfig(steps=cfg.steps, guidance_scale=cfg.guidance_scale)
+    sampling = {name: _sampling(cfg, folder) for name, folder in folders.items()}
+    pipes = {name: _load_checked(folder, encoders) for name, folder in folders.items()}  # before the folder is touched
+    fingerprint = {"command": "testbed t2i-compare", "encoders": encoders, "generators": folders,
+                   "seeds": list(cfg.seeds), "sampling": sampling, "prompt_set": cfg.prompts,
+                   "prompts": [p["id"] for p in negated]}
+    owned = (*OWNED, *GENERATORS, "custom", "audit.json")  # a generator's folder, and the one-generator layout's files
+    processes().on_main(lambda: RunFolder(out, owned).prepare(cfg.resume, cfg.overwrite, fingerprint))
+    results, reports = {}, []
+    for name, folder in folders.items():
+        results[name] = _compare_generator(cfg, pipes.pop(name), folder, sampling[name], encoders, judge, out / name,
+                                           negated, control)
+        reports.append(f"## Generator `{name}` ({folder})\n\n{results[name].pop('report')}")
+    seconds = round(time.perf_counter() - start, 1)
+    atomic_write_text(out / "report.md", "\n".join(reports) + f"\nEncoders: {json.dumps(encoders)}. Seeds "
+                      f"{list(cfg.seeds)}, {seconds} s.\n")
+    result = {"generators": results, "encoders": encoders, "seconds": seconds, "prompt_set": cfg.prompts,
+              "provenance": provenance()}
+    atomic_write_json(out / "results.json", result)
+    return result
+
+
+def _sampling(cfg: T2ICompareConfig, folder: str) -> dict:
+    steps, guidance = pipeline_sampling(folder)
+    return {"steps": steps if cfg.steps is None else cfg.steps,
+            "guidance_scale": guidance if cfg.guidance_scale is None else cfg.guidance_scale}
+
+
+def _load_checked(folder: str, encoders: dict):
+    """The pipeline, with every encoder checked against it (widths, slots) before any image is made."""
+    from eval_t2i.generation import load_pipeline, resolve_device_dtype
+    from eval_t2i.multi import check_encoders
+
+    pipe = load_pipeline(folder, *resolve_device_dtype("cpu", "fp32"))
+    check_encoders(pipe, encoders)
+    return pipe
+
+
+def _compare_generator(cfg: T2ICompareConfig, pipe, folder: str, sampling: dict, encoders: dict, judge, out: Path,
+                       negated: list[dict], control: list[dict]) -> dict:
+    """One generator's comparison in `out` (its own `negated/`, `control/`, `audit.json`, `report.md`): the
+    keys every generator's result has (`negated`, `control`, `paired`, `judge_agreement`, ...)."""
+    from eval_t2i.generation import GenerationConfig
+    from eval_t2i.multi import compare_encoders
+    from eval_t2i.negscore import NegScoreConfig
+    from eval_t2i.prompts import load_prompts
+    from eval_t2i.report import image_grid, markdown_table, write_summary
+
+    from ..instruments.audit import audit_t2i_compare, audit_table
+
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    generation = GenerationConfig(steps=sampling["steps"], guidance_scale=sampling["guidance_scale"])
     results = {}
     for name, entries, arms in (("negated", negated, cfg.arms), ("control", control, cfg.control_arms)):
         part = out / name
@@ -141,15 +205,14 @@ def t2i_compare(cfg: T2ICompareConfig) -> dict:
     atomic_write_json(out / "audit.json", audit)
     table += "\nJudge (P(yes) > 0.5) against the rule-based reader on the generated images:\n\n" + audit_table(audit)
     seconds = round(time.perf_counter() - start, 1)
-    atomic_write_text(out / "report.md", table + f"\nEncoders: {json.dumps(encoders)}. Seeds {list(cfg.seeds)}, "
-                      f"{cfg.steps} steps, guidance {cfg.guidance_scale}, {seconds} s.\n")
-    result = {"drift": drift, "negated": results["negated"]["arms"], "control": results["control"]["arms"],
-              "paired": results["negated"]["paired"], "control_paired": results["control"]["paired"],
-              "judge_agreement": judge_agreement(audit), "encoders": encoders, "seconds": seconds, "audit": audit,
-              "sampling": {"steps": cfg.steps, "guidance_scale": cfg.guidance_scale}, "prompt_set": cfg.prompts,
-              "provenance": provenance()}
-    atomic_write_json(out / "results.json", result)
-    return result
+    table += (f"\n{type(pipe).__name__}, {sampling['steps']} steps, guidance {sampling['guidance_scale']}, "
+              f"{seconds} s.\n")
+    atomic_write_text(out / "report.md", table)
+    return {"pipeline": folder, "pipeline_class": type(pipe).__name__, "drift": drift,
+            "negated": results["negated"]["arms"], "control": results["control"]["arms"],
+            "paired": results["negated"]["paired"], "control_paired": results["control"]["paired"],
+            "judge_agreement": judge_agreement(audit), "seconds": seconds, "audit": audit, "sampling": sampling,
+            "report": table}
 
 
 def judge_agreement(audit: dict) -> dict[str, float | None]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -217,12 +218,32 @@ def pretrain_t2i(cfg: GeneratorConfig | None = None, out: str | Path = T2I_DIR, 
 
     cfg = cfg or GeneratorConfig()
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
     tokenizer = world_tokenizer()
     text_encoder = base_text_encoder(base)
     text_encoder.requires_grad_(False)
     unet = build_unet(cfg, text_encoder.config.hidden_size)
+
+    def batch(images: list[np.ndarray], captions: list[str]) -> tuple[torch.Tensor, dict]:
+        return to_pixels(images), {"encoder_hidden_states": encode_captions(text_encoder, tokenizer, captions)}
+
+    def save(trained_unet, folder: Path) -> None:
+        save_world_pipeline(folder, trained_unet, sampling_scheduler(cfg), text_encoder, tokenizer)
+
+    info = train_denoiser(cfg, unet, batch, save, Path(out), progress=progress, snapshots=snapshots)
+    info.update(text_encoder="base (frozen)", command="negenc testbed pretrain-t2i")
+    (Path(out) / "pretrain_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def train_denoiser(cfg: GeneratorConfig, unet, batch: Callable[[list[np.ndarray], list[str]], tuple[torch.Tensor, dict]],
+                   save: Callable[[torch.nn.Module, Path], None], out: Path, progress: bool = True,
+                   snapshots: tuple[int, ...] = (), desc: str = "pretrain world t2i") -> dict:
+    """The diffusion training loop every world generator shares: world scenes with alt-text captions (the
+    LAION-like sliver, `uncond_prob` of them dropped to ""), `batch(images, captions)` -> (clean input x0, the
+    UNet's text keyword arguments), min-SNR-weighted v/epsilon loss, EMA; then `save(unet, folder)` and the
+    sampling choice on validation prompts. Returns the run's info (config, time, loss, sampling)."""
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
     scheduler = build_scheduler(cfg)
     alphas = scheduler.alphas_cumprod
     weights = loss_weights(alphas, torch.arange(cfg.train_timesteps), cfg)
@@ -233,19 +254,18 @@ def pretrain_t2i(cfg: GeneratorConfig | None = None, out: str | Path = T2I_DIR, 
     unet.train()
     start, cpu_start = time.perf_counter(), time.process_time()
     losses: list[float] = []
-    bar = tqdm(range(cfg.steps), desc="pretrain world t2i", disable=not progress)
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress)
     for step in bar:
         scenes = [sample_scene(rng, f"t2i-{step}-{i}", n_objects=(1, 2, 3)) for i in range(cfg.batch_size)]
         captions = [L.pretraining_caption(s, rng, cfg.sliver) if rng.random() >= cfg.uncond_prob else ""
                     for s in scenes]
-        x0 = to_pixels([render(s)[0] for s in scenes])
-        cond = encode_captions(text_encoder, tokenizer, captions)
+        x0, text = batch([render(s)[0] for s in scenes], captions)
         noise = torch.randn(x0.shape, generator=gen)
         t, factor = sample_timesteps(len(scenes), weights, cfg, gen)
         a = alphas[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         target = noise if cfg.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
-        err = F.mse_loss(unet(xt, t, encoder_hidden_states=cond).sample[:, :3], target, reduction="none")
+        err = F.mse_loss(unet(xt, t, **text).sample[:, : x0.shape[1]], target, reduction="none")
         loss = (err.mean((1, 2, 3)) * factor).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -258,7 +278,7 @@ def pretrain_t2i(cfg: GeneratorConfig | None = None, out: str | Path = T2I_DIR, 
             snap = copy.deepcopy(unet).eval()
             if ema is not None:
                 ema.copy_to(snap)
-            save_world_pipeline(Path(out) / f"step_{step + 1}", snap, sampling_scheduler(cfg), text_encoder, tokenizer)
+            save(snap, out / f"step_{step + 1}")
         losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
@@ -267,8 +287,7 @@ def pretrain_t2i(cfg: GeneratorConfig | None = None, out: str | Path = T2I_DIR, 
     unet.eval()
     if ema is not None:
         ema.copy_to(unet)
-    out = Path(out)
-    save_world_pipeline(out, unet, sampling_scheduler(cfg), text_encoder, tokenizer)
+    save(unet, out)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start  # training, not the choice
     sampling: dict = {"steps": cfg.sample_steps, "guidance_scale": cfg.guidance_scale, "scheduler": cfg.sampler}
     if cfg.sampling_prompts > 0:
@@ -278,11 +297,8 @@ def pretrain_t2i(cfg: GeneratorConfig | None = None, out: str | Path = T2I_DIR, 
         sampling.update(steps=choice["best"]["steps"], guidance_scale=choice["best"]["guidance_scale"],
                         chosen_by=f"negation_testbed.instruments.audit.choose_sampling (reader subject rate on "
                                   f"{cfg.sampling_prompts} validation prompts)", table=choice["table"])
-    info = {"config": {**asdict(cfg), "channels": list(cfg.channels)},
+    return {"config": {**asdict(cfg), "channels": list(cfg.channels)},
             "seconds": round(seconds, 1),
             "cpu_seconds": round(cpu_seconds, 1),  # wall time grows when the machine is shared
             "final_loss": round(float(np.mean(losses[-100:])), 4), "torch_threads": torch.get_num_threads(),
-            "parameters": sum(p.numel() for p in unet.parameters()), "text_encoder": "base (frozen)",
-            "sampling": sampling, "command": "negenc testbed pretrain-t2i"}
-    (out / "pretrain_info.json").write_text(json.dumps(info, indent=2) + "\n")
-    return info
+            "parameters": sum(p.numel() for p in unet.parameters()), "sampling": sampling}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,13 @@ from negation_encoder.errors import ConfigError, InputError
 from negation_encoder.training.config import TrainConfig
 
 KEYS = {"description", "sources", "config", "compositional", "seg"}
+# What each world model reads from the text tower, as a TrainConfig `pipeline` group (docs/pipelines.md): the
+# IF-style, SD-style and SDXL-style generators and the CLIPSeg. SDXL's second slot reads the penultimate states
+# and the projected pooled output, so an encoder put in both slots is trained as that slot.
+TARGETS: dict[str, dict[str, str]] = {"if": {"family": "if"}, "sd": {"family": "sd1"},
+                                      "sdxl": {"family": "sdxl", "slot": "text_encoder_2"},
+                                      "clipseg": {"family": "clipseg"}}
+STATES_TERMS = ("omit_states", "preserve_states", "unet_loss")
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,18 @@ class Recipe:
     config: dict[str, Any] = field(default_factory=dict)
     compositional: bool = False  # generate P1's compositional foils and their true twins for this recipe
     seg: bool = False  # trains through the world's frozen CLIPSeg (seg_loss): needs referring records
+
+    def for_target(self, target: str) -> Recipe:
+        """This recipe trained for one downstream reader (`TARGETS`): its `pipeline` group set to that reading;
+        for `clipseg`, which reads no token states, the states terms are left out (they would be refused)."""
+        if target not in TARGETS:
+            raise InputError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+        cfg = copy.deepcopy(self.config)
+        cfg["pipeline"] = dict(TARGETS[target])
+        if target == "clipseg":
+            for term in STATES_TERMS:
+                cfg.get("objective", {}).pop(term, None)
+        return replace(self, config=cfg)
 
     @property
     def data_variant(self) -> str:
