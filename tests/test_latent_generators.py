@@ -92,7 +92,8 @@ def test_latent_generator_trains_saves_and_loads_with_the_plain_pipeline_class(k
     # the VAE is reused as given, bit for bit
     again = pretrain_latent_t2i(LatentGeneratorConfig(kind=kind, **{**TINY, "vae": str(tmp_path / kind / "vae")}),
                                 out=tmp_path / "again", progress=False)
-    assert again["vae"] == {"reused": str(tmp_path / kind / "vae")}
+    assert again["vae"]["reused"] == str(tmp_path / kind / "vae")  # with the VAE's own run, saved beside it
+    assert again["vae"]["recon_mse_512"] == info["vae"]["recon_mse_512"]
     a, b = cls.from_pretrained(tmp_path / kind).vae, cls.from_pretrained(tmp_path / "again").vae
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 

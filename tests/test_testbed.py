@@ -661,3 +661,31 @@ def test_referring_training_records_name_the_excluded_object(tmp_path):
         else:
             assert r.affirmative is None
     assert make_referring_data(tmp_path, n=12) == path  # reused, not rewritten
+
+
+@pytest.mark.parametrize("target", ["if", "sd", "sdxl", "clipseg"])
+def test_a_recipe_for_a_target_trains_that_model_s_reading(target, tmp_path):
+    """`negenc demo --target`: the recipe's pipeline group is the target model's reading (the SD-style world
+    generator reads as SD 1.x, the SDXL-style one as SDXL's second slot); CLIPSeg reads no token states, so
+    the states terms are left out instead of being refused; every other term is the recipe's own."""
+    from negation_encoder.conditioning import reading
+    from negation_testbed.recipes import STATES_TERMS, get_recipe
+
+    rec = get_recipe("default")
+    cfg = rec.for_target(target).to_config(base="b", data={s: tmp_path / f"{s}.jsonl" for s in rec.sources},
+                                           images=tmp_path, out=tmp_path / "o", seg_data=tmp_path / "r.jsonl",
+                                           seg_model=tmp_path / "seg")
+    family = {"if": "if", "sd": "sd1", "sdxl": "sdxl", "clipseg": "clipseg"}[target]
+    slot = "text_encoder_2" if target == "sdxl" else "text_encoder"
+    assert cfg.pipeline.reading() == reading(family, slot)
+    dropped = set(STATES_TERMS) if target == "clipseg" else set()
+    assert set(cfg.enabled_terms()) == set(rec.config["objective"]) - dropped
+    assert rec.config["pipeline"] == {"family": "if"}, "for_target changed the registered recipe"
+
+
+def test_demo_refuses_an_unknown_target_before_any_work(tmp_path, capsys):
+    from negation_encoder.cli import main
+
+    assert main(["demo", "--target", "sd3", "--out", str(tmp_path / "d")]) == 2
+    assert "invalid choice: 'sd3'" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

@@ -56,15 +56,19 @@ class VAEConfig:
 @dataclass
 class LatentGeneratorConfig(GeneratorConfig):
     """A latent generator (`pretrain_latent_t2i`); the fields it shares with `GeneratorConfig` mean the same.
-    Defaults differ where latents differ: no `thresholding` (latents are not in [-1, 1]), three UNet levels
-    on 16x16 latents with cross-attention at 4x4 (each world cell is 2x2 tokens there, as in the pixel
-    generator's attention level); attention at 8x8 cost 1.5x the step."""
+    Defaults differ where latents differ: no `thresholding` (latents are not in [-1, 1]); three UNet levels on
+    16x16 latents with cross-attention at 4x4 (each world cell is 2x2 tokens there); attention at 8x8 too
+    cost 1.7x the step. As in the pixel generator, the SD-style UNet also pools the token states it is given
+    into its time embedding (`addition_embed_type="text"`) and applies that embedding as a FiLM in every
+    resnet: the 77 states the pipeline passes are still all it reads (SD 1.x's own UNet only lacks the
+    pooling). A first run without the pooling and the FiLM drew the subject in 48% of validation prompts
+    (reader), against 95% for the pixel generator. SDXL-style: the projected pooled output and the time ids
+    (`text_time`) take the pooling's place, as in SDXL."""
 
     kind: str = "sd"
     steps: int = 3000
     channels: tuple[int, ...] = (32, 64, 64)
-    text_time_embedding: bool = False  # SD's UNet has no pooled-text embedding; SDXL's is its text_time one
-    scale_shift: bool = False  # SD's resnets add the time embedding (no FiLM)
+    attention_levels: int = 1  # the lowest levels with cross-attention (1: 4x4; 2 adds 8x8 at 1.7x the step)
     addition_time_embed_dim: int = 16  # SDXL: each of the six size/crop ids embedded to this width
     vae: str | None = None  # a trained world VAE folder to reuse; None: train one first (VAEConfig defaults)
     vae_steps: int = 2000
@@ -125,6 +129,7 @@ def pretrain_vae(cfg: VAEConfig | None = None, out: str | Path | None = None, pr
             "scaling_factor": vae.config.scaling_factor, "parameters": sum(p.numel() for p in vae.parameters())}
     if out is not None:
         vae.save_pretrained(out, safe_serialization=True)
+        (Path(out) / "pretrain_info.json").write_text(json.dumps(info, indent=2) + "\n")
     return vae, info
 
 
@@ -145,18 +150,20 @@ def build_latent_unet(cfg: LatentGeneratorConfig, cross_attention_dim: int, pool
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(cfg.seed)
-    n = len(cfg.channels)
+    n, a = len(cfg.channels), min(cfg.attention_levels, len(cfg.channels))
     extra: dict = {}
     if cfg.kind == "sdxl":
         extra.update(addition_embed_type="text_time", addition_time_embed_dim=cfg.addition_time_embed_dim,
                      projection_class_embeddings_input_dim=6 * cfg.addition_time_embed_dim + pooled_dim)
+    elif cfg.text_time_embedding:
+        extra.update(addition_embed_type="text", addition_embed_type_num_heads=cfg.attention_head_dim)
     if cfg.scale_shift:
         extra.update(resnet_time_scale_shift="scale_shift")
     return UNet2DConditionModel(
         sample_size=sample_size, in_channels=vae_latents, out_channels=vae_latents, layers_per_block=1,
         block_out_channels=tuple(cfg.channels),
-        down_block_types=("DownBlock2D",) * (n - 1) + ("CrossAttnDownBlock2D",),
-        up_block_types=("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
+        down_block_types=("DownBlock2D",) * (n - a) + ("CrossAttnDownBlock2D",) * a,
+        up_block_types=("CrossAttnUpBlock2D",) * a + ("UpBlock2D",) * (n - a),
         cross_attention_dim=cross_attention_dim, attention_head_dim=cfg.attention_head_dim, norm_num_groups=8,
         **extra)
 
@@ -216,7 +223,9 @@ def pretrain_latent_t2i(cfg: LatentGeneratorConfig | None = None, out: str | Pat
     cfg = cfg or LatentGeneratorConfig()
     out = Path(out or (SD_DIR if cfg.kind == "sd" else SDXL_DIR))
     if cfg.vae:
-        vae, vae_info = AutoencoderKL.from_pretrained(cfg.vae).eval(), {"reused": str(cfg.vae)}
+        vae = AutoencoderKL.from_pretrained(cfg.vae).eval()
+        saved = Path(cfg.vae) / "pretrain_info.json"  # the VAE's own run, when it was saved with one
+        vae_info = {**(json.loads(saved.read_text()) if saved.is_file() else {}), "reused": str(cfg.vae)}
     else:
         # saved at once (the pipeline saves it again at the end): a VAE to check, or to reuse if the UNet's run stops
         vae, vae_info = pretrain_vae(VAEConfig(seed=cfg.seed, steps=cfg.vae_steps), out=out / "vae", progress=progress)
