@@ -112,10 +112,11 @@ def build_scheduler(cfg: GeneratorConfig):
                          clip_sample=True, prediction_type=cfg.prediction_type, variance_type="fixed_small")
 
 
-def sampling_scheduler(cfg: GeneratorConfig):
+def sampling_scheduler(cfg: GeneratorConfig, thresholding: bool = True):
     """The scheduler saved with the pipeline. DPM-Solver++ (2M) reaches in ~20 steps what DDPM does in 50+;
     `thresholding` with `sample_max_value=1` clips the predicted image to [-1, 1] as DDPM's `clip_sample`,
-    and IF reads `variance_type` (None here: the UNet's variance half is dropped)."""
+    and IF reads `variance_type` (None here: the UNet's variance half is dropped). Latent generators pass
+    `thresholding=False`: latents are not images in [-1, 1]."""
     if cfg.sampler == "ddpm":
         return build_scheduler(cfg)
     if cfg.sampler != "dpmsolver++":
@@ -124,7 +125,7 @@ def sampling_scheduler(cfg: GeneratorConfig):
 
     return DPMSolverMultistepScheduler(num_train_timesteps=cfg.train_timesteps, beta_schedule=cfg.beta_schedule,
                                        prediction_type=cfg.prediction_type, algorithm_type="dpmsolver++",
-                                       solver_order=2, thresholding=True, sample_max_value=1.0)
+                                       solver_order=2, thresholding=thresholding, sample_max_value=1.0)
 
 
 def loss_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, cfg: GeneratorConfig) -> torch.Tensor:

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..world.scenes import IMAGE_SIZE, render, sample_scene
 from .base_clip import ASSETS, BASE_DIR
-from .generator import GeneratorConfig, base_text_encoder, build_scheduler, to_pixels, train_denoiser
+from .generator import GeneratorConfig, base_text_encoder, sampling_scheduler, to_pixels, train_denoiser
 
 SD_DIR = ASSETS / "t2i_sd"
 SDXL_DIR = ASSETS / "t2i_sdxl"
@@ -169,14 +169,8 @@ def build_latent_unet(cfg: LatentGeneratorConfig, cross_attention_dim: int, pool
 
 
 def latent_sampling_scheduler(cfg: LatentGeneratorConfig):
-    """DPM-Solver++ (2M), as the pixel generator's, without thresholding (latents are not images)."""
-    if cfg.sampler == "ddpm":
-        return build_scheduler(cfg)
-    from diffusers import DPMSolverMultistepScheduler
-
-    return DPMSolverMultistepScheduler(num_train_timesteps=cfg.train_timesteps, beta_schedule=cfg.beta_schedule,
-                                       prediction_type=cfg.prediction_type, algorithm_type="dpmsolver++",
-                                       solver_order=2)
+    """The pixel generator's sampler, without thresholding (latents are not images in [-1, 1])."""
+    return sampling_scheduler(cfg, thresholding=False)
 
 
 def latent_pipeline(kind: str, unet, vae, scheduler, tokenizer, text_encoder, text_encoder_2=None):
