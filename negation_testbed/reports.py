@@ -15,20 +15,32 @@ from pathlib import Path
 
 from .world.twins import METRIC_KEYS, METRIC_LABELS
 
-FILES = {"demo": "demo.json", "t2i": "t2i_compare.json", "seg": "seg_compare.json", "compare": "compare.json"}
+FILES = {"demo": "demo.json", "t2i": "t2i_compare.json", "seg": "seg_compare.json", "compare": "compare.json",
+         "t2i_validation": "t2i_compare_validation.json", "t2i_heldout": "t2i_compare_heldout.json",
+         "t2i_heldout_cues": "t2i_compare_heldout_cues.json", "seg_heldout": "seg_compare_heldout.json"}
+# the prompt set each comparison file must have been run on: a validation run is never published as the
+# evaluation's, nor a held-out run as validation
+PROMPT_SET_OF = {"t2i": "evaluation", "seg": "evaluation", "t2i_validation": "validation", "t2i_heldout": "heldout",
+                 "t2i_heldout_cues": "heldout-cues", "seg_heldout": "heldout"}
+# the route table's wording columns: (label, t2i file, seg file)
+WORDINGS = (("evaluated frames", "t2i", "seg"), ("validation frames", "t2i_validation", None),
+            ("held-out constructions (a)", "t2i_heldout", "seg_heldout"),
+            ("unseen cue words (b)", "t2i_heldout_cues", None))
 README_BEGIN, README_END = "<!-- results:routes -->", "<!-- /results:routes -->"
 
 
 def load(data_dir: str | Path) -> dict:
-    """The result files present; a t2i-compare run on validation prompts is refused (one line): its numbers
-    choose settings, they are never published as the evaluation's."""
+    """The result files present; a comparison run on another prompt set than its file's (`PROMPT_SET_OF`) is
+    refused (one line): validation numbers choose settings and are never published as the evaluation's."""
     from negation_encoder.errors import InputError
 
     data_dir = Path(data_dir)
     data = {k: json.loads((data_dir / f).read_text()) for k, f in FILES.items() if (data_dir / f).exists()}
-    if data.get("t2i", {}).get("prompt_set", "evaluation") != "evaluation":
-        raise InputError(f"{data_dir / FILES['t2i']}: prompt_set {data['t2i']['prompt_set']!r}; only a t2i-compare "
-                         "run on the evaluation prompts is published")
+    for key, expected in PROMPT_SET_OF.items():
+        got = data.get(key, {}).get("prompt_set", "evaluation")
+        if key in data and got != expected:
+            raise InputError(f"{data_dir / FILES[key]}: prompt_set {got!r}; this file publishes the {expected!r} "
+                             "prompts")
     return data
 
 
@@ -167,8 +179,56 @@ def routes_block(data: dict) -> str:
             return _f(s[arm]["miou_0.3"]) if arm in s else "-"
         rows.append(f"| segmentation: negated mIoU@0.3 | {m('original')} | {m('split')} | {m('swapped')} | "
                     f"{m('swapped+split')} |")
+    wording = wording_block(data)
+    if wording:
+        rows += ["", wording]
     stamps = sorted({(v.get("provenance") or {}).get("commit", "?")[:10] for v in data.values()})
     rows += ["", f"_From `docs/results/data/` (commit {', '.join(stamps)}); details in `docs/results/`._"]
+    return "\n".join(rows)
+
+
+T2I_ROUTE_ARMS = (("base", "plain"), ("base+negprompt", "negative prompt"), ("swapped", "swapped encoder"),
+                  ("swapped+negprompt", "stacked"))
+SEG_ROUTE_ARMS = (("original", "plain"), ("split", "split route"), ("swapped", "swapped encoder"),
+                  ("swapped+split", "stacked"))
+
+
+def wording_block(data: dict, generator: str = "if") -> str:
+    """Per route, the same encoder on the wording it was scored on, on the validation frames, on held-out
+    constructions of its trained cues (a) and on cue words it never saw (b): the columns the route advice
+    follows. Generation: Neg Score (%) on `generator`, and the swap's paired difference to the negative
+    prompt; segmentation: how often the referred object beats the other one. Empty without held-out data."""
+    cols = [(label, t2i_key, seg_key) for label, t2i_key, seg_key in WORDINGS if t2i_key in data or
+            (seg_key and seg_key in data)]
+    if not any(key.startswith(("t2i_heldout", "seg_heldout")) for key in data):
+        return ""
+    head = "| route | " + " | ".join(label for label, *_ in cols) + " |"
+    rows = [f"Generation, Neg Score (%) on the `{generator}` generator, and segmentation, object choice, by wording:",
+            "", head, "|---|" + "---:|" * len(cols)]
+
+    def t2i_arm(key, arm):
+        g = t2i_generators(data[key]).get(generator) if key in data else None
+        return _f(g["negated"][arm]["neg_score"], True) if g and arm in g["negated"] else "-"
+
+    for arm, label in T2I_ROUTE_ARMS:
+        rows.append(f"| generation: {label} | " + " | ".join(t2i_arm(k, arm) for _, k, _ in cols) + " |")
+
+    def paired(key, name):
+        g = t2i_generators(data[key]).get(generator) if key in data else None
+        return _ci(g["paired"].get(name), True) if g and g["paired"].get(name) else "-"
+
+    rows.append("| generation: swapped - negative prompt (pts) [95% CI] | "
+                + " | ".join(paired(k, "swapped - base+negprompt") for _, k, _ in cols) + " |")
+    rows.append("| generation: stacked - negative prompt (pts) [95% CI] | "
+                + " | ".join(paired(k, "swapped+negprompt - base+negprompt") for _, k, _ in cols) + " |")
+
+    def seg_arm(key, arm):
+        s = data[key]["sets"]["negated"] if key and key in data else None
+        return _f(s[arm]["target_wins"]) if s and arm in s else "-"
+
+    if any(k and k in data for *_, k in cols):
+        for arm, label in SEG_ROUTE_ARMS:
+            rows.append(f"| segmentation: {label} | " + " | ".join(seg_arm(k, arm) for *_, k in cols) + " |")
     return "\n".join(rows)
 
 

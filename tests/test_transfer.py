@@ -311,6 +311,46 @@ def test_report_refuses_a_validation_run(tmp_path):
         load(tmp_path)
     (tmp_path / "t2i_compare.json").write_text(json.dumps({"prompt_set": "evaluation"}))
     assert load(tmp_path)["t2i"]["prompt_set"] == "evaluation"
+    # each wording column has its own file, and a run on another set is refused there too
+    (tmp_path / "t2i_compare_heldout.json").write_text(json.dumps({"prompt_set": "validation"}))
+    with pytest.raises(InputError, match="t2i_compare_heldout.json: prompt_set 'validation'; this file publishes the "
+                                         "'heldout'"):
+        load(tmp_path)
+    (tmp_path / "t2i_compare_heldout.json").write_text(json.dumps({"prompt_set": "heldout"}))
+    (tmp_path / "seg_compare_heldout.json").write_text(json.dumps({}))  # a seg-compare file from before the option
+    with pytest.raises(InputError, match="seg_compare_heldout.json: prompt_set 'evaluation'"):
+        load(tmp_path)
+
+
+def _t2i_result(prompt_set: str, scores: dict[str, float], paired: dict[str, float]) -> dict:
+    arm = lambda v: {"neg_score": v, "ci95": [v - 0.1, v + 0.1]}  # noqa: E731
+    return {"prompt_set": prompt_set, "generators": {"if": {
+        "negated": {a: arm(v) for a, v in scores.items()}, "control": {},
+        "paired": {k: {"mean": v, "ci95": [v - 0.05, v + 0.05]} for k, v in paired.items()}}}}
+
+
+def test_route_table_shows_each_wording_column(tmp_path):
+    """The README's wording table: one column per published set, each cell from its own file (hand-made files,
+    so every number printed is checked), and nothing at all without held-out data."""
+    from negation_testbed.reports import load, routes_block
+
+    arms = ("base", "base+negprompt", "swapped", "swapped+negprompt")
+    for name, prompt_set, first in (("t2i_compare.json", "evaluation", 0.3), ("t2i_compare_heldout.json", "heldout", 0.4)):
+        (tmp_path / name).write_text(json.dumps(_t2i_result(
+            prompt_set, dict(zip(arms, (first, first + 0.4, first + 0.45, first + 0.5), strict=True)),
+            {"swapped - base+negprompt": 0.05, "swapped+negprompt - base+negprompt": 0.1})))
+    block = routes_block(load(tmp_path))
+    assert "| route | evaluated frames | held-out constructions (a) |" in block
+    assert "| generation: plain | 30.0 | 40.0 |" in block and "| generation: stacked | 80.0 | 90.0 |" in block
+    assert "| generation: swapped - negative prompt (pts) [95% CI] | +5.0 [+0.0, +10.0] | +5.0 [+0.0, +10.0] |" in block
+    seg = {"prompt_set": "heldout", "sets": {"negated": {"original": {"target_wins": 0.25, "miou_0.3": 0.1},
+                                                         "swapped": {"target_wins": 0.625, "miou_0.3": 0.2}}}}
+    (tmp_path / "seg_compare_heldout.json").write_text(json.dumps(seg))
+    block = routes_block(load(tmp_path))
+    assert "| segmentation: swapped encoder | - | 0.625 |" in block
+    (tmp_path / "t2i_compare_heldout.json").unlink()
+    (tmp_path / "seg_compare_heldout.json").unlink()
+    assert "| route |" not in routes_block(load(tmp_path))
 
 
 def test_world_prompt_files_load_with_eval_t2i(tmp_path):

@@ -25,6 +25,7 @@ from negation_encoder.runio import RunFolder, atomic_write_json, atomic_write_te
 
 from ..instruments.base_clip import ASSETS
 from ..world import language as L
+from ..world.grammar import HELDOUT_REFERRING_FORMS
 from ..world.referring import referring_samples, write_referring_set
 from .encoders import drift_table, encoder_drift, encoder_labels
 
@@ -87,6 +88,9 @@ def target_wins(seg, processor, jsonl: Path, batch_size: int = 64, split_route=N
 
 
 SEG_COMPARE_FILES = ("negated", "control", "data", "results.json", "report.md", "run_config.json")
+# seg-compare's sets: {name: (negated forms, scene seed offset)}; the held-out scenes are drawn apart from
+# the evaluated ones so a held-out number never reuses an evaluated image.
+REFERRING_SETS = {"evaluation": (L.REFERRING_FORMS, 0), "heldout": (HELDOUT_REFERRING_FORMS, 31_415)}
 
 
 @dataclass
@@ -101,6 +105,8 @@ class SegCompareConfig(Validated):
     model: str = option(str(ASSETS / "seg"), "CLIPSeg folder (default: the committed world segmenter)")
     samples: int = option(400, "referring expressions per set (negated, control)")
     seed: int = option(0, "seed of the referring sets and the bootstrap")
+    prompts: str = option("evaluation", "which referring expressions: evaluation (the scored forms) or heldout "
+                          "(constructions no fine-tuning text uses, drawn on other scenes; reported, never chosen on)")
     batch_size: int = option(32, "samples per CLIPSeg call")
     split: bool = option(True, "skip the training-free split route arms (split, swapped+split); they need the model "
                          "folder's negation_split_route.json (`negenc testbed fit-seg-route`)")
@@ -114,6 +120,8 @@ class SegCompareConfig(Validated):
 
     def problems(self) -> list[str]:
         p = collect(at_least(self, "samples", 1), at_least(self, "batch_size", 1))
+        if self.prompts not in REFERRING_SETS:
+            p.append(f"prompts must be one of {', '.join(REFERRING_SETS)}, got {self.prompts!r}")
         if not self.encoders:
             p.append("encoders: at least one encoder folder is needed")
         if self.resume and self.overwrite:
@@ -147,10 +155,11 @@ def seg_compare(cfg: SegCompareConfig) -> dict:
         if route is not None:  # the training-free route, alone ("split") and stacked on each swapped encoder
             arm_specs += [("split" if arm == "original" else f"{arm}+split", model, path, route)
                           for arm, (model, path) in models.items()]
-        results: dict = {"encoders": encoders, "sets": {},
+        forms, offset = REFERRING_SETS[cfg.prompts]
+        results: dict = {"encoders": encoders, "prompt_set": cfg.prompts, "sets": {},
                          "split_route": None if route is None else {"weight": route.weight, "fit": route.fit}}
         for name, negated in (("negated", True), ("control", False)):
-            jsonl = write_referring_set(out / "data" / name, cfg.samples, cfg.seed, negated)
+            jsonl = write_referring_set(out / "data" / name, cfg.samples, cfg.seed + offset, negated, forms)
             base_cfg = SegEvalConfig(dataset=DatasetConfig(kind="jsonl", jsonl=str(jsonl)), model=cfg.model,
                                      out=str(out / name), batch_size=cfg.batch_size, device="cpu", dtype="fp32",
                                      resume=cfg.resume, seed=cfg.seed, progress=cfg.progress)

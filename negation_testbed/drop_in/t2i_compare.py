@@ -46,8 +46,10 @@ class T2ICompareConfig(Validated):
     judge: str = option(str(ASSETS / "judge"), "judge folder (default: the committed world judge)")
     seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "comma list of seeds (every arm uses the same)")
     forms: int = option(2, f"negated prompts per object kind (1-{len(T2I_FORMS)}; 16 kinds)")
-    prompts: str = option("evaluation", "which prompts: evaluation (the scored set) or validation (other frames and "
-                          "draws, to choose settings on; never published as evaluation)")
+    prompts: str = option("evaluation", "which prompts: evaluation (the scored set), validation (other frames and "
+                          "draws, to choose settings on; never published as evaluation), heldout (constructions of the "
+                          "trained cues no fine-tuning text uses) or heldout-cues (cue words never trained); the "
+                          "held-out sets are reported, never chosen on")
     limit: int | None = option(None, "only the first N prompts (smoke runs)")
     steps: int | None = option(None, "denoising steps (default: the pipeline's validated setting, pretrain_info.json)")
     guidance_scale: float | None = option(None, "classifier-free guidance scale (default: likewise)")

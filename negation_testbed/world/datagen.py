@@ -20,6 +20,7 @@ from negation_encoder.data.pipelines import CaptionItem, PipelineConfig, Pipelin
 from negation_encoder.runio import atomic_save_image
 
 from . import language as L
+from .grammar import TRAIN_T2I_CONSTRUCTIONS
 from .oracle import OracleLLM, OracleMLLM
 from .scenes import (
     CELLS,
@@ -201,8 +202,8 @@ def _write_once(path: str | Path, source: str, n_items: int, build, key: str) ->
 
 
 def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_SEED) -> tuple[Path, PipelineStats]:
-    """NegationRecords in the words people give a generator (`language.TRAIN_T2I_FORMS`), one per training
-    scene: one or two of its objects and its place, negating an object of the same theme that the scene
+    """NegationRecords in the words people give a generator (`grammar.TRAIN_T2I_CONSTRUCTIONS`, the
+    construction named in each record's provenance), one per training scene: one or two of its objects and its place, negating an object of the same theme that the scene
     lacks ("a kitchen that has a red cup but no fork"). Foils: the negated object affirmed, and the same frame
     negating a present object; the frame affirming another present object is an extra positive.
 
@@ -221,7 +222,8 @@ def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_
         for scene in world.scenes:
             kinds = set(scene.kinds)
             absent = [k for k in THEMES[scene.theme] if k not in kinds] or [k for k in OBJECTS if k not in kinds]
-            neg_form, foil_form, aff_form = L.TRAIN_T2I_FORMS[int(rng.integers(len(L.TRAIN_T2I_FORMS)))]
+            construction = TRAIN_T2I_CONSTRUCTIONS[int(rng.integers(len(TRAIN_T2I_CONSTRUCTIONS)))]
+            neg_form, foil_form, aff_form = construction.negated, construction.foil, construction.affirmative
             order = rng.permutation(len(scene.objects))
             n_subject = 1 if len(scene.objects) == 1 or rng.random() < 0.6 else 2
             named = [scene.objects[i] for i in order[:n_subject]]
@@ -234,12 +236,14 @@ def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_
                 f"t2i:{scene.id}:{slots['neg']}", world.image_key(scene), aff_form.format(**slots),
                 neg_form.format(**slots), "absence", slots["neg"], T2I_SOURCE,
                 hard_negatives=[foil_form.format(**slots), neg_form.format(**{**slots, "neg": named[0].kind})],
-                provenance={"pipeline": T2I_SOURCE, "forms": "language.TRAIN_T2I_FORMS", "truth": "scene graph"},
+                provenance={"pipeline": T2I_SOURCE, "forms": "grammar.TRAIN_T2I_CONSTRUCTIONS",
+                            "construction": construction.name, "truth": "scene graph"},
                 extra={"extra_positives": [foil_form.format(**{**slots, "neg": others[0]})]} if others else {})
             records.append(rec)
         return records
 
-    return _write_once(path, T2I_SOURCE, len(world.scenes), build, repr((L.TRAIN_T2I_FORMS, seed, len(world.scenes))))
+    return _write_once(path, T2I_SOURCE, len(world.scenes), build,
+                       repr((TRAIN_T2I_CONSTRUCTIONS, seed, len(world.scenes))))
 
 
 CROPS_SOURCE = "crops"  # referring expressions against crops of two objects of one kind (make_crop_data)

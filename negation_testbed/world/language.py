@@ -3,15 +3,18 @@
 Three disjoint families of wording, so benchmarks never test memorised templates:
 - pretraining captions (affirmative alt-text, plus a small share with negation cues on objects that
   ARE present: the misaligned negation the NegationCLIP paper finds in LAION);
-- fine-tuning rewrites (what the oracle "LLM" writes): cues in `TRAIN_CUES`, at the end or start;
+- fine-tuning rewrites (what the oracle "LLM" writes): cues in `TRAIN_CUES`, at the end or start; the
+  generator prompts and referring forms that train come from `grammar`'s named constructions;
 - benchmark probes: VALSE-like existence, NegBench MCQ wording, referring phrases, negated retrieval
-  queries, and a held-out family whose cue words (`HELDOUT_CUES`) never occur in fine-tuning data.
+  queries, and a held-out family whose cue words (`HELDOUT_CUES`) never occur in fine-tuning data, except
+  "isn't": the fine-tuning referring forms and the generator prompts' contraction use it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .grammar import TRAIN_REFERRING_CONSTRUCTIONS, TRAIN_T2I_CONSTRUCTIONS
 from .scenes import THEME_PLACE, Scene, SceneObject
 
 TRAIN_CUES = ("no", "not", "without")
@@ -213,25 +216,13 @@ RELATION_AFFIRM_FORMS = (
 
 
 # Generator prompts for training (`datagen.make_t2i_prompt_data`): short text-to-image prompts, a place and
-# one or two present objects, negating an absent object of the same theme. A drop-in encoder must read
-# "no" in the prompts a generator is given, and the tiny world CLIP learns per sentence frame, so the
-# training data needs prompt-like frames. Each form is (negated prompt, its foil with the object affirmed,
-# the affirmative part). Disjoint from what t2i-compare scores (`prompts.T2I_FORMS`: "a {place} with a
-# {colour} {kind} and no {neg}" ...): no evaluated prompt, negated or control, occurs inside a training
-# prompt (tests/test_testbed.py), and none of these frames is an evaluated frame.
-TRAIN_T2I_FORMS = (
-    ("{subject} in the {place} with no {neg}", "{subject} in the {place} with a {neg}", "{subject} in the {place}"),
-    ("the {place}: {subject}, no {neg}", "the {place}: {subject}, a {neg}", "the {place}: {subject}"),
-    ("a {place} that has {subject} but no {neg}", "a {place} that has {subject} and a {neg}",
-     "a {place} that has {subject}"),
-    ("{subject}, {place}, without any {neg}", "{subject}, {place}, with a {neg}", "{subject}, {place}"),
-    ("in this {place}, {subject} and not one {neg}", "in this {place}, {subject} and one {neg}",
-     "in this {place}, {subject}"),
-    ("{subject} without a {neg}, in a {place}", "{subject} with a {neg}, in a {place}", "{subject}, in a {place}"),
-    ("a {place} that contains {subject} and no {neg}", "a {place} that contains {subject} and a {neg}",
-     "a {place} that contains {subject}"),
-    ("{place} photo, {subject} but not a {neg}", "{place} photo, {subject} and a {neg}", "{place} photo, {subject}"),
-)
+# one or two present objects, negating an absent object of the same theme, in the named constructions of
+# `grammar.TRAIN_T2I_CONSTRUCTIONS` (negated prompt, its foil with the object affirmed, the affirmative part).
+# A drop-in encoder must read "no" in the prompts a generator is given, and the tiny world CLIP learns per
+# sentence frame, so the training data needs many prompt-like constructions. Disjoint from what t2i-compare
+# scores (`prompts.T2I_FORMS`, `prompts.VALIDATION_T2I_FORMS`, the held-out constructions): no scored prompt,
+# negated or control, occurs inside a training prompt (tests/test_testbed.py, tests/test_grammar.py).
+TRAIN_T2I_FORMS = tuple((c.negated, c.foil, c.affirmative) for c in TRAIN_T2I_CONSTRUCTIONS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,23 +284,13 @@ REFERRING_FORMS = (
 )
 # ... and the ones anything may be FITTED or TRAINED on (the segmenter's split route, a segmentation-aware
 # fine-tuning term): disjoint wordings, so no evaluation phrase is ever seen before it is scored.
-TRAIN_REFERRING_FORMS = (
-    "a {kind} which is not {value}",
-    "the {kind} that isn't {value}",
-    "the other {kind}, not the {value} one",
-    "the {kind} that is not the {value} one",
-)
+TRAIN_REFERRING_FORMS = tuple(form for _, form in TRAIN_REFERRING_CONSTRUCTIONS[:4])
 # The fine-tuning data (seg_loss's referring records, the `crops` source) reads those four and more
-# constructions: the negation first, "no" as a correction, a contraction before "the ... one". With the four
-# alone, CLIPSeg's object choice on the validation draw was 0.78-0.80 for training wordings and 0.55-0.81
-# for the evaluated ones (docs/testbed.md, "More training wordings"). Still disjoint from REFERRING_FORMS.
-FINE_TUNING_REFERRING_FORMS = (
-    *TRAIN_REFERRING_FORMS,
-    "not the {value} one but the other {kind}",
-    "not {value}: the other {kind}",
-    "a {kind} that isn't the {value} one",
-    "the {value} one? no, the other {kind}",
-)
+# constructions (`grammar.TRAIN_REFERRING_CONSTRUCTIONS`): the negation first, "no" as a correction, a
+# contraction before "the ... one". With the four alone, CLIPSeg's object choice on the validation draw was
+# 0.78-0.80 for training wordings and 0.55-0.81 for the evaluated ones (docs/testbed.md, "More training
+# wordings"). Still disjoint from REFERRING_FORMS.
+FINE_TUNING_REFERRING_FORMS = tuple(form for _, form in TRAIN_REFERRING_CONSTRUCTIONS)
 # affirmative referring phrases a fine-tuning term may train on (seg-compare's control is "the {colour} {kind}")
 TRAIN_AFFIRMATIVE_REFERRING_FORMS = ("a {colour} {kind}", "a {colour} {kind} on the {cell}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .grammar import HELDOUT_CONSTRUCTIONS, HELDOUT_CUE_CONSTRUCTIONS
 from .scenes import COLOURS, OBJECT_THEME, OBJECTS, THEME_PLACE, THEMES
 
 T2I_FORMS = (  # (negated prompt, cue, affirmative control): the cue words the world's splitter reads
@@ -30,7 +31,12 @@ VALIDATION_T2I_FORMS = (
     ("one {colour} {kind} at the {place} and not a {neg}", "not", "one {colour} {kind} at the {place}"),
 )
 VALIDATION_PROMPT_SEED = 8_675_309
-PROMPT_SETS = ("evaluation", "validation")
+# Held-out prompts (`--prompts heldout`, `--prompts heldout-cues`): the constructions no fine-tuning text
+# uses (`grammar.HELDOUT_CONSTRUCTIONS`: new constructions of the trained cues; `grammar.HELDOUT_CUE_CONSTRUCTIONS`:
+# cue words never trained), drawn with their own seed, reported once per change and never used to choose.
+HELDOUT_PROMPT_SEED = 31_415
+HELDOUT_SETS = {"heldout": HELDOUT_CONSTRUCTIONS, "heldout-cues": HELDOUT_CUE_CONSTRUCTIONS}
+PROMPT_SETS = ("evaluation", "validation", *HELDOUT_SETS)
 
 
 def world_prompt_sets(forms_per_kind: int = 3, seed: int = 0, prompts: str = "evaluation"
@@ -38,9 +44,14 @@ def world_prompt_sets(forms_per_kind: int = 3, seed: int = 0, prompts: str = "ev
     """(negated, control) entries in eval_t2i's `negation_v1` format: one negated prompt per kind and
     form (the negated object from the subject's theme), and its affirmative twin (no negated concept).
     `prompts="validation"`: `VALIDATION_T2I_FORMS` drawn with `VALIDATION_PROMPT_SEED` (`seed` ignored),
-    ids prefixed "val_"."""
+    ids prefixed "val_". `prompts="heldout"` / `"heldout-cues"`: the held-out constructions
+    (`HELDOUT_SETS`) drawn with `HELDOUT_PROMPT_SEED`, the k-th prompt of a kind in construction
+    (kind index + k) mod n, so every construction gets its share whatever `forms_per_kind`; each entry
+    names its `construction`, ids prefixed "ho_" / "hoc_"."""
     if prompts not in PROMPT_SETS:
         raise ValueError(f"prompts must be one of {', '.join(PROMPT_SETS)}, got {prompts!r}")
+    if prompts in HELDOUT_SETS:
+        return _heldout_prompt_sets(forms_per_kind, prompts)
     validation = prompts == "validation"
     forms = VALIDATION_T2I_FORMS if validation else T2I_FORMS
     rng = np.random.default_rng(VALIDATION_PROMPT_SEED if validation else seed)
@@ -52,10 +63,34 @@ def world_prompt_sets(forms_per_kind: int = 3, seed: int = 0, prompts: str = "ev
             colour = str(rng.choice(list(COLOURS)))
             slots = {"place": THEME_PLACE[theme], "colour": colour, "kind": kind, "neg": neg}
             pid = f"val_{kind}_{f}" if validation else f"{kind}_{f}"
-            negated.append({"id": pid, "prompt": form.format(**slots), "subject": kind, "negated_concepts": [neg],
-                            "negation_type": "object", "cue": cue,
-                            "questions": [f"Is there a {kind}?", f"Is there a {neg}?"]})
-            control.append({"id": f"{pid}_control", "prompt": affirm.format(**slots), "subject": kind,
-                            "negated_concepts": [], "negation_type": "none", "cue": "none",
-                            "questions": [f"Is there a {kind}?"]})
+            negated.append(_negated_entry(pid, form.format(**slots), kind, neg, cue))
+            control.append(_control_entry(pid, affirm.format(**slots), kind))
+    return negated, control
+
+
+def _negated_entry(pid: str, prompt: str, kind: str, neg: str, cue: str, **extra) -> dict:
+    return {"id": pid, "prompt": prompt, "subject": kind, "negated_concepts": [neg], "negation_type": "object",
+            "cue": cue, "questions": [f"Is there a {kind}?", f"Is there a {neg}?"], **extra}
+
+
+def _control_entry(pid: str, prompt: str, kind: str, **extra) -> dict:
+    return {"id": f"{pid}_control", "prompt": prompt, "subject": kind, "negated_concepts": [],
+            "negation_type": "none", "cue": "none", "questions": [f"Is there a {kind}?"], **extra}
+
+
+def _heldout_prompt_sets(forms_per_kind: int, prompts: str) -> tuple[list[dict], list[dict]]:
+    constructions = HELDOUT_SETS[prompts]
+    prefix = "ho" if prompts == "heldout" else "hoc"
+    rng = np.random.default_rng(HELDOUT_PROMPT_SEED + (prompts != "heldout"))
+    negated, control = [], []
+    for i, kind in enumerate(OBJECTS):
+        theme = OBJECT_THEME[kind]
+        for f in range(forms_per_kind):
+            c = constructions[(i + f) % len(constructions)]
+            neg = str(rng.choice([k for k in THEMES[theme] if k != kind]))
+            colour = str(rng.choice(list(COLOURS)))
+            text, _, affirm = c.fill(subject=f"a {colour} {kind}", place=THEME_PLACE[theme], neg=neg)
+            pid = f"{prefix}_{kind}_{f}"
+            negated.append(_negated_entry(pid, text, kind, neg, c.cue, construction=c.name))
+            control.append(_control_entry(pid, affirm, kind, construction=c.name))
     return negated, control

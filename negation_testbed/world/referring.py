@@ -49,13 +49,14 @@ def referring_samples(n: int, seed: int, negated: bool, forms: tuple[str, ...] =
         yield image, text, masks[target], masks[other]
 
 
-def write_referring_set(out: Path, n: int, seed: int, negated: bool) -> Path:
+def write_referring_set(out: Path, n: int, seed: int, negated: bool, forms: tuple[str, ...] = L.REFERRING_FORMS
+                        ) -> Path:
     """A JSONL set for `eval_seg` (`{"id", "image", "text", "mask", "other_mask"}`) of `referring_samples`
-    with the EVALUATION forms (`language.REFERRING_FORMS`); negated and control sets of one seed pair
-    sample by sample."""
+    with the EVALUATION forms (`language.REFERRING_FORMS`; seg-compare's `--prompts heldout` passes
+    `grammar.HELDOUT_REFERRING_FORMS`); negated and control sets of one seed pair sample by sample."""
     out.mkdir(parents=True, exist_ok=True)
     lines = []
-    for i, (image, text, target, other) in enumerate(referring_samples(n, seed, negated)):
+    for i, (image, text, target, other) in enumerate(referring_samples(n, seed, negated, forms)):
         Image.fromarray(image).save(out / f"{i:04d}.png")
         Image.fromarray(target.astype(np.uint8) * 255).save(out / f"{i:04d}_mask.png")
         Image.fromarray(other.astype(np.uint8) * 255).save(out / f"{i:04d}_other.png")
