@@ -270,8 +270,47 @@ def compare_page(compare: dict) -> str:
                       "", compare_table(compare)]) + "\n"
 
 
+def wording_page(data: dict) -> str:
+    """The same encoder on wording it was not scored on: validation frames, held-out constructions of its trained
+    cues (a), unseen cue words (b); per arm and, for the held-out sets, per named construction."""
+    lines = ["# The drop-in on wording nobody trained on", "",
+             "Held-out constructions never occur in any fine-tuning text (`negation_testbed/world/grammar.py`, "
+             "`tests/test_grammar.py`); nothing is chosen on these sets.", ""]
+    for key, title in (("t2i_validation", "Validation frames (`t2i-compare --prompts validation`)"),
+                       ("t2i_heldout", "Held-out constructions of the trained cues (`--prompts heldout`)"),
+                       ("t2i_heldout_cues", "Unseen cue words (`--prompts heldout-cues`)")):
+        if key not in data:
+            continue
+        lines += [f"## {title}", "", stamp(data[key]), ""]
+        for name, g in t2i_generators(data[key]).items():
+            lines += [f"### Generator `{name}`", "", *_t2i_rows(g), ""]
+            extra = {k: v for k, v in g.get("paired", {}).items() if k.endswith(" - base+negprompt")}
+            lines += ["| paired over (prompt, seed) | mean (pts) [95% CI] |", "|---|---:|"]
+            lines += [f"| {k} | {_ci(v, True)} |" for k, v in extra.items()] + [""]
+            names = sorted({c for a in g["negated"].values() for c in a.get("by_construction", {})})
+            if names:
+                lines += ["| arm | " + " | ".join(f"`{c}`" for c in names) + " |", "|---|" + "---:|" * len(names)]
+                for arm, a in g["negated"].items():
+                    per = a.get("by_construction", {})
+                    lines.append(f"| {arm} | " + " | ".join(_f(per[c]["mean"], True) if c in per else "-"
+                                                            for c in names) + " |")
+                lines += ["", "Neg Score (%) per construction (about 40 images each).", ""]
+            agree = g.get("judge_agreement")
+            if agree:
+                lines += ["Judge vs the rule-based reader on this run's images: "
+                          + ", ".join(f"{k} questions {_f(v)}" for k, v in agree.items() if not isinstance(v, dict))
+                          + ".", ""]
+    if "seg_heldout" in data:
+        seg = data["seg_heldout"]
+        lines += ["## Referring segmentation, held-out constructions (`seg-compare --prompts heldout`)", "",
+                  stamp(seg), "", *_seg_rows(seg), ""]
+    return "\n".join(lines)
+
+
 def render(data: dict) -> dict[str, str]:
     pages = {}
+    if any(k in data for k in ("t2i_validation", "t2i_heldout", "t2i_heldout_cues", "seg_heldout")):
+        pages["wording.md"] = wording_page(data)
     if "demo" in data:
         pages["encoder_benchmarks.md"] = encoder_page(data["demo"])
     if "t2i" in data or "seg" in data:

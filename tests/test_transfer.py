@@ -332,15 +332,20 @@ def _t2i_result(prompt_set: str, scores: dict[str, float], paired: dict[str, flo
 def test_route_table_shows_each_wording_column(tmp_path):
     """The README's wording table: one column per published set, each cell from its own file (hand-made files,
     so every number printed is checked), and nothing at all without held-out data."""
-    from negation_testbed.reports import load, routes_block
+    from negation_testbed.reports import load, render, routes_block
 
     arms = ("base", "base+negprompt", "swapped", "swapped+negprompt")
     for name, prompt_set, first in (("t2i_compare.json", "evaluation", 0.3), ("t2i_compare_heldout.json", "heldout", 0.4)):
         (tmp_path / name).write_text(json.dumps(_t2i_result(
             prompt_set, dict(zip(arms, (first, first + 0.4, first + 0.45, first + 0.5), strict=True)),
             {"swapped - base+negprompt": 0.05, "swapped+negprompt - base+negprompt": 0.1})))
+    heldout = json.loads((tmp_path / "t2i_compare_heldout.json").read_text())
+    heldout["generators"]["if"]["negated"]["swapped"]["by_construction"] = {"not_any": {"mean": 0.375, "n_images": 8}}
+    (tmp_path / "t2i_compare_heldout.json").write_text(json.dumps(heldout))
     block = routes_block(load(tmp_path))
     assert "| route | evaluated frames | held-out constructions (a) |" in block
+    page = render(load(tmp_path))["wording.md"]
+    assert "| arm | `not_any` |" in page and "| swapped | 37.5 |" in page and "| base | - |" in page
     assert "| generation: plain | 30.0 | 40.0 |" in block and "| generation: stacked | 80.0 | 90.0 |" in block
     assert "| generation: swapped - negative prompt (pts) [95% CI] | +5.0 [+0.0, +10.0] | +5.0 [+0.0, +10.0] |" in block
     seg = {"prompt_set": "heldout", "sets": {"negated": {"original": {"target_wins": 0.25, "miou_0.3": 0.1},
@@ -477,3 +482,18 @@ def test_t2i_compare_refuses_a_missing_generator_in_one_line(tmp_path, base_enco
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--pipeline" in err and "model_index.json" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_by_construction_scores_each_heldout_construction_by_hand():
+    """Neg Score per construction: an image scores 1 iff the subject is judged present and the negated object
+    absent (P(yes) > 0.5), averaged per construction and arm; checked against a hand count."""
+    from negation_testbed.drop_in.t2i_compare import by_construction
+
+    recs = [{"arm": "swapped", "key": "p1", "seed": 0, "probabilities": [0.9, 0.1]},   # 1
+            {"arm": "swapped", "key": "p1", "seed": 1, "probabilities": [0.9, 0.8]},   # 0: negated drawn
+            {"arm": "swapped", "key": "p2", "seed": 0, "probabilities": [0.2, 0.1]},   # 0: no subject
+            {"arm": "base", "key": "p2", "seed": 0, "probabilities": [0.7, 0.3]}]      # 1
+    out = by_construction(recs, {"p1": "not_any", "p2": "copula_after_object"})
+    assert out["swapped"] == {"copula_after_object": {"mean": 0.0, "n_images": 1},
+                              "not_any": {"mean": 0.5, "n_images": 2}}
+    assert out["base"] == {"copula_after_object": {"mean": 1.0, "n_images": 1}}

@@ -195,6 +195,10 @@ def _compare_generator(cfg: T2ICompareConfig, pipe, folder: str, sampling: dict,
         ns = NegScoreConfig(seeds=tuple(cfg.seeds), arms=arms, batch_size=cfg.batch_size, progress=cfg.progress)
         summary, records, arm_names = compare_encoders(pipe, items, encoders, judge, part, ns, generation,
                                                        resume=cfg.resume, overwrite=cfg.overwrite)
+        groups = {e["id"]: e["construction"] for e in entries if "construction" in e}
+        if groups:  # the held-out sets: each arm's Neg Score per construction, beside its by_cue
+            for arm, per in by_construction(records, groups).items():
+                summary["arms"][arm]["by_construction"] = per
         write_summary(part, summary)
         (part / "report.md").write_text(markdown_table(summary, f"Neg Score on the world ({name} prompts)"))
         image_grid(part, records, arm_names, cfg.seeds, max_rows=16, cell=96)
@@ -215,6 +219,18 @@ def _compare_generator(cfg: T2ICompareConfig, pipe, folder: str, sampling: dict,
             "paired": results["negated"]["paired"], "control_paired": results["control"]["paired"],
             "judge_agreement": judge_agreement(audit), "seconds": seconds, "audit": audit, "sampling": sampling,
             "report": table}
+
+
+def by_construction(records: list[dict], groups: dict[str, str]) -> dict[str, dict]:
+    """{arm: {construction: {mean, n_images}}}: the Neg Score of each arm per named construction of a held-out
+    set (`grammar`), from the scored images, by eval_t2i's own image score and grouping."""
+    from eval_t2i.scoring import group_means, image_score
+
+    per_arm: dict[str, dict] = {}
+    for r in records:
+        p = r["probabilities"]
+        per_arm.setdefault(r["arm"], {})[(r["key"], int(r["seed"]))] = float(image_score(p[0], p[1:]))
+    return {arm: group_means(scores, groups) for arm, scores in per_arm.items()}
 
 
 def judge_agreement(audit: dict) -> dict[str, float | None]:
