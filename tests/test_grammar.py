@@ -22,13 +22,14 @@ def _fine_tuning_texts(tmp_path) -> tuple[list[str], set[str]]:
     """Every text the demo's sources put in front of the trainer, from files generated on a small world, and
     the constructions the generator-prompt records name."""
     world = make_train_world(tmp_path / "images", n_scenes=120)
-    data = generate_negation_data(world, tmp_path / "data", ("p1", "rand_p1", "p2", "presence", "t2i", "crops"),
+    data = generate_negation_data(world, tmp_path / "data", ("p1", "rand_p1", "p2", "presence", "t2i", "t2i-grammar",
+                                                             "crops"),
                                   tokenizer=world_tokenizer(), progress=False, compositional=True)
     texts = [t for path, _ in data.values() for r in read_records(path)
              for t in (r.caption, r.negated_caption, *r.hard_negatives, *(r.extra_positives or []))]
     refs = read_referring(make_referring_data(tmp_path / "refs", n=200))
     texts += [t for r in refs for t in (r.text, r.affirmative) if t]
-    t2i = {r.provenance["construction"] for r in read_records(data["t2i"][0])}
+    t2i = {src: {r.provenance["construction"] for r in read_records(data[src][0])} for src in ("t2i", "t2i-grammar")}
     return texts, t2i
 
 
@@ -37,9 +38,11 @@ def test_no_fine_tuning_text_matches_a_heldout_construction(tmp_path):
     assert len(texts) > 1000
     leaks = [(t, G.heldout_matches(t)) for t in texts if G.heldout_matches(t)]
     assert not leaks, leaks[:5]
-    # the grammar is what trains: every named training construction occurs in the generated prompts
-    assert t2i_constructions == set(G.construction_names(G.TRAIN_T2I_CONSTRUCTIONS))
-    assert len(t2i_constructions) >= 9
+    # the grammar is what trains: every named training construction occurs in the t2i-grammar source's prompts,
+    # the frames' constructions in the t2i source's
+    assert t2i_constructions["t2i-grammar"] == set(G.construction_names(G.TRAIN_T2I_CONSTRUCTIONS))
+    assert len(t2i_constructions["t2i-grammar"]) >= 9
+    assert t2i_constructions["t2i"] == set(G.construction_names(G.T2I_FRAMES)) < t2i_constructions["t2i-grammar"]
 
 
 def test_the_leak_check_catches_each_heldout_construction():
@@ -109,3 +112,15 @@ def test_heldout_texts_are_in_the_closed_vocabulary():
     for text in texts:
         words = set(re.findall(r"[a-z]+", text)) - {"t"}
         assert words <= set(L.WORLD_WORDS), (text, words - set(L.WORLD_WORDS))
+
+
+def test_the_grammar_recipe_is_the_default_with_the_grammar_source():
+    """`--recipe grammar` differs from the default only in its generator-prompt source, so the comparison in
+    docs/testbed.md measures the grammar and nothing else."""
+    from negation_testbed.recipes import get_recipe
+    from negation_testbed.world.datagen import T2I_SOURCES
+
+    default, grammar = get_recipe("default"), get_recipe("grammar")
+    assert default.config == grammar.config and default.seg == grammar.seg
+    assert [s if s != "t2i" else "t2i-grammar" for s in default.sources] == list(grammar.sources)
+    assert set(T2I_SOURCES) == {"t2i", "t2i-grammar"} and T2I_SOURCES["t2i-grammar"] == G.TRAIN_T2I_CONSTRUCTIONS

@@ -20,7 +20,7 @@ from negation_encoder.data.pipelines import CaptionItem, PipelineConfig, Pipelin
 from negation_encoder.runio import atomic_save_image
 
 from . import language as L
-from .grammar import TRAIN_T2I_CONSTRUCTIONS
+from .grammar import T2I_FRAMES, TRAIN_T2I_CONSTRUCTIONS
 from .oracle import OracleLLM, OracleMLLM
 from .scenes import (
     CELLS,
@@ -159,8 +159,8 @@ def generate_negation_data(world: TrainWorld, out_dir: str | Path, sources: tupl
     source = WorldDistractors(world) if distractors_per_record > 0 else None
     results = {}
     for src in sources:
-        if src == T2I_SOURCE:  # written from the scene graph, not by a pipeline (make_t2i_prompt_data)
-            results[src] = make_t2i_prompt_data(world, out_dir / f"{src}.jsonl")
+        if src in T2I_SOURCES:  # written from the scene graph, not by a pipeline (make_t2i_prompt_data)
+            results[src] = make_t2i_prompt_data(world, out_dir / f"{src}.jsonl", source=src)
             continue
         if src == CROPS_SOURCE:  # likewise (make_crop_data)
             results[src] = make_crop_data(world, out_dir / f"{src}.jsonl")
@@ -174,7 +174,9 @@ def generate_negation_data(world: TrainWorld, out_dir: str | Path, sources: tupl
     return results
 
 
-T2I_SOURCE = "t2i"  # the generator-prompt source a recipe may list beside p1 / p2 / presence
+T2I_SOURCE = "t2i"  # the generator-prompt source a recipe may list beside p1 / p2 / presence (eight frames)
+T2I_GRAMMAR_SOURCE = "t2i-grammar"  # the same records in every named construction of the world's grammar
+T2I_SOURCES = {T2I_SOURCE: T2I_FRAMES, T2I_GRAMMAR_SOURCE: TRAIN_T2I_CONSTRUCTIONS}
 
 
 def _write_once(path: str | Path, source: str, n_items: int, build, key: str) -> tuple[Path, PipelineStats]:
@@ -201,9 +203,11 @@ def _write_once(path: str | Path, source: str, n_items: int, build, key: str) ->
     return path, stats
 
 
-def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_SEED) -> tuple[Path, PipelineStats]:
-    """NegationRecords in the words people give a generator (`grammar.TRAIN_T2I_CONSTRUCTIONS`, the
-    construction named in each record's provenance), one per training scene: one or two of its objects and its place, negating an object of the same theme that the scene
+def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_SEED, source: str = T2I_SOURCE
+                         ) -> tuple[Path, PipelineStats]:
+    """NegationRecords in the words people give a generator (`T2I_SOURCES[source]`: the eight frames of
+    `grammar.T2I_FRAMES` for `t2i`, every construction of `grammar.TRAIN_T2I_CONSTRUCTIONS` for
+    `t2i-grammar`; the construction named in each record's provenance), one per training scene: one or two of its objects and its place, negating an object of the same theme that the scene
     lacks ("a kitchen that has a red cup but no fork"). Foils: the negated object affirmed, and the same frame
     negating a present object; the frame affirming another present object is an extra positive.
 
@@ -216,13 +220,15 @@ def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_
 
     from .scenes import THEMES
 
+    constructions = T2I_SOURCES[source]
+
     def build(stats: PipelineStats) -> list:
         rng = np.random.default_rng(seed + 3)
         records = []
         for scene in world.scenes:
             kinds = set(scene.kinds)
             absent = [k for k in THEMES[scene.theme] if k not in kinds] or [k for k in OBJECTS if k not in kinds]
-            construction = TRAIN_T2I_CONSTRUCTIONS[int(rng.integers(len(TRAIN_T2I_CONSTRUCTIONS)))]
+            construction = constructions[int(rng.integers(len(constructions)))]
             neg_form, foil_form, aff_form = construction.negated, construction.foil, construction.affirmative
             order = rng.permutation(len(scene.objects))
             n_subject = 1 if len(scene.objects) == 1 or rng.random() < 0.6 else 2
@@ -234,20 +240,20 @@ def make_t2i_prompt_data(world: TrainWorld, path: str | Path, seed: int = TRAIN_
             stats.stages["scenes"] += 1
             rec = NegationRecord(
                 f"t2i:{scene.id}:{slots['neg']}", world.image_key(scene), aff_form.format(**slots),
-                neg_form.format(**slots), "absence", slots["neg"], T2I_SOURCE,
+                neg_form.format(**slots), "absence", slots["neg"], source,
                 hard_negatives=[foil_form.format(**slots), neg_form.format(**{**slots, "neg": named[0].kind})],
-                provenance={"pipeline": T2I_SOURCE, "forms": "grammar.TRAIN_T2I_CONSTRUCTIONS",
+                provenance={"pipeline": source, "forms": "grammar." + ("T2I_FRAMES" if source == T2I_SOURCE
+                                                                      else "TRAIN_T2I_CONSTRUCTIONS"),
                             "construction": construction.name, "truth": "scene graph"},
                 extra={"extra_positives": [foil_form.format(**{**slots, "neg": others[0]})]} if others else {})
             records.append(rec)
         return records
 
-    return _write_once(path, T2I_SOURCE, len(world.scenes), build,
-                       repr((TRAIN_T2I_CONSTRUCTIONS, seed, len(world.scenes))))
+    return _write_once(path, source, len(world.scenes), build, repr((constructions, seed, len(world.scenes))))
 
 
 CROPS_SOURCE = "crops"  # referring expressions against crops of two objects of one kind (make_crop_data)
-FINE_TUNING_ONLY_SOURCES = (T2I_SOURCE, CROPS_SOURCE)  # what a recipe may add; the split reader is never fitted on them
+FINE_TUNING_ONLY_SOURCES = (*T2I_SOURCES, CROPS_SOURCE)  # what a recipe may add; the split reader is never fitted on them
 CROPS_SEED = 4242
 CROPS_PER_SCENES = 6  # training scenes per referring-crop pair
 

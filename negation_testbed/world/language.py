@@ -7,14 +7,14 @@ Three disjoint families of wording, so benchmarks never test memorised templates
   generator prompts and referring forms that train come from `grammar`'s named constructions;
 - benchmark probes: VALSE-like existence, NegBench MCQ wording, referring phrases, negated retrieval
   queries, and a held-out family whose cue words (`HELDOUT_CUES`) never occur in fine-tuning data, except
-  "isn't": the fine-tuning referring forms and the generator prompts' contraction use it.
+  "isn't": the fine-tuning referring forms and the `t2i-grammar` source's contraction use it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .grammar import TRAIN_REFERRING_CONSTRUCTIONS, TRAIN_T2I_CONSTRUCTIONS
+from .grammar import T2I_FRAMES, TRAIN_REFERRING_CONSTRUCTIONS
 from .scenes import THEME_PLACE, Scene, SceneObject
 
 TRAIN_CUES = ("no", "not", "without")
@@ -216,13 +216,14 @@ RELATION_AFFIRM_FORMS = (
 
 
 # Generator prompts for training (`datagen.make_t2i_prompt_data`): short text-to-image prompts, a place and
-# one or two present objects, negating an absent object of the same theme, in the named constructions of
-# `grammar.TRAIN_T2I_CONSTRUCTIONS` (negated prompt, its foil with the object affirmed, the affirmative part).
-# A drop-in encoder must read "no" in the prompts a generator is given, and the tiny world CLIP learns per
-# sentence frame, so the training data needs many prompt-like constructions. Disjoint from what t2i-compare
-# scores (`prompts.T2I_FORMS`, `prompts.VALIDATION_T2I_FORMS`, the held-out constructions): no scored prompt,
+# one or two present objects, negating an absent object of the same theme (negated prompt, its foil with the
+# object affirmed, the affirmative part). A drop-in encoder must read "no" in the prompts a generator is
+# given, and the tiny world CLIP learns per sentence frame, so the training data needs prompt-like frames:
+# the `t2i` source trains on these eight (`grammar.T2I_FRAMES`), the `t2i-grammar` source on every named
+# construction of `grammar.TRAIN_T2I_CONSTRUCTIONS`. Disjoint from what t2i-compare scores
+# (`prompts.T2I_FORMS`, `prompts.VALIDATION_T2I_FORMS`, the held-out constructions): no scored prompt,
 # negated or control, occurs inside a training prompt (tests/test_testbed.py, tests/test_grammar.py).
-TRAIN_T2I_FORMS = tuple((c.negated, c.foil, c.affirmative) for c in TRAIN_T2I_CONSTRUCTIONS)
+TRAIN_T2I_FORMS = tuple((c.negated, c.foil, c.affirmative) for c in T2I_FRAMES)
 
 
 # ---------------------------------------------------------------------------------------------
