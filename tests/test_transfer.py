@@ -252,7 +252,9 @@ def test_seg_compare_two_encoders_through_cli(tmp_path, base_encoder_folder, oth
     (["testbed", "seg-compare", "--encoder", "/nonexistent/model"], "--encoder /nonexistent/model: not a folder"),
     (["testbed", "t2i-compare", "--encoder", "x", "--seeds", "a,b"], "--seeds: expected a comma list of int"),
     (["testbed", "t2i-compare", "--encoder", "x", "--prompts", "test"],
-     "prompts must be one of evaluation, validation, got 'test'"),
+     "prompts must be one of evaluation, validation, heldout, heldout-cues, got 'test'"),
+    (["testbed", "seg-compare", "--encoder", "x", "--prompts", "test"],
+     "prompts must be one of evaluation, heldout, got 'test'"),
     (["testbed", "pretrain-judge", "--steps", "0"], "--steps must be >= 1"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, needle, capsys, tmp_path):
