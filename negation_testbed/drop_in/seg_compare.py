@@ -26,6 +26,7 @@ from negation_encoder.runio import RunFolder, atomic_write_json, atomic_write_te
 from ..instruments.base_clip import ASSETS
 from ..world import language as L
 from ..world.grammar import HELDOUT_REFERRING_FORMS
+from ..world.prompts import HELDOUT_PROMPT_SEED
 from ..world.referring import referring_samples, write_referring_set
 from .encoders import drift_table, encoder_drift, encoder_labels
 
@@ -90,7 +91,7 @@ def target_wins(seg, processor, jsonl: Path, batch_size: int = 64, split_route=N
 SEG_COMPARE_FILES = ("negated", "control", "data", "results.json", "report.md", "run_config.json")
 # seg-compare's sets: {name: (negated forms, scene seed offset)}; the held-out scenes are drawn apart from
 # the evaluated ones so a held-out number never reuses an evaluated image.
-REFERRING_SETS = {"evaluation": (L.REFERRING_FORMS, 0), "heldout": (HELDOUT_REFERRING_FORMS, 31_415)}
+REFERRING_SETS = {"evaluation": (L.REFERRING_FORMS, 0), "heldout": (HELDOUT_REFERRING_FORMS, HELDOUT_PROMPT_SEED)}
 
 
 @dataclass
