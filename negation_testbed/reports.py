@@ -17,13 +17,22 @@ from .world.twins import METRIC_KEYS, METRIC_LABELS
 
 FILES = {"demo": "demo.json", "t2i": "t2i_compare.json", "seg": "seg_compare.json", "compare": "compare.json",
          "t2i_validation": "t2i_compare_validation.json", "t2i_heldout": "t2i_compare_heldout.json",
-         "t2i_heldout_cues": "t2i_compare_heldout_cues.json", "seg_heldout": "seg_compare_heldout.json"}
+         "t2i_heldout_cues": "t2i_compare_heldout_cues.json", "seg_heldout": "seg_compare_heldout.json",
+         "t2i_validation_constructions": "t2i_compare_validation_constructions.json",
+         "demo_sd": "demo_target_sd.json", "demo_sdxl": "demo_target_sdxl.json",
+         "t2i_sd": "t2i_compare_target_sd.json", "t2i_sdxl": "t2i_compare_target_sdxl.json"}
+# `negenc demo --target T` runs (their encoder benchmarks) and t2i-compare of their encoders on every generator:
+# one pair of files per target besides the default's (`demo`, `t2i`), whose target is the recipe's own (`if`)
+TARGET_FILES = {"sd": ("demo_sd", "t2i_sd"), "sdxl": ("demo_sdxl", "t2i_sdxl")}
 # the prompt set each comparison file must have been run on: a validation run is never published as the
 # evaluation's, nor a held-out run as validation
 PROMPT_SET_OF = {"t2i": "evaluation", "seg": "evaluation", "t2i_validation": "validation", "t2i_heldout": "heldout",
-                 "t2i_heldout_cues": "heldout-cues", "seg_heldout": "heldout"}
+                 "t2i_heldout_cues": "heldout-cues", "seg_heldout": "heldout", "t2i_sd": "evaluation",
+                 "t2i_validation_constructions": "validation-constructions",
+                 "t2i_sdxl": "evaluation"}
 # the route table's wording columns: (label, t2i file, seg file)
 WORDINGS = (("evaluated frames", "t2i", "seg"), ("validation frames", "t2i_validation", None),
+            ("validation constructions", "t2i_validation_constructions", None),
             ("held-out constructions (a)", "t2i_heldout", "seg_heldout"),
             ("unseen cue words (b)", "t2i_heldout_cues", None))
 README_BEGIN, README_END = "<!-- results:routes -->", "<!-- /results:routes -->"
@@ -41,6 +50,11 @@ def load(data_dir: str | Path) -> dict:
         if key in data and got != expected:
             raise InputError(f"{data_dir / FILES[key]}: prompt_set {got!r}; this file publishes the {expected!r} "
                              "prompts")
+    for target, (demo_key, _) in TARGET_FILES.items():
+        got = data.get(demo_key, {}).get("target", target)
+        if got != target:
+            raise InputError(f"{data_dir / FILES[demo_key]}: target {got!r}; this file publishes `negenc demo "
+                             f"--target {target}`")
     return data
 
 
@@ -153,13 +167,18 @@ def drop_in_page(data: dict) -> str:
 
 def routes_block(data: dict) -> str:
     """The README's 'which route?' table: per task, plain / training-free route / swapped / stacked."""
-    rows = ["| task (world, measured) | plain | training-free route | swapped encoder | stacked |", "|---|---:|---:|---:|---:|"]
+    # with `--target` runs published: a column for the encoder trained for each generator's own reading
+    own = {t: t2i_generators(t2i) for t, _, t2i in _targets(data)} if len(_targets(data)) > 1 else {}
+    extra = " swapped, trained for that generator (`--target`) |" if own else ""
+    rows = ["| task (world, measured) | plain | training-free route | swapped encoder | stacked |" + extra,
+            "|---|---:|---:|---:|---:|" + ("---:|" if own else "")]
+    dash = " - |" if own else ""
     demo = data.get("demo")
     if demo:
         for k, label in (("mcq", "retrieval/matching: MCQ accuracy"),
                          ("retrieval_negated_r5", "negated retrieval R@5")):
             rows.append(f"| {label} | {_f(demo['base'][k])} | {_f(demo['base_split'][k])} | "
-                        f"{_f(demo['finetuned'][k])} | {_f(demo['finetuned_split'][k])} |")
+                        f"{_f(demo['finetuned'][k])} | {_f(demo['finetuned_split'][k])} |" + dash)
     t2i = data.get("t2i")
     if t2i:
         gens = t2i_generators(t2i)
@@ -169,8 +188,10 @@ def routes_block(data: dict) -> str:
             def ns(arm, neg=neg):
                 return _f(neg[arm]["neg_score"], True) if arm in neg else "-"
             label = "generation: Neg Score (%)" + (f", `{name}` generator" if len(gens) > 1 else "")
+            mine = own.get(name, {}).get(name)
+            cell = (f" {_f(mine['negated']['swapped']['neg_score'], True)} |" if mine else " - |") if own else ""
             rows.append(f"| {label} | {ns('base')} | {ns('base+negprompt')} | {ns('swapped')} | "
-                        f"{ns('swapped+negprompt')} |")
+                        f"{ns('swapped+negprompt')} |" + cell)
     seg = data.get("seg")
     if seg:
         s = seg["sets"]["negated"]
@@ -178,7 +199,7 @@ def routes_block(data: dict) -> str:
         def m(arm):
             return _f(s[arm]["miou_0.3"]) if arm in s else "-"
         rows.append(f"| segmentation: negated mIoU@0.3 | {m('original')} | {m('split')} | {m('swapped')} | "
-                    f"{m('swapped+split')} |")
+                    f"{m('swapped+split')} |" + dash)
     wording = wording_block(data)
     if wording:
         rows += ["", wording]
@@ -274,9 +295,12 @@ def wording_page(data: dict) -> str:
     """The same encoder on wording it was not scored on: validation frames, held-out constructions of its trained
     cues (a), unseen cue words (b); per arm and, for the held-out sets, per named construction."""
     lines = ["# The drop-in on wording nobody trained on", "",
-             "Held-out constructions never occur in any fine-tuning text (`negation_testbed/world/grammar.py`, "
-             "`tests/test_grammar.py`); nothing is chosen on these sets.", ""]
+             "Held-out and validation constructions never occur in any fine-tuning text "
+             "(`negation_testbed/world/grammar.py`, `tests/test_grammar.py`); choices are made on the validation sets, "
+             "nothing is chosen on the held-out ones.", ""]
     for key, title in (("t2i_validation", "Validation frames (`t2i-compare --prompts validation`)"),
+                       ("t2i_validation_constructions", "Validation constructions: unseen, neither trained nor held "
+                        "out, what training text is chosen on (`--prompts validation-constructions`)"),
                        ("t2i_heldout", "Held-out constructions of the trained cues (`--prompts heldout`)"),
                        ("t2i_heldout_cues", "Unseen cue words (`--prompts heldout-cues`)")):
         if key not in data:
@@ -307,9 +331,67 @@ def wording_page(data: dict) -> str:
     return "\n".join(lines)
 
 
+def _targets(data: dict) -> list[tuple[str, dict, dict]]:
+    """(target, demo results, t2i-compare results) of the default encoder (its recipe's target) and of each
+    `--target` run whose two files are published."""
+    rows = []
+    if "demo" in data and "t2i" in data:
+        own = data["demo"].get("target", "recipe")
+        rows.append((data["demo"].get("pipeline", {}).get("family", "if") if own == "recipe" else own,
+                     data["demo"], data["t2i"]))
+    return rows + [(t, data[d], data[g]) for t, (d, g) in TARGET_FILES.items() if d in data and g in data]
+
+
+def targets_page(data: dict) -> str:
+    """One encoder per pipeline reading: each `negenc demo --target` encoder on every world generator beside the
+    default, and its encoder benchmarks: does training for a pipeline's reading buy the transfer to that
+    pipeline, and what does it cost elsewhere?"""
+    targets = _targets(data)
+    lines = ["# An encoder per pipeline reading (`negenc demo --target`)", "",
+             "Each encoder is the default recipe trained for one generator's reading of the text tower "
+             "(docs/pipelines.md): `if` masked `last_hidden_state` (the default), `sd` the 77 unmasked "
+             "`last_hidden_state` positions, `sdxl` the second slot's penultimate states and projected pooled "
+             "output. Every encoder is scored on every generator, same prompts and seeds (32 prompts x 5 seeds).", ""]
+    for target, demo, t2i in targets:
+        lines += [f"- `{target}`: " + stamp(demo)[1:-1] + "; " + stamp(t2i)[1:-1].replace("Generated by ", "")]
+    gens = dict.fromkeys(g for _, _, t2i in targets for g in t2i_generators(t2i))
+    for gen in gens:
+        first = next(t2i_generators(t2i)[gen] for _, _, t2i in targets if gen in t2i_generators(t2i))
+        neg = first["negated"]
+        lines += ["", f"## Generator `{gen}`", "",
+                  f"Base {_f(neg['base']['neg_score'], True)}, negative prompt "
+                  f"{_f(neg['base+negprompt']['neg_score'], True)} (negated object present "
+                  f"{_f(neg['base']['negated_rate'], True)}% / {_f(neg['base+negprompt']['negated_rate'], True)}%; "
+                  f"affirmative control: subject {_f(first['control']['base']['subject_rate'], True)}%).", "",
+                  "| encoder trained for | swapped Neg Score (%) [95% CI] | negated object present (%) | control: "
+                  "subject (%) | swapped - negative prompt (pts) [95% CI] | stacked (%) | stacked - negative prompt "
+                  "(pts) [95% CI] |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for target, _, t2i in targets:
+            g = t2i_generators(t2i).get(gen)
+            if not g:
+                continue
+            sw, st, p = g["negated"]["swapped"], g["negated"]["swapped+negprompt"], g["paired"]
+            mark = " (this generator's reading)" if target == gen else ""
+            lines.append(f"| `{target}`{mark} | {_f(sw['neg_score'], True)} [{_f(sw['ci95'][0], True)}, "
+                         f"{_f(sw['ci95'][1], True)}] | {_f(sw['negated_rate'], True)} | "
+                         f"{_f(g['control']['swapped']['subject_rate'], True)} | "
+                         f"{_ci(p.get('swapped - base+negprompt'), True)} | {_f(st['neg_score'], True)} | "
+                         f"{_ci(p.get('swapped+negprompt - base+negprompt'), True)} |")
+    lines += ["", "## Encoder benchmarks (benchmark twins, read plainly)", "",
+              "| metric | base | " + " | ".join(f"`{t}`" for t, *_ in targets) + " |",
+              "|---|---:|" + "---:|" * len(targets)]
+    for k in METRIC_KEYS:
+        lines.append(f"| {METRIC_LABELS[k].strip()} | {_f(targets[0][1]['base'][k])} | "
+                     + " | ".join(_f(demo["finetuned"][k]) for _, demo, _ in targets) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def render(data: dict) -> dict[str, str]:
     pages = {}
-    if any(k in data for k in ("t2i_validation", "t2i_heldout", "t2i_heldout_cues", "seg_heldout")):
+    if len(_targets(data)) > 1:
+        pages["targets.md"] = targets_page(data)
+    if any(k in data for k in ("t2i_validation", "t2i_validation_constructions", "t2i_heldout", "t2i_heldout_cues",
+                               "seg_heldout")):
         pages["wording.md"] = wording_page(data)
     if "demo" in data:
         pages["encoder_benchmarks.md"] = encoder_page(data["demo"])

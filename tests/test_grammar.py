@@ -16,6 +16,7 @@ from negation_testbed.world.prompts import T2I_FORMS, VALIDATION_T2I_FORMS, worl
 
 SLOTS = {"subject": "a red cup", "place": "kitchen", "neg": "fork"}
 HELDOUT = G.HELDOUT_CONSTRUCTIONS + G.HELDOUT_CUE_CONSTRUCTIONS
+UNTRAINED = HELDOUT + G.VALIDATION_CONSTRUCTIONS  # no fine-tuning text may use any of them
 
 
 def _fine_tuning_texts(tmp_path) -> tuple[list[str], set[str]]:
@@ -36,7 +37,8 @@ def _fine_tuning_texts(tmp_path) -> tuple[list[str], set[str]]:
 def test_no_fine_tuning_text_matches_a_heldout_construction(tmp_path):
     texts, t2i_constructions = _fine_tuning_texts(tmp_path)
     assert len(texts) > 1000
-    leaks = [(t, G.heldout_matches(t)) for t in texts if G.heldout_matches(t)]
+    leaks = [(t, G.heldout_matches(t) + G.validation_matches(t)) for t in texts
+             if G.heldout_matches(t) or G.validation_matches(t)]
     assert not leaks, leaks[:5]
     # the grammar is what trains: every named training construction occurs in the t2i-grammar source's prompts,
     # the frames' constructions in the t2i source's
@@ -54,23 +56,32 @@ def test_the_leak_check_catches_each_heldout_construction():
         assert G.heldout_matches(negated.replace("fork", "bike").replace("kitchen", "street"))  # other slots too
     for form in G.HELDOUT_REFERRING_FORMS:
         assert G.heldout_matches(form.format(kind="car", value="green")), form
+    for c in G.VALIDATION_CONSTRUCTIONS:  # the validation constructions: their own patterns, none held out
+        negated, _, affirmative = c.fill(**SLOTS)
+        assert G.validation_matches(negated) == [c.name] and not G.heldout_matches(negated), (c.name, negated)
+        assert not G.validation_matches(affirmative)
+    for c in HELDOUT:
+        assert not G.validation_matches(c.fill(**SLOTS)[0]), c.name
     train = [t for c in G.TRAIN_T2I_CONSTRUCTIONS for t in c.fill(**SLOTS)]
     train += [f.format(caption="a red cup", concept="fork") for f in L.ABSENCE_FORMS + L.AFFIRM_FORMS]
     train += [f.format(kind="cup", value="red") for f in L.FINE_TUNING_REFERRING_FORMS]
-    assert not [t for t in train if G.heldout_matches(t)]
+    assert not [t for t in train if G.heldout_matches(t) or G.validation_matches(t)]
     # a deliberate leak is caught
     assert G.heldout_matches("the kitchen has a red cup but not any fork, in sight") == ["not_any"]
+    assert G.validation_matches("a red cup, kitchen, with not a fork at all") == ["with_not_a"]
 
 
 def test_heldout_prompt_sets_are_the_heldout_constructions_only():
-    for name, constructions in (("heldout", G.HELDOUT_CONSTRUCTIONS), ("heldout-cues", G.HELDOUT_CUE_CONSTRUCTIONS)):
+    for name, constructions, matches in (("heldout", G.HELDOUT_CONSTRUCTIONS, G.heldout_matches),
+                                         ("heldout-cues", G.HELDOUT_CUE_CONSTRUCTIONS, G.heldout_matches),
+                                         ("validation-constructions", G.VALIDATION_CONSTRUCTIONS, G.validation_matches)):
         negated, control = world_prompt_sets(2, prompts=name)
         assert len(negated) == len(control) == 32
         assert (negated, control) == world_prompt_sets(2, seed=9, prompts=name)  # its own seed
         assert {p["construction"] for p in negated} == {c.name for c in constructions}  # every one, evenly
         for p, c in zip(negated, control, strict=True):
-            assert p["construction"] in G.heldout_matches(p["prompt"])
-            assert not G.heldout_matches(c["prompt"]) and c["id"] == p["id"] + "_control"
+            assert p["construction"] in matches(p["prompt"])
+            assert not matches(c["prompt"]) and c["id"] == p["id"] + "_control"
             assert p["negated_concepts"][0] in p["prompt"] and p["negated_concepts"][0] not in c["prompt"]
             assert p["subject"] in p["prompt"] and p["subject"] in c["prompt"]  # the control keeps the subject
     cues = {p["cue"] for p in world_prompt_sets(2, prompts="heldout-cues")[0]}
@@ -83,13 +94,16 @@ def test_heldout_and_training_prompts_never_contain_evaluated_or_validation_prom
     scored = [f for forms in (*T2I_FORMS, *VALIDATION_T2I_FORMS) for f in forms if "{" in f]
     scored = [f.format(place=p, colour=c, kind=k, neg=n) for f in scored for p in ("kitchen", "street")
               for c in ("red", "blue") for k in ("cup", "car") for n in ("fork", "bike")]
-    for c in G.TRAIN_T2I_CONSTRUCTIONS + HELDOUT:
+    for c in G.TRAIN_T2I_CONSTRUCTIONS + UNTRAINED:
         for subject in ("a red cup", "a blue car", "a red cup and a blue plate"):
             negated, foil, _ = c.fill(subject=subject, place="kitchen", neg="fork")
             for text in (negated, foil):
                 assert not any(s in text for s in scored), (c.name, text)
-    heldout = {t for c in HELDOUT for t in c.fill(**SLOTS)[:1]}
-    assert not heldout & {t for c in G.TRAIN_T2I_CONSTRUCTIONS for t in c.fill(**SLOTS)}
+    untrained = {t for c in UNTRAINED for t in c.fill(**SLOTS)[:1]}
+    assert not untrained & {t for c in G.TRAIN_T2I_CONSTRUCTIONS for t in c.fill(**SLOTS)}
+    validation = [p["prompt"] for p in world_prompt_sets(2, prompts="validation-constructions")[0]]
+    heldout = [p["prompt"] for name in ("heldout", "heldout-cues") for p in world_prompt_sets(2, prompts=name)[0]]
+    assert not set(validation) & set(heldout)
 
 
 @pytest.mark.parametrize("construction", G.TRAIN_T2I_CONSTRUCTIONS, ids=lambda c: c.name)
@@ -106,8 +120,16 @@ def test_training_constructions_are_minimal_pairs_the_splitter_reads(constructio
         assert words <= set(L.WORLD_WORDS), (text, words - set(L.WORLD_WORDS))
 
 
+@pytest.mark.parametrize("construction", G.VALIDATION_CONSTRUCTIONS, ids=lambda c: c.name)
+def test_validation_constructions_are_minimal_pairs_the_splitter_reads(construction):
+    """The validation constructions say what they claim too, so their negative-prompt and omit arms are sound."""
+    negated, foil, affirmative = construction.fill(**SLOTS)
+    assert "fork" in foil and "fork" not in affirmative and "red cup" in affirmative
+    assert list(split_negation(negated).negated) == ["fork"] and not split_negation(affirmative).has_negation
+
+
 def test_heldout_texts_are_in_the_closed_vocabulary():
-    texts = [t for c in HELDOUT for t in c.fill(**SLOTS)]
+    texts = [t for c in UNTRAINED for t in c.fill(**SLOTS)]
     texts += [f.format(kind="cup", value="red") for f in G.HELDOUT_REFERRING_FORMS]
     for text in texts:
         words = set(re.findall(r"[a-z]+", text)) - {"t"}

@@ -252,7 +252,7 @@ def test_seg_compare_two_encoders_through_cli(tmp_path, base_encoder_folder, oth
     (["testbed", "seg-compare", "--encoder", "/nonexistent/model"], "--encoder /nonexistent/model: not a folder"),
     (["testbed", "t2i-compare", "--encoder", "x", "--seeds", "a,b"], "--seeds: expected a comma list of int"),
     (["testbed", "t2i-compare", "--encoder", "x", "--prompts", "test"],
-     "prompts must be one of evaluation, validation, heldout, heldout-cues, got 'test'"),
+     "prompts must be one of evaluation, validation, validation-constructions, heldout, heldout-cues, got 'test'"),
     (["testbed", "seg-compare", "--encoder", "x", "--prompts", "test"],
      "prompts must be one of evaluation, heldout, got 'test'"),
     (["testbed", "pretrain-judge", "--steps", "0"], "--steps must be >= 1"),
@@ -319,6 +319,10 @@ def test_report_refuses_a_validation_run(tmp_path):
                                          "'heldout'"):
         load(tmp_path)
     (tmp_path / "t2i_compare_heldout.json").write_text(json.dumps({"prompt_set": "heldout"}))
+    (tmp_path / "t2i_compare_validation_constructions.json").write_text(json.dumps({"prompt_set": "heldout"}))
+    with pytest.raises(InputError, match="t2i_compare_validation_constructions.json: prompt_set 'heldout'"):
+        load(tmp_path)
+    (tmp_path / "t2i_compare_validation_constructions.json").unlink()
     (tmp_path / "seg_compare_heldout.json").write_text(json.dumps({}))  # a seg-compare file from before the option
     with pytest.raises(InputError, match="seg_compare_heldout.json: prompt_set 'evaluation'"):
         load(tmp_path)
@@ -344,6 +348,12 @@ def test_route_table_shows_each_wording_column(tmp_path):
     heldout = json.loads((tmp_path / "t2i_compare_heldout.json").read_text())
     heldout["generators"]["if"]["negated"]["swapped"]["by_construction"] = {"not_any": {"mean": 0.375, "n_images": 8}}
     (tmp_path / "t2i_compare_heldout.json").write_text(json.dumps(heldout))
+    (tmp_path / "t2i_compare_validation_constructions.json").write_text(json.dumps(_t2i_result(
+        "validation-constructions", dict(zip(arms, (0.25, 0.5, 0.625, 0.75), strict=True)), {})))
+    block = routes_block(load(tmp_path))
+    assert "| route | evaluated frames | validation constructions | held-out constructions (a) |" in block
+    assert "| generation: swapped encoder | 75.0 | 62.5 | 85.0 |" in block
+    (tmp_path / "t2i_compare_validation_constructions.json").unlink()
     block = routes_block(load(tmp_path))
     assert "| route | evaluated frames | held-out constructions (a) |" in block
     page = render(load(tmp_path))["wording.md"]
@@ -358,6 +368,52 @@ def test_route_table_shows_each_wording_column(tmp_path):
     (tmp_path / "t2i_compare_heldout.json").unlink()
     (tmp_path / "seg_compare_heldout.json").unlink()
     assert "| route |" not in routes_block(load(tmp_path))
+
+
+def test_targets_page_puts_each_target_encoder_on_every_generator(tmp_path):
+    """`negenc demo --target` runs are published beside the default: the page has one row per encoder on each
+    generator (hand-made files, so every printed number is checked), the README's route table gains the column
+    of the encoder trained for each generator's own reading, and a demo file of another target is refused."""
+    from negation_encoder.errors import InputError
+    from negation_testbed.reports import load, render, routes_block
+    from negation_testbed.world.twins import METRIC_KEYS
+
+    def t2i(swapped: dict[str, float]) -> dict:
+        gens = {}
+        for gen, v in swapped.items():
+            arm = lambda x: {"neg_score": x, "ci95": [x - 0.1, x + 0.1], "negated_rate": x / 4}  # noqa: E731
+            gens[gen] = {"negated": {"base": arm(0.3), "base+negprompt": arm(0.7), "swapped": arm(v),
+                                     "swapped+negprompt": arm(v + 0.05)},
+                         "control": {"base": {"subject_rate": 0.6}, "swapped": {"subject_rate": v - 0.2}},
+                         "paired": {"swapped - base+negprompt": {"mean": v - 0.7, "ci95": [v - 0.8, v - 0.6]}}}
+        return {"prompt_set": "evaluation", "generators": gens}
+
+    def demo(target: str, x: float) -> dict:
+        scores = {k: x for k in METRIC_KEYS}
+        return {"target": target, "pipeline": {"family": "if"}, "base": {k: 0.5 for k in METRIC_KEYS},
+                "base_split": scores, "finetuned": scores, "finetuned_split": scores}
+
+    files = {"demo.json": demo("recipe", 0.875), "t2i_compare.json": t2i({"if": 0.9, "sd": 0.6, "sdxl": 0.5}),
+             "demo_target_sdxl.json": demo("sdxl", 0.625), "t2i_compare_target_sdxl.json": t2i({"if": 0.4, "sdxl": 0.85})}
+    for name, obj in files.items():
+        (tmp_path / name).write_text(json.dumps(obj))
+    data = load(tmp_path)
+    page = render(data)["targets.md"]
+    assert "## Generator `sdxl`" in page and "## Generator `sd`" in page
+    assert "| `if` | 50.0 [40.0, 60.0] | 12.5 | 30.0 | -20.0 [-30.0, -10.0] | 55.0 | - |" in page
+    assert "| `sdxl` (this generator's reading) | 85.0 [75.0, 95.0] | 21.2 | 65.0 | +15.0 [+5.0, +25.0] | 90.0 | - |" in page
+    assert "| `if` (this generator's reading) | 90.0" in page and "| `sdxl` | 40.0" in page
+    assert "| existence (VALSE-style) | 0.500 | 0.875 | 0.625 |" in page
+    block = routes_block(data)
+    assert "| stacked | swapped, trained for that generator (`--target`) |" in block
+    assert "`sdxl` generator | 30.0 | 70.0 | 50.0 | 55.0 | 85.0 |" in block
+    assert "`sd` generator | 30.0 | 70.0 | 60.0 | 65.0 | - |" in block and "`if` generator | 30.0 | 70.0 | 90.0 | 95.0 | 90.0 |" in block
+    assert "| negated retrieval R@5 | 0.500 | 0.875 | 0.875 | 0.875 | - |" in block
+    (tmp_path / "demo_target_sdxl.json").write_text(json.dumps(demo("sd", 0.5)))
+    with pytest.raises(InputError, match="demo_target_sdxl.json: target 'sd'; this file publishes `negenc demo --target sdxl`"):
+        load(tmp_path)
+    (tmp_path / "demo_target_sdxl.json").unlink()
+    assert "targets.md" not in render(load(tmp_path)) and "trained for that generator" not in routes_block(load(tmp_path))
 
 
 def test_world_prompt_files_load_with_eval_t2i(tmp_path):

@@ -47,9 +47,10 @@ class T2ICompareConfig(Validated):
     seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "comma list of seeds (every arm uses the same)")
     forms: int = option(2, f"negated prompts per object kind (1-{len(T2I_FORMS)}; 16 kinds)")
     prompts: str = option("evaluation", "which prompts: evaluation (the scored set), validation (other frames and "
-                          "draws, to choose settings on; never published as evaluation), heldout (constructions of the "
-                          "trained cues no fine-tuning text uses) or heldout-cues (cue words never trained); the "
-                          "held-out sets are reported, never chosen on")
+                          "draws, to choose settings on; never published as evaluation), validation-constructions (unseen "
+                          "constructions of the trained cues, to choose training text on), heldout (other such "
+                          "constructions) or heldout-cues (cue words never trained); the held-out sets are reported, "
+                          "never chosen on")
     limit: int | None = option(None, "only the first N prompts (smoke runs)")
     steps: int | None = option(None, "denoising steps (default: the pipeline's validated setting, pretrain_info.json)")
     guidance_scale: float | None = option(None, "classifier-free guidance scale (default: likewise)")

@@ -127,6 +127,20 @@ HELDOUT_CONSTRUCTIONS = (
     _c("relative_clause", "there is no", "{subject} at a {place} in which there is no {neg}",
        "{subject} at a {place} in which there is a {neg}", "{subject} at a {place}"),
 )
+# Validation constructions (`--prompts validation-constructions`): unseen constructions of the trained cues too,
+# neither trained nor held out, so a training-text choice (frames or grammar, a recipe) can weigh unseen wording
+# without ever reading a held-out number. Written before any encoder was measured on them; the no-leak test
+# covers them (`VALIDATION_PATTERNS`).
+VALIDATION_CONSTRUCTIONS = (
+    _c("no_subject_passive", "no", "{subject} in the {place}; no {neg} is shown",
+       "{subject} in the {place}; a {neg} is shown", "{subject} in the {place}"),
+    _c("with_not_a", "not", "the {place} with {subject}, with not a {neg}", "the {place} with {subject}, with a {neg}",
+       "the {place} with {subject}"),
+    _c("shows_no", "no", "the {place} picture shows {subject} and shows no {neg}",
+       "the {place} picture shows {subject} and shows a {neg}", "the {place} picture shows {subject}"),
+    _c("not_one_first", "not", "not one {neg} in the {place}, only {subject}", "one {neg} in the {place}, and {subject}",
+       "only {subject} in the {place}"),
+)
 # (b) cue words no fine-tuning text contains: only `--prompts heldout-cues` reads them.
 HELDOUT_CUE_CONSTRUCTIONS = (
     _c("lacking", "lacking", "{subject} in the {place}, lacking a {neg}", "{subject} in the {place}, with a {neg}",
@@ -176,6 +190,20 @@ HELDOUT_PATTERNS = {
     "referring_question": r"\bwhich \w+\?",
     "referring_in_the_picture": r"\bin the picture that is not\b",
 }
+
+
+# What identifies a validation construction: no training text may match one either (tests/test_grammar.py).
+VALIDATION_PATTERNS = {
+    "no_subject_passive": r"\bno \w+ is shown\b",
+    "with_not_a": r"\bwith not a\b",
+    "shows_no": r"\bshows no\b",
+    "not_one_first": r"\bnot one \w+ in the \w+, only\b",
+}
+
+
+def validation_matches(text: str) -> list[str]:
+    """Names of the validation constructions whose pattern `text` matches (empty: the text may train)."""
+    return [name for name, pattern in VALIDATION_PATTERNS.items() if re.search(pattern, text.lower())]
 
 
 def heldout_matches(text: str) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grammar import HELDOUT_CONSTRUCTIONS, HELDOUT_CUE_CONSTRUCTIONS
+from .grammar import HELDOUT_CONSTRUCTIONS, HELDOUT_CUE_CONSTRUCTIONS, VALIDATION_CONSTRUCTIONS
 from .scenes import COLOURS, OBJECT_THEME, OBJECTS, THEME_PLACE, THEMES
 
 T2I_FORMS = (  # (negated prompt, cue, affirmative control): the cue words the world's splitter reads
@@ -35,8 +35,14 @@ VALIDATION_PROMPT_SEED = 8_675_309
 # uses (`grammar.HELDOUT_CONSTRUCTIONS`: new constructions of the trained cues; `grammar.HELDOUT_CUE_CONSTRUCTIONS`:
 # cue words never trained), drawn with their own seed, reported once per change and never used to choose.
 HELDOUT_PROMPT_SEED = 31_415
-HELDOUT_SETS = {"heldout": HELDOUT_CONSTRUCTIONS, "heldout-cues": HELDOUT_CUE_CONSTRUCTIONS}
-PROMPT_SETS = ("evaluation", "validation", *HELDOUT_SETS)
+# Validation constructions (`--prompts validation-constructions`): unseen constructions neither trained nor held
+# out (`grammar.VALIDATION_CONSTRUCTIONS`), drawn like the held-out sets with their own seed: what a choice of
+# training text is made on, so the held-out sets stay unread until it is made.
+VALIDATION_CONSTRUCTION_SEED = 27_182
+CONSTRUCTION_SETS = {"validation-constructions": (VALIDATION_CONSTRUCTIONS, VALIDATION_CONSTRUCTION_SEED, "vc"),
+                     "heldout": (HELDOUT_CONSTRUCTIONS, HELDOUT_PROMPT_SEED, "ho"),
+                     "heldout-cues": (HELDOUT_CUE_CONSTRUCTIONS, HELDOUT_PROMPT_SEED + 1, "hoc")}
+PROMPT_SETS = ("evaluation", "validation", *CONSTRUCTION_SETS)
 
 
 def world_prompt_sets(forms_per_kind: int = 3, seed: int = 0, prompts: str = "evaluation"
@@ -45,13 +51,14 @@ def world_prompt_sets(forms_per_kind: int = 3, seed: int = 0, prompts: str = "ev
     form (the negated object from the subject's theme), and its affirmative twin (no negated concept).
     `prompts="validation"`: `VALIDATION_T2I_FORMS` drawn with `VALIDATION_PROMPT_SEED` (`seed` ignored),
     ids prefixed "val_". `prompts="heldout"` / `"heldout-cues"`: the held-out constructions
-    (`HELDOUT_SETS`) drawn with `HELDOUT_PROMPT_SEED`, the k-th prompt of a kind in construction
+    (`CONSTRUCTION_SETS`) drawn with `HELDOUT_PROMPT_SEED`, the k-th prompt of a kind in construction
     (kind index + k) mod n, so every construction gets its share whatever `forms_per_kind`; each entry
-    names its `construction`, ids prefixed "ho_" / "hoc_"."""
+    names its `construction`, ids prefixed "ho_" / "hoc_". `prompts="validation-constructions"`: likewise from
+    `grammar.VALIDATION_CONSTRUCTIONS` with `VALIDATION_CONSTRUCTION_SEED`, ids prefixed "vc_"."""
     if prompts not in PROMPT_SETS:
         raise ValueError(f"prompts must be one of {', '.join(PROMPT_SETS)}, got {prompts!r}")
-    if prompts in HELDOUT_SETS:
-        return _heldout_prompt_sets(forms_per_kind, prompts)
+    if prompts in CONSTRUCTION_SETS:
+        return _construction_prompt_sets(forms_per_kind, *CONSTRUCTION_SETS[prompts])
     validation = prompts == "validation"
     forms = VALIDATION_T2I_FORMS if validation else T2I_FORMS
     rng = np.random.default_rng(VALIDATION_PROMPT_SEED if validation else seed)
@@ -78,10 +85,9 @@ def _control_entry(pid: str, prompt: str, kind: str, **extra) -> dict:
             "negation_type": "none", "cue": "none", "questions": [f"Is there a {kind}?"], **extra}
 
 
-def _heldout_prompt_sets(forms_per_kind: int, prompts: str) -> tuple[list[dict], list[dict]]:
-    constructions = HELDOUT_SETS[prompts]
-    prefix = "ho" if prompts == "heldout" else "hoc"
-    rng = np.random.default_rng(HELDOUT_PROMPT_SEED + (prompts != "heldout"))
+def _construction_prompt_sets(forms_per_kind: int, constructions: tuple, seed: int, prefix: str
+                              ) -> tuple[list[dict], list[dict]]:
+    rng = np.random.default_rng(seed)
     negated, control = [], []
     for i, kind in enumerate(OBJECTS):
         theme = OBJECT_THEME[kind]
