@@ -20,15 +20,18 @@ FILES = {"demo": "demo.json", "t2i": "t2i_compare.json", "seg": "seg_compare.jso
          "t2i_heldout_cues": "t2i_compare_heldout_cues.json", "seg_heldout": "seg_compare_heldout.json",
          "t2i_validation_constructions": "t2i_compare_validation_constructions.json",
          "demo_sd": "demo_target_sd.json", "demo_sdxl": "demo_target_sdxl.json",
-         "t2i_sd": "t2i_compare_target_sd.json", "t2i_sdxl": "t2i_compare_target_sdxl.json"}
-# `negenc demo --target T` runs (their encoder benchmarks) and t2i-compare of their encoders on every generator:
-# one pair of files per target besides the default's (`demo`, `t2i`), whose target is the recipe's own (`if`)
-TARGET_FILES = {"sd": ("demo_sd", "t2i_sd"), "sdxl": ("demo_sdxl", "t2i_sdxl")}
+         "t2i_sd": "t2i_compare_target_sd.json", "t2i_sdxl": "t2i_compare_target_sdxl.json",
+         "seg_sd": "seg_compare_target_sd.json", "seg_sdxl": "seg_compare_target_sdxl.json"}
+# `negenc demo --target T` runs (their encoder benchmarks), t2i-compare of their encoders on every generator and,
+# when published, seg-compare: files per target besides the default's (`demo`, `t2i`, `seg`), whose target is
+# the recipe's own (`if`)
+TARGET_FILES = {"sd": ("demo_sd", "t2i_sd", "seg_sd"), "sdxl": ("demo_sdxl", "t2i_sdxl", "seg_sdxl")}
 # the prompt set each comparison file must have been run on: a validation run is never published as the
 # evaluation's, nor a held-out run as validation
 PROMPT_SET_OF = {"t2i": "evaluation", "seg": "evaluation", "t2i_validation": "validation", "t2i_heldout": "heldout",
                  "t2i_heldout_cues": "heldout-cues", "seg_heldout": "heldout", "t2i_sd": "evaluation",
-                 "t2i_validation_constructions": "validation-constructions",
+                 "t2i_validation_constructions": "validation-constructions", "seg_sd": "evaluation",
+                 "seg_sdxl": "evaluation",
                  "t2i_sdxl": "evaluation"}
 # the route table's wording columns: (label, t2i file, seg file)
 WORDINGS = (("evaluated frames", "t2i", "seg"), ("validation frames", "t2i_validation", None),
@@ -50,7 +53,7 @@ def load(data_dir: str | Path) -> dict:
         if key in data and got != expected:
             raise InputError(f"{data_dir / FILES[key]}: prompt_set {got!r}; this file publishes the {expected!r} "
                              "prompts")
-    for target, (demo_key, _) in TARGET_FILES.items():
+    for target, (demo_key, *_) in TARGET_FILES.items():
         got = data.get(demo_key, {}).get("target", target)
         if got != target:
             raise InputError(f"{data_dir / FILES[demo_key]}: target {got!r}; this file publishes `negenc demo "
@@ -168,7 +171,7 @@ def drop_in_page(data: dict) -> str:
 def routes_block(data: dict) -> str:
     """The README's 'which route?' table: per task, plain / training-free route / swapped / stacked."""
     # with `--target` runs published: a column for the encoder trained for each generator's own reading
-    own = {t: t2i_generators(t2i) for t, _, t2i in _targets(data)} if len(_targets(data)) > 1 else {}
+    own = {t: t2i_generators(t2i) for t, _, t2i, _ in _targets(data)} if len(_targets(data)) > 1 else {}
     extra = " swapped, trained for that generator (`--target`) |" if own else ""
     rows = ["| task (world, measured) | plain | training-free route | swapped encoder | stacked |" + extra,
             "|---|---:|---:|---:|---:|" + ("---:|" if own else "")]
@@ -331,15 +334,16 @@ def wording_page(data: dict) -> str:
     return "\n".join(lines)
 
 
-def _targets(data: dict) -> list[tuple[str, dict, dict]]:
-    """(target, demo results, t2i-compare results) of the default encoder (its recipe's target) and of each
-    `--target` run whose two files are published."""
+def _targets(data: dict) -> list[tuple[str, dict, dict, dict | None]]:
+    """(target, demo results, t2i-compare results, seg-compare results or None) of the default encoder (its
+    recipe's target) and of each `--target` run whose demo and t2i-compare files are published."""
     rows = []
     if "demo" in data and "t2i" in data:
         own = data["demo"].get("target", "recipe")
         rows.append((data["demo"].get("pipeline", {}).get("family", "if") if own == "recipe" else own,
-                     data["demo"], data["t2i"]))
-    return rows + [(t, data[d], data[g]) for t, (d, g) in TARGET_FILES.items() if d in data and g in data]
+                     data["demo"], data["t2i"], data.get("seg")))
+    return rows + [(t, data[d], data[g], data.get(s)) for t, (d, g, s) in TARGET_FILES.items()
+                   if d in data and g in data]
 
 
 def targets_page(data: dict) -> str:
@@ -352,11 +356,12 @@ def targets_page(data: dict) -> str:
              "(docs/pipelines.md): `if` masked `last_hidden_state` (the default), `sd` the 77 unmasked "
              "`last_hidden_state` positions, `sdxl` the second slot's penultimate states and projected pooled "
              "output. Every encoder is scored on every generator, same prompts and seeds (32 prompts x 5 seeds).", ""]
-    for target, demo, t2i in targets:
-        lines += [f"- `{target}`: " + stamp(demo)[1:-1] + "; " + stamp(t2i)[1:-1].replace("Generated by ", "")]
-    gens = dict.fromkeys(g for _, _, t2i in targets for g in t2i_generators(t2i))
+    for target, demo, t2i, seg in targets:
+        lines += [f"- `{target}`: " + "; ".join(stamp(r)[1:-1].replace("Generated by `negenc testbed report` from ", "")
+                                                for r in (demo, t2i, seg) if r)]
+    gens = dict.fromkeys(g for _, _, t2i, _ in targets for g in t2i_generators(t2i))
     for gen in gens:
-        first = next(t2i_generators(t2i)[gen] for _, _, t2i in targets if gen in t2i_generators(t2i))
+        first = next(t2i_generators(t2i)[gen] for _, _, t2i, _ in targets if gen in t2i_generators(t2i))
         neg = first["negated"]
         lines += ["", f"## Generator `{gen}`", "",
                   f"Base {_f(neg['base']['neg_score'], True)}, negative prompt "
@@ -366,7 +371,7 @@ def targets_page(data: dict) -> str:
                   "| encoder trained for | swapped Neg Score (%) [95% CI] | negated object present (%) | control: "
                   "subject (%) | swapped - negative prompt (pts) [95% CI] | stacked (%) | stacked - negative prompt "
                   "(pts) [95% CI] |", "|---|---:|---:|---:|---:|---:|---:|"]
-        for target, _, t2i in targets:
+        for target, _, t2i, _ in targets:
             g = t2i_generators(t2i).get(gen)
             if not g:
                 continue
@@ -377,12 +382,26 @@ def targets_page(data: dict) -> str:
                          f"{_f(g['control']['swapped']['subject_rate'], True)} | "
                          f"{_ci(p.get('swapped - base+negprompt'), True)} | {_f(st['neg_score'], True)} | "
                          f"{_ci(p.get('swapped+negprompt - base+negprompt'), True)} |")
+    with_seg = [(t, seg) for t, _, _, seg in targets if seg]
+    if with_seg:
+        first = with_seg[0][1]["sets"]
+        lines += ["", "## The world CLIPSeg (`seg-compare`)", "",
+                  f"Original encoder: negated mIoU@0.3 {_f(first['negated']['original']['miou_0.3'])}, object choice "
+                  f"{_f(first['negated']['original']['target_wins'])}, affirmative control mIoU@0.3 "
+                  f"{_f(first['control']['original']['miou_0.3'])}.", "",
+                  "| encoder trained for | negated mIoU@0.3 | object choice | control mIoU@0.3 | stacked with the "
+                  "split route: negated mIoU@0.3 |", "|---|---:|---:|---:|---:|"]
+        for target, seg in with_seg:
+            neg, ctl = seg["sets"]["negated"], seg["sets"]["control"]
+            stacked = neg.get("swapped+split")
+            lines.append(f"| `{target}` | {_f(neg['swapped']['miou_0.3'])} | {_f(neg['swapped']['target_wins'])} | "
+                         f"{_f(ctl['swapped']['miou_0.3'])} | {_f(stacked['miou_0.3']) if stacked else '-'} |")
     lines += ["", "## Encoder benchmarks (benchmark twins, read plainly)", "",
               "| metric | base | " + " | ".join(f"`{t}`" for t, *_ in targets) + " |",
               "|---|---:|" + "---:|" * len(targets)]
     for k in METRIC_KEYS:
         lines.append(f"| {METRIC_LABELS[k].strip()} | {_f(targets[0][1]['base'][k])} | "
-                     + " | ".join(_f(demo["finetuned"][k]) for _, demo, _ in targets) + " |")
+                     + " | ".join(_f(demo["finetuned"][k]) for _, demo, *_ in targets) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -395,10 +395,20 @@ def test_targets_page_puts_each_target_encoder_on_every_generator(tmp_path):
 
     files = {"demo.json": demo("recipe", 0.875), "t2i_compare.json": t2i({"if": 0.9, "sd": 0.6, "sdxl": 0.5}),
              "demo_target_sdxl.json": demo("sdxl", 0.625), "t2i_compare_target_sdxl.json": t2i({"if": 0.4, "sdxl": 0.85})}
+    def seg(x: float) -> dict:
+        arms = {"original": {"miou_0.3": 0.125, "target_wins": 0.25}, "swapped": {"miou_0.3": x, "target_wins": x + 0.25}}
+        control = {a: {"miou_0.3": 0.5 + v["miou_0.3"] / 10, "target_wins": 0.0} for a, v in arms.items()}
+        for arm in (*arms.values(), *control.values()):
+            arm["iou_bin_0.3"] = 0.0
+        return {"sets": {"negated": arms, "control": control}}
+
+    files |= {"seg_compare.json": seg(0.375), "seg_compare_target_sdxl.json": seg(0.25)}
     for name, obj in files.items():
         (tmp_path / name).write_text(json.dumps(obj))
     data = load(tmp_path)
     page = render(data)["targets.md"]
+    assert "Original encoder: negated mIoU@0.3 0.125, object choice 0.250, affirmative control mIoU@0.3 0.512." in page
+    assert "| `if` | 0.375 | 0.625 | 0.537 | - |" in page and "| `sdxl` | 0.250 | 0.500 | 0.525 | - |" in page
     assert "## Generator `sdxl`" in page and "## Generator `sd`" in page
     assert "| `if` | 50.0 [40.0, 60.0] | 12.5 | 30.0 | -20.0 [-30.0, -10.0] | 55.0 | - |" in page
     assert "| `sdxl` (this generator's reading) | 85.0 [75.0, 95.0] | 21.2 | 65.0 | +15.0 [+5.0, +25.0] | 90.0 | - |" in page
