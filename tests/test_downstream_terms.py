@@ -392,3 +392,58 @@ def test_seg_inputs_carry_each_records_other_mask(world, tmp_path):
     with pytest.raises(InputError, match=r"'gone.png' not found"):
         check_seg_inputs(_cfg(world, tmp_path / "y", {"seg_loss": _seg(world, data=[str(broken)], images=str(root))}
                               ).objective["seg_loss"], AutoConfig.from_pretrained(world["base"]))
+
+
+@pytest.mark.parametrize("family,slot", [("sdxl", "text_encoder_2"), ("flux", "text_encoder")])
+def test_omit_pooled_is_the_pooled_mse_against_the_pipelines_reading_by_hand(world, tmp_path, family, slot):
+    """omit_pooled's value equals a hand computation through `conditioning.read_text` (which the pipeline tests
+    hold equal to each pipeline's `encode_prompt`): the tower's pooled output of each negated caption, padded to
+    the pipeline's length and read as the pipeline reads it (SDXL's second slot: projected; Flux: pooler_output,
+    unprojected), against the base's of its affirmative part, over the rows the splitter finds a negation in;
+    with the tower moved, so the two readings differ."""
+    from accelerate import Accelerator
+    from transformers import CLIPModel
+
+    from negation_encoder.conditioning import read_text
+    from negation_encoder.image_cache import ImageEmbeddingCache
+    from negation_encoder.training.checkpoints import RunDir
+    from negation_encoder.training.checks import check_inputs
+    from negation_encoder.training.setup import setup
+    from negation_encoder.training.step import compute_loss
+
+    cfg = _cfg(world, tmp_path / "op", {"mcq": 1.0, "omit_pooled": 1.0}, pipeline__length=16, pipeline__family=family,
+               pipeline__slot=slot, optim__steps=1, run__save_every=1)
+    how = cfg.pipeline.reading()
+    acc, run = Accelerator(cpu=True), RunDir(cfg.run.out)
+    state = setup(cfg, check_inputs(cfg, acc, run, False, False, None), acc, run, ImageEmbeddingCache(tmp_path / "cache"),
+                  progress=False)
+    tok = tiny.build_clip_tokenizer()
+    examples = [state.examples[i] for i in state.batch(0, 0).example_index.tolist()]
+    with torch.no_grad():
+        for p in state.params:
+            p.add_(0.01 * torch.randn_like(p))
+        batch = state.batch(0, 0)
+        _, parts = compute_loss(state, batch)
+        rows = [i for i, ex in enumerate(examples) if "omit_pooled" in ex.eligible]
+        assert rows
+
+        def pooled(text_model, projection, texts):
+            enc = tok(texts, padding="max_length", max_length=16, return_tensors="pt")
+            return read_text(text_model, projection, enc.input_ids, enc.attention_mask, how)[1]
+
+        mine = pooled(state.tower.text_model, state.tower.text_projection, [examples[i].positive for i in rows])
+        base = CLIPModel.from_pretrained(world["base"]).eval()
+        target = pooled(base.text_model, base.text_projection, [examples[i].affirmative for i in rows])
+    assert how.pooled == ("projected" if family == "sdxl" else "pooler") and mine.shape[-1] == (
+        base.config.projection_dim if family == "sdxl" else base.config.text_config.hidden_size)
+    assert parts["omit_pooled"].item() == pytest.approx(((mine - target) ** 2).mean().item(), rel=1e-4)
+
+
+def test_omit_pooled_is_refused_for_a_pipeline_that_reads_no_pooled_output(world, tmp_path):
+    from negation_encoder.errors import ConfigError
+
+    cfg = _cfg(world, tmp_path / "bad", {"mcq": 1.0, "omit_pooled": 1.0}, pipeline__family="sd1")
+    with pytest.raises(ConfigError, match="omit_pooled trains the pooled output a pipeline reads, and a sd1 pipeline "
+                                          "reads none from its text_encoder"):
+        train(cfg, progress=False, echo=None)
+    assert not (tmp_path / "bad" / "model").exists()

@@ -42,14 +42,24 @@ class Recipe:
 
     def for_target(self, target: str) -> Recipe:
         """This recipe trained for one downstream reader (`TARGETS`): its `pipeline` group set to that reading;
-        for `clipseg`, which reads no token states, the states terms are left out (they would be refused)."""
+        for `clipseg`, which reads no token states, the states terms are left out (they would be refused). A
+        generator that also reads a pooled output (SDXL's second slot: `text_embeds`) gets `omit_pooled` beside
+        the recipe's `omit_states`, with its weight and types: the omission then reaches every input that
+        generator reads. (CLIPSeg's pooled output is trained through CLIPSeg itself, by `seg_loss`: a referring
+        expression's negation must be kept there, not omitted.)"""
         if target not in TARGETS:
             raise InputError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
         cfg = copy.deepcopy(self.config)
         cfg["pipeline"] = dict(TARGETS[target])
+        objective = cfg.setdefault("objective", {})
         if target == "clipseg":
             for term in STATES_TERMS:
-                cfg.get("objective", {}).pop(term, None)
+                objective.pop(term, None)
+        elif "omit_states" in objective and "omit_pooled" not in objective and \
+                TrainConfig.from_dict({"pipeline": cfg["pipeline"]}).pipeline.reading().pooled:
+            omit = objective["omit_states"]
+            objective["omit_pooled"] = {k: v for k, v in omit.items() if k in ("weight", "types")} \
+                if isinstance(omit, dict) else omit
         return replace(self, config=cfg)
 
     @property

@@ -5,7 +5,7 @@ terms. A term from elsewhere registers itself with `register` when its module is
 """
 
 from . import infonce, mcq, omni, distractor, split_distill, preserve_embeds, preserve, omit_states  # noqa: I001,F401
-from . import preserve_states, unet_loss, seg_loss  # noqa: F401
+from . import preserve_states, unet_loss, seg_loss, omit_pooled  # noqa: F401
 from .base import (
     CheckContext,
     Encoded,

@@ -22,12 +22,12 @@ from .registry import register
 
 
 @dataclass
-class OmitStatesConfig(TermConfig):
+class OmitConfig(TermConfig):
+    """The omit terms' shared option: which negations they train on."""
+
     types: list[str] = option([], "negation types (record negation_type) it trains on; empty: every record the "
                               "splitter finds a negation in. [absence] leaves attribute negations ('the cup is not "
                               "red') to the contrastive terms")
-    skip_pooled: bool = option(False, "leave out each negated caption's pooled (end-of-text) position: the projected "
-                               "embedding CLIP and CLIPSeg read stays the contrastive terms'")
 
     def problems(self) -> list[str]:
         p = super().problems()
@@ -35,6 +35,20 @@ class OmitStatesConfig(TermConfig):
         if bad:
             p.append(f"types must name negation types ({'|'.join(NEGATION_TYPES)}), got {bad}")
         return p
+
+    def eligible(self, example) -> bool:
+        return example.has_negation and (not self.types or example.negation_type in self.types)
+
+
+@dataclass
+class OmitStatesConfig(OmitConfig):
+    skip_pooled: bool = option(False, "leave out each negated caption's pooled (end-of-text) position: the projected "
+                               "embedding CLIP and CLIPSeg read stays the contrastive terms'")
+
+
+def no_negation_reason(term: LossTerm, n: int) -> str:
+    return term.without(f"the negation splitter finds no negation in any of the {n} true captions (of the types "
+                        "named)")
 
 
 @register
@@ -52,11 +66,10 @@ class OmitStates(LossTerm):
         self.positions: torch.Tensor | None = None
 
     def eligible(self, example) -> bool:
-        return example.has_negation and (not self.config.types or example.negation_type in self.config.types)
+        return self.config.eligible(example)
 
     def no_eligible_reason(self, n: int) -> str:
-        return self.without(f"the negation splitter finds no negation in any of the {n} true captions (of the "
-                            "types named)")
+        return no_negation_reason(self, n)
 
     def check(self, ctx: CheckContext) -> dict:
         PaddedRows.check(self.name, ctx)
