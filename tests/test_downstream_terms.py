@@ -394,13 +394,15 @@ def test_seg_inputs_carry_each_records_other_mask(world, tmp_path):
                               ).objective["seg_loss"], AutoConfig.from_pretrained(world["base"]))
 
 
+@pytest.mark.parametrize("term", ["omit_pooled", "preserve_pooled"])
 @pytest.mark.parametrize("family,slot", [("sdxl", "text_encoder_2"), ("flux", "text_encoder")])
-def test_omit_pooled_is_the_pooled_mse_against_the_pipelines_reading_by_hand(world, tmp_path, family, slot):
-    """omit_pooled's value equals a hand computation through `conditioning.read_text` (which the pipeline tests
-    hold equal to each pipeline's `encode_prompt`): the tower's pooled output of each negated caption, padded to
-    the pipeline's length and read as the pipeline reads it (SDXL's second slot: projected; Flux: pooler_output,
-    unprojected), against the base's of its affirmative part, over the rows the splitter finds a negation in;
-    with the tower moved, so the two readings differ."""
+def test_pooled_terms_are_the_pooled_mse_against_the_pipelines_reading_by_hand(world, tmp_path, family, slot, term):
+    """omit_pooled's and preserve_pooled's values equal a hand computation through `conditioning.read_text` (which
+    the pipeline tests hold equal to each pipeline's `encode_prompt`): the tower's pooled output, padded to the
+    pipeline's length and read as the pipeline reads it (SDXL's second slot: projected; Flux: pooler_output,
+    unprojected), of each negated caption (omit_pooled, the rows the splitter finds a negation in) or of each
+    example's affirmative text (preserve_pooled, every row), against the base's of the affirmative part; with
+    the tower moved, so the two readings differ."""
     from accelerate import Accelerator
     from transformers import CLIPModel
 
@@ -411,7 +413,7 @@ def test_omit_pooled_is_the_pooled_mse_against_the_pipelines_reading_by_hand(wor
     from negation_encoder.training.setup import setup
     from negation_encoder.training.step import compute_loss
 
-    cfg = _cfg(world, tmp_path / "op", {"mcq": 1.0, "omit_pooled": 1.0}, pipeline__length=16, pipeline__family=family,
+    cfg = _cfg(world, tmp_path / "op", {"mcq": 1.0, term: 1.0}, pipeline__length=16, pipeline__family=family,
                pipeline__slot=slot, optim__steps=1, run__save_every=1)
     how = cfg.pipeline.reading()
     acc, run = Accelerator(cpu=True), RunDir(cfg.run.out)
@@ -424,19 +426,21 @@ def test_omit_pooled_is_the_pooled_mse_against_the_pipelines_reading_by_hand(wor
             p.add_(0.01 * torch.randn_like(p))
         batch = state.batch(0, 0)
         _, parts = compute_loss(state, batch)
-        rows = [i for i, ex in enumerate(examples) if "omit_pooled" in ex.eligible]
-        assert rows
+        rows = [i for i, ex in enumerate(examples) if term in ex.eligible]
+        assert rows and (term == "omit_pooled" or len(rows) == len(examples))
 
         def pooled(text_model, projection, texts):
             enc = tok(texts, padding="max_length", max_length=16, return_tensors="pt")
             return read_text(text_model, projection, enc.input_ids, enc.attention_mask, how)[1]
 
-        mine = pooled(state.tower.text_model, state.tower.text_projection, [examples[i].positive for i in rows])
+        affirmative = [examples[i].affirmative or examples[i].positive for i in rows]
+        read = [examples[i].positive for i in rows] if term == "omit_pooled" else affirmative
+        mine = pooled(state.tower.text_model, state.tower.text_projection, read)
         base = CLIPModel.from_pretrained(world["base"]).eval()
-        target = pooled(base.text_model, base.text_projection, [examples[i].affirmative for i in rows])
+        target = pooled(base.text_model, base.text_projection, affirmative)
     assert how.pooled == ("projected" if family == "sdxl" else "pooler") and mine.shape[-1] == (
         base.config.projection_dim if family == "sdxl" else base.config.text_config.hidden_size)
-    assert parts["omit_pooled"].item() == pytest.approx(((mine - target) ** 2).mean().item(), rel=1e-4)
+    assert parts[term].item() == pytest.approx(((mine - target) ** 2).mean().item(), rel=1e-4)
 
 
 def test_omit_pooled_is_refused_for_a_pipeline_that_reads_no_pooled_output(world, tmp_path):

@@ -679,11 +679,12 @@ def test_a_recipe_for_a_target_trains_that_model_s_reading(target, tmp_path):
     slot = "text_encoder_2" if target == "sdxl" else "text_encoder"
     assert cfg.pipeline.reading() == reading(family, slot)
     dropped = set(STATES_TERMS) if target == "clipseg" else set()
-    added = {"omit_pooled"} if target == "sdxl" else set()  # SDXL's second slot also reads the pooled output
+    added = {"omit_pooled", "preserve_pooled"} if target == "sdxl" else set()  # SDXL's slot 2 reads the pooled output
     assert set(cfg.enabled_terms()) == set(rec.config["objective"]) - dropped | added
     if added:
         omit = rec.config["objective"]["omit_states"]
         assert (cfg.objective["omit_pooled"].weight, cfg.objective["omit_pooled"].types) == (omit["weight"], omit["types"])
+        assert cfg.objective["preserve_pooled"].weight == rec.config["objective"]["preserve_states"]
     assert rec.config["pipeline"] == {"family": "if"}, "for_target changed the registered recipe"
     assert "omit_pooled" not in rec.config["objective"], "for_target changed the registered recipe"
 

@@ -55,11 +55,13 @@ class Recipe:
         if target == "clipseg":
             for term in STATES_TERMS:
                 objective.pop(term, None)
-        elif "omit_states" in objective and "omit_pooled" not in objective and \
-                TrainConfig.from_dict({"pipeline": cfg["pipeline"]}).pipeline.reading().pooled:
-            omit = objective["omit_states"]
-            objective["omit_pooled"] = {k: v for k, v in omit.items() if k in ("weight", "types")} \
-                if isinstance(omit, dict) else omit
+        elif TrainConfig.from_dict({"pipeline": cfg["pipeline"]}).pipeline.reading().pooled:
+            for states, pooled in (("omit_states", "omit_pooled"), ("preserve_states", "preserve_pooled")):
+                if states in objective and pooled not in objective:
+                    given = objective[states]
+                    keep = ("weight", "types") if pooled == "omit_pooled" else ("weight",)
+                    objective[pooled] = {k: v for k, v in given.items() if k in keep} if isinstance(given, dict) \
+                        else given
         return replace(self, config=cfg)
 
     @property

@@ -21,7 +21,7 @@ import torch
 
 from ...conditioning import Reading, read_text
 from ...errors import ConfigError
-from .base import CheckContext, LossTerm, Plan, SetupContext, StepOutputs, TermLoss
+from .base import CheckContext, LossTerm, Plan, SetupContext, StepOutputs, TermConfig, TermLoss
 from .omit_states import OmitConfig, no_negation_reason
 from .registry import register
 
@@ -92,5 +92,28 @@ class OmitPooled(LossTerm):
         mine = rows["rows"]
         if not mine.any():  # no negated caption of the types it trains in this batch
             return TermLoss(out.texts.embeds.sum() * 0.0, 0)
-        pred = pooled_of(out, batch, batch.positive[mine], self.pooled)
+        pred = pooled_of(out, batch, rows.get("text", batch.positive)[mine], self.pooled)
         return TermLoss(((pred - rows["target"][mine]) ** 2).mean(), mine.sum())
+
+
+@register
+class PreservePooled(OmitPooled):
+    """Every example's affirmative text (the splitter's affirmative part, or the caption itself when it negates
+    nothing) keeps the base's pooled output as the pipeline reads it: `preserve_states` for the pooled slot.
+    Why: a pipeline that reads the pooled output reads it for every prompt, and the layers that make it (for
+    SDXL, the last one, which its penultimate-state reading leaves to the contrastive terms) drift otherwise."""
+
+    name = "preserve_pooled"
+    config_class = TermConfig
+    summary = ("every example's affirmative text keeps the base's pooled output as the pipeline reads it (SDXL's "
+               "text_embeds, SD3's pooled, Flux's pooler_output)")
+    records = "every record"
+    regularizer = True
+
+    def eligible(self, example) -> bool:
+        return True
+
+    def collate(self, examples, index, texts, foils):
+        return {"target": self.targets[self.index[index]],
+                "text": torch.tensor([texts.row(ex.affirmative or ex.positive) for ex in examples]),
+                "rows": torch.ones(len(examples), dtype=torch.bool)}
