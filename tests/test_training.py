@@ -225,3 +225,15 @@ def test_rewritten_negations_train_infonce(world, tmp_path):
                      run__save_every=3), progress=False)
     assert all(e["infonce"] > 0 for e in res.log), res.log
     assert res.eligible == {"infonce": 12}
+
+
+def test_token_table_tokenizes_a_text_a_term_adds_as_the_tokenizer_does():
+    """A term may put a text in the batch that no example holds (preserve_pooled adds the affirmative part): the
+    table tokenizes it on first use, exactly as the tokenizer does, and pads it beside the others."""
+    from negation_encoder.testing import tiny
+
+    tok = tiny.build_clip_tokenizer()
+    table = TokenTable(tok, ["a photo of a dog"])
+    ids, mask = table.pad(["a photo of a dog", "a dog"])
+    direct = tok(["a photo of a dog", "a dog"], padding=True, return_tensors="pt")
+    assert torch.equal(ids, direct.input_ids) and torch.equal(mask, direct.attention_mask)

@@ -97,7 +97,8 @@ def eligible_counts(examples: Sequence[Example], terms: Sequence) -> dict[str, i
 
 
 class TokenTable:
-    """Token ids of every distinct text, computed once; `pad()` builds a batch padded to the longest."""
+    """Token ids of every distinct text, computed once (the examples' texts up front, any text a term adds on
+    first use); `pad()` builds a batch padded to the longest."""
 
     def __init__(self, tokenizer, texts: Sequence[str]):
         self.tokenizer = tokenizer
@@ -107,6 +108,10 @@ class TokenTable:
         self.pad_id = tokenizer.pad_token_id
 
     def pad(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.ids]
+        if missing:  # a text a term adds to the batch (`TextRows.row`) beyond the examples' own: tokenized once
+            enc = self.tokenizer(missing, truncation=True, max_length=self.tokenizer.model_max_length)
+            self.ids.update(zip(missing, enc.input_ids, strict=True))
         seqs = [self.ids[t] for t in texts]
         width = max(len(s) for s in seqs)
         input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
