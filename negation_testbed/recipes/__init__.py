@@ -43,9 +43,10 @@ class Recipe:
     def for_target(self, target: str) -> Recipe:
         """This recipe trained for one downstream reader (`TARGETS`): its `pipeline` group set to that reading;
         for `clipseg`, which reads no token states, the states terms are left out (they would be refused). A
-        generator that also reads a pooled output (SDXL's second slot: `text_embeds`) gets `omit_pooled` beside
-        the recipe's `omit_states`, with its weight and types: the omission then reaches every input that
-        generator reads. (CLIPSeg's pooled output is trained through CLIPSeg itself, by `seg_loss`: a referring
+        generator that also reads a pooled output (SDXL's second slot: `text_embeds`) gets `omit_pooled` and
+        `preserve_pooled` beside the recipe's `omit_states` and `preserve_states`, with their weights (and types):
+        the omission and the preservation then reach every input that generator reads (chosen on the SDXL-style
+        generator's validation prompts, docs/testbed.md). (CLIPSeg's pooled output is trained through CLIPSeg itself, by `seg_loss`: a referring
         expression's negation must be kept there, not omitted.)"""
         if target not in TARGETS:
             raise InputError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")

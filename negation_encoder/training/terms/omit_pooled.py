@@ -11,8 +11,9 @@ input the pipeline reads says "a kitchen with a cup".
 
 The pooled output is the end-of-text token's state, which CLIP's causal attention computes from the tokens
 before it alone: the batch's own encoding (masked, padded to its longest text) gives the value the pipeline
-computes at its padded length, so the term needs no extra pass through the tower
-(tests/test_omit_pooled.py checks it against the pipeline's `encode_prompt`).
+computes at its padded length up to float rounding, so the term needs no extra pass through the tower
+(tests/test_downstream_terms.py checks it against `conditioning.read_text` at the pipeline's length, which
+tests/test_conditioning.py holds equal to each pipeline's `encode_prompt`).
 """
 
 from __future__ import annotations
