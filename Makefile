@@ -11,6 +11,8 @@ TORCH_SPEC ?= torch==2.13.0
 CONSTRAINTS ?= constraints.txt
 BIN := $(VENV)/bin
 DEMO_ARGS ?=
+# the test suite's pytest-xdist workers (tests/conftest.py gives each its share of the cores); `auto`: one per core
+TEST_WORKERS ?= 2
 PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
 .PHONY: demo test lint install clean
@@ -32,7 +34,7 @@ lint: $(BIN)/.installed
 	$(BIN)/lint-imports
 
 test: lint
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 clean:
 	rm -rf $(VENV) demo_out *.egg-info
