@@ -102,16 +102,19 @@ class TokenTable:
 
     def __init__(self, tokenizer, texts: Sequence[str]):
         self.tokenizer = tokenizer
-        unique = list(dict.fromkeys(texts))
-        enc = tokenizer(unique, truncation=True, max_length=tokenizer.model_max_length)
-        self.ids = dict(zip(unique, enc.input_ids, strict=True))
+        self.ids: dict[str, list[int]] = {}
         self.pad_id = tokenizer.pad_token_id
+        self._add(texts)
 
-    def pad(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _add(self, texts: Sequence[str]) -> None:
+        """Tokenize, in one call, the texts not in the table yet."""
         missing = [t for t in dict.fromkeys(texts) if t not in self.ids]
-        if missing:  # a text a term adds to the batch (`TextRows.row`) beyond the examples' own: tokenized once
+        if missing:
             enc = self.tokenizer(missing, truncation=True, max_length=self.tokenizer.model_max_length)
             self.ids.update(zip(missing, enc.input_ids, strict=True))
+
+    def pad(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        self._add(texts)  # a text a term adds to the batch (`TextRows.row`) beyond the examples' own
         seqs = [self.ids[t] for t in texts]
         width = max(len(s) for s in seqs)
         input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)

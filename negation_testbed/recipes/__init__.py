@@ -57,10 +57,10 @@ class Recipe:
             for term in STATES_TERMS:
                 objective.pop(term, None)
         elif TrainConfig.from_dict({"pipeline": cfg["pipeline"]}).pipeline.reading().pooled:
-            for states, pooled in (("omit_states", "omit_pooled"), ("preserve_states", "preserve_pooled")):
+            for states, pooled, keep in (("omit_states", "omit_pooled", ("weight", "types")),
+                                         ("preserve_states", "preserve_pooled", ("weight",))):
                 if states in objective and pooled not in objective:
                     given = objective[states]
-                    keep = ("weight", "types") if pooled == "omit_pooled" else ("weight",)
                     objective[pooled] = {k: v for k, v in given.items() if k in keep} if isinstance(given, dict) \
                         else given
         return replace(self, config=cfg)
