@@ -45,6 +45,32 @@ def test_state_distillation_counts_only_the_given_positions():
     assert both.item() == pytest.approx((1 + 4 + 4 * 81) / 6)
 
 
+def test_skip_bare_leaves_out_exactly_the_negations_whose_affirmative_part_is_the_placeholder():
+    """omit_states' (and omit_pooled's) skip_bare: a bare negation ("a scene with no tree": nothing affirmed, so
+    the splitter's affirmative part is its placeholder, not the caption's frame) feeds no omit term; a negation
+    with an affirmative part still does, and so does the bare one without the option."""
+    from negation_encoder.data import NegationRecord
+    from negation_encoder.splitting import EMPTY_AFFIRMATIVE
+    from negation_encoder.training.batching import examples_from_records
+    from negation_encoder.training.checks import build_terms
+
+    captions = ["a scene with no tree", "a kitchen with a cup and no fork", "this scene does not contain any lamp",
+                "an image showing a dog, with no ball in the scene"]
+    records = [NegationRecord(id=f"r{i}", image=f"{i}.png", caption="x", negated_caption=c, negation_type="absence",
+                              negated_concept="x", source="test") for i, c in enumerate(captions)]
+
+    def fed(skip: bool) -> list[bool]:
+        cfg = TrainConfig.from_dict({"pipeline": {"family": "sdxl", "slot": "text_encoder_2"}, "objective": {
+            "omit_states": {"weight": 1.0, "skip_bare": skip}, "omit_pooled": {"weight": 1.0, "skip_bare": skip}}})
+        examples = examples_from_records(records, build_terms(cfg))
+        assert [ex.affirmative == EMPTY_AFFIRMATIVE for ex in examples] == [True, False, True, False]
+        assert all(("omit_states" in ex.eligible) == ("omit_pooled" in ex.eligible) for ex in examples)
+        return ["omit_states" in ex.eligible for ex in examples]
+
+    assert fed(False) == [True, True, True, True]
+    assert fed(True) == [False, True, False, True]
+
+
 def test_skip_pooled_leaves_out_exactly_the_end_of_text_position_clip_pools():
     """omit_states' skip_pooled masks the position CLIP's pooler reads (transformers' own pooled output is the
     reference), and only that one, for captions of different lengths."""
@@ -178,6 +204,50 @@ def test_preserve_states_is_the_padded_states_mse_of_the_affirmative_texts_by_ha
         base = state.base_text(input_ids=ids, attention_mask=mask).last_hidden_state
     assert mine.shape[1] == 16
     assert parts["preserve_states"].item() == pytest.approx(((mine - base) ** 2).mean().item(), rel=1e-5)
+
+
+def test_preserve_states_twins_add_the_affirmative_twins_of_negated_captions_by_hand(world, tmp_path):
+    """preserve_states with twins: one mean over the batch's affirmative rows and, for each negated caption
+    with an extra positive, its first one (its affirmative twin, same frame), by hand; records without a
+    twin (no extra positive, or a caption that negates nothing) add no row."""
+    from accelerate import Accelerator
+
+    from negation_encoder.data import read_records, write_records
+    from negation_encoder.image_cache import ImageEmbeddingCache
+    from negation_encoder.training.checkpoints import RunDir
+    from negation_encoder.training.checks import check_inputs
+    from negation_encoder.training.setup import setup
+    from negation_encoder.training.step import compute_loss
+
+    records = read_records(world["data"])
+    for i, r in enumerate(records):  # a twin on every other absence record, and on a presence record (never read)
+        if (r.negation_type == "absence" and i % 2 == 0) or r.negation_type == "presence":
+            r.extra_positives = [r.negated_caption.replace(" with no ", " in a scene with a ")]
+    data = tmp_path / "twins.jsonl"
+    write_records(data, records)
+    cfg = _cfg(world, tmp_path / "pt", {"omit_states": 1.0, "preserve_states": {"weight": 1.0, "twins": True}},
+               pipeline__length=16, optim__steps=1, run__save_every=1, data__files=[str(data)],
+               optim__batch_size=16)
+    acc, run = Accelerator(cpu=True), RunDir(cfg.run.out)
+    state = setup(cfg, check_inputs(cfg, acc, run, False, False, None), acc, run, ImageEmbeddingCache(tmp_path / "cache"),
+                  progress=False)
+    batch = state.batch(0, 0)
+    examples = [state.examples[i] for i in batch.example_index.tolist()]
+    twins = [ex.extra_positives[0] for ex in examples if ex.has_negation and ex.extra_positives]
+    assert 0 < len(twins) < len(examples)
+    assert all(" in a scene with a " in t for t in twins)
+    with torch.no_grad():
+        for p in state.params:
+            p.add_(0.01 * torch.randn_like(p))
+        _, parts = compute_loss(state, batch)
+        texts = [ex.affirmative or ex.positive for ex in examples] + twins
+        enc = state.table.tokenizer(texts, padding="max_length", max_length=16, truncation=True, return_tensors="pt")
+        mask = enc.attention_mask if cfg.pipeline.reading().attention_mask else None
+        mine = state.tower.text_model(input_ids=enc.input_ids, attention_mask=mask).last_hidden_state
+        base = state.base_text(input_ids=enc.input_ids, attention_mask=mask).last_hidden_state
+    assert parts["preserve_states"].item() == pytest.approx(((mine - base) ** 2).mean().item(), rel=1e-5)
+    without = _cfg(world, tmp_path / "pn", {"omit_states": 1.0, "preserve_states": 1.0}, pipeline__length=16)
+    assert without.objective["preserve_states"].twins is False
 
 
 def test_seg_loss_trains_only_the_text_tower_through_a_frozen_clipseg(world, tmp_path):

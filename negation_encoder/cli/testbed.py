@@ -68,6 +68,15 @@ def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
     fr.add_argument("--samples", type=int, default=800, help="training referring expressions")
     fr.add_argument("--seed", type=int, default=1000, help="seed of the training scenes (seg-compare's sets use 0)")
     fr.set_defaults(func=fit_seg_route_command)
+    ne = sub.add_parser("null-encoder", help="the world base CLIP with seeded noise on its text tower: an encoder "
+                        "that moves the token states and no meaning, to measure what a drift that size costs a "
+                        "generator's control prompts (t2i-compare --encoder)")
+    ne.add_argument("--out", required=True, help="encoder folder to write")
+    ne.add_argument("--scale", type=float, default=0.3, help="noise per weight matrix, in units of its own std")
+    ne.add_argument("--seed", type=int, default=0, help="noise seed")
+    ne.add_argument("--base", default=None, help="CLIP folder (default: the committed world base)")
+    ne.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    ne.set_defaults(func=null_encoder_command)
     from negation_testbed.drop_in.seg_compare import SegCompareConfig
     from negation_testbed.drop_in.t2i_compare import T2ICompareConfig
 
@@ -97,6 +106,15 @@ def report_command(args: argparse.Namespace) -> int:
         print("stale (run `negenc testbed report`): " + ", ".join(stale))
         return 1
     print("up to date" if args.check else f"wrote {len(stale)} changed file(s): " + ", ".join(stale))
+    return 0
+
+
+def null_encoder_command(args: argparse.Namespace) -> int:
+    from negation_testbed.drop_in.null_encoder import write_null_encoder
+    from negation_testbed.instruments.base_clip import BASE_DIR
+
+    out = write_null_encoder(args.base or BASE_DIR, args.out, args.scale, args.seed, overwrite=args.overwrite)
+    print(f"null encoder (scale {args.scale}, seed {args.seed}): {out}")
     return 0
 
 

@@ -171,7 +171,8 @@ class SetupContext:
 
     def padded(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, L) token ids and attention masks of every example's `which` text ("positive", "affirmative":
-        the splitter's affirmative part of it, "negated": its negated concepts) padded to the downstream
+        the splitter's affirmative part of it, "negated": its negated concepts, "twin": a negated caption's
+        affirmative twin, its first extra positive) padded to the downstream
         pipeline's length (`pipeline.length`), as a pipeline tokenizes prompts. Computed once per run and
         shared by the terms that read them."""
         if which not in self._padded:
@@ -235,7 +236,9 @@ def _padded_text(ex: Example, which: str) -> str:
         return ex.affirmative or ex.positive
     if which == "negated":
         return ex.negated or ""
-    raise ValueError(f"no padded text {which!r}: expected positive, affirmative or negated")
+    if which == "twin":  # an example with no affirmative twin has none (its rows are never requested)
+        return ex.extra_positives[0] if ex.has_negation and ex.extra_positives else ""
+    raise ValueError(f"no padded text {which!r}: expected positive, affirmative, negated or twin")
 
 
 class LossTerm(nn.Module, abc.ABC):

@@ -29,6 +29,9 @@ class OmitConfig(TermConfig):
                               "splitter finds a negation in. [absence] leaves attribute negations ('the cup is not "
                               "red') to the contrastive terms")
 
+    skip_bare: bool = option(False, "leave out bare negations ('a scene with no tree'), whose affirmative part is the "
+                             "splitter's placeholder, not the caption's own frame")
+
     def problems(self) -> list[str]:
         p = super().problems()
         bad = [t for t in self.types if t not in NEGATION_TYPES]
@@ -37,7 +40,8 @@ class OmitConfig(TermConfig):
         return p
 
     def eligible(self, example) -> bool:
-        return example.has_negation and (not self.types or example.negation_type in self.types)
+        return example.has_negation and (not self.types or example.negation_type in self.types) and \
+            not (self.skip_bare and example.bare)
 
 
 @dataclass

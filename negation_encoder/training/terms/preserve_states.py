@@ -1,27 +1,45 @@
 """Every example's affirmative text (its caption, or the splitter's affirmative part of it) keeps the frozen
 base's token states at all `pipeline.length` positions, padding included: a UNet reads the padding too, and
-`preserve` covers real tokens only."""
+`preserve` covers real tokens only.
+
+`twins`: a negated caption's affirmative twin (its first extra positive: the same sentence frame affirming
+an object, "no bike in the scene" -> "a sign in the scene") keeps them too. Why: the affirmative parts the
+splitter leaves are frame-less ("a sign"), so the frame words that only negated captions use ("in the scene",
+"this scene contains") are trained by the omission and the contrastive terms alone, and drift where a prompt
+uses them to affirm (docs/testbed.md: the sd target's control drift starts at the word "scene")."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from ...configs import option
 from ..losses import state_mse
-from .base import CheckContext, LossTerm, Plan, SetupContext, StepOutputs, TermLoss
+from .base import CheckContext, LossTerm, Plan, SetupContext, StepOutputs, TermConfig, TermLoss
 from .padded import VIEW, PaddedRows
 from .registry import register
+
+
+@dataclass
+class PreserveStatesConfig(TermConfig):
+    twins: bool = option(False, "also keep the base's states of each negated caption's affirmative twin (its first "
+                         "extra positive: the same frame affirming an object), so frame words that negated captions "
+                         "use keep the base's reading when a prompt affirms with them")
 
 
 @register
 class PreserveStates(LossTerm):
     name = "preserve_states"
+    config_class = PreserveStatesConfig
     summary = "keep affirmative texts' token states at the base's at every padded position a UNet reads"
     regularizer = True
     needs_base_tower = True
 
-    def __init__(self, config, train):
+    def __init__(self, config: PreserveStatesConfig, train):
         super().__init__(config, train)
         self.affirmative = PaddedRows("affirmative")
+        self.twin = PaddedRows("twin") if config.twins else None
 
     def check(self, ctx: CheckContext) -> dict:
         PaddedRows.check(self.name, ctx)
@@ -29,16 +47,32 @@ class PreserveStates(LossTerm):
 
     def prepare(self, ctx: SetupContext) -> None:
         self.affirmative.prepare(ctx, base=True)
+        if self.twin is not None:
+            self.twin.prepare(ctx, base=True)
 
     def collate(self, examples, index, texts, foils):
-        return self.affirmative.collate(index)
+        rows = self.affirmative.collate(index)
+        if self.twin is not None:
+            has = torch.tensor([ex.has_negation and bool(ex.extra_positives) for ex in examples], dtype=torch.bool)
+            rows.update(self.twin.collate(index[has]))
+        return rows
+
+    def _twins(self, rows) -> bool:
+        return self.twin is not None and len(rows["twin_ids"]) > 0
 
     def plan(self, batch, info) -> Plan:
         rows = self.rows(batch)
-        return Plan([self.affirmative.request(rows), *self.affirmative.base_requests(rows)])
+        requests = [self.affirmative.request(rows), *self.affirmative.base_requests(rows)]
+        if self._twins(rows):
+            requests += [self.twin.request(rows), *self.twin.base_requests(rows)]
+        return Plan(requests)
 
     def forward(self, out: StepOutputs, batch, plan: Plan) -> TermLoss:
+        rows = self.rows(batch)
         kept = out.block(VIEW, "affirmative").hidden
+        target = self.affirmative.base_states(out, rows)
+        if self._twins(rows):  # one mean over every kept row, affirmative parts and twins alike
+            kept = torch.cat([kept, out.block(VIEW, "twin").hidden])
+            target = torch.cat([target, self.twin.base_states(out, rows)])
         every = torch.ones(len(kept), dtype=torch.bool, device=kept.device)
-        target = self.affirmative.base_states(out, self.rows(batch))
         return TermLoss(state_mse(kept, target, every), every.sum())
