@@ -229,6 +229,12 @@ def _base_table(ctx: SetupContext, ids: torch.Tensor, mask: torch.Tensor, distin
     return BaseTable(torch.cat(parts), torch.tensor([position[o] for o in owner], dtype=torch.long))
 
 
+def affirmative_twin(ex: Example) -> str | None:
+    """A negated caption's affirmative twin: its first extra positive (the data pipelines write the same frame
+    affirming another object there), or None."""
+    return ex.extra_positives[0] if ex.has_negation and ex.extra_positives else None
+
+
 def _padded_text(ex: Example, which: str) -> str:
     if which == "positive":
         return ex.positive
@@ -237,7 +243,7 @@ def _padded_text(ex: Example, which: str) -> str:
     if which == "negated":
         return ex.negated or ""
     if which == "twin":  # an example with no affirmative twin has none (its rows are never requested)
-        return ex.extra_positives[0] if ex.has_negation and ex.extra_positives else ""
+        return affirmative_twin(ex) or ""
     raise ValueError(f"no padded text {which!r}: expected positive, affirmative, negated or twin")
 
 

@@ -6,7 +6,8 @@ base's token states at all `pipeline.length` positions, padding included: a UNet
 an object, "no bike in the scene" -> "a sign in the scene") keeps them too. Why: the affirmative parts the
 splitter leaves are frame-less ("a sign"), so the frame words that only negated captions use ("in the scene",
 "this scene contains") are trained by the omission and the contrastive terms alone, and drift where a prompt
-uses them to affirm (docs/testbed.md: the sd target's control drift starts at the word "scene")."""
+uses them to affirm. Measured on the world's SD-style generator (docs/testbed.md), it did not change the control
+subject rate beyond noise; it is off in every recipe."""
 
 from __future__ import annotations
 
@@ -16,7 +17,16 @@ import torch
 
 from ...configs import option
 from ..losses import state_mse
-from .base import CheckContext, LossTerm, Plan, SetupContext, StepOutputs, TermConfig, TermLoss
+from .base import (
+    CheckContext,
+    LossTerm,
+    Plan,
+    SetupContext,
+    StepOutputs,
+    TermConfig,
+    TermLoss,
+    affirmative_twin,
+)
 from .padded import VIEW, PaddedRows
 from .registry import register
 
@@ -53,7 +63,7 @@ class PreserveStates(LossTerm):
     def collate(self, examples, index, texts, foils):
         rows = self.affirmative.collate(index)
         if self.twin is not None:
-            has = torch.tensor([ex.has_negation and bool(ex.extra_positives) for ex in examples], dtype=torch.bool)
+            has = torch.tensor([affirmative_twin(ex) is not None for ex in examples], dtype=torch.bool)
             rows.update(self.twin.collate(index[has]))
         return rows
 
