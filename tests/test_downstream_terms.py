@@ -45,9 +45,9 @@ def test_state_distillation_counts_only_the_given_positions():
     assert both.item() == pytest.approx((1 + 4 + 4 * 81) / 6)
 
 
-def test_skip_bare_leaves_out_exactly_the_negations_whose_affirmative_part_is_the_placeholder():
+def test_skip_bare_leaves_out_exactly_the_negations_whose_affirmative_part_is_the_stand_in():
     """omit_states' (and omit_pooled's) skip_bare: a bare negation ("a scene with no tree": nothing affirmed, so
-    the splitter's affirmative part is its placeholder, not the caption's frame) feeds no omit term; a negation
+    the splitter's affirmative part is its stand-in "a photo", not the caption's frame) feeds no omit term; a negation
     with an affirmative part still does, and so does the bare one without the option."""
     from negation_encoder.data import NegationRecord
     from negation_encoder.splitting import EMPTY_AFFIRMATIVE

@@ -30,7 +30,7 @@ class OmitConfig(TermConfig):
                               "red') to the contrastive terms")
 
     skip_bare: bool = option(False, "leave out bare negations ('a scene with no tree'), whose affirmative part is the "
-                             "splitter's placeholder, not the caption's own frame")
+                             "splitter's stand-in 'a photo', not the caption's own frame")
 
     def problems(self) -> list[str]:
         p = super().problems()
