@@ -121,3 +121,28 @@ def test_committed_latent_generators_load_and_read_the_base_encoder():
         info = json.loads((GENERATORS[kind] / "pretrain_info.json").read_text())
         assert info["config"]["kind"] == kind and "chosen_by" in info["sampling"]
         assert pipeline_sampling(GENERATORS[kind]) == (info["sampling"]["steps"], info["sampling"]["guidance_scale"])
+
+
+def test_snapshots_save_the_ema_pipeline_midway_without_changing_the_run(tmp_path):
+    """`pretrain-t2i --kind sd --snapshots 1`: the EMA pipeline after one step is saved to step_1 and loads with
+    the plain class; the final weights equal those of the same run without snapshots (saving does not disturb
+    training); a snapshot outside the run is refused in one line before any training."""
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    common = ["testbed", "pretrain-t2i", "--kind", "sd", "--steps", "2", "--sampling-prompts", "0"]
+    vae = ["--vae", str(tmp_path / "plain" / "vae")]
+    pretrain_latent_t2i(LatentGeneratorConfig(kind="sd", **TINY), out=tmp_path / "plain", progress=False)
+    cfg = {**TINY, "vae": str(tmp_path / "plain" / "vae")}
+    pretrain_latent_t2i(LatentGeneratorConfig(kind="sd", **cfg), out=tmp_path / "a", progress=False)
+    pretrain_latent_t2i(LatentGeneratorConfig(kind="sd", **cfg), out=tmp_path / "b", progress=False, snapshots=(1,))
+    unet = "unet/diffusion_pytorch_model.safetensors"
+    final_a, final_b = load_file(str(tmp_path / "a" / unet)), load_file(str(tmp_path / "b" / unet))
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+    snap = load_file(str(tmp_path / "b" / "step_1" / unet))
+    assert any(not torch.equal(snap[k], final_b[k]) for k in snap), "the snapshot is the final pipeline"
+    assert isinstance(StableDiffusionPipeline.from_pretrained(tmp_path / "b" / "step_1"), StableDiffusionPipeline)
+    assert not (tmp_path / "a" / "step_1").exists()
+    for bad in ("2", "0", "x"):
+        assert main([*common, *vae, "--snapshots", bad, "--out", str(tmp_path / f"bad{bad}")]) == 2
+        assert not (tmp_path / f"bad{bad}").exists()

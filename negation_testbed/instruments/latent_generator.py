@@ -207,9 +207,11 @@ def pipeline_conditioning(pipe, kind: str, captions: list[str]) -> dict:
 
 
 def pretrain_latent_t2i(cfg: LatentGeneratorConfig | None = None, out: str | Path | None = None,
-                        base: str | Path = BASE_DIR, progress: bool = True) -> dict:
+                        base: str | Path = BASE_DIR, progress: bool = True, snapshots: tuple[int, ...] = ()) -> dict:
     """Train (or reuse) the VAE, then the UNet with the base tower(s) frozen; save the pipeline folder with
-    `pretrain_info.json` (VAE and UNet runs, sampling settings chosen on validation prompts)."""
+    `pretrain_info.json` (VAE and UNet runs, sampling settings chosen on validation prompts). `snapshots`: as
+    `generator.pretrain_t2i`'s (the EMA pipeline also saved to `out/step_<n>` after n steps), so a training
+    length is chosen on validation prompts from one run."""
     from diffusers import AutoencoderKL
 
     from .base_clip import world_tokenizer
@@ -248,7 +250,8 @@ def pretrain_latent_t2i(cfg: LatentGeneratorConfig | None = None, out: str | Pat
         latent_pipeline(cfg.kind, trained_unet, vae, latent_sampling_scheduler(cfg), tokenizer, text_encoder,
                         text_encoder_2).save_pretrained(folder, safe_serialization=True)
 
-    info = train_denoiser(cfg, unet, batch, save, out, progress=progress, desc=f"pretrain world t2i ({cfg.kind})")
+    info = train_denoiser(cfg, unet, batch, save, out, progress=progress, snapshots=snapshots,
+                          desc=f"pretrain world t2i ({cfg.kind})")
     info.update(vae=vae_info, text_encoder="base (frozen)" + (" in both slots" if cfg.kind == "sdxl" else ""),
                 command=f"negenc testbed pretrain-t2i --kind {cfg.kind}")
     (out / "pretrain_info.json").write_text(json.dumps(info, indent=2) + "\n")
