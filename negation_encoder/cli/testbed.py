@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
-    from ..configs import add_config_arguments
+    from ..configs import _comma_list, add_config_arguments
 
     p = subparsers.add_parser("testbed", help="the offline world: pretrain its base CLIP, list recipes")
     p.set_defaults(_group_parser=p)
@@ -54,7 +54,7 @@ def testbed_command_parser(subparsers) -> argparse.ArgumentParser:
             pp.add_argument("--sampling-prompts", type=int, default=None,
                             help="validation prompts that choose the saved sampling steps and guidance after "
                                  "training (default 64; 0: keep the config's)")
-            pp.add_argument("--snapshots", default="", help="comma list of step counts: also save the EMA pipeline "
+            pp.add_argument("--snapshots", type=_comma_list("snapshots", (int,)), default=(), help="comma list of step counts: also save the EMA pipeline "
                             "after that many steps to <out>/step_<n> (choose a training length from one run)")
         pp.set_defaults(func=pretrain_asset_command, asset=name.split("-")[1])
     rp = sub.add_parser("report", help="regenerate the docs' result tables from docs/results/data/*.json "
@@ -164,26 +164,20 @@ def pretrain_asset_command(args: argparse.Namespace) -> int:
 
             raise InputError(f"--sampling-prompts must be >= 0, got {args.sampling_prompts}")
         cfg.sampling_prompts = args.sampling_prompts
-    snapshots = _snapshots(getattr(args, "snapshots", ""), cfg.steps)
+    snapshots = _check_snapshots(getattr(args, "snapshots", ()), cfg.steps)
     info = run(cfg, out=args.out or default, **({"snapshots": snapshots} if snapshots else {}))
     print(json.dumps(info, indent=2))
     return 0
 
 
-def _snapshots(text: str, steps: int) -> tuple[int, ...]:
-    """`--snapshots 2000,3000` -> (2000, 3000); each must lie in 1..steps-1 (the last step is the run itself)."""
-    from ..errors import InputError
-
-    if not text:
-        return ()
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"--snapshots must be a comma list of step counts, got {text!r}") from None
+def _check_snapshots(values: tuple[int, ...], steps: int) -> tuple[int, ...]:
+    """Each `--snapshots` step count must lie in 1..steps-1 (the last step is the run itself)."""
     bad = [v for v in values if not 1 <= v < steps]
     if bad:
+        from ..errors import InputError
+
         raise InputError(f"--snapshots must lie in 1..{steps - 1} (the run has {steps} steps), got {bad[0]}")
-    return values
+    return tuple(values)
 
 
 def t2i_compare_command(args: argparse.Namespace) -> int:
